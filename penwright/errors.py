@@ -1,0 +1,100 @@
+"""Errors meant for the author.
+
+Every exception here says what was wrong and what to do about it. Code raises
+these at the boundary (settings, files, HTTP input, CLI arguments); the CLI
+prints `str(err)` without a traceback and the HTTP layer maps them to
+OpenAI-shaped errors. Anything else reaching the user is a bug.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class PenwrightError(Exception):
+    """Base class: a problem the user can fix. `hint` says how."""
+
+    hint: str = ""
+    exit_code: int = 2
+
+    def __init__(self, message: str, hint: str | None = None):
+        super().__init__(message)
+        self.message = message
+        if hint is not None:
+            self.hint = hint
+
+    def __str__(self) -> str:
+        return f"{self.message}\n  -> {self.hint}" if self.hint else self.message
+
+
+class SettingsError(PenwrightError):
+    """penwright.yaml (or a preset) is missing, malformed or invalid."""
+
+    def __init__(self, problems: list[str], path: Path | str | None = None, hint: str | None = None):
+        where = f" in {path}" if path else ""
+        lines = "\n".join(f"  - {p}" for p in problems)
+        super().__init__(
+            f"Invalid settings{where}:\n{lines}",
+            hint or "Fix the lines above; `penwright init` writes a commented example.",
+        )
+        self.problems = problems
+        self.path = path
+
+
+class ProjectNotFoundError(PenwrightError):
+    def __init__(self, start: Path):
+        super().__init__(
+            f"No penwright.yaml found in {start} or any folder above it.",
+            "Run `penwright init` in your writing project's folder, or pass --project PATH.",
+        )
+
+
+class InputFileError(PenwrightError):
+    """A manuscript, lore or dataset file could not be used. The rest of the folder still is."""
+
+    def __init__(self, path: Path | str, problem: str, hint: str | None = None, line: int | None = None):
+        where = f"{path}:{line}" if line else str(path)
+        super().__init__(f"{where}: {problem}", hint or "The file was skipped; nothing in it was changed.")
+        self.path = str(path)
+        self.line = line
+        self.problem = problem
+
+
+class ModelNotFoundError(PenwrightError):
+    def __init__(self, spec: str, detail: str = ""):
+        extra = f" ({detail})" if detail else ""
+        super().__init__(
+            f"Base model '{spec}' is not available{extra}.",
+            "Use a local folder with config.json and tokenizer files, a hub id that is already in your "
+            "Hugging Face cache (downloads need network access), or `builtin:tiny` for a demo model. "
+            "`penwright doctor` checks this.",
+        )
+
+
+class DatasetError(PenwrightError):
+    """A training set cannot be used (empty, too small, wrong tokenizer...)."""
+
+
+class TrainingError(PenwrightError):
+    """A training run cannot start or continue."""
+
+
+class RegistryError(PenwrightError):
+    """An adapter version is unknown, or a registry operation is not allowed."""
+
+
+class LoreError(PenwrightError):
+    """The lore folder or index has a problem."""
+
+
+class ServeError(PenwrightError):
+    """The daemon cannot start or serve as configured."""
+
+
+class DaemonLockedError(ServeError):
+    def __init__(self, project: Path, pid: int | None):
+        who = f" (pid {pid})" if pid else ""
+        super().__init__(
+            f"Another Penwright daemon{who} is already running for {project}.",
+            "One daemon per project: use the running one (`penwright status`), or stop it first.",
+        )

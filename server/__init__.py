@@ -1,0 +1,1 @@
+"""The daemon: HTTP API, language server, watcher, scheduler. Composes trainer and rag."""

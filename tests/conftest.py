@@ -1,0 +1,63 @@
+"""Shared fixtures. Nothing here downloads: models are built in the test or read from ../shared."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")  # chromadb
+
+import hashlib
+import shutil
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLE = REPO / "examples" / "novel"
+SHARED = REPO.parent / "shared"
+CORPORA = SHARED / "corpora"
+GUTENBERG_31M = SHARED / "models" / "gutenberg-qwen2-31m"
+
+
+def tree_digest(folder: Path) -> dict[str, str]:
+    """{relative path: sha256} of every file under `folder`: to prove Penwright changed nothing there."""
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+@pytest.fixture(scope="session")
+def corpora() -> Path:
+    if not CORPORA.is_dir():
+        pytest.fail(f"{CORPORA} is missing: tests read the shared corpora next to the repository")
+    return CORPORA
+
+
+@pytest.fixture(scope="session")
+def gutenberg_31m() -> Path:
+    if not (GUTENBERG_31M / "config.json").is_file():
+        pytest.fail(f"{GUTENBERG_31M} is missing")
+    return GUTENBERG_31M
+
+
+@pytest.fixture()
+def example_project(tmp_path: Path) -> Path:
+    """A private copy of examples/novel (without any state from earlier runs)."""
+    dest = tmp_path / "novel"
+    shutil.copytree(EXAMPLE, dest, ignore=shutil.ignore_patterns(".penwright"))
+    return dest
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """builtin:tiny built once per session from the example manuscript."""
+    from penwright.trainer.tiny import build_tiny_model
+
+    texts = [p.read_text() for p in sorted((EXAMPLE / "manuscript").glob("*.md"))]
+    return build_tiny_model(texts, tmp_path_factory.mktemp("models"))

@@ -1,0 +1,38 @@
+"""The CLI as a user runs it: init, doctor, errors without tracebacks."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from penwright.project import load_project
+
+
+def penwright(*args: str, cwd=None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "penwright", *args], capture_output=True, text=True, cwd=cwd, timeout=300)
+
+
+def test_init_scaffolds_a_loadable_project(tmp_path):
+    out = penwright("init", str(tmp_path / "book"), "--title", "My Book")
+    assert out.returncode == 0, out.stderr
+    project = load_project(tmp_path / "book")
+    assert project.settings.title == "My Book"
+    assert (tmp_path / "book" / "lore" / "example-character.md").read_text().startswith("---\nname: Example Character")
+    assert (tmp_path / "book" / "manuscript").is_dir()
+    again = penwright("init", str(tmp_path / "book"))
+    assert again.returncode == 2 and "already exists" in again.stderr
+
+
+def test_error_is_a_message_not_a_traceback(tmp_path):
+    (tmp_path / "penwright.yaml").write_text("model:\n  colour: blue\n")
+    out = penwright("doctor", "--project", str(tmp_path))
+    assert out.returncode != 0
+    assert "unknown key 'model.colour'" in out.stdout + out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_doctor_reports_machine_and_model(example_project):
+    out = penwright("doctor", "--project", str(example_project))
+    assert "torch" in out.stdout and "2.13" in out.stdout
+    assert "builtin:tiny" in out.stdout and "demo model" in out.stdout
+    assert "disk" in out.stdout
