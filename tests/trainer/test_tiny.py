@@ -34,4 +34,4 @@ def test_tiny_model_loads_with_chatml_and_fim(tiny_model_dir):
     with torch.no_grad():
         logits = model(ids).logits
     assert logits.shape == (1, ids.shape[1], len(tok))
-    assert "DEMO" in (tiny_model_dir / "README.md").read_text()
+    assert "demo model" in (tiny_model_dir / "README.md").read_text()
