@@ -72,3 +72,62 @@ class TrainingChoice(Strict):
 
     preset: str = Field("fast", description="A preset from configs/ (fast, regular, dora, kl, dora_kl, persona_14b_4bit) or a YAML path.")
     overrides: dict = Field(default_factory=dict, description="Any training field, e.g. {max_steps: 50, rank: 8}.")
+
+
+class TrainingSettings(Strict):
+    """Everything a training run needs besides the data and the base model. Presets in configs/ set these."""
+
+    # adapter
+    method: Literal["lora", "dora"] = Field("lora", description="lora, or dora (weight-decomposed LoRA, peft use_dora).")
+    rslora: bool = Field(False, description="Rank-stabilised LoRA: scale alpha/sqrt(rank) instead of alpha/rank.")
+    rank: int = Field(16, ge=1, le=1024, description="LoRA rank r.")
+    alpha: float = Field(32.0, gt=0, description="LoRA alpha; the update is scaled by alpha/rank (mlx-lm's `scale`).")
+    dropout: float = Field(0.05, ge=0.0, lt=1.0)
+    targets: Literal["attn", "attn_mlp", "auto"] = Field(
+        "attn_mlp", description="attn: q/k/v/o; attn_mlp: plus gate/up/down; auto: every linear layer of the blocks."
+    )
+    quantization: Literal["model", "none", "4bit", "8bit"] = Field(
+        "model", description="Base-model loading for training; `model` follows model.quantization. 4bit/8bit need CUDA."
+    )
+    # optimisation
+    learning_rate: float = Field(2e-4, gt=0, description="Peak learning rate (AdamW).")
+    weight_decay: float = Field(0.0, ge=0)
+    warmup_steps: int = Field(10, ge=0)
+    schedule: Literal["cosine", "constant"] = "cosine"
+    min_lr_ratio: float = Field(0.1, ge=0, le=1, description="Cosine decays to this share of the peak rate.")
+    batch_size: int = Field(4, ge=1, description="Rows per micro-batch (packed rows when packing is on).")
+    grad_accumulation: int = Field(1, ge=1, description="Micro-batches per optimizer step.")
+    max_grad_norm: float = Field(1.0, gt=0)
+    max_seq_length: int | None = Field(None, ge=32, description="Tokens per row; default model.max_context_tokens.")
+    packing: bool = Field(True, description="Pack short samples into full rows; attention stays within each sample.")
+    completion_only: bool = Field(True, description="Loss only on the assistant target; the prompt is masked.")
+    loss_chunk_tokens: int = Field(2048, ge=64, description="Cross-entropy in chunks of this many target tokens "
+                                   "(full-vocabulary fp32 logits are never materialised for the whole batch).")
+    kl_lambda: float = Field(0.0, ge=0, description="KL-regularised SFT: weight of KL(base || adapter); 0 disables.")
+    kl_tau: float = Field(1.0, gt=0, description="Temperature of the KL term (loss scaled by tau^2).")
+    gradient_checkpointing: bool = False
+    precision: Literal["auto", "bf16", "fp16", "fp32"] = Field("auto", description="auto: bf16 where the GPU has it, else fp32.")
+    seed: int = 0
+    # stopping
+    max_steps: int | None = Field(200, ge=1, description="Optimizer steps; null = run `epochs` epochs.")
+    epochs: float = Field(1.0, gt=0, description="Used when max_steps is null.")
+    max_minutes: float | None = Field(None, gt=0, description="Wall-clock cap; the run saves and stops.")
+    plateau_patience: int | None = Field(None, ge=1, description="Stop when smoothed train loss has not improved "
+                                         "by plateau_min_delta for this many steps; null disables.")
+    plateau_min_delta: float = Field(0.01, ge=0)
+    plateau_min_steps: int = Field(20, ge=0, description="No plateau stop before this step.")
+    plateau_smoothing: float = Field(0.9, ge=0, lt=1, description="EMA factor of the smoothed loss.")
+    eval_every: int | None = Field(50, ge=1, description="Evaluate on valid.jsonl every N steps (and at the end).")
+    eval_max_rows: int = Field(256, ge=1, description="Evaluate on at most this many validation rows.")
+    early_stop_patience: int | None = Field(None, ge=1, description="Stop after this many evaluations without a better eval loss.")
+    # outputs
+    save_every: int = Field(50, ge=1, description="Checkpoint (resumable) every N steps.")
+    keep_best: int = Field(2, ge=1, description="Checkpoints kept by eval loss (the latest is kept too, for resume).")
+    log_every: int = Field(1, ge=1)
+    oom_ladder: bool = Field(True, description="On CUDA out-of-memory, retry with less memory and record the rung.")
+    # MLX backend only
+    mlx_num_layers: int = Field(-1, description="MLX: how many of the last layers get adapters; -1 = all.")
+
+    @property
+    def scale(self) -> float:
+        return self.alpha / self.rank
