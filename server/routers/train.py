@@ -1,0 +1,111 @@
+"""Training, jobs, adapters and feedback: `/api/train`, `/api/jobs`, `/api/adapters`, `/api/feedback`.
+
+Thin: translates HTTP to the daemon's operations (`request.app.state.daemon`) and errors to the OpenAI shape.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from penwright.errors import PenwrightError, RegistryError
+
+router = APIRouter(prefix="/api", tags=["training"])
+
+
+class TrainRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    preset: str | None = Field(None, description="A preset name (fast, regular, ...) or YAML path; default: penwright.yaml's.")
+
+
+class FeedbackRequest(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    accepted: bool
+    text: str = ""
+    adapter: str | None = None
+    prefix: str | None = None
+    document: str | None = None
+
+
+def error(status: int, message: str, type_: str = "invalid_request_error", code: str | None = None) -> JSONResponse:
+    return JSONResponse({"error": {"message": message, "type": type_, "param": None, "code": code}}, status_code=status)
+
+
+def _daemon(request: Request):
+    return request.app.state.daemon
+
+
+def _guard(fn):
+    """Run a daemon operation; user errors become 4xx OpenAI-shaped answers."""
+    try:
+        return fn()
+    except RegistryError as err:
+        return error(404 if "no adapter version" in err.message.lower() else 409, str(err), code="adapter_error")
+    except PenwrightError as err:
+        status = 404 if type(err).__name__ == "JobNotFoundError" else 400
+        return error(status, str(err), code=type(err).__name__)
+
+
+@router.post("/train")
+def train_now(request: Request, body: TrainRequest | None = None):
+    daemon = _daemon(request)
+    return _guard(lambda: {"job": daemon.retrain_now(body.preset if body else None).to_dict()})
+
+
+@router.get("/jobs")
+def list_jobs(request: Request, limit: int = 50):
+    daemon = _daemon(request)
+    return {"jobs": [j.to_dict() for j in daemon.jobs.list(limit)], "running": daemon.trainer.running_job_id()}
+
+
+@router.get("/jobs/{job_id}")
+def get_job(request: Request, job_id: int):
+    return _guard(lambda: {"job": _daemon(request).jobs.get(job_id).to_dict()})
+
+
+@router.post("/jobs/{job_id}/cancel")
+def cancel_job(request: Request, job_id: int):
+    return _guard(lambda: {"job": _daemon(request).cancel(job_id).to_dict()})
+
+
+@router.get("/adapters")
+def list_adapters(request: Request):
+    reg = _daemon(request).registry
+    live = reg.live()
+    return {"adapters": [v.to_dict() for v in reg.list()], "live": live.version if live else None}
+
+
+@router.post("/adapters/{version}/promote")
+def promote(request: Request, version: int):
+    return _guard(lambda: {"adapter": _daemon(request).promote(version)})
+
+
+@router.post("/adapters/{version}/rollback")
+def rollback(request: Request, version: int):
+    return _guard(lambda: {"adapter": _daemon(request).rollback(version)})
+
+
+@router.get("/runs/{run_id}/log")
+def run_log(request: Request, run_id: str):
+    """Loss curve of one run (train_log.json), for the dashboard chart."""
+    if not run_id.replace("-", "").replace("_", "").isalnum():
+        return error(400, f"bad run id {run_id!r}")
+    path = _daemon(request).paths.runs / run_id / "train_log.json"
+    try:
+        return {"run_id": run_id, "log": json.loads(path.read_text())}
+    except (FileNotFoundError, json.JSONDecodeError):
+        return {"run_id": run_id, "log": []}
+
+
+@router.post("/feedback")
+def feedback(request: Request, body: FeedbackRequest):
+    """Accepted/rejected suggestions, appended to .penwright/feedback.jsonl for later preference training."""
+    daemon = _daemon(request)
+    row = {**body.model_dump(), "time": time.time()}
+    with open(daemon.paths.feedback, "a", encoding="utf-8") as fh:
+        fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+    return {"ok": True}

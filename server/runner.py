@@ -1,0 +1,165 @@
+"""Training in a child process, so a crash, an out-of-memory kill or a `kill -9` there never takes the daemon down.
+
+The child is `python -m penwright.server.runner_child SPEC.json` (a fresh
+interpreter: no forked torch state, GPU memory freed when it exits). It reports
+one JSON object per stdout line: `{"event": "progress", step, total, loss,
+eta_s}`, `{"event": "log", ...}`, and finally `{"event": "result", ...}` or
+`{"event": "error", "message": ...}`. The child dies with its parent (Linux
+parent-death signal, plus a parent-pid check everywhere else).
+
+Cancel kills the child's process group at once. The child never publishes an
+adapter itself: the daemon publishes only after a complete result, so a
+cancelled or killed run leaves no half adapter in the registry.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+log = logging.getLogger(__name__)
+
+CHILD_MODULE = "penwright.server.runner_child"
+
+
+@dataclass
+class RunOutcome:
+    status: str  # "succeeded" | "failed" | "cancelled"
+    result: dict = field(default_factory=dict)
+    error: str | None = None
+    returncode: int | None = None
+
+
+def _linux_pdeathsig() -> None:
+    """In the child, before exec: die with SIGKILL when the daemon dies; run at low priority."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+    try:
+        os.nice(5)  # serving completions comes first
+    except OSError:
+        pass
+
+
+class ChildRun:
+    """One training child. `wait()` returns how it ended; `cancel()` ends it now."""
+
+    def __init__(self, spec: dict, spec_path: Path, on_event: Callable[[dict], None], env: dict | None = None):
+        self.spec, self.spec_path, self.on_event = spec, Path(spec_path), on_event
+        self.spec_path.parent.mkdir(parents=True, exist_ok=True)
+        self.spec_path.write_text(json.dumps(spec, indent=2, default=str))
+        self._cancelled = threading.Event()
+        self._result: dict | None = None
+        self._error: str | None = None
+        self._stderr_tail: list[str] = []
+        child_env = {**os.environ, **(env or {}), "PENWRIGHT_PARENT_PID": str(os.getpid())}
+        child_env.setdefault("TOKENIZERS_PARALLELISM", "false")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", CHILD_MODULE, str(self.spec_path)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            bufsize=1,
+            env=child_env,
+            start_new_session=True,  # its own process group: cancel kills grandchildren too
+            preexec_fn=_linux_pdeathsig if sys.platform.startswith("linux") else None,
+        )
+        self._readers = [
+            threading.Thread(target=self._read_stdout, name="runner-stdout", daemon=True),
+            threading.Thread(target=self._read_stderr, name="runner-stderr", daemon=True),
+        ]
+        for t in self._readers:
+            t.start()
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def _read_stdout(self) -> None:
+        for line in self.proc.stdout:
+            line = line.strip()
+            if not line.startswith("{"):
+                continue
+            try:
+                msg = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if msg.get("event") == "result":
+                self._result = msg
+            elif msg.get("event") == "error":
+                self._error = msg.get("message") or "training failed"
+            try:
+                self.on_event(msg)
+            except Exception:
+                log.exception("runner event handler failed")
+
+    def _read_stderr(self) -> None:
+        for line in self.proc.stderr:
+            self._stderr_tail = (self._stderr_tail + [line.rstrip()])[-30:]
+            log.debug("trainer: %s", line.rstrip())
+
+    def cancel(self) -> None:
+        """Kill the child (and anything it started) now."""
+        self._cancelled.set()
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    def wait(self, timeout: float | None = None) -> RunOutcome:
+        code = self.proc.wait(timeout=timeout)
+        for t in self._readers:
+            t.join(timeout=5)
+        if self._cancelled.is_set():
+            return RunOutcome("cancelled", returncode=code)
+        if code == 0 and self._result is not None:
+            return RunOutcome("succeeded", result=self._result, returncode=code)
+        if self._error:
+            return RunOutcome("failed", error=self._error, returncode=code)
+        if code is not None and code < 0:
+            why = f"the training process was killed by signal {-code}"
+            if -code == signal.SIGKILL:
+                why += " (out of memory, or killed by hand)"
+            return RunOutcome("failed", error=why + "; the daemon and the live adapter are unaffected", returncode=code)
+        tail = " | ".join(self._stderr_tail[-5:])
+        return RunOutcome("failed", error=f"the training process exited with code {code}: {tail}", returncode=code)
+
+
+def kill_stale_child(pid: int | None) -> bool:
+    """After a daemon restart: kill a training child the dead daemon left behind (if it is ours)."""
+    if not pid:
+        return False
+    try:
+        import psutil
+
+        proc = psutil.Process(pid)
+        if CHILD_MODULE not in " ".join(proc.cmdline()):
+            return False
+        proc.kill()
+        proc.wait(timeout=10)
+        return True
+    except Exception:  # gone already, or not ours
+        return False
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float, interval: float = 0.05) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return predicate()

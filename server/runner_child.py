@@ -1,0 +1,153 @@
+"""The training child: `python -m penwright.server.runner_child SPEC.json`.
+
+Trains (penwright.trainer.train.run_training), then measures the candidate and
+its reference (the live adapter, or the base for the first adapter) on the
+fixed held-out split for the gate. Talks to the daemon only through stdout,
+one JSON object per line. Never publishes anything: the daemon does, after
+reading a complete result.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import sys
+import threading
+import time
+import traceback
+from pathlib import Path
+
+_out_lock = threading.Lock()
+
+
+def emit(event: str, **fields) -> None:
+    with _out_lock:
+        sys.stdout.write(json.dumps({"event": event, **fields}, default=str) + "\n")
+        sys.stdout.flush()
+
+
+def _watch_parent() -> None:
+    """Die when the daemon is gone (the Linux parent-death signal covers most cases; this covers the rest)."""
+    parent = int(os.environ.get("PENWRIGHT_PARENT_PID", "0") or 0)
+    if not parent:
+        return
+
+    def loop() -> None:
+        while True:
+            time.sleep(0.5)
+            if os.getppid() != parent:
+                os._exit(3)
+
+    threading.Thread(target=loop, daemon=True).start()
+
+
+def _limit_threads() -> None:
+    """Leave CPU for serving completions: the daemon answers the author first."""
+    threads = int(os.environ.get("PENWRIGHT_TRAIN_THREADS", "0") or 0) or max(1, (os.cpu_count() or 2) // 2)
+    try:
+        import torch
+
+        torch.set_num_threads(threads)
+    except ImportError:
+        pass
+
+
+def train(spec: dict) -> dict:
+    from penwright.trainer.presets import load_training_settings
+    from penwright.trainer.train import run_training
+
+    settings = load_training_settings(spec["preset"], spec.get("overrides") or {}, Path(spec["project_root"]))
+
+    def on_progress(p: dict) -> None:
+        emit("progress", **{k: p.get(k) for k in ("step", "total", "loss", "eval_loss", "lr", "tokens_per_s", "eta_s")})
+
+    result = run_training(
+        Path(spec["dataset_dir"]), settings, spec["base_model"], Path(spec["run_dir"]),
+        on_progress=on_progress, should_stop=lambda: False,
+        init_adapter=Path(spec["init_adapter"]) if spec.get("init_adapter") else None,
+        resume=bool(spec.get("resume")),
+    )
+    return _as_dict(result)
+
+
+def _as_dict(result) -> dict:
+    if isinstance(result, dict):
+        return result
+    if hasattr(result, "to_dict"):
+        return result.to_dict()
+    from dataclasses import asdict, is_dataclass
+
+    return asdict(result) if is_dataclass(result) else dict(vars(result))
+
+
+def measure(spec: dict, adapter_dir: Path) -> tuple[dict, dict]:
+    """Eval loss + style of candidate and reference on the same held-out rows, one model in memory."""
+    from penwright.trainer.evaluate import gate_metrics
+    from penwright.server.scheduler import read_rows
+
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    valid = read_rows(Path(spec["dataset_dir"]) / "valid.jsonl") or read_rows(Path(spec["dataset_dir"]) / "train.jsonl")
+    references = [r["messages"][-1]["content"] for r in valid if r.get("messages")][:8]
+    tok = AutoTokenizer.from_pretrained(spec["base_model"])
+    base = AutoModelForCausalLM.from_pretrained(spec["base_model"], dtype=torch.float32)
+    model = PeftModel.from_pretrained(base, str(adapter_dir), adapter_name="candidate")
+    model.eval()
+    candidate = gate_metrics(model, tok, valid, references)
+    if spec.get("reference_adapter"):
+        model.load_adapter(spec["reference_adapter"], adapter_name="reference")
+        model.set_adapter("reference")
+        reference = gate_metrics(model, tok, valid, references)
+    else:
+        with model.disable_adapter():
+            reference = gate_metrics(model, tok, valid, references)
+    return _plain(candidate), _plain(reference)
+
+
+def _plain(metrics: dict) -> dict:
+    return {k: (float(v) if hasattr(v, "__float__") and not isinstance(v, (bool, int)) else v)
+            for k, v in metrics.items() if isinstance(v, (int, float, str, bool, list, dict)) or hasattr(v, "__float__")}
+
+
+def main(argv: list[str]) -> int:
+    spec = json.loads(Path(argv[0]).read_text())
+    _watch_parent()
+    _limit_threads()
+    timings: dict[str, float] = {}
+    try:
+        t0 = time.perf_counter()
+        emit("phase", phase="train")
+        result = train(spec)
+        timings["train_s"] = time.perf_counter() - t0
+        adapter_dir = Path(result.get("adapter_dir") or result.get("adapter_path") or Path(spec["run_dir"]) / "adapter")
+        emit("phase", phase="gate")
+        t1 = time.perf_counter()
+        metrics, reference = measure(spec, adapter_dir)
+        timings["gate_eval_s"] = time.perf_counter() - t1
+        emit("result", run_id=spec["run_id"], adapter_dir=str(adapter_dir), base_model=spec["base_model"],
+             dataset_hash=spec.get("dataset_hash"), metrics={**metrics, "train": _summary(result)},
+             reference=reference, reference_name=spec.get("reference_name", "base"), timings=timings)
+        return 0
+    except OSError as err:
+        if err.errno == errno.ENOSPC:
+            emit("error", message=f"the disk is full while writing {err.filename or 'a checkpoint'}: free some space "
+                                  "and retrain; the live adapter and the job queue are unaffected")
+            return 4
+        emit("error", message=f"{type(err).__name__}: {err}", traceback=traceback.format_exc()[-2000:])
+        return 1
+    except Exception as err:
+        msg = str(err) if getattr(err, "hint", None) is None else str(err)
+        emit("error", message=msg or type(err).__name__, traceback=traceback.format_exc()[-2000:])
+        return 1
+
+
+def _summary(result: dict) -> dict:
+    keep = ("steps", "final_loss", "best_eval_loss", "eval_loss", "stopped_because", "tokens_per_s", "resumed_from")
+    return {k: result.get(k) for k in keep if k in result and isinstance(result.get(k), (int, float, str, type(None)))}
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,204 @@
+"""Running queued jobs: one at a time, each in a training child, then through the gate.
+
+For a job: build its dataset (warm start: new passages weighted up + a replay
+share), spawn the child, relay its progress as `job.progress` events, and when
+it ends publish + judge the candidate (gate.py). A restart resumes a job that
+was running from its run folder (the child continues from the last checkpoint
+when there is one).
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import shutil
+import threading
+import time
+import uuid
+from pathlib import Path
+
+from penwright.server.gate import Gate
+from penwright.server.jobs import Job
+from penwright.server.runner import ChildRun, RunOutcome, kill_stale_child
+from penwright.server.scheduler import build_warm_dataset, seen_rows, write_seen
+
+log = logging.getLogger(__name__)
+
+# What the child may leave in a run folder that is NOT a finished adapter: removed on cancel.
+PARTIAL_OUTPUTS = ("adapter", "final", "checkpoints", "candidate")
+
+
+class TrainingLoop:
+    def __init__(self, daemon):
+        self.d = daemon
+        self.publish = daemon.events.publish
+        self.gate = Gate(daemon.registry, self.publish, self._swap, daemon.settings.retrain.gate_margin,
+                         upstream=self._upstream)
+        self._lock = threading.Lock()
+        self._child: ChildRun | None = None
+        self._job_id: int | None = None
+        self._thread: threading.Thread | None = None
+        self._cancelled: set[int] = set()
+        self.child_env: dict = {}
+
+    # -- state ---------------------------------------------------------------------------------------------------
+    def busy(self) -> bool:
+        with self._lock:
+            return self._job_id is not None
+
+    def running_job_id(self) -> int | None:
+        with self._lock:
+            return self._job_id
+
+    def child_pid(self) -> int | None:
+        with self._lock:
+            return self._child.pid if self._child else None
+
+    def recover(self) -> None:
+        """After a restart: kill a training child the old daemon left, and queue its job to resume."""
+        for job in self.d.jobs.with_status("running"):
+            if kill_stale_child(job.pid):
+                log.warning("killed the training child (pid %s) left by the previous daemon", job.pid)
+        for job in self.d.jobs.recover():
+            self.publish("job.queued", job_id=job.id, trigger=job.trigger, resume=True,
+                         message=f"job {job.id} was running when the daemon stopped; it resumes")
+
+    # -- start / cancel ------------------------------------------------------------------------------------------
+    def start(self, job: Job) -> None:
+        with self._lock:
+            if self._job_id is not None:
+                return
+            self._job_id = job.id
+        self._thread = threading.Thread(target=self._run_safely, args=(job,), name=f"job-{job.id}", daemon=True)
+        self._thread.start()
+
+    def cancel(self, job_id: int) -> Job:
+        job = self.d.jobs.get(job_id)
+        if job.status == "queued":
+            job = self.d.jobs.finish(job_id, "cancelled", error="cancelled before it started")
+            self.publish("job.cancelled", job_id=job_id)
+            return job
+        with self._lock:
+            child = self._child if self._job_id == job_id else None
+            if self._job_id == job_id:
+                self._cancelled.add(job_id)
+        if child is not None:
+            child.cancel()
+        if job.status == "running":
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and self.running_job_id() == job_id:
+                time.sleep(0.05)
+            job = self.d.jobs.get(job_id)
+        return job
+
+    def shutdown(self) -> None:
+        """Daemon stopping: stop the child; the job stays `running` in the database so the next start resumes it."""
+        with self._lock:
+            child = self._child
+            self._shutting_down = True
+        if child is not None:
+            child.cancel()
+
+    # -- one job -------------------------------------------------------------------------------------------------
+    def _run_safely(self, job: Job) -> None:
+        try:
+            self._run(job)
+        except Exception as err:  # never let a job kill the scheduler
+            log.exception("job %s failed in the daemon", job.id)
+            self.d.jobs.finish(job.id, "failed", error=_describe(err))
+            self.publish("job.failed", job_id=job.id, error=_describe(err))
+        finally:
+            with self._lock:
+                self._job_id, self._child = None, None
+            self.d.scheduler._wake.set()
+
+    def _run(self, job: Job) -> None:
+        d = self.d
+        resume = bool(job.resume and job.run_id and (d.paths.runs / job.run_id).is_dir())
+        run_id = job.run_id if resume else f"{time.strftime('%Y%m%d-%H%M%S')}-j{job.id}-{uuid.uuid4().hex[:4]}"
+        run_dir = d.paths.runs / run_id
+        job = d.jobs.start(job.id, run_id)
+        live = d.registry.live()
+        data_dir = run_dir / "data"
+        mix = job.info.get("mix") if resume and (data_dir / "train.jsonl").is_file() else None
+        if mix is None:
+            mix = self._prepare_data(run_dir, data_dir, live)
+            d.jobs.update(job.id, info={**job.info, "mix": mix})
+        spec = d.dataset.child_spec(run_dir, data_dir, job, live, resume)
+        self.publish("job.started", job_id=job.id, run_id=run_id, trigger=job.trigger, resume=resume,
+                     warm_start=spec.get("init_adapter") is not None, dataset=mix)
+        child = ChildRun(spec, run_dir / "job.json", self._relay(job.id), env=self.child_env)
+        with self._lock:
+            self._child = child
+            cancelled_early = job.id in self._cancelled
+        d.jobs.update(job.id, pid=child.pid)
+        if cancelled_early:
+            child.cancel()
+        self._finish(job, run_dir, child.wait())
+
+    def _prepare_data(self, run_dir: Path, data_dir: Path, live) -> dict:
+        d = self.d
+        current = d.dataset.current_dir
+        seen = seen_rows(d.paths.runs / live.run_id) if live is not None and live.run_id else None
+        warm = d.settings.retrain.warm_start and live is not None
+        mix = build_warm_dataset(current, data_dir, seen if warm else None, d.settings.retrain.replay_share)
+        write_seen(run_dir, current)
+        return mix
+
+    def _relay(self, job_id: int):
+        last = {"t": 0.0}
+
+        def on_event(msg: dict) -> None:
+            kind = msg.get("event")
+            if kind == "progress":
+                fields = {k: msg.get(k) for k in ("step", "total", "loss", "eval_loss", "eta_s", "phase")}
+                self.publish("job.progress", job_id=job_id, **fields)
+                now = time.monotonic()
+                if now - last["t"] > 0.5 or msg.get("step") == msg.get("total"):
+                    last["t"] = now
+                    upd = {k: fields[k] for k in ("step", "total", "loss", "eval_loss") if fields[k] is not None}
+                    if upd:
+                        self.d.jobs.update(job_id, **upd)
+            elif kind == "phase":
+                self.publish("job.progress", job_id=job_id, phase=msg.get("phase"), step=msg.get("step"),
+                             total=msg.get("total"))
+        return on_event
+
+    def _finish(self, job: Job, run_dir: Path, outcome: RunOutcome) -> None:
+        d = self.d
+        if outcome.status == "cancelled" and getattr(self, "_shutting_down", False):
+            return  # daemon stopping: stays `running`, resumed on the next start
+        if outcome.status == "cancelled":
+            for name in PARTIAL_OUTPUTS:
+                shutil.rmtree(run_dir / name, ignore_errors=True)
+            d.jobs.finish(job.id, "cancelled", error="cancelled")
+            self.publish("job.cancelled", job_id=job.id, run_id=job.run_id)
+            return
+        if outcome.status == "failed":
+            d.jobs.finish(job.id, "failed", error=outcome.error)
+            self.publish("job.failed", job_id=job.id, error=outcome.error)
+            return
+        result = outcome.result
+        self.publish("job.finished", job_id=job.id, run_id=result.get("run_id"), metrics=result.get("metrics"),
+                     timings=result.get("timings"))
+        version, decision = self.gate.judge(result, job_id=job.id)
+        d.dataset.refresh_pending()
+        d.jobs.finish(job.id, "succeeded", decision=decision.decision, adapter_version=version,
+                      eval_loss=(result.get("metrics") or {}).get("eval_loss"),
+                      info={**job.info, "gate": decision.to_dict(), "timings": result.get("timings")})
+
+    # -- serving side --------------------------------------------------------------------------------------------
+    def _swap(self, adapter) -> None:
+        t0 = time.perf_counter()
+        self.d.swap_live(adapter)
+        self.publish("adapter.swapped", version=adapter.version, seconds=round(time.perf_counter() - t0, 4))
+
+    def _upstream(self, adapter) -> None:
+        self.d.publish_upstream(adapter)
+
+
+def _describe(err: BaseException) -> str:
+    if isinstance(err, OSError) and err.errno == errno.ENOSPC:
+        return (f"the disk is full ({err.filename or 'state folder'}): free some space, then retrain; "
+                "the live adapter and the job queue are unaffected")
+    return str(err) or type(err).__name__
