@@ -21,6 +21,8 @@ VERBS: dict[str, tuple[str, str]] = {
     "doctor": ("penwright.cli.doctor", "check what this machine can do and what to fix"),
     "curate": ("penwright.cli.curate", "curate the manuscript into a training set"),
     "dataset": ("penwright.cli.dataset", "show (or --dry-run) the training set's figures"),
+    "serve": ("penwright.cli.serve", "run the daemon: HTTP API, watcher, background retraining, dashboard"),
+    "status": ("penwright.cli.status", "show what the daemon is doing (--follow: live training progress)"),
 }
 
 
