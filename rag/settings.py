@@ -16,4 +16,14 @@ class LoreSettings(BaseModel):
     budget_tokens: int = Field(384, ge=0, description="Most tokens of lore injected into one request.")
     vector_top_k: int = Field(6, ge=0, description="Entries recalled by meaning (on top of name and keyword hits).")
     min_key_length: int = Field(3, ge=1, description="Keys shorter than this never trigger on their own.")
+    common_word_zipf: float = Field(
+        4.0,
+        ge=0,
+        description="A one-word name or key at least this common in English (wordfreq Zipf scale) triggers only "
+        "capitalised and mid-sentence; in lower case it never triggers.",
+    )
+    min_similarity: float = Field(0.3, ge=-1, le=1, description="Entries recalled by meaning need at least this cosine similarity.")
+    scan_chars: int = Field(3000, ge=100, description="Characters before the cursor searched for names and keys.")
+    query_chars: int = Field(600, ge=50, description="Characters before the cursor used as the meaning query.")
+    max_file_bytes: int = Field(1_000_000, ge=1000, description="Lore files larger than this are skipped with a message.")
     enabled: bool = True

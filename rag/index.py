@@ -1,0 +1,477 @@
+"""`LoreIndex`: the lore folder, indexed in chromadb, and hybrid selection over it.
+
+    index = LoreIndex(lore_dir, index_dir, settings)   # nothing heavy happens yet
+    index.sync()                                       # parse the folder, embed what changed
+    sel = index.select(prefix, suffix, chapter=3, count_tokens=lambda s: len(tok(s).input_ids))
+    sel.entries, sel.text, sel.tokens
+
+State on disk (all under `index_dir`, i.e. `<project>/.penwright/lore/`): the
+chromadb database in `chroma/` and `manifest.json` ({file: sha256 and the text
+hash of each section id}), which makes updates incremental: a changed file
+re-embeds only the sections whose text changed, a renamed file moves its
+vectors, a deleted file drops its records. Record ids are `<file>::<section>`.
+
+Damage is repaired, not reported and left: records missing from chroma, a
+failed recall check (chroma-core/chroma#7758), a deleted or corrupted database
+or a different embedding model all lead to a rebuild from the lore folder.
+All public methods are thread-safe (one re-entrant lock).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from penwright.errors import LoreError
+from penwright.rag.entries import LORE_SUFFIXES, LoreEntry, ParsedFile, Section, lint, parse_file
+from penwright.rag.keys import KeyMatcher
+from penwright.rag.select import NAMED, NAMED_OTHER, ALWAYS, Candidate, Selection, TokenCounter, approx_tokens, fit, rank
+from penwright.rag.settings import LoreSettings
+
+log = logging.getLogger(__name__)
+MANIFEST_VERSION = 1
+_QUERY_CACHE = 256
+
+
+@dataclass
+class SyncReport:
+    added: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    renamed: list[tuple[str, str]] = field(default_factory=list)
+    embedded: int = 0  # sections embedded (the expensive part)
+    rebuilt: str | None = None  # why the index was rebuilt, if it was
+    problems: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _section_hash(s: Section) -> str:
+    return hashlib.sha1(s.embed_text.encode("utf-8")).hexdigest()
+
+
+class LoreIndex:
+    def __init__(self, lore_dir: Path | str, index_dir: Path | str, settings: LoreSettings | None = None,
+                 embedder: Any = None):
+        self.lore_dir = Path(lore_dir).resolve()
+        self.index_dir = Path(index_dir).resolve()
+        self.settings = settings or LoreSettings()
+        self._embedder = embedder
+        self._lock = threading.RLock()
+        self._store: Any = None
+        self._files: dict[str, ParsedFile] = {}
+        self._sections: dict[str, Section] = {}
+        self._matcher = KeyMatcher(self.settings.min_key_length, self.settings.common_word_zipf)
+        self._key_notes: dict[str, list[str]] = {}
+        self._manifest: dict[str, Any] = {"version": MANIFEST_VERSION, "model": self.settings.embedding_model, "files": {}}
+        self._qcache: OrderedDict[str, Any] = OrderedDict()
+        self._loaded = False
+        self.rebuilds: list[str] = []  # reasons of every rebuild this instance did
+
+    # -- plumbing ------------------------------------------------------------
+    @property
+    def embedder(self) -> Any:
+        if self._embedder is None:
+            from penwright.rag.embedding import PenwrightEmbeddings
+
+            self._embedder = PenwrightEmbeddings(self.settings.embedding_model)
+        return self._embedder
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.index_dir / "manifest.json"
+
+    def _open_store(self) -> Any:
+        from penwright.rag.store import ChromaStore
+
+        if self._store is None:
+            self._store = ChromaStore(self.index_dir / "chroma", self.embedder)
+        if not self._store.is_open:
+            try:
+                self._store.open()
+            except Exception as err:  # unreadable database: start it over
+                log.warning("lore index at %s cannot be opened (%s); rebuilding it", self.index_dir, err)
+                self._store.wipe()
+                self._manifest["files"] = {}
+        return self._store
+
+    def _read_manifest(self) -> None:
+        try:
+            data = json.loads(self.manifest_path.read_text())
+            if data.get("version") == MANIFEST_VERSION and isinstance(data.get("files"), dict):
+                self._manifest = data
+                return
+        except (OSError, ValueError):
+            pass
+        self._manifest = {"version": MANIFEST_VERSION, "model": self.settings.embedding_model, "files": {}}
+
+    def _write_manifest(self) -> None:
+        self.index_dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.manifest_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self._manifest, indent=1, sort_keys=True))
+        os.replace(tmp, self.manifest_path)
+
+    def _manifest_ids(self) -> set[str]:
+        return {i for f in self._manifest["files"].values() for i in f["sections"]}
+
+    def _rel(self, path: Path | str) -> str:
+        p = Path(path)
+        p = (p if p.is_absolute() else self.lore_dir / p).resolve()
+        try:
+            return p.relative_to(self.lore_dir).as_posix()
+        except ValueError:
+            raise LoreError(f"{p} is not inside the lore folder {self.lore_dir}.",
+                            "Only files in the lore folder are indexed.") from None
+
+    def _scan(self) -> list[str]:
+        if not self.lore_dir.is_dir():
+            return []
+        found = []
+        for p in self.lore_dir.rglob("*"):
+            rel = p.relative_to(self.lore_dir)
+            if p.suffix.lower() in LORE_SUFFIXES and p.is_file() and not any(x.startswith(".") for x in rel.parts):
+                found.append(rel.as_posix())
+        return sorted(found)
+
+    # -- in-memory view --------------------------------------------------------
+    def _forget(self, rel: str) -> None:
+        old = self._files.pop(rel, None)
+        if old and old.entry:
+            for s in old.entry.sections:
+                self._sections.pop(s.id, None)
+        self._matcher.remove(rel)
+        self._key_notes.pop(rel, None)
+
+    def _remember(self, parsed: ParsedFile) -> None:
+        self._forget(parsed.file)
+        self._files[parsed.file] = parsed
+        e = parsed.entry
+        if e is None:
+            return
+        for s in e.sections:
+            self._sections[s.id] = s
+        notes = self._matcher.add(e.id, [e.name, *e.aliases, *e.keys])
+        if notes:
+            self._key_notes[parsed.file] = [f"{parsed.file}: {n}" for n in notes]
+
+    @property
+    def entries(self) -> list[LoreEntry]:
+        with self._lock:
+            return [p.entry for p in self._files.values() if p.entry is not None]
+
+    @property
+    def problems(self) -> list[str]:
+        """Every file problem, duplicate and dead key known now, one line each."""
+        with self._lock:
+            out = [str(p.message) + (f" ({p.hint})" if p.hint else "") for f in self._files.values() for p in f.problems]
+            out += lint(self.entries)
+            out += [n for notes in self._key_notes.values() for n in notes]
+            return out
+
+    # -- writing records -------------------------------------------------------
+    def _apply(self, parsed: ParsedFile, donors: dict[str, str] | None = None) -> list[str]:
+        """Make chroma and the manifest match one parsed file; returns the section ids (re)written."""
+        store = self._open_store()
+        old = self._manifest["files"].get(parsed.file, {}).get("sections", {})
+        sections = parsed.entry.sections if parsed.entry else []
+        new = {s.id: _section_hash(s) for s in sections}
+        stale = [i for i, h in old.items() if new.get(i) != h]
+        fresh = [s for s in sections if old.get(s.id) != new[s.id]]
+        self._write_sections(fresh, donors or {}, stale)
+        self._remember(parsed)
+        if sections:
+            self._manifest["files"][parsed.file] = {"sha": parsed.sha, "sections": new}
+        else:
+            self._manifest["files"].pop(parsed.file, None)
+        return [s.id for s in fresh]
+
+    def _write_sections(self, fresh: list[Section], donors: dict[str, str], stale: list[str]) -> None:
+        """Delete `stale` ids, then add `fresh` sections; vectors come from `donors` (hash -> old id) when possible."""
+        store = self._store
+        reuse = store.vectors([donors[_section_hash(s)] for s in fresh if _section_hash(s) in donors])
+        store.delete(stale)  # delete then add: never upsert an existing id (chroma-core/chroma#7758)
+        if not fresh:
+            return
+        import numpy as np
+
+        need = [s for s in fresh if donors.get(_section_hash(s)) not in reuse]
+        computed = dict(zip((s.id for s in need), self.embedder.encode([s.embed_text for s in need]))) if need else {}
+        vectors = np.stack([computed[s.id] if s.id in computed else reuse[donors[_section_hash(s)]] for s in fresh])
+        metas = [{"file": s.entry.file, "name": s.entry.name, "type": s.entry.type, "heading": s.heading} for s in fresh]
+        store.add([s.id for s in fresh], vectors, [s.text for s in fresh], metas)
+
+    def _verify(self, ids: list[str] | None, report: SyncReport) -> None:
+        """The recall check; rebuild once when it fails."""
+        store = self._store
+        expected = self._manifest_ids()
+        if ids is None and (store.count() != len(expected) or set(store.ids()) != expected):
+            self._rebuild(f"the index holds {store.count()} records where the lore has {len(expected)}", report)
+            return
+        missing = store.unreachable(ids if ids is not None else sorted(expected))
+        if missing:
+            self._rebuild(f"recall check: {len(missing)} record(s) unreachable by query, e.g. {missing[0]} "
+                          "(chroma-core/chroma#7758)", report)
+
+    def _rebuild(self, reason: str, report: SyncReport) -> None:
+        log.warning("rebuilding the lore index: %s", reason)
+        self.rebuilds.append(reason)
+        report.rebuilt = reason
+        store = self._open_store()
+        store.wipe()
+        self._qcache.clear()
+        self._manifest = {"version": MANIFEST_VERSION, "model": self.settings.embedding_model, "files": {}}
+        for rel in self._scan():
+            report.embedded += len(self._apply(parse_file(self.lore_dir / rel, self.lore_dir, self.settings.max_file_bytes)))
+        for rel in [r for r in self._files if not (self.lore_dir / r).is_file()]:
+            self._forget(rel)
+        self._write_manifest()
+        missing = store.unreachable()
+        if missing:  # a fresh collection should never fail; say so rather than loop
+            raise LoreError(f"The rebuilt lore index still cannot find {len(missing)} record(s) by query.",
+                            f"Delete {self.index_dir} and run `penwright lore index --rebuild`; report the chromadb version.")
+
+    # -- public: keeping the index current -------------------------------------
+    def sync(self) -> SyncReport:
+        """Bring the index in line with the lore folder; cheap when nothing changed."""
+        t0 = time.perf_counter()
+        report = SyncReport()
+        with self._lock:
+            if not self._loaded:
+                self._read_manifest()
+            store = self._open_store()
+            if self._manifest.get("model") != self.settings.embedding_model:
+                self._rebuild(f"embedding model changed to {self.settings.embedding_model}", report)
+            else:
+                self._sync_files(report)
+                self._verify(None, report)
+            self._write_manifest()
+            self._loaded = True
+            report.problems = self.problems
+        report.seconds = round(time.perf_counter() - t0, 3)
+        return report
+
+    def _sync_files(self, report: SyncReport) -> None:
+        on_disk = self._scan()
+        files = self._manifest["files"]
+        parsed = {rel: parse_file(self.lore_dir / rel, self.lore_dir, self.settings.max_file_bytes) for rel in on_disk}
+        gone = [rel for rel in set(files) | set(self._files) if rel not in parsed]
+        donors = {h: i for rel in gone for i, h in files.get(rel, {}).get("sections", {}).items()}
+        by_sha = {files[rel]["sha"]: rel for rel in gone if rel in files}
+        for rel, p in parsed.items():
+            known = files.get(rel)
+            if known and known["sha"] == p.sha and rel in self._files:
+                continue
+            written = self._apply(p, donors)
+            report.embedded += sum(1 for i in written if self._sections[i] and _section_hash(self._sections[i]) not in donors)
+            if known is None and p.sha in by_sha:
+                report.renamed.append((by_sha[p.sha], rel))
+            elif known is None:
+                report.added.append(rel)
+            elif known["sha"] != p.sha:
+                report.updated.append(rel)
+        for rel in gone:
+            self._drop(rel)
+            if rel not in {old for old, _ in report.renamed}:
+                report.removed.append(rel)
+
+    def _drop(self, rel: str) -> None:
+        old = self._manifest["files"].pop(rel, None)
+        if old:
+            self._open_store().delete(list(old["sections"]))
+        self._forget(rel)
+
+    def _ensure(self) -> None:
+        if not self._loaded:
+            self.sync()
+        elif not self._store.intact():
+            with self._lock:
+                self._store.close()
+                self._rebuild(f"the index database in {self.index_dir} was deleted", SyncReport())
+
+    def update_file(self, path: Path | str) -> SyncReport:
+        """Re-index one lore file after it was created or changed (a missing file is removed)."""
+        t0 = time.perf_counter()
+        report = SyncReport()
+        with self._lock:
+            self._ensure()
+            rel = self._rel(path)
+            if not (self.lore_dir / rel).is_file():
+                return self.remove_file(path)
+            p = parse_file(self.lore_dir / rel, self.lore_dir, self.settings.max_file_bytes)
+            (report.updated if rel in self._manifest["files"] else report.added).append(rel)
+            written = self._apply(p)
+            report.embedded = len(written)
+            self._verify(written, report)
+            self._write_manifest()
+            report.problems = [str(e) for e in p.problems]
+        report.seconds = round(time.perf_counter() - t0, 3)
+        return report
+
+    def rename_file(self, old: Path | str, new: Path | str) -> SyncReport:
+        """A lore file moved: its records move under new ids without re-embedding unchanged sections."""
+        report = SyncReport()
+        with self._lock:
+            self._ensure()
+            old_rel, new_rel = self._rel(old), self._rel(new)
+            donors = {h: i for i, h in self._manifest["files"].get(old_rel, {}).get("sections", {}).items()}
+            p = parse_file(self.lore_dir / new_rel, self.lore_dir, self.settings.max_file_bytes)
+            written = self._apply(p, donors)
+            self._drop(old_rel)
+            self._verify(written, report)
+            self._write_manifest()
+            report.renamed.append((old_rel, new_rel))
+        return report
+
+    def remove_file(self, path: Path | str) -> SyncReport:
+        report = SyncReport()
+        with self._lock:
+            self._ensure()
+            rel = self._rel(path)
+            self._drop(rel)
+            self._write_manifest()
+            report.removed.append(rel)
+        return report
+
+    def rebuild(self) -> SyncReport:
+        """Drop the collection and index the whole lore folder again."""
+        t0 = time.perf_counter()
+        report = SyncReport()
+        with self._lock:
+            if not self._loaded:
+                self._read_manifest()
+            self._rebuild("requested", report)
+            self._loaded = True
+            report.problems = self.problems
+        report.seconds = round(time.perf_counter() - t0, 3)
+        return report
+
+    def check(self) -> dict[str, Any]:
+        """Problems in the lore, plus a full recall check of the index."""
+        with self._lock:
+            self._ensure()
+            unreachable = self._store.unreachable()
+            return {"problems": self.problems, "records": self._store.count(), "unreachable": unreachable}
+
+    def close(self) -> None:
+        with self._lock:
+            if self._store is not None:
+                self._store.close()
+            self._loaded = False
+
+    # -- public: reading -------------------------------------------------------
+    def names(self) -> list[dict[str, Any]]:
+        with self._lock:
+            self._ensure()
+            return sorted((e.summary() for e in self.entries), key=lambda d: d["name"].casefold())
+
+    def lookup(self, name: str) -> dict[str, Any] | None:
+        """An entry by name or alias (case-insensitive), with its text and sections."""
+        want = name.strip().casefold()
+        with self._lock:
+            self._ensure()
+            for e in sorted(self.entries, key=lambda e: (e.name.casefold() != want, e.file)):
+                if want == e.name.casefold() or want in (a.casefold() for a in e.aliases):
+                    return {**e.summary(), "text": e.text,
+                            "sections": [{"id": s.id, "heading": s.heading, "text": s.text} for s in e.sections]}
+        return None
+
+    def search(self, query: str, k: int = 5) -> list[dict[str, Any]]:
+        """Sections for a free-text query: entries it names first, then by meaning."""
+        with self._lock:
+            self._ensure()
+            scored: dict[str, float] = {}
+            for hit in self._matcher.find(query).values():
+                for s in self._entry_sections(hit.entry_id)[:1]:
+                    scored[s.id] = 2.0
+            for sid, sim in self._vector(query, k + len(scored)):
+                scored[sid] = max(scored.get(sid, -1.0), sim)
+            best = sorted(scored.items(), key=lambda kv: -kv[1])[:k]
+            return [self._hit(self._sections[sid], score) for sid, score in best if sid in self._sections]
+
+    def _hit(self, s: Section, score: float) -> dict[str, Any]:
+        return {"id": s.id, "name": s.entry.name, "type": s.entry.type, "file": s.entry.file,
+                "heading": s.heading, "text": s.text, "score": round(float(score), 4)}
+
+    def _entry_sections(self, rel: str) -> list[Section]:
+        p = self._files.get(rel)
+        return p.entry.sections if p and p.entry else []
+
+    def _vector(self, text: str, n: int) -> list[tuple[str, float]]:
+        if not text.strip() or n <= 0:
+            return []
+        vec = self._qcache.get(text)
+        if vec is None:
+            vec = self.embedder.encode([text])[0]
+            self._qcache[text] = vec
+            if len(self._qcache) > _QUERY_CACHE:
+                self._qcache.popitem(last=False)
+        else:
+            self._qcache.move_to_end(text)
+        try:
+            return self._store.query(vec, n)
+        except Exception as err:  # a damaged collection: rebuild and ask again
+            self._store.close()
+            self._rebuild(f"query failed ({type(err).__name__}: {err})", SyncReport())
+            return self._store.query(vec, n)
+
+    def select(self, prefix: str, suffix: str = "", chapter: int | None = None, budget_tokens: int | None = None,
+               count_tokens: TokenCounter | None = None) -> Selection:
+        """The lore for the passage around the cursor, ranked and cut to the token budget."""
+        if not self.settings.enabled:
+            return Selection()
+        budget = self.settings.budget_tokens if budget_tokens is None else budget_tokens
+        with self._lock:
+            self._ensure()
+            cands = self._always() + self._named(prefix, suffix) + self._recalled(prefix, suffix, chapter)
+            return fit(rank(cands, chapter), budget, count_tokens or approx_tokens)
+
+    def _always(self) -> list[Candidate]:
+        return [Candidate(s, ALWAYS + e.priority - i * 0.01, "always")
+                for e in self.entries if e.always for i, s in enumerate(e.sections)]
+
+    def _named(self, prefix: str, suffix: str) -> list[Candidate]:
+        before = prefix[-self.settings.scan_chars:]
+        after = suffix[: self.settings.scan_chars // 3]
+        text = f"{before}\n{after}"
+        out = []
+        for hit in self._matcher.find(text).values():
+            if hit.end <= len(before):
+                recency = hit.end / max(1, len(before))
+            else:  # after the cursor: nearer is more relevant, but less than what was just written
+                recency = 0.5 * (1 - (hit.end - len(before)) / max(1, len(after) + 1))
+            for i, s in enumerate(self._entry_sections(hit.entry_id)):
+                base = NAMED + 10 * recency if i == 0 else NAMED_OTHER - i * 0.01
+                out.append(Candidate(s, base + s.entry.priority, "name", hit.label))
+        return out
+
+    def _query_text(self, prefix: str, suffix: str) -> str:
+        """The meaning query: recent complete sentences (stable while one is typed, so it is cached) and the suffix."""
+        window = prefix[-self.settings.query_chars:]
+        cut = max(window.rfind(c) for c in ".!?\n")
+        if cut >= len(window) // 3:
+            window = window[: cut + 1]
+        return f"{window.strip()} {suffix[:200].strip()}".strip()
+
+    def _recalled(self, prefix: str, suffix: str, chapter: int | None) -> list[Candidate]:
+        top_k = self.settings.vector_top_k
+        if top_k <= 0 or not self._sections:
+            return []
+        out = []
+        for sid, sim in self._vector(self._query_text(prefix, suffix), top_k * 3):
+            s = self._sections.get(sid)
+            if s is None or sim < self.settings.min_similarity or not s.entry.holds_at(chapter):
+                continue
+            out.append(Candidate(s, 100 * sim, "vector"))
+            if len(out) >= top_k:
+                break
+        return out

@@ -1,0 +1,117 @@
+"""Ranking lore sections for a passage and cutting them to a token budget.
+
+Inputs are already-found candidates (always entries, name/key hits, vector
+hits); this module only orders them, applies the chapter filter and the budget,
+and renders the chosen sections in the one text format the model sees
+(`render`), so what is counted is what is injected.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Callable
+
+from penwright.rag.entries import LoreEntry, Section
+
+TokenCounter = Callable[[str], int]
+_TOKEN = re.compile(r"\w+|[^\w\s]")
+
+# score bands: always entries > entries named in the passage > recalled by meaning
+ALWAYS, NAMED, NAMED_OTHER = 1000.0, 100.0, 30.0
+
+
+def approx_tokens(text: str) -> int:
+    """Fallback counter when no tokenizer is passed: words and punctuation marks (close to BPE for English prose)."""
+    return len(_TOKEN.findall(text))
+
+
+@dataclass
+class Candidate:
+    section: Section
+    score: float
+    reason: str  # "always" | "name" | "vector"
+    matched: str = ""  # the alias or key that fired, for "name"
+
+
+@dataclass
+class SelectedEntry:
+    id: str  # section id: "<file>::<slug>"
+    name: str
+    type: str
+    file: str
+    heading: str
+    reason: str
+    score: float
+    tokens: int  # tokens of this section as rendered
+
+    def report(self) -> dict:
+        return {"id": self.id, "name": self.name, "tokens": self.tokens, "reason": self.reason}
+
+
+@dataclass
+class Selection:
+    entries: list[SelectedEntry] = field(default_factory=list)
+    text: str = ""  # the rendered lore block (see `render`), what gets injected
+    tokens: int = 0  # tokens of `text` by the counter used
+
+    @property
+    def names(self) -> list[str]:
+        return list(dict.fromkeys(e.name for e in self.entries))
+
+    def report(self) -> list[dict]:
+        return [e.report() for e in self.entries]
+
+
+def rank(cands: list[Candidate], chapter: int | None) -> list[Candidate]:
+    """Best candidate per section, chapter-filtered, best first (ties: priority, then file order)."""
+    best: dict[str, Candidate] = {}
+    for c in cands:
+        if not c.section.entry.holds_at(chapter):
+            continue
+        old = best.get(c.section.id)
+        if old is None or c.score > old.score:
+            best[c.section.id] = c
+    return sorted(best.values(), key=lambda c: (-c.score, -c.section.entry.priority, c.section.id))
+
+
+def render(sections: list[Section]) -> str:
+    """The lore block: one paragraph group per entry, headed `[Name (type)]`, sections in file order."""
+    groups: dict[str, list[Section]] = {}
+    for s in sections:
+        groups.setdefault(s.entry.id, []).append(s)
+    blocks = []
+    for items in groups.values():
+        entry: LoreEntry = items[0].entry
+        order = {s.id: i for i, s in enumerate(entry.sections)}
+        lines = [f"[{entry.name} ({entry.type})]"]
+        for s in sorted(items, key=lambda s: order.get(s.id, 0)):
+            lines.append(s.text if not s.heading or s.heading == entry.name else f"{s.heading}: {s.text}")
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks)
+
+
+def fit(ranked: list[Candidate], budget: int, count: TokenCounter) -> Selection:
+    """Greedy by rank: take each section that still fits; the rendered block never exceeds `budget`."""
+    chosen: list[Candidate] = []
+    cost: dict[str, int] = {}
+    used = 0
+    for c in ranked:
+        n = count(render([c.section]))
+        if used + n > budget:
+            continue  # a smaller, lower-ranked section may still fit
+        chosen.append(c)
+        cost[c.section.id] = n
+        used += n
+    text = render([c.section for c in chosen])
+    tokens = count(text) if chosen else 0
+    while chosen and tokens > budget:  # merging groups can differ from the sum of parts by a few tokens
+        chosen.pop()
+        text = render([c.section for c in chosen])
+        tokens = count(text) if chosen else 0
+    entries = [
+        SelectedEntry(id=c.section.id, name=c.section.entry.name, type=c.section.entry.type, file=c.section.entry.file,
+                      heading=c.section.heading, reason=c.reason, score=round(c.score, 3), tokens=cost[c.section.id])
+        for c in chosen
+    ]
+    return Selection(entries=entries, text=text, tokens=tokens)
