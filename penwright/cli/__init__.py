@@ -23,6 +23,8 @@ VERBS: dict[str, tuple[str, str]] = {
     "dataset": ("penwright.cli.dataset", "show (or --dry-run) the training set's figures"),
     "serve": ("penwright.cli.serve", "run the daemon: HTTP API, watcher, background retraining, dashboard"),
     "status": ("penwright.cli.status", "show what the daemon is doing (--follow: live training progress)"),
+    "lsp": ("penwright.cli.lsp", "run the language server for editors (stdio, or --tcp)"),
+    "continue-config": ("penwright.cli.continue_config", "print (or --write) a Continue.dev config.yaml block for this project"),
 }
 
 

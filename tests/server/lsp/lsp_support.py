@@ -1,0 +1,119 @@
+"""Helpers for the language-server tests: the real `penwright lsp` subprocess, and a real daemon."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from lsprotocol import types
+from pytest_lsp import ClientServerConfig, LanguageClient
+
+REPO = Path(__file__).resolve().parents[3]
+EXAMPLE = REPO / "examples" / "novel"
+LSP_CMD = [sys.executable, "-m", "penwright", "lsp"]
+DAEMON_START_S = 240
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def copy_project(dest: Path, port: int) -> Path:
+    shutil.copytree(EXAMPLE, dest, ignore=shutil.ignore_patterns(".penwright"))
+    settings = dest / "penwright.yaml"
+    settings.write_text(settings.read_text() + f"server:\n  port: {port}\n", encoding="utf-8")
+    return dest
+
+
+def wait_healthy(url: str, proc: subprocess.Popen | None, timeout: float, log: Path | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            tail = log.read_text()[-3000:] if log and log.exists() else ""
+            pytest.fail(f"daemon exited with {proc.returncode}:\n{tail}")
+        try:
+            if httpx.get(f"{url}/health", timeout=1.0).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    pytest.fail(f"daemon at {url} did not answer /health within {timeout:.0f}s")
+
+
+class Daemon:
+    def __init__(self, root: Path, port: int):
+        self.root, self.port = root, port
+        self.url = f"http://127.0.0.1:{port}"
+        self.log = root.parent / f"daemon-{port}.log"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> "Daemon":
+        out = open(self.log, "ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "penwright", "serve", "--project", str(self.root)],
+            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=self.root,
+        )
+        out.close()
+        wait_healthy(self.url, self.proc, DAEMON_START_S, self.log)
+        return self
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+
+def init_params(root: Path | None, **options) -> types.InitializeParams:
+    caps = types.ClientCapabilities(
+        window=types.WindowClientCapabilities(work_done_progress=True, show_message=None),
+        general=types.GeneralClientCapabilities(position_encodings=[types.PositionEncodingKind.Utf16]),
+    )
+    folders = [types.WorkspaceFolder(uri=root.as_uri(), name=root.name)] if root else None
+    return types.InitializeParams(
+        capabilities=caps, root_uri=root.as_uri() if root else None, workspace_folders=folders,
+        initialization_options=options or None,
+    )
+
+
+async def start_client(root: Path | None = None, env: dict | None = None, **options) -> LanguageClient:
+    """A pytest-lsp client driving a fresh `penwright lsp` subprocess, initialized."""
+    config = ClientServerConfig(server_command=LSP_CMD, server_env={**os.environ, **(env or {})})
+    client = await config.start()
+    await client.initialize_session(init_params(root, **options))
+    return client
+
+
+async def stop_client(client: LanguageClient) -> None:
+    try:
+        await client.shutdown_session()
+    finally:
+        await client.stop()
+
+
+def open_doc(client: LanguageClient, path: Path, text: str | None = None, language: str = "markdown") -> str:
+    uri = path.as_uri()
+    client.text_document_did_open(
+        types.DidOpenTextDocumentParams(
+            types.TextDocumentItem(uri=uri, language_id=language, version=1, text=text if text is not None else path.read_text())
+        )
+    )
+    return uri
+
+
+def end_position(text: str) -> types.Position:
+    lines = text.split("\n")
+    return types.Position(line=len(lines) - 1, character=len(lines[-1].encode("utf-16-le")) // 2)
