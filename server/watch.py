@@ -2,9 +2,9 @@
 
 Editors save in many ways: write in place, write a temp file and rename it over
 the original, delete and recreate. We therefore never trust one event's kind:
-every touched path is remembered, and when it has been quiet for
-`quiet_seconds` (or has kept changing for `max_wait_s`, so a file saved every
-100 ms is still picked up) we look at the file system and report it as changed
+every touched path is remembered, and when the folders have been quiet for
+`quiet_seconds` (or changes have kept coming for `max_wait_s`, so a file saved
+every 100 ms is still picked up) we look at the file system and report it as changed
 (it exists) or deleted (it does not). Swap, backup and lock files are ignored.
 
 A watched folder that disappears (deleted, renamed) is reported once through
@@ -252,19 +252,21 @@ class Watcher:
         with self._cond:
             if not self._pending:
                 return 1.0
-            now = time.monotonic()
-            waits = [min(p.last + self.quiet, p.first + self.max_wait) - now for p in self._pending.values()]
-        return max(0.01, min(1.0, min(waits)))
+            last = max(p.last for p in self._pending.values())
+            first = min(p.first for p in self._pending.values())
+        return max(0.01, min(1.0, min(last + self.quiet, first + self.max_wait) - time.monotonic()))
 
     def _take_due(self, now: float) -> dict[Path, WatchRoot]:
+        """Everything at once, when the folders have been quiet (a burst is one batch) or waited too long."""
         with self._cond:
-            due = {
-                path: p.root
-                for path, p in self._pending.items()
-                if now - p.last >= self.quiet or now - p.first >= self.max_wait
-            }
-            for path in due:
-                del self._pending[path]
+            if not self._pending:
+                return {}
+            last = max(p.last for p in self._pending.values())
+            first = min(p.first for p in self._pending.values())
+            if now - last < self.quiet and now - first < self.max_wait:
+                return {}
+            due = {path: p.root for path, p in self._pending.items()}
+            self._pending.clear()
         return due
 
     def _flush(self, due: dict[Path, WatchRoot]) -> None:
