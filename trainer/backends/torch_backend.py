@@ -1,0 +1,212 @@
+"""Torch backend: transformers + peft LoRA/DoRA/rsLoRA on CUDA (bf16, 4/8-bit bases) or the CPU.
+
+The model is called through its decoder only; the LM head is applied to the target
+positions in chunks (`penwright.trainer.losses`), so full-vocabulary logits are
+never materialised. The KL teacher is the same model with the adapter disabled.
+"""
+
+from __future__ import annotations
+
+import logging
+from contextlib import nullcontext
+from pathlib import Path
+
+from penwright.errors import ModelNotFoundError, TrainingError
+from penwright.trainer.backends import quantization_available
+from penwright.trainer.settings import ModelSettings, TrainingSettings
+
+log = logging.getLogger(__name__)
+
+ATTN = ["q_proj", "k_proj", "v_proj", "o_proj"]
+MLP = ["gate_proj", "up_proj", "down_proj"]
+
+
+def linear_leaf_names(model) -> list[str]:
+    """Names of the linear layers inside the transformer blocks (for targets: auto), lm_head excluded."""
+    import torch
+
+    kinds = (torch.nn.Linear,)
+    try:
+        import bitsandbytes as bnb  # noqa: F401  (only present on CUDA installs)
+
+        kinds = kinds + (bnb.nn.Linear4bit, bnb.nn.Linear8bitLt)
+    except Exception:  # noqa: BLE001 - bitsandbytes may be missing or fail to load its library
+        pass
+    names = {name.rsplit(".", 1)[-1] for name, mod in model.named_modules()
+             if isinstance(mod, kinds) and ".layers." in f".{name}" and "lm_head" not in name}
+    return sorted(names)
+
+
+def target_modules(model, targets: str) -> list[str]:
+    present = set(linear_leaf_names(model))
+    if targets == "auto":
+        if not present:
+            raise TrainingError("No linear layers found in the model's blocks.", "This architecture is not supported.")
+        return sorted(present)
+    wanted = ATTN if targets == "attn" else ATTN + MLP
+    found = [n for n in wanted if n in present]
+    if not found:
+        raise TrainingError(f"This model has none of {wanted} (its layers: {sorted(present)}).",
+                            "Set training overrides {targets: auto}.")
+    return found
+
+
+def resolve_precision(settings: TrainingSettings, device: str) -> str:
+    import torch
+
+    if settings.precision != "auto":
+        if device == "cpu" and settings.precision != "fp32":
+            return "fp32"
+        return settings.precision
+    if device == "cuda" and torch.cuda.is_bf16_supported():
+        return "bf16"
+    return "fp32" if device == "cpu" else "fp16"
+
+
+class TorchBackend:
+    """Holds one model with its adapter; the training loop in `penwright.trainer.train` drives it."""
+
+    name = "torch"
+
+    def __init__(self, base_model: str, settings: TrainingSettings, model_settings: ModelSettings, device: str):
+        self.base_model, self.settings, self.model_settings, self.device = base_model, settings, model_settings, device
+        self.precision = resolve_precision(settings, device)
+        quant = settings.quantization if settings.quantization != "model" else model_settings.quantization
+        if quant != "none" and not quantization_available(quant):
+            raise TrainingError(f"{quant} base loading needs a CUDA GPU with bitsandbytes; none here.",
+                                "Set model.quantization: none (and training quantization: model), or train on a GPU.")
+        self.quant = quant
+        self.model = self.tokenizer = None
+
+    # -- loading ---------------------------------------------------------------------------------------------------
+
+    def load(self, init_adapter: Path | None = None) -> "TorchBackend":
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        path = Path(self.base_model)
+        if not (path / "config.json").is_file() and (path.is_absolute() or str(self.base_model).startswith(".")):
+            raise ModelNotFoundError(self.base_model, "no config.json there")
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(self.base_model)
+        except OSError as err:
+            raise ModelNotFoundError(self.base_model, str(err).splitlines()[0]) from None
+        if self.tokenizer.pad_token_id is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        dtype = {"bf16": torch.bfloat16, "fp16": torch.float32, "fp32": torch.float32}[self.precision]
+        kwargs = {"dtype": dtype, "attn_implementation": "sdpa"}
+        if self.quant != "none":
+            kwargs["quantization_config"] = self._bnb_config()
+            kwargs["device_map"] = {"": 0}
+        model = AutoModelForCausalLM.from_pretrained(self.base_model, **kwargs)
+        if self.quant == "none":
+            model.to(self.device)
+        model.config.use_cache = False
+        self.model = self._wrap(model, init_adapter)
+        return self
+
+    def _bnb_config(self):
+        import torch
+        from transformers import BitsAndBytesConfig
+
+        if self.quant == "8bit":
+            return BitsAndBytesConfig(load_in_8bit=True)
+        return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                                  bnb_4bit_compute_dtype=torch.bfloat16 if self.precision == "bf16" else torch.float16)
+
+    def _wrap(self, model, init_adapter: Path | None):
+        from peft import LoraConfig, PeftModel, get_peft_model, prepare_model_for_kbit_training
+
+        s = self.settings
+        gc_kwargs = {"use_reentrant": False}
+        if self.quant != "none":
+            model = prepare_model_for_kbit_training(model, s.gradient_checkpointing, gc_kwargs)
+        elif s.gradient_checkpointing:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=gc_kwargs)
+        if init_adapter is not None:  # warm start: continue training an earlier adapter
+            return PeftModel.from_pretrained(model, str(init_adapter), is_trainable=True)
+        config = LoraConfig(
+            r=s.rank, lora_alpha=s.alpha, lora_dropout=s.dropout, target_modules=target_modules(model, s.targets),
+            use_dora=s.method == "dora", use_rslora=s.rslora, bias="none", task_type="CAUSAL_LM",
+        )
+        return get_peft_model(model, config)
+
+    # -- forward -----------------------------------------------------------------------------------------------------
+
+    def _parts(self):
+        causal = self.model.get_base_model()
+        return causal.get_decoder(), causal.get_output_embeddings()
+
+    def autocast(self):
+        import torch
+
+        if self.device == "cuda" and self.precision in ("bf16", "fp16"):
+            return torch.autocast("cuda", dtype=torch.bfloat16 if self.precision == "bf16" else torch.float16)
+        return nullcontext()
+
+    def _hidden(self, decoder, batch: dict):
+        out = decoder(input_ids=batch["input_ids"], position_ids=batch["position_ids"],
+                      attention_mask=batch.get("attention_mask"), use_cache=False)
+        return out.last_hidden_state  # (B, T, H)
+
+    def loss_sums(self, batch: dict, kl: bool = True) -> tuple:
+        """(CE sum, KL sum or None, number of target tokens) of one micro-batch on the device."""
+        from penwright.trainer.losses import chunked_ce_sum, chunked_kl_sum, select_targets
+
+        batch = {k: v.to(self.device) for k, v in batch.items()}
+        decoder, head = self._parts()
+        with self.autocast():
+            hidden = self._hidden(decoder, batch)
+            h, y, keep = select_targets(hidden, batch["labels"])
+            ce = chunked_ce_sum(h, y, head, self.settings.loss_chunk_tokens)
+            kl_sum = None
+            if kl and self.settings.kl_lambda > 0:
+                import torch
+
+                with torch.no_grad(), self.model.disable_adapter():  # teacher = the base, same weights
+                    t_hidden = self._hidden(decoder, batch)
+                t_h = t_hidden.reshape(-1, t_hidden.shape[-1]).index_select(0, keep)
+                kl_sum = chunked_kl_sum(h, t_h, head, self.settings.loss_chunk_tokens, self.settings.kl_tau)
+        return ce, kl_sum, int(y.numel())
+
+    def evaluate(self, batches: list[dict]) -> float | None:
+        """Mean target-token cross-entropy over the batches (no dropout, no KL)."""
+        import torch
+
+        if not batches:
+            return None
+        self.model.eval()
+        total, n = 0.0, 0
+        with torch.no_grad():
+            for b in batches:
+                ce, _, count = self.loss_sums(b, kl=False)
+                total, n = total + float(ce), n + count
+        self.model.train()
+        return total / max(n, 1)
+
+    # -- adapter files -------------------------------------------------------------------------------------------
+
+    def trainable_parameters(self):
+        return [p for p in self.model.parameters() if p.requires_grad]
+
+    def save(self, folder: Path) -> Path:
+        """A standard PEFT adapter folder (adapter_config.json + adapter_model.safetensors)."""
+        self.model.save_pretrained(str(folder))
+        return folder
+
+    def load_adapter_weights(self, folder: Path) -> None:
+        from peft import load_peft_weights, set_peft_model_state_dict
+
+        weights = load_peft_weights(str(folder), device=self.device if self.quant == "none" else "cuda")
+        set_peft_model_state_dict(self.model, weights)
+
+    def peak_memory_bytes(self) -> int:
+        import torch
+
+        if self.device == "cuda":
+            return int(torch.cuda.max_memory_allocated())
+        import resource
+        import sys
+
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # peak RSS: KiB on Linux, bytes on macOS
+        return int(peak if sys.platform == "darwin" else peak * 1024)

@@ -1,0 +1,231 @@
+"""Dataset rows -> token samples -> (packed) batches.
+
+Rows are the curated `{"messages": [...], "kind", "source", "chunk"}` lines; the last
+message is the assistant target, everything before it is prompt. A sample keeps its
+labels ALREADY SHIFTED (labels[t] is the token that should follow input_ids[t]), so
+samples can be concatenated into packed rows without the last token of one sample
+learning to predict the first token of the next.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from penwright.errors import DatasetError
+
+log = logging.getLogger(__name__)
+IGNORE = -100
+MIN_TRAIN_SAMPLES = 1
+
+
+@dataclass
+class Sample:
+    input_ids: list[int]
+    labels: list[int]  # shifted: labels[t] = target after input_ids[t], IGNORE where masked
+
+    def __len__(self) -> int:
+        return len(self.input_ids)
+
+    @property
+    def n_targets(self) -> int:
+        return sum(1 for x in self.labels if x != IGNORE)
+
+
+@dataclass
+class Row:
+    """One packed (or single-sample) training row."""
+
+    input_ids: list[int]
+    labels: list[int]
+    position_ids: list[int]
+    lengths: list[int] = field(default_factory=list)
+
+
+@dataclass
+class SplitStats:
+    rows: int = 0
+    samples: int = 0
+    truncated: int = 0
+    dropped: int = 0
+    tokens: int = 0
+    target_tokens: int = 0
+
+
+def read_rows(path: Path) -> list[dict]:
+    """Read and check a JSONL split; every bad line is reported at once with its line number."""
+    if not path.is_file():
+        raise DatasetError(f"{path} does not exist.", "Run `penwright curate` first to build the training set.")
+    rows, problems = [], []
+    with open(path, encoding="utf-8") as fh:
+        for n, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as err:
+                problems.append(f"{path}:{n}: not JSON ({err.msg})")
+                continue
+            msgs = row.get("messages") if isinstance(row, dict) else None
+            if not isinstance(msgs, list) or len(msgs) < 1 or not all(
+                isinstance(m, dict) and isinstance(m.get("content"), str) and m.get("role") for m in msgs
+            ):
+                problems.append(f"{path}:{n}: needs \"messages\": [{{role, content}}, ...]")
+                continue
+            if msgs[-1]["role"] != "assistant":
+                problems.append(f"{path}:{n}: the last message must be the assistant's (the target)")
+                continue
+            rows.append(row)
+    if problems:
+        shown = "\n  ".join(problems[:20]) + (f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else "")
+        raise DatasetError(f"{len(problems)} bad row(s):\n  {shown}", "Rebuild the set with `penwright curate`.")
+    return rows
+
+
+def tokenizer_fingerprint(tokenizer) -> str:
+    """A short hash of the vocabulary, stored by curation in manifest.json to catch a mismatched tokenizer."""
+    vocab = sorted(tokenizer.get_vocab().items())
+    return hashlib.sha256(json.dumps(vocab).encode()).hexdigest()[:16]
+
+
+def check_tokenizer(dataset_dir: Path, tokenizer) -> None:
+    """Refuse a tokenizer that cannot render ChatML, or that differs from the one the dataset was curated with."""
+    if not getattr(tokenizer, "chat_template", None):
+        missing = [t for t in ("<|im_start|>", "<|im_end|>") if t not in tokenizer.get_vocab()]
+        if missing:
+            raise DatasetError(
+                f"The base model's tokenizer has no chat template and no ChatML tokens ({', '.join(missing)}).",
+                "Use a ChatML model (Qwen2/2.5 family, builtin:tiny) or one with a chat template.",
+            )
+    manifest = dataset_dir / "manifest.json"
+    if manifest.is_file():
+        data = json.loads(manifest.read_text(encoding="utf-8") or "{}")
+        tok = data.get("tokenizer") if isinstance(data, dict) else None
+        want = tok.get("fingerprint") if isinstance(tok, dict) else data.get("tokenizer_fingerprint")
+        if want and want != tokenizer_fingerprint(tokenizer):
+            raise DatasetError(
+                f"{manifest}: the dataset was curated with a different tokenizer than the base model's.",
+                "Curate again (`penwright curate`) after changing model.base, so chunk sizes match the model.",
+            )
+
+
+def chatml(messages: list[dict], add_generation_prompt: bool = False) -> str:
+    text = "".join(f"<|im_start|>{m['role']}\n{m['content']}<|im_end|>\n" for m in messages)
+    return text + ("<|im_start|>assistant\n" if add_generation_prompt else "")
+
+
+def render(tokenizer, messages: list[dict], add_generation_prompt: bool = False) -> str:
+    if getattr(tokenizer, "chat_template", None):
+        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
+    return chatml(messages, add_generation_prompt)
+
+
+def encode_row(tokenizer, row: dict, max_len: int, completion_only: bool = True) -> tuple[Sample, bool]:
+    """Tokenize one row; returns (sample, truncated). Prompt tokens are masked under completion_only."""
+    msgs = row["messages"]
+    prompt = render(tokenizer, msgs[:-1], add_generation_prompt=True)
+    full = render(tokenizer, msgs)
+    if not full.startswith(prompt):  # template puts something odd between turns: fall back to plain ChatML
+        prompt, full = chatml(msgs[:-1], True), chatml(msgs)
+    p_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    t_ids = tokenizer(full[len(prompt):], add_special_tokens=False)["input_ids"]
+    truncated = len(p_ids) + len(t_ids) > max_len
+    if truncated:  # keep the target's start and as much of the prompt's END as fits
+        keep_t = min(len(t_ids), max_len - min(len(p_ids), max_len // 4))
+        t_ids = t_ids[:keep_t]
+        p_ids = p_ids[len(p_ids) - (max_len - keep_t):] if max_len - keep_t > 0 else []
+    ids = p_ids + t_ids
+    targets = ([IGNORE] * len(p_ids) if completion_only else list(p_ids)) + list(t_ids)
+    labels = targets[1:] + [IGNORE]  # shift: position t predicts t+1
+    return Sample(ids, labels), truncated
+
+
+def encode_split(path: Path, tokenizer, max_len: int, completion_only: bool = True,
+                 limit: int | None = None) -> tuple[list[Sample], SplitStats]:
+    rows = read_rows(path)
+    if limit is not None:
+        rows = rows[:limit]
+    stats = SplitStats(rows=len(rows))
+    samples = []
+    for row in rows:
+        sample, truncated = encode_row(tokenizer, row, max_len, completion_only)
+        stats.truncated += truncated
+        if sample.n_targets == 0:
+            stats.dropped += 1
+            continue
+        samples.append(sample)
+        stats.tokens += len(sample)
+        stats.target_tokens += sample.n_targets
+    stats.samples = len(samples)
+    if stats.truncated:
+        log.warning("%s: %d row(s) longer than %d tokens were truncated", path, stats.truncated, max_len)
+    return samples, stats
+
+
+def pack(samples: list[Sample], max_len: int) -> list[Row]:
+    """Best-fit-decreasing packing into rows of at most max_len tokens; position ids restart per sample."""
+    order = sorted(range(len(samples)), key=lambda i: -len(samples[i]))
+    bins: list[list[int]] = []
+    space: list[int] = []
+    for i in order:
+        n = len(samples[i])
+        best = min((b for b in range(len(bins)) if space[b] >= n), key=lambda b: space[b], default=None)
+        if best is None:
+            bins.append([i])
+            space.append(max_len - n)
+        else:
+            bins[best].append(i)
+            space[best] -= n
+    return [_concat([samples[i] for i in b]) for b in bins]
+
+
+def _concat(parts: list[Sample]) -> Row:
+    row = Row([], [], [], [])
+    for s in parts:
+        row.input_ids += s.input_ids
+        row.labels += s.labels
+        row.position_ids += list(range(len(s)))
+        row.lengths.append(len(s))
+    return row
+
+
+def single_rows(samples: list[Sample]) -> list[Row]:
+    return [_concat([s]) for s in samples]
+
+
+def make_rows(samples: list[Sample], max_len: int, packing: bool) -> list[Row]:
+    return pack(samples, max_len) if packing else single_rows(samples)
+
+
+def epoch_batches(rows: list[Row], batch_size: int, seed: int, epoch: int) -> list[list[int]]:
+    """Row indices per micro-batch for one epoch: a fixed shuffle per (seed, epoch), so a resume sees the same order."""
+    idx = list(range(len(rows)))
+    random.Random(seed * 1_000_003 + epoch).shuffle(idx)
+    return [idx[i:i + batch_size] for i in range(0, len(idx), batch_size)]
+
+
+def collate(rows: list[Row], pad_id: int, packed: bool) -> dict:
+    """Right-pad to the longest row. Packed rows carry position_ids and NO attention mask (transformers then
+    builds a block-diagonal causal mask from the restarting positions); unpacked rows carry an attention mask."""
+    import torch
+
+    width = max(len(r.input_ids) for r in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(rows), width), IGNORE, dtype=torch.long)
+    pos = torch.zeros((len(rows), width), dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, r in enumerate(rows):
+        n = len(r.input_ids)
+        ids[i, :n] = torch.tensor(r.input_ids)
+        labels[i, :n] = torch.tensor(r.labels)
+        pos[i, :n] = torch.tensor(r.position_ids)
+        pos[i, n:] = torch.arange(width - n)  # padding is its own "sample"; its labels are ignored
+        mask[i, :n] = 1
+    batch = {"input_ids": ids, "labels": labels, "position_ids": pos}
+    if not packed:
+        batch["attention_mask"] = mask
+    return batch

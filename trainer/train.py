@@ -1,0 +1,362 @@
+"""`run_training`: the one entry point the daemon and the CLI call.
+
+    result = run_training(dataset_dir, settings, base_model_path, run_dir,
+                          model_settings=..., on_progress=print, should_stop=lambda: False,
+                          init_adapter=None)
+
+Reads `train.jsonl`/`valid.jsonl` from `dataset_dir`, trains an adapter into
+`run_dir` (checkpoints, logs, time metrics, resolved config) and returns a
+RunResult whose `adapter_dir` is ready to publish in the Registry. Calling it again
+on the same `run_dir` resumes from the latest complete checkpoint (after a crash,
+a kill -9 or a cancel). The loop reads top to bottom in `_Loop.run`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from penwright.errors import DatasetError, TrainingError
+from penwright.trainer import data as D
+from penwright.trainer.backends import pick_backend
+from penwright.trainer.runs import Clock, RunDir, RunResult
+from penwright.trainer.settings import ModelSettings, TrainingSettings
+
+log = logging.getLogger(__name__)
+Progress = Callable[[dict], None]
+
+
+def run_training(dataset_dir: Path | str, settings: TrainingSettings, base_model_path: str | Path,
+                 run_dir: Path | str, *, model_settings: ModelSettings | None = None,
+                 on_progress: Progress | None = None, should_stop: Callable[[], bool] | None = None,
+                 init_adapter: Path | str | None = None) -> RunResult:
+    """Train (or resume) one run. Raises DatasetError / TrainingError / ModelNotFoundError with what to fix."""
+    model_settings = model_settings or ModelSettings()
+    backend = pick_backend(model_settings.backend)
+    dataset_dir, run_dir = Path(dataset_dir), Path(run_dir)
+    if backend == "mlx":
+        from penwright.trainer.backends.mlx_backend import run_mlx_training
+
+        return run_mlx_training(dataset_dir, settings, str(base_model_path), run_dir, model_settings=model_settings,
+                                on_progress=on_progress, should_stop=should_stop, init_adapter=init_adapter)
+    rung, history = None, []
+    while True:
+        try:
+            loop = _Loop(dataset_dir, settings, str(base_model_path), RunDir(run_dir), model_settings, backend,
+                         on_progress, should_stop, Path(init_adapter) if init_adapter else None)
+            result = loop.run(oom_rungs=history)
+            return result
+        except Exception as err:  # noqa: BLE001 - only CUDA OOM is retried, everything else re-raised
+            if not (_is_oom(err) and backend == "cuda" and settings.oom_ladder):
+                raise
+            step = next_rung(settings)
+            if step is None:
+                raise TrainingError("Out of GPU memory even at the lowest memory settings.",
+                                    "Use a smaller base model or quantization: 4bit.") from err
+            settings, rung = step
+            history.append(rung)
+            log.warning("CUDA out of memory; retrying with %s", rung)
+            _free_cuda()
+
+
+def _is_oom(err: Exception) -> bool:
+    try:
+        import torch
+
+        return isinstance(err, torch.cuda.OutOfMemoryError)
+    except ImportError:
+        return False
+
+
+def _free_cuda() -> None:
+    import gc
+
+    import torch
+
+    gc.collect()
+    torch.cuda.empty_cache()
+
+
+def next_rung(s: TrainingSettings) -> tuple[TrainingSettings, str] | None:
+    """The OOM ladder: checkpointing, then halve the batch (doubling accumulation), then rank 64->32->16
+    keeping alpha/rank, then cap rows at 1024 tokens. None when nothing is left to give."""
+    if not s.gradient_checkpointing:
+        return s.model_copy(update={"gradient_checkpointing": True}), "gradient_checkpointing"
+    if s.batch_size > 1:
+        b = s.batch_size // 2
+        return s.model_copy(update={"batch_size": b, "grad_accumulation": s.grad_accumulation * 2}), f"batch_{b}"
+    if s.rank > 16:
+        r = 32 if s.rank > 32 else 16
+        return s.model_copy(update={"rank": r, "alpha": s.scale * r}), f"rank_{r}"
+    if s.max_seq_length is None or s.max_seq_length > 1024:
+        return s.model_copy(update={"max_seq_length": 1024}), "seq_1024"
+    return None
+
+
+def lr_factor(step: int, total: int, s: TrainingSettings) -> float:
+    """Linear warmup, then cosine down to min_lr_ratio (or constant)."""
+    warm = min(s.warmup_steps, max(0, total // 2))  # a short run still gets most of its steps at full rate
+    if step < warm:
+        return (step + 1) / (warm + 1)
+    if s.schedule == "constant":
+        return 1.0
+    progress = (step - warm) / max(1, total - warm)
+    return s.min_lr_ratio + (1 - s.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+@dataclass
+class LoopState:
+    """Everything a resume needs besides weights and optimizer: saved in each checkpoint's state.pt."""
+
+    step: int = 0
+    micro: int = 0  # micro-batches consumed: the data position
+    ema: float | None = None
+    best_ema: float | None = None
+    best_ema_step: int = 0
+    best_eval: float | None = None
+    evals_since_best: int = 0
+    train_seconds: float = 0.0
+    tokens: int = 0
+    log: list = field(default_factory=list)
+
+
+class _Loop:
+    def __init__(self, dataset_dir, settings, base_model, run, model_settings, device, on_progress, should_stop,
+                 init_adapter):
+        self.dataset_dir, self.s, self.base_model, self.run_dir = dataset_dir, settings, base_model, run
+        self.model_settings, self.device = model_settings, device
+        self.on_progress, self.should_stop, self.init_adapter = on_progress, should_stop, init_adapter
+        self.max_len = settings.max_seq_length or model_settings.max_context_tokens
+        self.clock = Clock()
+
+    # -- setup ---------------------------------------------------------------------------------------------------
+
+    def _setup(self) -> None:
+        from penwright.trainer.backends.torch_backend import TorchBackend
+
+        import torch
+
+        torch.manual_seed(self.s.seed)
+        if not (self.dataset_dir / "train.jsonl").is_file():
+            raise DatasetError(f"{self.dataset_dir / 'train.jsonl'} does not exist.", "Run `penwright curate` first.")
+        resume = self.run_dir.latest_checkpoint()
+        warm = self.init_adapter if resume is None else None
+        self.backend = TorchBackend(self.base_model, self.s, self.model_settings, self.device).load(warm)
+        D.check_tokenizer(self.dataset_dir, self.backend.tokenizer)
+        self.rows, self.train_stats = self._rows("train.jsonl")
+        if not self.rows:
+            raise DatasetError(f"{self.dataset_dir / 'train.jsonl'} has no usable rows.",
+                               "Write more (or lower curation.min_tokens) and curate again.")
+        self.valid, self.valid_stats = self._rows("valid.jsonl", limit=self.s.eval_max_rows, optional=True)
+        self.per_epoch = math.ceil(len(self.rows) / self.s.batch_size)
+        epochs_steps = math.ceil(self.s.epochs * self.per_epoch / self.s.grad_accumulation)
+        self.total = self.s.max_steps or max(1, epochs_steps)
+        params = self.backend.trainable_parameters()
+        self.opt = torch.optim.AdamW(params, lr=self.s.learning_rate, weight_decay=self.s.weight_decay)
+        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lambda st: lr_factor(st, self.total, self.s))
+        self.state = LoopState()
+        if resume is not None:
+            self._restore(resume)
+        self.run_dir.write_config(self._resolved())
+
+    def _rows(self, name: str, limit: int | None = None, optional: bool = False):
+        path = self.dataset_dir / name
+        if optional and not path.is_file():
+            return [], None
+        samples, stats = D.encode_split(path, self.backend.tokenizer, self.max_len, self.s.completion_only, limit)
+        if not samples and optional:
+            return [], stats
+        return D.make_rows(samples, self.max_len, self.s.packing), stats
+
+    def _restore(self, checkpoint) -> None:
+        import torch
+
+        step, path, _meta = checkpoint
+        self.backend.load_adapter_weights(path / "adapter")
+        saved = torch.load(path / "state.pt", map_location="cpu", weights_only=False)
+        self.opt.load_state_dict(saved["optimizer"])
+        self.sched.load_state_dict(saved["scheduler"])
+        self.state = LoopState(**saved["loop"])
+        torch.set_rng_state(saved["rng"])
+        log.info("resuming %s from step %d", self.run_dir.run_id, step)
+
+    def _resolved(self) -> dict:
+        return {
+            "training": self.s.model_dump(), "model": self.model_settings.model_dump(),
+            "base_model": self.base_model, "dataset_dir": str(self.dataset_dir), "backend": self.device,
+            "precision": self.backend.precision, "quantization": self.backend.quant,
+            "init_adapter": str(self.init_adapter) if self.init_adapter else None, "max_seq_length": self.max_len,
+            "rows": len(self.rows), "total_steps": self.total,
+        }
+
+    # -- the loop ------------------------------------------------------------------------------------------------
+
+    def run(self, oom_rungs: list[str]) -> RunResult:
+        self._setup()
+        self.clock.begin_training()
+        self.backend.model.train()
+        st, reason = self.state, None
+        while reason is None:
+            if st.step >= self.total:
+                reason = "max_steps" if self.s.max_steps else "epochs"
+                break
+            loss, grad_norm, tokens, seconds = self._step()
+            st.step, st.tokens, st.train_seconds = st.step + 1, st.tokens + tokens, st.train_seconds + seconds
+            st.ema = loss if st.ema is None else self.s.plateau_smoothing * st.ema + (1 - self.s.plateau_smoothing) * loss
+            eval_loss = self._maybe_eval()
+            self._log(loss, eval_loss, grad_norm, tokens / max(seconds, 1e-9))
+            reason = self._stop_reason(eval_loss)
+            if reason is None and st.step % self.s.save_every == 0:
+                self._checkpoint(eval_loss)
+        return self._finish(reason, oom_rungs)
+
+    def _step(self) -> tuple[float, float, int, float]:
+        """One optimizer step over grad_accumulation micro-batches; loss is the token mean over all of them."""
+        import torch
+
+        t0 = time.perf_counter()
+        batches, tokens = [], 0
+        for _ in range(self.s.grad_accumulation):
+            batch, n = self._micro_batch()
+            batches.append(batch)
+            tokens += n
+        n_targets = sum(int((b["labels"] != D.IGNORE).sum()) for b in batches)
+        total_ce = 0.0
+        for b in batches:
+            ce, kl, _ = self.backend.loss_sums(b)
+            loss = ce if kl is None else ce + self.s.kl_lambda * self.s.kl_tau ** 2 * kl
+            (loss / max(n_targets, 1)).backward()
+            total_ce += float(ce.detach())
+        params = self.backend.trainable_parameters()
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(params, self.s.max_grad_norm))
+        self.opt.step()
+        self.sched.step()
+        self.opt.zero_grad(set_to_none=True)
+        if self.device == "cuda":
+            torch.cuda.synchronize()
+        return total_ce / max(n_targets, 1), grad_norm, tokens, time.perf_counter() - t0
+
+    def _micro_batch(self) -> tuple[dict, int]:
+        epoch, pos = divmod(self.state.micro, self.per_epoch)
+        if pos == 0 or not hasattr(self, "_order") or self._order[0] != epoch:
+            self._order = (epoch, D.epoch_batches(self.rows, self.s.batch_size, self.s.seed, epoch))
+        self.state.micro += 1
+        rows = [self.rows[i] for i in self._order[1][pos]]
+        return D.collate(rows, self.backend.tokenizer.pad_token_id, self.s.packing), sum(len(r.input_ids) for r in rows)
+
+    def _eval_batches(self) -> list[dict]:
+        bs = self.s.batch_size
+        return [D.collate(self.valid[i:i + bs], self.backend.tokenizer.pad_token_id, self.s.packing)
+                for i in range(0, len(self.valid), bs)]
+
+    def _maybe_eval(self, force: bool = False) -> float | None:
+        if not self.valid or (not force and (not self.s.eval_every or self.state.step % self.s.eval_every)):
+            return None
+        loss = self.backend.evaluate(self._eval_batches())
+        st = self.state
+        if st.best_eval is None or loss < st.best_eval - 1e-6:
+            st.best_eval, st.evals_since_best = loss, 0
+        else:
+            st.evals_since_best += 1
+        return loss
+
+    def _log(self, loss: float, eval_loss: float | None, grad_norm: float, tps: float) -> None:
+        st = self.state
+        lr = self.sched.get_last_lr()[0]
+        row = {"step": st.step, "epoch": round(st.micro / self.per_epoch, 4), "loss": round(loss, 6),
+               "eval_loss": None if eval_loss is None else round(eval_loss, 6), "lr": lr,
+               "grad_norm": round(grad_norm, 6), "tokens_per_s": round(tps, 1), "elapsed_s": round(st.train_seconds, 3)}
+        if st.step % self.s.log_every == 0 or eval_loss is not None:
+            st.log.append(row)
+        if self.on_progress:
+            rate = st.step / max(st.train_seconds, 1e-9)
+            self.on_progress({"step": st.step, "total": self.total, "loss": loss, "eval_loss": eval_loss, "lr": lr,
+                              "tokens_per_s": tps, "eta_s": (self.total - st.step) / max(rate, 1e-9)})
+
+    def _stop_reason(self, eval_loss: float | None) -> str | None:
+        s, st = self.s, self.state
+        if self.should_stop and self.should_stop():
+            return "cancelled"
+        if s.max_minutes is not None and st.train_seconds >= s.max_minutes * 60:
+            return "time_cap"
+        if st.best_ema is None or st.ema < st.best_ema - s.plateau_min_delta:
+            st.best_ema, st.best_ema_step = st.ema, st.step
+        elif (s.plateau_patience and st.step >= s.plateau_min_steps
+              and st.step - st.best_ema_step >= s.plateau_patience):
+            return "plateau"
+        if eval_loss is not None and s.early_stop_patience and st.evals_since_best >= s.early_stop_patience:
+            return "early_stop"
+        return None
+
+    def _checkpoint(self, eval_loss: float | None) -> Path:
+        import torch
+
+        from dataclasses import asdict
+
+        state = {"optimizer": self.opt.state_dict(), "scheduler": self.sched.state_dict(),
+                 "loop": asdict(self.state), "rng": torch.get_rng_state()}
+        meta = {"eval_loss": eval_loss, "train_loss_smoothed": self.state.ema, "micro": self.state.micro}
+        path = self.run_dir.write_checkpoint(self.state.step, self.backend.save, state, meta, self.s.keep_best)
+        self.run_dir.write_logs(self.state.log)
+        return path
+
+    # -- the end -------------------------------------------------------------------------------------------------
+
+    def _finish(self, reason: str, oom_rungs: list[str]) -> RunResult:
+        st = self.state
+        final_eval = self._maybe_eval(force=True) if self.valid else None
+        if final_eval is not None and st.log and st.log[-1]["step"] == st.step:
+            st.log[-1]["eval_loss"] = round(final_eval, 6)
+        latest = self.run_dir.latest_checkpoint()
+        if latest is None or latest[0] != st.step:
+            self._checkpoint(final_eval)
+        adapter = self._choose_adapter(final_eval)
+        self.run_dir.write_logs(st.log)
+        metrics = self._time_metrics()
+        self.run_dir.write_json("time_metrics.json", metrics)
+        status = {"cancelled": "cancelled", "max_steps": "completed", "epochs": "completed"}.get(reason, "stopped")
+        best = self.run_dir.best_checkpoint()
+        result = RunResult(
+            run_id=self.run_dir.run_id, run_dir=self.run_dir.path, adapter_dir=adapter, status=status,
+            stop_reason=reason, steps=st.step, total_steps=self.total, train_loss=st.ema, eval_loss=final_eval,
+            best_eval_loss=best[2]["eval_loss"] if best else final_eval, backend=self.device,
+            oom_rung=oom_rungs[-1] if oom_rungs else None,
+            metrics={**metrics, "train_rows": len(self.rows), "truncated_rows": self.train_stats.truncated,
+                     "oom_rungs": oom_rungs},
+        )
+        self.run_dir.write_json("result.json", result.to_dict())
+        return result
+
+    def _choose_adapter(self, final_eval: float | None) -> Path:
+        """run_dir/adapter: the best checkpoint by eval loss when evaluation ran, else the final weights."""
+        target = self.run_dir.path / "adapter"
+        tmp = self.run_dir.path / ".adapter.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        best = self.run_dir.best_checkpoint()
+        if best is not None and final_eval is not None and best[2]["eval_loss"] < final_eval:
+            shutil.copytree(best[1] / "adapter", tmp)
+        else:
+            self.backend.save(tmp)
+        shutil.rmtree(target, ignore_errors=True)
+        tmp.rename(target)
+        return target
+
+    def _time_metrics(self) -> dict:
+        st = self.state
+        train = st.train_seconds
+        total = self.clock.elapsed()
+        return {"setup_s": round(total - self.clock.train_elapsed(), 3), "train_s": round(train, 3),
+                "total_s": round(total, 3), "steps": st.step, "steps_per_s": round(st.step / max(train, 1e-9), 4),
+                "tokens": st.tokens, "tokens_per_s": round(st.tokens / max(train, 1e-9), 1),
+                "peak_memory_bytes": self.backend.peak_memory_bytes(), "device": self.device,
+                "precision": self.backend.precision, "padding_share": self._padding_share()}
+
+    def _padding_share(self) -> float:
+        width = self.max_len if self.s.packing else max(len(r.input_ids) for r in self.rows)
+        real = sum(len(r.input_ids) for r in self.rows)
+        return round(1 - real / (len(self.rows) * width), 4) if self.rows else 0.0
