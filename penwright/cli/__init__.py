@@ -25,6 +25,8 @@ VERBS: dict[str, tuple[str, str]] = {
     "status": ("penwright.cli.status", "show what the daemon is doing (--follow: live training progress)"),
     "lsp": ("penwright.cli.lsp", "run the language server for editors (stdio, or --tcp)"),
     "continue-config": ("penwright.cli.continue_config", "print (or --write) a Continue.dev config.yaml block for this project"),
+    "eval": ("penwright.cli.eval", "does the adapter write like you? scores vs the base, report.html"),
+    "compare": ("penwright.cli.compare", "compare any base model and adapters on your held-out text"),
 }
 
 

@@ -132,3 +132,33 @@ def author_summary(ctx: EvalContext) -> dict:
         "profile": ctx.author.summary(),
         "characteristic_words": ctx.vocabulary[:40],
     }
+
+
+def evaluate_sides(base: str, adapters: list[tuple[str, str | None]], ctx: EvalContext, device: str | None = None) -> list[dict]:
+    """Evaluate the base model and each adapter on one context; the base is loaded once.
+
+    `adapters` is [(label, adapter folder or None for the bare base)], in the order to report them.
+    PEFT adapters are loaded side by side onto the one base model and switched between.
+    """
+    model, tokenizer = lm.load_model(base, None, device)
+    peft_model = None
+    results = []
+    for label, path in adapters:
+        if path is None:
+            if peft_model is None:
+                results.append(evaluate_model(model, tokenizer, ctx, label))
+            else:
+                with peft_model.disable_adapter():
+                    results.append(evaluate_model(peft_model, tokenizer, ctx, label))
+            continue
+        name = f"side{len(results)}"
+        if peft_model is None:
+            from peft import PeftModel
+
+            peft_model = PeftModel.from_pretrained(model, str(path), adapter_name=name)
+        else:
+            peft_model.load_adapter(str(path), adapter_name=name)
+        peft_model.set_adapter(name)
+        peft_model.eval()
+        results.append(evaluate_model(peft_model, tokenizer, ctx, label))
+    return results
