@@ -215,45 +215,42 @@ class Daemon:
 
     # -- serving side ----------------------------------------------------------------------------------------------
     def swap_live(self, adapter) -> None:
-        """Hot-swap the promoted (or rolled-back) version into the engine."""
-        engine = getattr(self.services, "engine", None)
-        if engine is None:
-            return
-        engine.set_live(f"v{adapter.version}", adapter.path)
-
-    def publish_upstream(self, adapter) -> None:
-        publisher = getattr(self.services, "publish_adapter", None)
-        if self.settings.upstream is not None and self.settings.upstream.publish_adapters and publisher:
-            publisher(adapter)
+        """Hot-swap what the registry now calls live into the engine (or publish it upstream in proxy mode)."""
+        if self.services is not None:
+            self.services.sync_live()
 
 
 def build_app(daemon: Daemon):
-    """The serving engineer's app (create_app) plus the daemon's routers."""
+    """The serving app (server/app.py create_app) with the daemon's routers."""
+    from penwright.server.app import create_app
     from penwright.server.routers import dashboard, events, train
 
-    app = _serving_app(daemon)
+    app = create_app(daemon.services, routers=(train.router, events.router, dashboard.router))
     app.state.daemon = daemon
-    for module in (train, events, dashboard):
-        app.include_router(module.router)
     return app
 
 
-def _serving_app(daemon: Daemon):
-    try:
-        from penwright.server.app import create_app
-    except ImportError:
-        create_app = None
-    if create_app is None:
-        from fastapi import FastAPI
+def make_services(daemon: Daemon):
+    """The serving side (server/context.py Services) on the daemon's own base model, registry, lore and events.
 
-        app = FastAPI(title="Penwright")
+    The engine gets the SAME resolved base the trainer uses (builtin:tiny is built from the manuscript, so
+    resolving it twice could give two different models)."""
+    from penwright.server.context import build_services
 
-        @app.get("/health")
-        def health() -> dict:
-            return {"status": "ok"}
+    project = daemon.project
+    services = build_services(project, start_engine=False)
+    services.registry = daemon.registry
+    services.events = daemon.events
+    services.extra["daemon"] = daemon
+    if project.settings.upstream is None:
+        from penwright.server.engine import Engine, make_backend
 
-        return app
-    return create_app(daemon.services)
+        m = project.settings.model
+        backend = make_backend(daemon.dataset.base_model(), m.backend, m.quantization, m.dtype, m.max_context_tokens)
+        services.engine = Engine(backend).start()
+    services.sync_live()
+    daemon.dataset.lore = services.lore
+    return services
 
 
 def bind_socket(host: str, port: int):
@@ -283,7 +280,7 @@ def serve(project: Project, host: str | None = None, port: int | None = None) ->
     port = project.settings.server.port if port is None else port
     daemon = Daemon(project).open()
     try:
-        daemon.services = _make_services(daemon, host)
+        daemon.services = make_services(daemon)
         app = build_app(daemon)
         sock = bind_socket(host, port)
         actual = sock.getsockname()[1]
@@ -295,12 +292,3 @@ def serve(project: Project, host: str | None = None, port: int | None = None) ->
     finally:
         daemon.close()
     return 0
-
-
-def _make_services(daemon: Daemon, host: str):
-    """The serving side (engine, lore) from server/app.py's Services, when it exists."""
-    try:
-        from penwright.server.context import Services  # noqa: F401
-    except ImportError:
-        return None
-    return None

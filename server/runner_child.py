@@ -55,6 +55,7 @@ def _limit_threads() -> None:
 
 def train(spec: dict) -> dict:
     from penwright.trainer.presets import load_training_settings
+    from penwright.trainer.settings import ModelSettings
     from penwright.trainer.train import run_training
 
     settings = load_training_settings(spec["preset"], spec.get("overrides") or {}, Path(spec["project_root"]))
@@ -64,10 +65,9 @@ def train(spec: dict) -> dict:
 
     result = run_training(
         Path(spec["dataset_dir"]), settings, spec["base_model"], Path(spec["run_dir"]),
-        on_progress=on_progress, should_stop=lambda: False,
+        model_settings=ModelSettings(**spec["model"]), on_progress=on_progress, should_stop=lambda: False,
         init_adapter=Path(spec["init_adapter"]) if spec.get("init_adapter") else None,
-        resume=bool(spec.get("resume")),
-    )
+    )  # the same run_dir again resumes from its latest checkpoint
     return _as_dict(result)
 
 
@@ -92,18 +92,22 @@ def measure(spec: dict, adapter_dir: Path) -> tuple[dict, dict]:
 
     valid = read_rows(Path(spec["dataset_dir"]) / "valid.jsonl") or read_rows(Path(spec["dataset_dir"]) / "train.jsonl")
     references = [r["messages"][-1]["content"] for r in valid if r.get("messages")][:8]
+    train_texts = [r["messages"][-1]["content"] for r in read_rows(Path(spec["dataset_dir"]) / "train.jsonl")
+                   if r.get("messages")][:2000]
     tok = AutoTokenizer.from_pretrained(spec["base_model"])
     base = AutoModelForCausalLM.from_pretrained(spec["base_model"], dtype=torch.float32)
     model = PeftModel.from_pretrained(base, str(adapter_dir), adapter_name="candidate")
     model.eval()
-    candidate = gate_metrics(model, tok, valid, references)
+    n = int(spec.get("gate_samples", 4))
+    run = lambda: gate_metrics(model, tok, valid, references, n_samples=n, train_texts=train_texts)  # noqa: E731
+    candidate = run()
     if spec.get("reference_adapter"):
         model.load_adapter(spec["reference_adapter"], adapter_name="reference")
         model.set_adapter("reference")
-        reference = gate_metrics(model, tok, valid, references)
+        reference = run()
     else:
         with model.disable_adapter():
-            reference = gate_metrics(model, tok, valid, references)
+            reference = run()
     return _plain(candidate), _plain(reference)
 
 
@@ -127,6 +131,11 @@ def main(argv: list[str]) -> int:
         t1 = time.perf_counter()
         metrics, reference = measure(spec, adapter_dir)
         timings["gate_eval_s"] = time.perf_counter() - t1
+        if result.get("status") == "cancelled":
+            emit("error", message="training stopped before the end; nothing was published")
+            return 5
+        metrics["eval_loss"] = result.get("eval_loss")
+        metrics["gate_samples"] = int(spec.get("gate_samples", 4))
         emit("result", run_id=spec["run_id"], adapter_dir=str(adapter_dir), base_model=spec["base_model"],
              dataset_hash=spec.get("dataset_hash"), metrics={**metrics, "train": _summary(result)},
              reference=reference, reference_name=spec.get("reference_name", "base"), timings=timings)
@@ -145,7 +154,7 @@ def main(argv: list[str]) -> int:
 
 
 def _summary(result: dict) -> dict:
-    keep = ("steps", "final_loss", "best_eval_loss", "eval_loss", "stopped_because", "tokens_per_s", "resumed_from")
+    keep = ("steps", "total_steps", "train_loss", "best_eval_loss", "eval_loss", "stop_reason", "status", "backend")
     return {k: result.get(k) for k in keep if k in result and isinstance(result.get(k), (int, float, str, type(None)))}
 
 

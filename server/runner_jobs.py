@@ -32,8 +32,7 @@ class TrainingLoop:
     def __init__(self, daemon):
         self.d = daemon
         self.publish = daemon.events.publish
-        self.gate = Gate(daemon.registry, self.publish, self._swap, daemon.settings.retrain.gate_margin,
-                         upstream=self._upstream)
+        self.gate = Gate(daemon.registry, self.publish, self._swap, daemon.settings.retrain.gate_margin)
         self._lock = threading.Lock()
         self._child: ChildRun | None = None
         self._job_id: int | None = None
@@ -192,9 +191,6 @@ class TrainingLoop:
         t0 = time.perf_counter()
         self.d.swap_live(adapter)
         self.publish("adapter.swapped", version=adapter.version, seconds=round(time.perf_counter() - t0, 4))
-
-    def _upstream(self, adapter) -> None:
-        self.d.publish_upstream(adapter)
 
 
 def _describe(err: BaseException) -> str:

@@ -62,10 +62,16 @@ class DatasetKeeper:
         return resolve_model(spec, self.d.paths.models, texts=self._manuscript_texts)
 
     def _manuscript_texts(self) -> list[str]:
-        from penwright.trainer.curate import read_texts  # cleaned prose, as curation sees it
+        """Cleaned prose, exactly as curation reads it (builtin:tiny's tokenizer is trained on it)."""
+        from penwright.trainer.curate.cache import FileCache
+        from penwright.trainer.curate.pipeline import read_sources
+        from penwright.trainer.curate.sources import discover
 
         m = self.settings.manuscript
-        return read_texts(self.project.manuscript_dirs, m.include, m.exclude, self.project.ignore_file)
+        files, _ = discover(self.project.manuscript_dirs, m.include, m.exclude, self.project.ignore_file,
+                            self.project.root)
+        reads, _ = read_sources(files, FileCache(self.current_dir), lambda *a: None)
+        return [r.cleaned.text() for r in reads]
 
     def tokenizer(self):
         with self._lock:
@@ -76,17 +82,16 @@ class DatasetKeeper:
             return self._tokenizer
 
     # -- curation ----------------------------------------------------------------------------------------------
-    def _curate(self, changed: list[Path] | None) -> dict:
-        """Re-curate (incrementally: unchanged files come from the per-file cache)."""
+    def _curate(self, changed: list[Path] | None):
+        """Re-curate (incrementally: unchanged files come from curation's per-file cache)."""
         from penwright.trainer.curate import curate
 
         m = self.settings.manuscript
-        manifest = curate(
-            self.project.manuscript_dirs, include=m.include, exclude=m.exclude,
-            ignore_file=self.project.ignore_file, settings=self.settings.curation,
-            tokenizer=self.tokenizer(), out_dir=self.current_dir,
+        return curate(
+            self.project.manuscript_dirs, m.include, m.exclude, self.project.ignore_file,
+            self.settings.curation, self.tokenizer(), self.current_dir,
+            root=self.project.root, context_limit=self.settings.model.max_context_tokens,
         )
-        return manifest if isinstance(manifest, dict) else getattr(manifest, "__dict__", {})
 
     def initial_sync(self) -> None:
         self.base_model()
@@ -108,7 +113,7 @@ class DatasetKeeper:
         self.publish(
             "curate", files=[self._rel(p) for p in batch.changed], deleted=[self._rel(p) for p in batch.deleted],
             rescan=batch.rescan, seconds=round(seconds, 3), pending_words=self.pending,
-            problems=_problems(manifest),
+            recomputed=list(getattr(manifest, "recomputed", [])), problems=_problems(manifest),
         )
 
     def refresh_pending(self) -> int:
@@ -133,13 +138,15 @@ class DatasetKeeper:
 
     # -- lore ------------------------------------------------------------------------------------------------------
     def _open_lore(self) -> None:
-        if not self.settings.lore.enabled or not self.project.lore_dir.is_dir():
+        if self.lore is not None or not self.settings.lore.enabled or not self.project.lore_dir.is_dir():
             return
         try:
             from penwright.rag.index import LoreIndex
 
             self.lore = LoreIndex(self.project.lore_dir, self.d.paths.lore_index, self.settings.lore)
             self.lore.sync()
+            if self.d.services is not None:
+                self.d.services.lore = self.lore
             self.publish("lore.indexed", files=[], entries=self.lore_size(), initial=True)
         except ImportError:
             log.warning("lore index not available")
@@ -186,5 +193,5 @@ def sum_words(rows: list[dict]) -> int:
 
 
 def _problems(manifest) -> list[str]:
-    probs = manifest.get("problems") if isinstance(manifest, dict) else None
-    return [str(p) for p in (probs or [])][:20]
+    probs = getattr(manifest, "problems", None) or []
+    return [f"{p.get('path')}: {p.get('problem')}" if isinstance(p, dict) else str(p) for p in probs][:20]

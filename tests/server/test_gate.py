@@ -1,4 +1,4 @@
-"""The gate's decision: not worse than the reference by more than the margin."""
+"""The gate's decision: not worse than the reference (live adapter, or base) by more than the margin."""
 
 from __future__ import annotations
 
@@ -6,27 +6,43 @@ import math
 
 from penwright.server.gate import decide
 
+GOOD = {"perplexity": 20.0, "loss": math.log(20), "style_score": 70.0, "repetition": 0.05, "distinct_2": 0.9,
+        "copy_share": 0.0, "leak_share": 0.0}
+
+
+def m(**kw):
+    return {**GOOD, **kw}
+
 
 def test_promotes_better_and_slightly_worse_within_margin():
-    assert decide({"eval_loss": 2.0}, {"eval_loss": 2.5}, 0.02, "penwright@v1").promote
-    d = decide({"eval_loss": 2.04}, {"eval_loss": 2.0}, 0.02, "penwright@v1")
+    assert decide(m(perplexity=18.0), m(), 0.02, "penwright@v1").promote
+    d = decide(m(perplexity=20.3), m(), 0.02, "penwright@v1")
     assert d.promote and "penwright@v1" in d.reason
 
 
 def test_rejects_worse_than_margin_with_reason():
-    d = decide({"eval_loss": 2.1}, {"eval_loss": 2.0}, 0.02, "base")
+    d = decide(m(perplexity=25.0), m(), 0.02, "base")
     assert not d.promote
-    assert "2.1000" in d.reason and "2.0000" in d.reason and "2% margin" in d.reason
+    assert "perplexity" in d.reason and "20.00 -> 25.00" in d.reason and "base" in d.reason
 
 
 def test_rejects_diverged_and_style_collapse():
-    assert not decide({"eval_loss": math.nan}, {"eval_loss": 2.0}, 0.02).promote
-    assert not decide({}, {"eval_loss": 2.0}, 0.02).promote
-    d = decide({"eval_loss": 1.9, "style_score": 40}, {"eval_loss": 2.0, "style_score": 70}, 0.02)
+    assert not decide(m(perplexity=math.nan, loss=math.nan), m(), 0.02).promote
+    d = decide(m(style_score=40.0), m(), 0.02)
     assert not d.promote and "style score" in d.reason
-    assert decide({"eval_loss": 1.9, "style_score": 65}, {"eval_loss": 2.0, "style_score": 70}, 0.02).promote
 
 
-def test_first_adapter_without_reference_loss_is_promoted():
-    d = decide({"eval_loss": 3.0}, {}, 0.02)
-    assert d.promote and "nothing to compare" in d.reason
+def test_guards_are_relative_to_the_reference():
+    # the reference (a random demo base) already loops: a candidate that loops no worse may pass
+    loopy = m(repetition=0.6, distinct_2=0.3)
+    assert decide(m(repetition=0.55, distinct_2=0.35), loopy, 0.02).promote
+    # but a candidate that starts looping when the reference did not is rejected
+    d = decide(m(repetition=0.6), m(), 0.02)
+    assert not d.promote and "loops" in d.reason
+
+
+def test_share_guards_allow_one_sample_of_noise_only():
+    four = m(gate_samples=4)
+    assert decide({**four, "leak_share": 0.25}, m(leak_share=0.0), 0.02).promote  # one leaking sample of four
+    d = decide({**four, "leak_share": 0.5, "leaked": ["<|im_start|>"]}, m(leak_share=0.0), 0.02)
+    assert not d.promote and "leaks" in d.reason
