@@ -17,7 +17,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
-from penwright.trainer import dataset as ds
 from penwright.trainer.curate.cache import FileCache
 from penwright.trainer.curate.chunk import Chunk, chunk_scenes, count_tokens
 from penwright.trainer.curate.clean import CLEAN_VERSION, CleanText
@@ -28,7 +27,7 @@ from penwright.trainer.curate.sources import Problem, SkipFile, SourceFile, disc
 from penwright.trainer.settings import CurationSettings
 
 log = logging.getLogger(__name__)
-PAIRS_VERSION = 2  # bump when chunking or pair building changes: invalidates cached chunks
+PAIRS_VERSION = 3  # bump when chunking or pair building changes: invalidates cached chunks
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
 
 
