@@ -1,0 +1,30 @@
+"""The serving engine: one thread owns the model (see core.py); backends for torch (CUDA/CPU) and MLX."""
+
+from __future__ import annotations
+
+from penwright.server.engine.core import Engine, RequestError, check_adapter_name
+from penwright.server.engine.types import (BASE, LIVE, Channel, Delta, Finished, GenerationRequest,
+                                           SamplingParams, Started)
+
+__all__ = ["Engine", "RequestError", "check_adapter_name", "BASE", "LIVE", "Channel", "Delta", "Finished",
+           "GenerationRequest", "SamplingParams", "Started", "make_backend"]
+
+
+def make_backend(model_path: str, backend: str = "auto", quantization: str = "none", dtype: str = "auto",
+                 max_context_tokens: int | None = None):
+    """TorchBackend for cuda/cpu, MlxBackend for mlx ("auto": MLX only on Apple Silicon without CUDA)."""
+    if backend == "mlx" or (backend == "auto" and _apple_silicon()):
+        from penwright.server.engine.mlx_backend import MlxBackend
+
+        return MlxBackend(model_path, max_context_tokens=max_context_tokens)
+    from penwright.server.engine.torch_backend import TorchBackend
+
+    device = {"cuda": "cuda", "cpu": "cpu"}.get(backend, "auto")
+    return TorchBackend(model_path, device=device, dtype=dtype, quantization=quantization,
+                        max_context_tokens=max_context_tokens)
+
+
+def _apple_silicon() -> bool:
+    import platform
+
+    return platform.system() == "Darwin" and platform.machine() == "arm64"

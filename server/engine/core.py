@@ -1,0 +1,376 @@
+"""The engine: one thread owns the model; requests and control calls reach it through one queue.
+
+Scheduling: new requests are admitted (prefilled) as soon as they arrive, then the
+active sequences advance one token each in turn. So a fresh inline completion waits
+for at most one decode step of each running one, not for them to finish.
+Adapter changes (load, hot-swap, unload) run on the same thread, between steps,
+so no forward pass ever sees a half-loaded adapter; a request keeps the adapter it
+started with to its last token, and an adapter is unloaded only when no running
+request uses it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import queue
+import threading
+import time
+from collections import deque
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from penwright.errors import ServeError
+from penwright.server.engine.text import TextStream
+from penwright.server.engine.types import (ADAPTER_NAME, BASE, LIVE, Channel, Delta, Finished,
+                                           GenerationRequest, Started)
+
+log = logging.getLogger(__name__)
+
+
+class RequestError(ServeError):
+    """A request the engine cannot serve as asked (bad adapter, prompt too long...): HTTP 400/404."""
+
+    def __init__(self, message: str, hint: str = "", param: str | None = None, code: str = "invalid_request",
+                 status: int = 400):
+        super().__init__(message, hint)
+        self.param, self.code, self.status = param, code, status
+
+
+@dataclass
+class _Seq:
+    req: GenerationRequest
+    channel: Channel
+    adapter: str | None
+    prompt_tokens: int
+    stream: TextStream
+    it: object = None
+    generated: int = 0
+
+
+@dataclass
+class _Stats:
+    served: int = 0
+    failed: int = 0
+    cancelled: int = 0
+    swaps: list[float] = field(default_factory=list)  # seconds the engine thread spent per hot-swap
+
+
+class Engine:
+    """Owns a backend (TorchBackend or MlxBackend) on its own thread. See docs/architecture.md "Engine"."""
+
+    def __init__(self, backend, max_active: int = 16, max_loaded_adapters: int = 4):
+        self.backend = backend
+        self.max_active = max_active
+        self.max_loaded_adapters = max_loaded_adapters
+        self.live: str | None = None
+        self.stats = _Stats()
+        self._queue: queue.Queue = queue.Queue()
+        self._waiting: deque = deque()
+        self._active: list[_Seq] = []
+        self._turn = itertools.count()
+        self._in_use: dict[str | None, int] = {}
+        self._last_used: dict[str, float] = {}
+        self._unload_pending: set[str] = set()
+        self._ready = threading.Event()
+        self._stopping = False
+        self._load_error: BaseException | None = None
+        self._thread: threading.Thread | None = None
+        self._tok_lock = threading.Lock()
+        self.fim_style: str | None = None
+
+    # ---- lifecycle ------------------------------------------------------------------------------
+    def start(self, timeout: float | None = None) -> "Engine":
+        """Start the thread and wait until the model is loaded; raises what loading raised."""
+        self._thread = threading.Thread(target=self._run, name="penwright-engine", daemon=True)
+        self._thread.start()
+        if not self._ready.wait(timeout):
+            raise ServeError("the model did not load in time", "Check the daemon log; a large model on CPU is slow.")
+        if self._load_error is not None:
+            raise self._load_error
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stopping = True
+        self._queue.put(None)
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive() and self._ready.is_set() and not self._load_error
+
+    # ---- requests -------------------------------------------------------------------------------
+    def submit(self, req: GenerationRequest) -> Channel:
+        """Queue a generation; read Started, Delta..., Finished (or an exception) from the channel."""
+        channel = Channel()
+        if self._stopping or not self.running:
+            channel.put(ServeError("the engine is not running", "Restart the daemon (`penwright serve`)."))
+        else:
+            self._queue.put(("request", req, channel))
+        return channel
+
+    def call(self, fn, timeout: float | None = 120.0):
+        """Run `fn()` on the engine thread between decode steps and return its result."""
+        if threading.current_thread() is self._thread:
+            return fn()
+        if not self.running:
+            raise ServeError("the engine is not running", "Restart the daemon (`penwright serve`).")
+        fut: Future = Future()
+        self._queue.put(("call", fn, fut))
+        return fut.result(timeout)
+
+    # ---- adapters -------------------------------------------------------------------------------
+    def load_adapter(self, name: str, path: Path | str, scale: float = 1.0) -> float:
+        """Load an adapter beside the others (no-op if loaded). Returns seconds the engine spent loading."""
+        check_adapter_name(name)
+        return self.call(lambda: self._load(name, Path(path), scale))
+
+    def set_live(self, name: str | None, path: Path | str | None = None, scale: float = 1.0,
+                 unload_previous: bool = True) -> float:
+        """Hot-swap: load `name` beside the live one, switch between requests, unload the old one once unused.
+
+        `None` makes the base model live. Rollback is the same call with the older version.
+        Returns the seconds the engine thread spent (load + switch): requests pause only that long.
+        """
+        spent = 0.0
+        if name is not None:
+            check_adapter_name(name)
+            if name not in self.adapters():
+                if path is None:
+                    raise ServeError(f"adapter '{name}' is not loaded and no path was given")
+                spent += self.load_adapter(name, path, scale)
+
+        def switch() -> float:
+            t0 = time.perf_counter()
+            old, self.live = self.live, name
+            if unload_previous and old is not None and old != name:
+                self._unload_pending.add(old)
+                self._unload_unused()
+            return time.perf_counter() - t0
+
+        spent += self.call(switch)
+        self.stats.swaps.append(spent)
+        log.info("live adapter is now %s (engine paused %.1f ms)", name or "the base model", spent * 1000)
+        return spent
+
+    def unload(self, name: str) -> None:
+        """Unload now if unused, else as soon as its last request finishes. The live adapter stays."""
+
+        def mark() -> None:
+            self._unload_pending.add(name)
+            self._unload_unused()
+
+        self.call(mark)
+
+    def adapters(self) -> list[str]:
+        return list(self.backend.adapters()) if self._ready.is_set() and not self._load_error else []
+
+    # ---- tokenizer access from other threads ----------------------------------------------------
+    def encode(self, text: str) -> list[int]:
+        with self._tok_lock:
+            return self.backend.encode(text)
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.encode(text)) if text else 0
+
+    @property
+    def context_length(self) -> int:
+        return self.backend.context_length
+
+    def chat_prompt(self, messages: list[dict]) -> str:
+        """Messages -> prompt text through the model's chat template (ChatML when it has none)."""
+        tok = self.backend.tokenizer
+        if getattr(tok, "chat_template", None):
+            with self._tok_lock:
+                return tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        turns = "".join(f"<|im_start|>{m['role']}\n{m['content']}<|im_end|>\n" for m in messages)
+        return turns + "<|im_start|>assistant\n"
+
+    def status(self) -> dict:
+        info = self.backend.info() if self.running else {"backend": getattr(self.backend, "name", "?")}
+        return {**info, "live_adapter": self.live, "loaded_adapters": self.adapters(),
+                "queue_depth": self._queue.qsize() + len(self._waiting), "active": len(self._active),
+                "served": self.stats.served, "failed": self.stats.failed, "cancelled": self.stats.cancelled,
+                "running": self.running}
+
+    # ---- the engine thread ----------------------------------------------------------------------
+    def _run(self) -> None:
+        try:
+            self.backend.load()
+            from penwright.server.fim import model_fim_style
+
+            self.fim_style = model_fim_style(self.backend.vocab())
+        except BaseException as err:  # reported to start()'s caller
+            self._load_error = err
+            self._ready.set()
+            return
+        self._ready.set()
+        with self.backend.thread_context():
+            while not self._stopping:
+                self._drain(block=not self._active and not self._waiting)
+                while self._waiting and len(self._active) < self.max_active:
+                    self._admit(*self._waiting.popleft())
+                if self._active:
+                    self._advance(self._active[next(self._turn) % len(self._active)])
+        self._shutdown()
+
+    def _drain(self, block: bool) -> None:
+        try:
+            item = self._queue.get(timeout=0.5) if block else self._queue.get_nowait()
+        except queue.Empty:
+            return
+        while item is not None:
+            kind, a, b = item
+            if kind == "call":
+                self._run_call(a, b)
+            elif len(self._active) < self.max_active and not self._waiting:
+                self._admit(a, b)
+            else:
+                self._waiting.append((a, b))
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return
+
+    @staticmethod
+    def _run_call(fn, fut: Future) -> None:
+        try:
+            fut.set_result(fn())
+        except BaseException as err:
+            fut.set_exception(err)
+
+    def _admit(self, req: GenerationRequest, channel: Channel) -> None:
+        if channel.cancelled.is_set():
+            self.stats.cancelled += 1
+            channel.put(Finished("cancelled", 0, 0, None))
+            return
+        try:
+            adapter = self._resolve(req.adapter)
+            ids, dropped = self._fit(req)
+            it = self.backend.open(ids, adapter, req.adapter_scale, req.sampling)
+        except Exception as err:
+            self.stats.failed += 1
+            channel.put(err if isinstance(err, ServeError) else ServeError(f"generation failed: {err}"))
+            return
+        stream = TextStream(self.backend.decode, req.sampling.stop, req.stop_check)
+        seq = _Seq(req, channel, adapter, len(ids), stream, it)
+        self._in_use[adapter] = self._in_use.get(adapter, 0) + 1
+        if adapter is not None:
+            self._last_used[adapter] = time.monotonic()
+        channel.put(Started(adapter, len(ids), dropped))
+        self._active.append(seq)
+        self._advance(seq)  # prefill now: time to first token is what inline completion feels
+
+    def _resolve(self, wanted: str) -> str | None:
+        if wanted == LIVE:
+            return self.live
+        if wanted == BASE:
+            return None
+        if wanted not in self.backend.adapters():
+            raise RequestError(f"adapter '{wanted}' is not loaded", "Load it first (Engine.load_adapter).",
+                               param="model", code="model_not_found", status=404)
+        return wanted
+
+    def _fit(self, req: GenerationRequest) -> tuple[list[int], int]:
+        ids = self.encode(req.prompt) if isinstance(req.prompt, str) else list(req.prompt)
+        ctx, want = self.backend.context_length, req.sampling.max_tokens
+        if want < 1 or want >= ctx:
+            raise RequestError(f"max_tokens must be between 1 and {ctx - 1} (the context is {ctx} tokens); got {want}",
+                               param="max_tokens", code="invalid_value")
+        if not ids:
+            ids = sorted(self.backend.eos_ids)[:1] or [0]  # an empty prompt starts from end-of-text
+        over = len(ids) + want - ctx
+        if over > 0:
+            if req.truncate == "error":
+                raise RequestError(f"the prompt is {len(ids)} tokens; with max_tokens={want} that exceeds the "
+                                   f"{ctx}-token context by {over}", "Shorten the prompt or lower max_tokens.",
+                                   param="prompt", code="context_length_exceeded")
+            ids = ids[over:]
+        return ids, max(over, 0)
+
+    def _advance(self, seq: _Seq) -> None:
+        if seq.channel.cancelled.is_set():
+            self.stats.cancelled += 1
+            return self._finish(seq, "cancelled")
+        try:
+            tok = next(seq.it)
+        except Exception as err:
+            log.exception("generation failed")
+            self.stats.failed += 1
+            return self._finish(seq, None, ServeError(f"generation failed: {err}"))
+        seq.generated += 1
+        if tok in self.backend.eos_ids:
+            return self._finish(seq, "stop", flush=True)
+        text, stopped = seq.stream.push(tok)
+        if text:
+            seq.channel.put(Delta(text))
+        if stopped:
+            self._finish(seq, "stop")
+        elif seq.generated >= seq.req.sampling.max_tokens:
+            self._finish(seq, "length", flush=True)
+
+    def _finish(self, seq: _Seq, reason: str | None, error: BaseException | None = None, flush: bool = False) -> None:
+        seq.it.close()  # frees the KV cache
+        self._active.remove(seq)
+        self._in_use[seq.adapter] -= 1
+        if error is not None:
+            seq.channel.put(error)
+        else:
+            if reason != "cancelled":
+                tail = seq.stream.flush() if flush else ""  # text held back for a stop string that never came
+                if tail:
+                    seq.channel.put(Delta(tail))
+                self.stats.served += 1
+            seq.channel.put(Finished(reason, seq.prompt_tokens, seq.generated, seq.adapter))
+        if self._unload_pending:
+            self._unload_unused()
+
+    def _load(self, name: str, path: Path, scale: float) -> float:
+        t0 = time.perf_counter()
+        if name not in self.backend.adapters():
+            self._evict_for_room()
+            self.backend.add_adapter(name, path, scale)
+        self._unload_pending.discard(name)
+        self._last_used[name] = time.monotonic()
+        return time.perf_counter() - t0
+
+    def _evict_for_room(self) -> None:
+        loaded = self.backend.adapters()
+        spare = [a for a in loaded if a != self.live and not self._in_use.get(a)]
+        spare.sort(key=lambda a: self._last_used.get(a, 0.0))
+        while len(loaded) >= self.max_loaded_adapters and spare:
+            victim = spare.pop(0)
+            self.backend.remove_adapter(victim)
+            loaded.remove(victim)
+
+    def _unload_unused(self) -> None:
+        for name in list(self._unload_pending):
+            if name == self.live:
+                self._unload_pending.discard(name)
+            elif not self._in_use.get(name):
+                self.backend.remove_adapter(name)
+                self._unload_pending.discard(name)
+
+    def _shutdown(self) -> None:
+        gone = ServeError("the engine stopped", "The daemon is shutting down; retry when it is back.")
+        for seq in list(self._active):
+            self._finish(seq, None, gone)
+        for _req, channel in self._waiting:
+            channel.put(gone)
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item and item[0] == "request":
+                item[2].put(gone)
+            elif item:
+                item[2].set_exception(gone)
+
+
+def check_adapter_name(name: str) -> None:
+    if not ADAPTER_NAME.match(name or "") or name in "lora_":  # PEFT confuses names inside its "lora_" prefix
+        raise RequestError(f"invalid adapter name {name!r}: use letters, digits, '-' and '_' only",
+                           param="model", code="invalid_value")

@@ -1,0 +1,184 @@
+"""transformers + PEFT backend: CUDA (optionally 4-bit) or CPU. Runs only on the engine thread.
+
+Several LoRA adapters live side by side in one PeftModel; each decode step first
+activates the adapter (and scale) of the sequence it advances, so sequences
+with different adapters can be interleaved token by token without mixing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from pathlib import Path
+from typing import Iterator
+
+from penwright.errors import ModelNotFoundError, ServeError
+from penwright.server.engine.sampling import apply_penalties, choose, make_generator
+from penwright.server.engine.types import SamplingParams
+
+log = logging.getLogger(__name__)
+
+
+class TorchBackend:
+    name = "torch"
+
+    def __init__(self, model_path: str, device: str = "auto", dtype: str = "auto", quantization: str = "none",
+                 max_context_tokens: int | None = None):
+        self.model_path = model_path
+        self._device_pref, self._dtype_pref, self.quantization = device, dtype, quantization
+        self._max_context = max_context_tokens
+        self.model = None
+        self.tokenizer = None
+        self._lora_layers: list = []
+        self._scales: dict[str, float] = {}  # adapter -> its own scale multiplier
+        self._state: tuple | None = None  # (adapter or None, effective scale) currently applied
+
+    # ---- loading -------------------------------------------------------------------------------
+    def load(self) -> None:
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        self.device = self._pick_device(torch)
+        dtype = self._pick_dtype(torch)
+        kwargs: dict = {"dtype": dtype}
+        if self.quantization != "none":
+            if self.device.type != "cuda":
+                log.warning("quantization=%s needs CUDA; loading unquantized on %s", self.quantization, self.device)
+            else:
+                from transformers import BitsAndBytesConfig
+
+                kwargs["quantization_config"] = BitsAndBytesConfig(
+                    load_in_4bit=self.quantization == "4bit", load_in_8bit=self.quantization == "8bit",
+                    bnb_4bit_compute_dtype=dtype, bnb_4bit_quant_type="nf4")
+                kwargs["device_map"] = {"": self.device.index or 0}
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(self.model_path)
+            model = AutoModelForCausalLM.from_pretrained(self.model_path, **kwargs)
+        except OSError as err:
+            raise ModelNotFoundError(self.model_path, str(err).splitlines()[0]) from None
+        if "device_map" not in kwargs:
+            model.to(self.device)
+        self.model = model.eval()
+        limit = getattr(model.config, "max_position_embeddings", None) or 2048
+        self.context_length = min(limit, self._max_context or limit)
+        self.eos_ids = self._eos_ids()
+
+    def _pick_device(self, torch):
+        if self._device_pref in ("auto", "cuda") and torch.cuda.is_available():
+            return torch.device("cuda")
+        if self._device_pref == "cuda":
+            raise ServeError("model.backend is cuda but no CUDA device is available.",
+                             "Install a CUDA build of torch, or set model.backend: auto.")
+        return torch.device("cpu")
+
+    def _pick_dtype(self, torch):
+        if self._dtype_pref != "auto":
+            return getattr(torch, self._dtype_pref)
+        return torch.bfloat16 if self.device.type == "cuda" else torch.float32
+
+    def _eos_ids(self) -> set[int]:
+        ids = set()
+        for tok in (self.tokenizer.eos_token, "<|endoftext|>", "<|im_end|>", "<|file_sep|>"):
+            tid = self.tokenizer.convert_tokens_to_ids(tok) if tok else None
+            if isinstance(tid, int) and tid != self.tokenizer.unk_token_id:
+                ids.add(tid)
+        eos = self.model.generation_config.eos_token_id if self.model.generation_config else None
+        ids.update(eos if isinstance(eos, list) else [eos] if eos is not None else [])
+        return ids
+
+    def thread_context(self):
+        import torch
+
+        return torch.inference_mode()
+
+    # ---- text ----------------------------------------------------------------------------------
+    def encode(self, text: str) -> list[int]:
+        return self.tokenizer.encode(text, add_special_tokens=False)
+
+    def decode(self, ids: list[int]) -> str:
+        return self.tokenizer.decode(ids, skip_special_tokens=True)
+
+    def vocab(self) -> list[str]:
+        return list(self.tokenizer.get_vocab())
+
+    # ---- adapters ------------------------------------------------------------------------------
+    def add_adapter(self, name: str, path: Path, scale: float = 1.0) -> None:
+        from peft import PeftModel
+        from peft.tuners.lora import LoraLayer
+
+        if not (Path(path) / "adapter_config.json").is_file():
+            raise ServeError(f"{path} is not a PEFT adapter folder (no adapter_config.json).",
+                             "Adapters are published by `penwright train`; check the registry with `penwright adapters`.")
+        if hasattr(self.model, "peft_config"):
+            self.model.load_adapter(str(path), adapter_name=name, is_trainable=False)
+        else:
+            self.model = PeftModel.from_pretrained(self.model, str(path), adapter_name=name, is_trainable=False)
+        self.model.eval()
+        self._lora_layers = [m for m in self.model.modules() if isinstance(m, LoraLayer)]
+        self._scales[name] = scale
+        self._state = None
+
+    def remove_adapter(self, name: str) -> None:
+        if name not in self._scales:
+            return
+        del self._scales[name]
+        if not self._scales:
+            self.model = self.model.unload()  # back to the plain base model
+            self._lora_layers = []
+        else:
+            self.model.delete_adapter(name)
+        self._state = None
+
+    def adapters(self) -> list[str]:
+        return list(self._scales)
+
+    def _activate(self, adapter: str | None, scale: float | None) -> None:
+        """Make the next forward pass use `adapter` (None: base) at its scale times `scale`."""
+        effective = None if adapter is None else self._scales[adapter] * (1.0 if scale is None else scale)
+        if self._state == (adapter, effective) or (adapter is None and not self._lora_layers):
+            return
+        if adapter is None:
+            for layer in self._lora_layers:
+                layer.enable_adapters(False)
+        else:
+            if self._state is None or self._state[0] != adapter:
+                self.model.base_model.set_adapter(adapter)
+            for layer in self._lora_layers:
+                layer.enable_adapters(True)
+                layer.set_scale(adapter, effective)
+        self._state = (adapter, effective)
+
+    # ---- generation ----------------------------------------------------------------------------
+    def open(self, ids: list[int], adapter: str | None, scale: float | None, params: SamplingParams) -> Iterator[int]:
+        """Token ids one at a time; the first `next()` runs the prefill. Close it to free the KV cache."""
+        import torch
+
+        prompt = torch.tensor([ids], dtype=torch.long, device=self.device)
+        generator = make_generator(params.seed, self.device)
+        self._activate(adapter, scale)
+        out = self.model(input_ids=prompt, use_cache=True, logits_to_keep=1)
+        past, logits = out.past_key_values, out.logits[0, -1]
+        generated: list[int] = []
+        while True:
+            tok = choose(apply_penalties(logits.float(), params, prompt[0], generated), params, generator)
+            generated.append(tok)
+            yield tok
+            self._activate(adapter, scale)
+            step = torch.tensor([[tok]], dtype=torch.long, device=self.device)
+            out = self.model(input_ids=step, past_key_values=past, use_cache=True)
+            past, logits = out.past_key_values, out.logits[0, -1]
+
+    def info(self) -> dict:
+        import torch
+
+        info = {"backend": self.name, "device": str(self.device), "model": self.model_path,
+                "context_length": self.context_length, "quantization": self.quantization}
+        if self.device.type == "cuda":
+            info["memory_bytes"] = torch.cuda.memory_allocated(self.device)
+            info["memory_total_bytes"] = torch.cuda.get_device_properties(self.device).total_memory
+        else:
+            with contextlib.suppress(Exception):
+                import psutil
+
+                info["memory_bytes"] = psutil.Process().memory_info().rss
+        return info

@@ -1,0 +1,203 @@
+"""Request and response models of the OpenAI-compatible API (plus Penwright's extra fields).
+
+Requests accept unknown fields (clients send many: `user`, `logit_bias`, `stream_options`...):
+they are kept in `model_extra`, logged by the router and otherwise ignored.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
+
+DEFAULT_MODEL = "penwright"
+
+
+class PenwrightOptions(BaseModel):
+    """The extra `penwright` request field."""
+
+    model_config = ConfigDict(extra="allow")
+
+    chapter: int | None = Field(None, description="Chapter being written: lore with progressions applies up to it.")
+    stop_at: Literal["sentence", "paragraph"] | None = Field(None, description="Stop at the first sentence or paragraph end.")
+    lore: StrictBool = Field(True, description="Inject lore (when the project has lore).")
+    adapter_scale: float | None = Field(None, ge=0.0, le=2.0, description="Multiply the adapter's strength (0.7 softens it).")
+
+
+class StreamOptions(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    include_usage: StrictBool = False
+
+
+class _Sampling(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    model: str = DEFAULT_MODEL
+    max_tokens: int | None = Field(None, ge=1)
+    temperature: float = Field(1.0, ge=0.0, le=2.0)
+    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    n: int = Field(1, ge=1, le=1, description="One choice per request.")
+    stream: StrictBool = False
+    stream_options: StreamOptions | None = None
+    stop: str | list[str] | None = None
+    seed: int | None = None
+    frequency_penalty: float = Field(0.0, ge=-2.0, le=2.0)
+    presence_penalty: float = Field(0.0, ge=-2.0, le=2.0)
+    repetition_penalty: float = Field(1.0, gt=0.0, le=3.0)
+    penwright: PenwrightOptions = Field(default_factory=PenwrightOptions)
+
+    @field_validator("stop")
+    @classmethod
+    def _stops(cls, v):
+        stops = [v] if isinstance(v, str) else list(v or [])
+        if len(stops) > 8:
+            raise ValueError("at most 8 stop sequences")
+        return [s for s in stops if s]
+
+
+class CompletionRequest(_Sampling):
+    prompt: Union[str, list[str], list[int]] = ""
+    suffix: str | None = None
+    max_tokens: int | None = Field(16, ge=1)
+    echo: StrictBool = False
+
+    @field_validator("prompt")
+    @classmethod
+    def _one_prompt(cls, v):
+        if isinstance(v, list) and v and isinstance(v[0], str):
+            if len(v) != 1:
+                raise ValueError("send one prompt per request (a list of prompts is not supported)")
+            return v[0]
+        return v
+
+
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    role: Literal["system", "user", "assistant", "developer", "tool"]
+    content: str | list[dict[str, Any]] | None = None
+
+    def text(self) -> str:
+        """Content as plain text (OpenAI content parts: the `text` ones, joined)."""
+        if isinstance(self.content, list):
+            return "".join(p.get("text", "") for p in self.content if isinstance(p, dict))
+        return self.content or ""
+
+
+class ChatCompletionRequest(_Sampling):
+    messages: list[ChatMessage] = Field(min_length=1)
+    max_completion_tokens: int | None = Field(None, ge=1)
+
+
+# ---- responses ----------------------------------------------------------------------------------
+
+
+class Usage(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class LoreUsed(BaseModel):
+    id: str
+    name: str
+    tokens: int
+
+
+class PenwrightMeta(BaseModel):
+    """The extra `penwright` response field: what this response was made with."""
+
+    adapter: str  # served model id: penwright@v7, penwright:base, or the upstream model in proxy mode
+    lore: list[LoreUsed] = Field(default_factory=list)
+    lore_tokens: int = 0
+    truncated_tokens: int = 0
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:24]}"
+
+
+def now() -> int:
+    return int(time.time())
+
+
+class CompletionChoice(BaseModel):
+    index: int = 0
+    text: str
+    logprobs: None = None
+    finish_reason: str | None
+
+
+class CompletionResponse(BaseModel):
+    id: str
+    object: Literal["text_completion"] = "text_completion"
+    created: int
+    model: str
+    choices: list[CompletionChoice]
+    usage: Usage | None = None
+    penwright: PenwrightMeta | None = None
+
+
+class ChatDelta(BaseModel):
+    role: Literal["assistant"] | None = None
+    content: str | None = None
+
+
+class ChatChoice(BaseModel):
+    index: int = 0
+    message: ChatDelta
+    finish_reason: str | None
+
+
+class ChatChunkChoice(BaseModel):
+    index: int = 0
+    delta: ChatDelta
+    finish_reason: str | None = None
+
+
+class ChatCompletionResponse(BaseModel):
+    id: str
+    object: Literal["chat.completion"] = "chat.completion"
+    created: int
+    model: str
+    choices: list[ChatChoice]
+    usage: Usage | None = None
+    penwright: PenwrightMeta | None = None
+
+
+class ChatCompletionChunk(BaseModel):
+    id: str
+    object: Literal["chat.completion.chunk"] = "chat.completion.chunk"
+    created: int
+    model: str
+    choices: list[ChatChunkChoice]
+    usage: Usage | None = None
+    penwright: PenwrightMeta | None = None
+
+
+class ModelCard(BaseModel):
+    id: str
+    object: Literal["model"] = "model"
+    created: int = 0
+    owned_by: str = "penwright"
+    root: str | None = None
+    parent: str | None = None
+    penwright: dict | None = None
+
+
+class ModelList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[ModelCard]
+
+
+class ErrorDetail(BaseModel):
+    message: str
+    type: str
+    param: str | None = None
+    code: str | None = None
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorDetail

@@ -1,0 +1,93 @@
+"""Helpers for the serving tests: a real uvicorn on 127.0.0.1 in a thread, and small adapters trained for real.
+
+Imported by tests/server/test_engine*.py, test_openai_api*.py and test_proxy*.py.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from pathlib import Path
+
+ADAPTER_TEXTS = {
+    "lighthouse": "Maren climbed the lighthouse stairs and lit the lamp. ",
+    "sailing": "Edwin sailed the grey boat past the rocks at dawn. ",
+}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class LiveServer:
+    """uvicorn serving `app` on 127.0.0.1:<free port> in a background thread."""
+
+    def __init__(self, app, host: str = "127.0.0.1"):
+        import uvicorn
+
+        self.port = free_port()
+        self.host = host
+        config = uvicorn.Config(app, host=host, port=self.port, log_level="warning", lifespan="off", timeout_keep_alive=5)
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def __enter__(self) -> "LiveServer":
+        self.thread.start()
+        deadline = time.time() + 30
+        while not self.server.started:
+            if time.time() > deadline or not self.thread.is_alive():
+                raise RuntimeError("uvicorn did not start")
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
+
+
+def train_adapter(model_dir: Path, text: str, out: Path, steps: int = 40, seed: int = 0) -> Path:
+    """Plain PEFT LoRA, a few steps on repeated `text`, so the adapter visibly writes that text."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    torch.manual_seed(seed)
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    cfg = LoraConfig(r=8, lora_alpha=16, lora_dropout=0.0,
+                     target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
+    model = get_peft_model(model, cfg)
+    ids = torch.tensor([tok.encode(text * 8)[:96]])
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=2e-2)
+    model.train()
+    for _ in range(steps):
+        loss = model(input_ids=ids, labels=ids).loss
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+    model.save_pretrained(out)
+    return out
+
+
+def adapters_for(model_dir: Path, base_temp: Path) -> dict[str, Path]:
+    """The two test adapters, trained once per test session (cached under pytest's base temp folder)."""
+    out = {}
+    for name, text in ADAPTER_TEXTS.items():
+        folder = base_temp / "trained-adapters" / name
+        if not (folder / "adapter_config.json").is_file():
+            train_adapter(model_dir, text, folder, steps=25)
+        out[name] = folder
+    return out
+
+
+def tiny_engine(model_dir: Path, **kwargs):
+    from penwright.server.engine import Engine, make_backend
+
+    return Engine(make_backend(str(model_dir), backend="cpu"), **kwargs).start(timeout=120)

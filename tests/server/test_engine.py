@@ -1,0 +1,176 @@
+"""The engine on its own: one model-owning thread, channels, sampling, stops, cancellation, adapters, hot-swap."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from serving_fixtures import adapters_for, tiny_engine
+
+from penwright.errors import ServeError
+from penwright.server.engine import (BASE, Delta, Finished, GenerationRequest, RequestError, SamplingParams, Started,
+                                     check_adapter_name)
+
+PROMPT = "Maren climbed"
+
+
+@pytest.fixture(scope="module")
+def engine(tiny_model_dir, tmp_path_factory):
+    eng = tiny_engine(tiny_model_dir)
+    ads = adapters_for(tiny_model_dir, tmp_path_factory.getbasetemp())
+    eng.load_adapter("light", ads["lighthouse"])
+    eng.load_adapter("sail", ads["sailing"])
+    yield eng
+    eng.stop()
+
+
+def run(engine, prompt=PROMPT, **kw):
+    adapter = kw.pop("adapter", BASE)
+    scale = kw.pop("adapter_scale", None)
+    return engine.submit(GenerationRequest(prompt, SamplingParams(**kw), adapter=adapter, adapter_scale=scale)).text(60)
+
+
+def test_streams_token_by_token_with_usage(engine):
+    items = list(engine.submit(GenerationRequest(PROMPT, SamplingParams(max_tokens=7), adapter=BASE)))
+    assert isinstance(items[0], Started) and items[0].adapter is None
+    assert items[0].prompt_tokens == len(engine.encode(PROMPT))
+    deltas = [i for i in items if isinstance(i, Delta)]
+    fin = items[-1]
+    assert isinstance(fin, Finished) and fin.finish_reason == "length" and fin.completion_tokens == 7
+    assert 1 < len(deltas) <= 7  # one delta per token (a few may be merged across a partial character)
+    assert "".join(d.text for d in deltas).strip()
+
+
+def test_stop_sequence_cuts_before_it(engine):
+    full, _ = run(engine, max_tokens=16)
+    words = full.split()
+    stop = " " + words[2]
+    text, fin = run(engine, max_tokens=16, stop=(stop,))
+    assert fin.finish_reason == "stop"
+    assert text == full[: full.index(stop)]
+    assert stop not in text
+
+
+def test_seed_makes_sampling_reproducible(engine):
+    a, _ = run(engine, max_tokens=12, temperature=1.0, seed=7)
+    b, _ = run(engine, max_tokens=12, temperature=1.0, seed=7)
+    c, _ = run(engine, max_tokens=12, temperature=1.0, seed=8)
+    greedy, _ = run(engine, max_tokens=12)
+    assert a == b
+    assert c != a or greedy != a
+
+
+def test_repetition_penalty_changes_greedy_output(engine):
+    plain, _ = run(engine, max_tokens=12)
+    penalised, _ = run(engine, max_tokens=12, repetition_penalty=2.5)
+    assert plain != penalised
+    assert len(set(penalised.split())) > len(set(plain.split()))
+
+
+def test_cancel_stops_generation_at_once(engine):
+    ch = engine.submit(GenerationRequest(PROMPT, SamplingParams(max_tokens=1500), adapter=BASE))
+    assert isinstance(ch.get(30), Started)
+    assert isinstance(ch.get(30), Delta)
+    ch.cancel()
+    items = []
+    while not items or not isinstance(items[-1], Finished):
+        items.append(ch.get(10))
+    assert items[-1].finish_reason == "cancelled"
+    assert items[-1].completion_tokens < 50
+    assert engine.status()["active"] == 0
+
+
+def test_adapters_side_by_side_and_scale(engine):
+    base, _ = run(engine, adapter=BASE, max_tokens=10)
+    a, fa = run(engine, adapter="light", max_tokens=10)
+    b, fb = run(engine, adapter="sail", max_tokens=10)
+    a0, _ = run(engine, adapter="light", adapter_scale=0.0, max_tokens=10)
+    assert fa.adapter == "light" and fb.adapter == "sail"
+    assert len({base, a, b}) == 3
+    assert a0 == base  # scale 0 is the base model
+    again, _ = run(engine, adapter="light", max_tokens=10)  # no state leaks from the scaled request
+    assert again == a
+
+
+def test_interleaved_requests_do_not_mix_adapters(engine):
+    expected = {ad: run(engine, adapter=ad, max_tokens=24)[0] for ad in ("light", "sail", BASE)}
+    channels = [(ad, engine.submit(GenerationRequest(PROMPT, SamplingParams(max_tokens=24), adapter=ad)))
+                for ad in ("light", "sail", BASE) * 3]
+    for ad, ch in channels:
+        assert ch.text(60)[0] == expected[ad]
+
+
+def test_prompt_over_context_is_truncated_or_refused(engine):
+    ctx = engine.context_length
+    long_prompt = "the lamp " * ctx
+    text, fin = run(engine, prompt=long_prompt, max_tokens=4)
+    assert fin.prompt_tokens == ctx - 4 and fin.completion_tokens == 4
+    ch = engine.submit(GenerationRequest(long_prompt, SamplingParams(max_tokens=4), adapter=BASE, truncate="error"))
+    with pytest.raises(RequestError, match="context"):
+        ch.get(30)
+    with pytest.raises(RequestError, match="max_tokens"):
+        run(engine, max_tokens=ctx + 10)
+    with pytest.raises(RequestError, match="max_tokens"):
+        run(engine, max_tokens=0)
+
+
+def test_unknown_adapter_and_bad_names(engine):
+    with pytest.raises(RequestError, match="not loaded"):
+        run(engine, adapter="nope", max_tokens=2)
+    for bad in ("../etc", "a/b", "v1.x", "", "x" * 65, "ora"):
+        with pytest.raises(RequestError):
+            check_adapter_name(bad)
+    with pytest.raises(RequestError):
+        engine.load_adapter("../../secrets", "/tmp")
+    with pytest.raises(ServeError, match="adapter_config.json"):
+        engine.load_adapter("empty", engine.backend.model_path)  # a model folder is not an adapter
+    assert "empty" not in engine.adapters()
+    assert engine.running  # a failed load leaves the engine serving
+
+
+def test_hot_swap_during_stream_keeps_each_request_on_its_adapter(tiny_model_dir, tmp_path_factory):
+    ads = adapters_for(tiny_model_dir, tmp_path_factory.getbasetemp())
+    eng = tiny_engine(tiny_model_dir)
+    try:
+        eng.set_live("v1", ads["lighthouse"])
+        want_a = eng.submit(GenerationRequest(PROMPT, SamplingParams(max_tokens=300))).text(60)[0]
+        ch = eng.submit(GenerationRequest(PROMPT, SamplingParams(max_tokens=300)))
+        assert ch.get(30).adapter == "v1"
+        first = ch.get(30)
+        assert isinstance(first, Delta)
+        paused = eng.set_live("v2", ads["sailing"])  # loads v2 beside v1, switches, v1 unloads when the stream ends
+        assert not ch.closed, "the stream should still be running during the swap"
+        assert eng.live == "v2" and paused < 30
+        assert sorted(eng.adapters()) == ["v1", "v2"]  # v1 stays while its stream runs
+        text, fin = ch.text(60)
+        assert fin.adapter == "v1" and fin.finish_reason == "length"
+        assert first.text + text == want_a  # not cut, and not switched to v2 halfway  # not cut, and not switched to b halfway
+        after, fin_b = eng.submit(GenerationRequest(PROMPT, SamplingParams(max_tokens=10))).text(60)
+        assert fin_b.adapter == "v2"
+        deadline = time.time() + 10
+        while "v1" in eng.adapters() and time.time() < deadline:
+            time.sleep(0.05)
+        assert eng.adapters() == ["v2"]  # the old one was unloaded once nothing used it
+        eng.set_live("v1", ads["lighthouse"])  # rollback: same path back
+        assert eng.submit(GenerationRequest(PROMPT, SamplingParams(max_tokens=40))).text(60)[0] == want_a
+    finally:
+        eng.stop()
+
+
+def test_many_threads_submit_at_once(engine):
+    results, errors = [], []
+
+    def client(i):
+        try:
+            results.append(run(engine, prompt=f"{PROMPT} {i}", max_tokens=5)[1].finish_reason)
+        except Exception as err:  # pragma: no cover - asserted below
+            errors.append(err)
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(40)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not errors and results.count("length") == 40
+    assert engine.status()["queue_depth"] == 0
