@@ -17,7 +17,10 @@ from typing import Any, Sequence
 from penwright.trainer.settings import CurationSettings
 
 SEP = "\n\n"
-_SENTENCE = re.compile(r"(?<=[.!?…])[\"”’')\]]*\s+(?=[\"“‘'(\[]?[A-Z0-9])")
+_CLOSE = "[\"”’')\\]]"
+_SENTENCE = re.compile(  # whitespace after . ! ? (and any closing quotes), before a capital: kept quotes stay put
+    rf"(?:(?<=[.!?…])|(?<=[.!?…]{_CLOSE})|(?<=[.!?…]{_CLOSE}{_CLOSE}))(?<!\bMr\.)(?<!\bMrs\.)(?<!\bDr\.)(?<!\bSt\.)(?<!\bMs\.)\s+(?=[\"“‘'(\[]?[A-Z0-9])"
+)
 
 
 @dataclass
@@ -101,6 +104,10 @@ def chunk_scenes(scenes: list[list[str]], source: str, settings: CurationSetting
     exact = count_tokens(tokenizer, joined)
     chunks: list[Chunk] = []
     for (s_idx, group), text, n in zip(texts, joined, exact):
+        while n > settings.max_tokens and len(group) > 1:  # estimates ran over: shed the overlap at the head
+            group = group[1:]
+            text = SEP.join(group)
+            n = count_tokens(tokenizer, [text])[0]
         if n < settings.min_tokens:
             continue
         chunks.append(Chunk(text_id(text), text, n, source, s_idx, len(chunks), len(text.split())))
@@ -136,14 +143,27 @@ def _pack(paras: list[tuple[str, int]], settings: CurationSettings) -> list[list
 
 
 def _overlap_tail(group: list[tuple[str, int]], overlap: int, room: int) -> list[tuple[str, int]]:
-    """The last paragraphs of `group` totalling at most `overlap` tokens (and fitting in `room`)."""
-    if overlap <= 0:
+    """The end of `group` worth at most `overlap` tokens (fitting in `room`): whole paragraphs, then sentences."""
+    budget = min(overlap, room)
+    if budget <= 0:
         return []
     tail: list[tuple[str, int]] = []
     total = 0
     for text, n in reversed(group):
-        if total + n > min(overlap, room):
-            break
-        tail.insert(0, (text, n))
-        total += n
+        if total + n <= budget:
+            tail.insert(0, (text, n))
+            total += n
+            continue
+        sentences = split_sentences(text)
+        per_char = n / max(1, len(text))
+        picked: list[str] = []
+        for s in reversed(sentences[1:]):  # never the whole paragraph again
+            cost = int(len(s) * per_char / 0.9) + 1  # estimated, with a margin; exact counts come later
+            if total + cost > budget:
+                break
+            picked.insert(0, s)
+            total += cost
+        if picked:
+            tail.insert(0, (" ".join(picked), int(len(" ".join(picked)) * per_char / 0.9) + 1))
+        break
     return tail

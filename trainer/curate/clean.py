@@ -18,7 +18,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 
-CLEAN_VERSION = 3  # bump when the rules change: invalidates cached results
+CLEAN_VERSION = 4  # bump when the rules change: invalidates cached results
 
 _NUMBER_WORDS = (
     "one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|thirteen|fourteen|fifteen|sixteen|"
@@ -208,6 +208,8 @@ def _block_items(block: list[str], removed: Counter) -> list[tuple[str, str]]:
     para = _unwrap(block)
     for pattern, repl in _INLINE_RULES:
         para = pattern.sub(repl, para)
+    if "&" in para:
+        para = html.unescape(para)
     para = para.strip()
     if not para or not re.search(r"[^\W\d_]", para):
         return []
