@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import threading
 import time
 from pathlib import Path
@@ -184,12 +185,14 @@ class Daemon:
         self.lock.release()
 
     # -- operations (HTTP routers call these) ----------------------------------------------------------------------
-    def retrain_now(self, preset: str | None = None) -> Job:
-        if preset is not None:
-            from penwright.trainer.presets import load_training_settings
+    def retrain_now(self, preset: str | None = None, overrides: dict | None = None) -> Job:
+        """"Retrain now": skips the wait; validates the preset and overrides before queueing."""
+        from penwright.trainer.presets import load_training_settings
+        from penwright.trainer.settings import TrainingChoice
 
-            load_training_settings(preset, self.settings.training.overrides, self.project.root)  # validate now
-        return self.scheduler.request("manual", preset)
+        choice = TrainingChoice(preset=preset or self.settings.training.preset, overrides=self.settings.training.overrides)
+        load_training_settings(choice, overrides or {}, self.project.root)
+        return self.scheduler.request("manual", preset, info={"overrides": overrides} if overrides else None)
 
     def cancel(self, job_id: int) -> Job:
         return self.trainer.cancel(job_id)
@@ -288,6 +291,10 @@ def serve(project: Project, host: str | None = None, port: int | None = None) ->
         log.info("Penwright daemon for %s on http://%s:%s (dashboard at /)", project.root, host, actual)
         daemon.start_background()
         config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=3, lifespan="on")
+        # uvicorn re-raises SIGTERM/SIGINT after its graceful shutdown; with a no-op handler in place that
+        # lands here instead of killing the process, so `close()` below still stops training and unlocks.
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: None)
         uvicorn.Server(config).run(sockets=[sock])
     finally:
         daemon.close()

@@ -111,8 +111,8 @@ class Scheduler:
         self.last_activity = self.clock()
         self._wake.set()
 
-    def request(self, trigger: str = "manual", preset: str | None = None):
-        job = self.jobs.enqueue(trigger, preset)
+    def request(self, trigger: str = "manual", preset: str | None = None, info: dict | None = None):
+        job = self.jobs.enqueue(trigger, preset, info)
         self.publish("job.queued", job_id=job.id, trigger=trigger, preset=preset)
         self._wake.set()
         return job

