@@ -145,7 +145,7 @@ def test_hot_swap_during_stream_keeps_each_request_on_its_adapter(tiny_model_dir
         assert sorted(eng.adapters()) == ["v1", "v2"]  # v1 stays while its stream runs
         text, fin = ch.text(60)
         assert fin.adapter == "v1" and fin.finish_reason == "length"
-        assert first.text + text == want_a  # not cut, and not switched to v2 halfway  # not cut, and not switched to b halfway
+        assert first.text + text == want_a  # not cut, and not switched to v2 halfway
         after, fin_b = eng.submit(GenerationRequest(PROMPT, SamplingParams(max_tokens=10))).text(60)
         assert fin_b.adapter == "v2"
         deadline = time.time() + 10
@@ -153,7 +153,7 @@ def test_hot_swap_during_stream_keeps_each_request_on_its_adapter(tiny_model_dir
             time.sleep(0.05)
         assert eng.adapters() == ["v2"]  # the old one was unloaded once nothing used it
         eng.set_live("v1", ads["lighthouse"])  # rollback: same path back
-        assert eng.submit(GenerationRequest(PROMPT, SamplingParams(max_tokens=40))).text(60)[0] == want_a
+        assert eng.submit(GenerationRequest(PROMPT, SamplingParams(max_tokens=300))).text(60)[0] == want_a
     finally:
         eng.stop()
 
