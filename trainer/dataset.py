@@ -159,9 +159,10 @@ def load_extra_datasets(extras: list[ExtraDataset], root: Path, seed: int) -> tu
         path = Path(extra.path) if Path(extra.path).is_absolute() else root / extra.path
         got, probs = load_user_dataset(path, extra.format, extra.path)
         problems += probs
+        n_read = len(got)
         got, dupes = dedupe(got)  # dedupe before weighting: a weight of 2 repeats on purpose
         used = weighted(got, extra.weight, seed)
-        stats[extra.path] = {"rows": len(got), "weight": extra.weight, "used": len(used), "bad_lines": len(probs), "duplicates": dupes}
+        stats[extra.path] = {"rows": n_read, "weight": extra.weight, "used": len(used), "bad_lines": len(probs), "duplicates": dupes}
         rows += used
     return rows, problems, stats
 

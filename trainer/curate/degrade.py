@@ -101,6 +101,7 @@ class RuleDegrader:
     def abstract(self, text: str) -> str:
         """Nouns (the word heading each noun phrase) and names replaced by numbered placeholders."""
         tokens = re.split(r"([A-Za-z][A-Za-z'’-]*)", text)
+        proper = _proper_nouns(tokens)
         names: dict[str, int] = {}
         things: dict[str, int] = {}
         sentence_start = True
@@ -112,7 +113,7 @@ class RuleDegrader:
             if (re.search(r"[.!?\"“”]\s*$", gap) and prev not in lx.TITLES) or (i == 1 and not gap.strip()):
                 sentence_start, after_det = True, 0
             base, poss = (word[:-2], word[-2:]) if low.endswith(("'s", "’s")) else (word, "")
-            if word[:1].isupper() and not sentence_start and low not in lx.FUNCTION_WORDS and low not in lx.DETERMINERS:
+            if base.lower() in proper:
                 tokens[i] = f"[NAME{names.setdefault(base.lower(), len(names) + 1)}]{poss}"
                 after_det = 1 if poss else 0
             elif after_det and low not in lx.FUNCTION_WORDS and low not in lx.DETERMINERS:
@@ -127,6 +128,25 @@ class RuleDegrader:
             sentence_start = False
         out = "".join(tokens)
         return out if len(names) + len(things) >= 3 else ""
+
+
+def _proper_nouns(tokens: list[str]) -> set[str]:
+    """Names: words capitalised mid-sentence, and rare capitalised words anywhere (a sentence may open with a name)."""
+    from wordfreq import zipf_frequency
+
+    found: set[str] = set()
+    start = True
+    for i in range(1, len(tokens), 2):
+        gap, word = tokens[i - 1], tokens[i]
+        prev = tokens[i - 2].lower() if i > 1 else ""
+        if (re.search(r"[.!?\"“”]\s*$", gap) and prev not in lx.TITLES) or (i == 1 and not gap.strip()):
+            start = True
+        base = re.sub(r"['’]s$", "", word).lower()
+        if word[:1].isupper() and base not in lx.FUNCTION_WORDS and base not in lx.DETERMINERS and base != "i":
+            if not start or zipf_frequency(base, "en") < 3.0:
+                found.add(base)
+        start = False
+    return found
 
 
 def _differs(new: str, old: str) -> bool:
