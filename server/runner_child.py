@@ -126,31 +126,43 @@ def main(argv: list[str]) -> int:
         emit("phase", phase="train")
         result = train(spec)
         timings["train_s"] = time.perf_counter() - t0
-        adapter_dir = Path(result.get("adapter_dir") or result.get("adapter_path") or Path(spec["run_dir"]) / "adapter")
+        if result.get("status") == "cancelled":
+            emit("error", message="training stopped before the end; nothing was published")
+            return 5
+        adapter_dir = Path(result.get("adapter_dir") or Path(spec["run_dir"]) / "adapter")
         emit("phase", phase="gate")
         t1 = time.perf_counter()
         metrics, reference = measure(spec, adapter_dir)
         timings["gate_eval_s"] = time.perf_counter() - t1
-        if result.get("status") == "cancelled":
-            emit("error", message="training stopped before the end; nothing was published")
-            return 5
         metrics["eval_loss"] = result.get("eval_loss")
         metrics["gate_samples"] = int(spec.get("gate_samples", 4))
         emit("result", run_id=spec["run_id"], adapter_dir=str(adapter_dir), base_model=spec["base_model"],
              dataset_hash=spec.get("dataset_hash"), metrics={**metrics, "train": _summary(result)},
              reference=reference, reference_name=spec.get("reference_name", "base"), timings=timings)
         return 0
-    except OSError as err:
-        if err.errno == errno.ENOSPC:
-            emit("error", message=f"the disk is full while writing {err.filename or 'a checkpoint'}: free some space "
-                                  "and retrain; the live adapter and the job queue are unaffected")
-            return 4
-        emit("error", message=f"{type(err).__name__}: {err}", traceback=traceback.format_exc()[-2000:])
-        return 1
     except Exception as err:
-        msg = str(err) if getattr(err, "hint", None) is None else str(err)
-        emit("error", message=msg or type(err).__name__, traceback=traceback.format_exc()[-2000:])
+        if _disk_full(err, Path(spec["run_dir"])):
+            emit("error", message=f"the disk is full under {spec['run_dir']} (while writing a checkpoint or log): "
+                                  "free some space and retrain; the live adapter and the job queue are unaffected")
+            return 4
+        emit("error", message=str(err) or type(err).__name__, traceback=traceback.format_exc()[-2000:])
         return 1
+
+
+def _disk_full(err: BaseException, folder: Path) -> bool:
+    """ENOSPC, however the library wrapped it (torch.save says only "file write failed")."""
+    while err is not None:
+        if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        if "file write failed" in str(err) or "No space left" in str(err):
+            return True
+        err = err.__cause__ or err.__context__
+    try:
+        import shutil
+
+        return shutil.disk_usage(folder).free < 256 * 1024
+    except OSError:
+        return False
 
 
 def _summary(result: dict) -> dict:

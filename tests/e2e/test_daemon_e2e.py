@@ -146,3 +146,107 @@ def test_dashboard_state_and_status_cli(daemon, project):
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert f"penwright@v{state['live']['version']}" in out.stdout and "job" in out.stdout
+
+
+# ---- faults (slow: each starts its own daemon) --------------------------------------------------------------------
+
+@pytest.fixture()
+def fresh(tmp_path, example_project):
+    configure(example_project, min_new_words=100000)  # only manual jobs
+    procs = []
+
+    def start() -> DaemonProcess:
+        d = DaemonProcess(example_project, tmp_path / "daemon.log").start()
+        procs.append(d)
+        return d
+
+    yield example_project, start
+    for d in procs:
+        d.stop()
+
+
+def _running_child(d: DaemonProcess, job_id: int) -> int:
+    for _ in range(100):
+        job = d.api("GET", f"/api/jobs/{job_id}").json()["job"]
+        if job["pid"]:
+            return job["pid"]
+        time.sleep(0.1)
+    raise AssertionError("the job never got a child pid")
+
+
+@pytest.mark.slow
+def test_training_child_killed_with_9_fails_the_job_not_the_daemon(fresh):
+    project, start = fresh
+    d = start()
+    job = d.api("POST", "/api/train", json={"overrides": {"max_steps": 400}}).json()["job"]
+    d.wait_event(lambda e: e["type"] == "job.progress" and e["job_id"] == job["id"] and e.get("step"), 180)
+    os.kill(_running_child(d, job["id"]), 9)
+    failed = d.wait_event(lambda e: e["type"] == "job.failed" and e["job_id"] == job["id"], 30)
+    assert "killed by signal 9" in failed["error"] and "live adapter" in failed["error"]
+    assert d.api("GET", "/health").status_code == 200
+    assert d.api("GET", "/api/adapters").json()["adapters"] == []  # nothing half-published
+    again = d.api("POST", "/api/train", json={}).json()["job"]  # and the next job runs normally
+    assert d.wait_event(lambda e: e.get("job_id") == again["id"] and e["type"] in ("job.finished", "job.failed"),
+                        240)["type"] == "job.finished"
+
+
+@pytest.mark.slow
+def test_daemon_killed_with_9_mid_job_resumes_from_its_checkpoint(fresh):
+    project, start = fresh
+    d = start()
+    job = d.api("POST", "/api/train", json={"overrides": {"max_steps": 10, "save_every": 2}}).json()["job"]
+    d.wait_event(lambda e: e["type"] == "job.progress" and e["job_id"] == job["id"] and (e.get("step") or 0) >= 3, 240)
+    child = _running_child(d, job["id"])
+    run_id = d.api("GET", f"/api/jobs/{job['id']}").json()["job"]["run_id"]
+    assert list((project / ".penwright" / "runs" / run_id / "checkpoints").iterdir())
+    d.kill9()
+    for _ in range(100):  # the child dies with its daemon (parent-death signal)
+        if not pid_alive(child):
+            break
+        time.sleep(0.1)
+    assert not pid_alive(child)
+    d2 = start()  # the kernel released the lock with the dead process
+    queued = d2.wait_event(lambda e: e["type"] == "job.queued" and e["job_id"] == job["id"], 60)
+    assert queued["resume"] is True
+    started = d2.wait_event(lambda e: e["type"] == "job.started" and e["job_id"] == job["id"], 60)
+    assert started["resume"] is True and started["run_id"] == run_id
+    first = d2.wait_event(lambda e: e["type"] == "job.progress" and e["job_id"] == job["id"] and e.get("step"), 240)
+    assert first["step"] >= 3  # continued from the checkpoint, not from step 1
+    end = d2.wait_event(lambda e: e.get("job_id") == job["id"] and e["type"] in ("job.finished", "job.failed"), 240)
+    assert end["type"] == "job.finished", end
+    final = d2.api("GET", f"/api/jobs/{job['id']}").json()["job"]
+    assert final["status"] == "succeeded" and final["attempts"] == 2 and final["step"] == 10
+
+
+@pytest.mark.slow
+def test_disk_filling_during_a_checkpoint(fresh):
+    """A real 8 MB tmpfs under .penwright/runs, filled up while the job trains (root only)."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    project, start = fresh
+    runs = project / ".penwright" / "runs"
+    runs.mkdir(parents=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(runs)], check=True)
+    try:
+        d = start()
+        job = d.api("POST", "/api/train", json={"overrides": {"max_steps": 400, "save_every": 3}}).json()["job"]
+        d.wait_event(lambda e: e["type"] == "job.progress" and e["job_id"] == job["id"] and e.get("step") == 1, 240)
+        filler = runs / "filler.bin"
+        with open(filler, "wb") as fh:  # the disk fills up before the step-3 checkpoint
+            try:
+                while True:
+                    fh.write(b"\0" * 65536)
+                    fh.flush()
+            except OSError:
+                pass
+        failed = d.wait_event(lambda e: e["type"] == "job.failed" and e["job_id"] == job["id"], 240)
+        assert "disk is full" in failed["error"] and "live adapter" in failed["error"]
+        assert d.api("GET", "/health").status_code == 200
+        assert d.api("GET", "/api/adapters").json()["adapters"] == []
+        filler.unlink()  # space is back: the next job succeeds, nothing is corrupt
+        again = d.api("POST", "/api/train", json={}).json()["job"]
+        end = d.wait_event(lambda e: e.get("job_id") == again["id"] and e["type"] in ("job.finished", "job.failed"), 240)
+        assert end["type"] == "job.finished", end
+        d.stop()
+    finally:
+        subprocess.run(["umount", "-l", str(runs)], check=False)
