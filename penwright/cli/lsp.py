@@ -25,7 +25,8 @@ def run(args: argparse.Namespace) -> int:
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("penwright-lsp %(levelname)s %(name)s: %(message)s"))
     logging.getLogger().addHandler(handler)
-    logging.getLogger("pygls").setLevel(logging.WARNING)
+    for noisy in ("pygls", "httpx", "httpcore"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     ls = build_server()
     if args.project:
         ls.settings.project = args.project

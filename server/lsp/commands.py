@@ -63,7 +63,8 @@ def _one_optional(args: tuple, what: str):
 
 async def retrain_now(ls, *args) -> dict:
     _one_optional(args, "nothing")
-    job = await ls.daemon.request("POST", "/api/train", json={"trigger": "manual"})
+    result = await ls.daemon.request("POST", "/api/train", json={})
+    job = result.get("job", result) if isinstance(result, dict) else {}
     job_id = job.get("id") if isinstance(job, dict) else None
     return {"job": job, "message": f"Penwright: training queued (job {job_id})." if job_id else "Penwright: training queued."}
 
@@ -89,18 +90,25 @@ async def status(ls, *args) -> dict:
     _one_optional(args, "nothing")
     st = await ls.daemon.request("GET", "/api/status")
     st = st if isinstance(st, dict) else {"status": st}
+    jobs = await ls.daemon.request("GET", "/api/jobs", params={"limit": 5})
+    running = [j for j in jobs.get("jobs", []) if isinstance(j, dict) and j.get("status") in ACTIVE] if isinstance(jobs, dict) else []
+    st["running_job"] = next((j for j in running if j.get("status") == "running"), running[0] if running else None)
     return {"status": st, "model": ls.settings.model, "project": str(ls.root) if ls.root else None,
             "daemon": ls.daemon.url, "message": summary(st), "quiet": True}
 
 
 def summary(st: dict) -> str:
-    live = st.get("adapter") or st.get("live") or st.get("live_adapter")
+    live = st.get("adapter") or st.get("live")
     if isinstance(live, dict):
         live = live.get("name") or (f"v{live['version']}" if "version" in live else None)
-    job = st.get("job") or st.get("training") or st.get("running_job")
-    parts = [f"adapter {live}" if live else "no adapter yet (base model)"]
-    if isinstance(job, dict):
-        parts.append(f"training: job {job.get('id')} {job.get('status', '')}".strip())
+    job = st.get("running_job")
+    parts = [f"serving {live}" if live else "no adapter yet (base model)"]
+    if job is not None:
+        if isinstance(job, dict):
+            steps = f", step {job.get('step')}/{job.get('total')}" if job.get("total") else ""
+            parts.append(f"training job {job.get('id')} {job.get('status')}{steps}")
+        else:
+            parts.append(f"training job {job} running")
     return "Penwright: " + ", ".join(parts)
 
 
@@ -115,22 +123,23 @@ def _version(value) -> int:
 
 async def rollback(ls, *args) -> dict:
     given = _one_optional(args, "an adapter version")
-    if given is None:
-        live = await _live_version(ls)
-        if live is None:
-            raise BadArguments("there is no live adapter to roll back")
-        given = live
-    version = _version(given)
+    version = _version(given) if given is not None else await _previous_version(ls)
     result = await ls.daemon.request("POST", f"/api/adapters/{version}/rollback")
     ls.shown.clear()
-    return {"result": result, "message": f"Penwright: rolled back adapter v{version}."}
+    return {"result": result, "message": f"Penwright: rolled back; adapter v{version} is live again."}
 
 
-async def _live_version(ls) -> int | None:
+async def _previous_version(ls) -> int:
+    """The newest version older than the live one that was once live (retired), to roll back to."""
     adapters = await ls.daemon.request("GET", "/api/adapters")
     items = adapters.get("adapters", []) if isinstance(adapters, dict) else adapters or []
-    live = [a for a in items if isinstance(a, dict) and a.get("status") == "live"]
-    return live[0].get("version") if live else None
+    live = adapters.get("live") if isinstance(adapters, dict) else None
+    if live is None:
+        raise BadArguments("there is no live adapter to roll back from")
+    older = [a["version"] for a in items if isinstance(a, dict) and a.get("status") == "retired" and a.get("version", 0) < live]
+    if not older:
+        raise BadArguments(f"v{live} is the only adapter that was ever live; there is nothing to roll back to")
+    return max(older)
 
 
 async def select_adapter(ls, *args) -> dict:

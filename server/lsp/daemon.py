@@ -102,21 +102,31 @@ class DaemonClient:
     def _headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
 
-    async def _healthy(self, url: str) -> bool:
+    async def _probe(self, url: str) -> int | None:
+        """HTTP status of /health (200 ready, 503 still loading its model), None if nothing answers."""
         try:
             r = await self._http.get(f"{url}/health", headers=self._headers(), timeout=2.0)
         except httpx.HTTPError:
-            return False
-        return r.status_code == 200
+            return None
+        return r.status_code
+
+    async def _healthy(self, url: str) -> bool:
+        return await self._probe(url) == 200
 
     async def locate(self, start: bool = True) -> str:
         """A base URL that answers /health, starting the daemon when allowed (and `start`) and needed."""
-        if self.url and await self._healthy(self.url):
+        if self.url:  # known good; a failed request clears it (see `request`)
             return self.url
+        loading = None
         for url in self.candidates():
-            if await self._healthy(url):
+            code = await self._probe(url)
+            if code == 200:
                 self.url = url
                 return url
+            if code is not None and loading is None:
+                loading = url
+        if loading is not None:  # a daemon is there, still loading its model: wait for it, never start a second
+            return await self._wait_ready(loading)
         if not (start and self.auto_start and self.root is not None and not self.fixed_url):
             raise DaemonUnavailable(self._down_message())
         async with self._start_lock:
@@ -126,6 +136,18 @@ class DaemonClient:
         where = self.fixed_url or ", ".join(self.candidates()) or "nowhere (no project found)"
         project = f" --project {self.root}" if self.root else ""
         return f"The Penwright daemon is not answering ({where}). Start it with `penwright serve{project}`."
+
+    async def _wait_ready(self, url: str, wait_s: float = 90.0) -> str:
+        deadline = time.monotonic() + wait_s
+        while time.monotonic() < deadline:
+            code = await self._probe(url)
+            if code == 200:
+                self.url = url
+                return url
+            if code is None:
+                break
+            await asyncio.sleep(0.25)
+        raise DaemonUnavailable(f"The Penwright daemon at {url} is not ready (still loading, or stopped).")
 
     async def _start_and_wait(self, wait_s: float = 90.0) -> str:
         for url in self.candidates():  # someone else may have started it while we waited for the lock

@@ -50,9 +50,7 @@ class Bridge:
     async def _initial_status(self) -> None:
         st = await self.ls.daemon.request("GET", "/api/status")
         if isinstance(st, dict):
-            from penwright.server.lsp.commands import summary
-
-            self.ls.live_adapter = summary(st).removeprefix("Penwright: ").split(",")[0]
+            self.ls.live_adapter = st.get("adapter") if isinstance(st.get("adapter"), str) else None
         self.notify()
 
     def notify(self) -> None:
@@ -61,8 +59,7 @@ class Bridge:
 
     async def handle(self, event: dict) -> None:
         kind = event.get("type")
-        job = event.get("job_id", event.get("job"))
-        job = job.get("id") if isinstance(job, dict) else job
+        job = event.get("job_id")
         if kind == "job.started":
             await self._begin(job)
         elif kind == "job.progress":
@@ -71,15 +68,15 @@ class Bridge:
             await self._end(job, event, END_TYPES[kind])
         elif kind == "adapter.promoted":
             version = event.get("version")
-            self.ls.live_adapter = f"v{version}" if version is not None else event.get("adapter")
+            self.ls.live_adapter = event.get("model") or f"v{version}"
             self.ls.shown.clear()
             self.ls.tell(f"Penwright: adapter v{version} is now live ({_why(event)}).")
             self.notify()
         elif kind == "adapter.rolled_back":
             self.ls.shown.clear()
-            self.ls.tell(f"Penwright: rolled back; live adapter is now {event.get('live') or event.get('version')}.")
+            self.ls.tell(f"Penwright: rolled back; adapter v{event.get('version')} is live again.")
             await self._initial_status()
-        elif kind == "gate" and str(event.get("decision", "")).lower() not in ("promote", "promoted", "accept", "pass"):
+        elif kind == "gate" and event.get("decision") == "reject":
             self.ls.tell(f"Penwright: the new adapter was not promoted ({_why(event)}).")
         elif kind == "lore.indexed":
             self.ls.lore_names.fetched_at = 0.0

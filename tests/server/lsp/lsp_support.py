@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import shutil
 import socket
@@ -30,7 +32,13 @@ def free_port() -> int:
 def copy_project(dest: Path, port: int) -> Path:
     shutil.copytree(EXAMPLE, dest, ignore=shutil.ignore_patterns(".penwright"))
     settings = dest / "penwright.yaml"
-    settings.write_text(settings.read_text() + f"server:\n  port: {port}\n", encoding="utf-8")
+    text = settings.read_text().replace("training:\n  preset: fast\n", "")
+    settings.write_text(
+        text + f"server:\n  port: {port}\n"
+        # a real training job, short enough for a test: 6 steps of the fast preset
+        "training:\n  preset: fast\n  overrides: {max_steps: 6, eval_every: 3, save_every: 3, warmup_steps: 1, plateau_min_steps: 0}\n",
+        encoding="utf-8",
+    )
     return dest
 
 
@@ -117,3 +125,43 @@ def open_doc(client: LanguageClient, path: Path, text: str | None = None, langua
 def end_position(text: str) -> types.Position:
     lines = text.split("\n")
     return types.Position(line=len(lines) - 1, character=len(lines[-1].encode("utf-16-le")) // 2)
+
+
+@contextlib.asynccontextmanager
+async def lsp_session(root: Path | None, env: dict | None = None, **options):
+    client = await start_client(root, env=env, **options)
+    try:
+        yield client
+    finally:
+        await stop_client(client)
+
+
+def inline_params(uri: str, position: types.Position, invoked: bool = True) -> types.InlineCompletionParams:
+    kind = types.InlineCompletionTriggerKind.Invoked if invoked else types.InlineCompletionTriggerKind.Automatic
+    return types.InlineCompletionParams(
+        context=types.InlineCompletionContext(trigger_kind=kind),
+        text_document=types.TextDocumentIdentifier(uri=uri),
+        position=position,
+    )
+
+
+async def execute(client: LanguageClient, command: str, *args):
+    return await client.workspace_execute_command_async(types.ExecuteCommandParams(command=command, arguments=list(args)))
+
+
+async def wait_until(predicate, timeout: float, interval: float = 0.2):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        await asyncio.sleep(interval)
+    return predicate()
+
+
+async def suggest(client: LanguageClient, uri: str, position: types.Position, tries: int = 3, invoked: bool = True):
+    """First non-empty suggestion. builtin:tiny is random-init: a sample may be blank (or only a paragraph break)."""
+    for _ in range(tries):
+        result = await client.text_document_inline_completion_async(inline_params(uri, position, invoked))
+        if result is not None and result.items:
+            return result.items[0]
+    raise AssertionError(f"no suggestion in {tries} tries")
