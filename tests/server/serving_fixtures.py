@@ -91,3 +91,14 @@ def tiny_engine(model_dir: Path, **kwargs):
     from penwright.server.engine import Engine, make_backend
 
     return Engine(make_backend(str(model_dir), backend="cpu"), **kwargs).start(timeout=120)
+
+
+def registry_with_adapters(root: Path, adapters: dict[str, Path]):
+    """A real Registry under `root` with the test adapters published as v1 (lighthouse, live) and v2 (sailing)."""
+    from penwright.trainer.registry import Registry
+
+    reg = Registry(root / "penwright.db", root / "adapters")
+    v1 = reg.publish(adapters["lighthouse"], base_model="builtin:tiny")
+    reg.publish(adapters["sailing"], base_model="builtin:tiny")
+    reg.promote(v1.version)
+    return reg
