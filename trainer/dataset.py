@@ -23,8 +23,8 @@ SPLIT_SALT = "penwright-split-v1"  # never change: it would move passages betwee
 
 
 def row_key(row: dict) -> str:
-    """Content hash of a row's messages (whitespace-normalised): equal rows dedupe."""
-    text = "\x1e".join(f"{m['role']}\x1f{' '.join(m['content'].split())}" for m in row["messages"])
+    """Content hash of a row's messages: equal rows dedupe (passages are already deduped whitespace-blind)."""
+    text = json.dumps([(m["role"], m["content"]) for m in row["messages"]], ensure_ascii=False)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import re
+from functools import lru_cache
 from typing import Callable, Protocol
 
 from penwright.trainer.curate import lexicon as lx
@@ -20,6 +21,7 @@ log = logging.getLogger(__name__)
 
 DEGRADE_KINDS = ("neutral", "info_dropout", "abstract")
 _WORD = re.compile(r"[A-Za-z][A-Za-z'’-]*")
+_ENDS_SENTENCE = re.compile(r"[.!?\"“”]\s*$")
 _INTENSIFIERS = frozenset("very quite rather somewhat extremely exceedingly indeed truly really perfectly utterly".split())
 _REFUSAL = re.compile("|".join(lx.REFUSAL_PATTERNS), re.I)
 
@@ -110,7 +112,7 @@ class RuleDegrader:
             gap, word = tokens[i - 1], tokens[i]
             low = word.lower().replace("’", "'")
             prev = tokens[i - 2].lower() if i > 1 else ""
-            if (re.search(r"[.!?\"“”]\s*$", gap) and prev not in lx.TITLES) or (i == 1 and not gap.strip()):
+            if (_ENDS_SENTENCE.search(gap) and prev not in lx.TITLES) or (i == 1 and not gap.strip()):
                 sentence_start, after_det = True, 0
             base, poss = (word[:-2], word[-2:]) if low.endswith(("'s", "’s")) else (word, "")
             if base.lower() in proper:
@@ -130,20 +132,25 @@ class RuleDegrader:
         return out if len(names) + len(things) >= 3 else ""
 
 
-def _proper_nouns(tokens: list[str]) -> set[str]:
-    """Names: words capitalised mid-sentence, and rare capitalised words anywhere (a sentence may open with a name)."""
+@lru_cache(maxsize=65536)
+def _rare(word: str) -> bool:
     from wordfreq import zipf_frequency
 
+    return zipf_frequency(word, "en") < 3.0
+
+
+def _proper_nouns(tokens: list[str]) -> set[str]:
+    """Names: words capitalised mid-sentence, and rare capitalised words anywhere (a sentence may open with a name)."""
     found: set[str] = set()
     start = True
     for i in range(1, len(tokens), 2):
         gap, word = tokens[i - 1], tokens[i]
         prev = tokens[i - 2].lower() if i > 1 else ""
-        if (re.search(r"[.!?\"“”]\s*$", gap) and prev not in lx.TITLES) or (i == 1 and not gap.strip()):
+        if (_ENDS_SENTENCE.search(gap) and prev not in lx.TITLES) or (i == 1 and not gap.strip()):
             start = True
         base = re.sub(r"['’]s$", "", word).lower()
         if word[:1].isupper() and base not in lx.FUNCTION_WORDS and base not in lx.DETERMINERS and base != "i":
-            if not start or zipf_frequency(base, "en") < 3.0:
+            if not start or _rare(base):
                 found.add(base)
         start = False
     return found

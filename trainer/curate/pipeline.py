@@ -103,16 +103,30 @@ def settings_fingerprint(settings: CurationSettings, tokenizer: Any, context_lim
     return hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
-def sample_tokens(tokenizer: Any, rows: list[dict]) -> list[int]:
-    """Tokens of each row as trained: the chat template's rendering (FIM rows: prompt + target)."""
-    texts = []
+def sample_tokens(tokenizer: Any, rows: list[dict], memo: dict[str, int] | None = None) -> list[int]:
+    """Tokens of each row as trained: the chat template's rendering (FIM rows: prompt + target), + end-of-text.
+
+    Counted per message and summed with the template's own tokens: the template puts special tokens
+    and newlines around every content, so the sum is the rendered count, and texts repeated across rows
+    (system prompt, targets) are tokenized once.
+    """
+    memo = {} if memo is None else memo
+    contents = {m["content"] for r in rows for m in r["messages"]} - memo.keys()
+    memo.update(zip(contents, count_tokens(tokenizer, list(contents))))
+    chat = bool(getattr(tokenizer, "chat_template", None))
+    overhead: dict[tuple, int] = {}
+    out = []
     for row in rows:
         msgs = row["messages"]
-        if row.get("kind") == "fim" or not getattr(tokenizer, "chat_template", None):
-            texts.append("".join(m["content"] for m in msgs[1:]))
-        else:
-            texts.append(tokenizer.apply_chat_template(msgs, tokenize=False))
-    return [n + 1 for n in count_tokens(tokenizer, texts)]  # + end-of-text
+        if row.get("kind") == "fim" or not chat:
+            out.append(sum(memo[m["content"]] for m in msgs[1:]) + 1)
+            continue
+        roles = tuple(m["role"] for m in msgs)
+        if roles not in overhead:
+            empty = tokenizer.apply_chat_template([{"role": r, "content": ""} for r in roles], tokenize=False)
+            overhead[roles] = count_tokens(tokenizer, [empty])[0]
+        out.append(overhead[roles] + sum(memo[m["content"]] for m in msgs) + 1)
+    return out
 
 
 def build_file(read: _Read, settings: CurationSettings, tokenizer: Any, ctx: dict) -> _Built:
