@@ -78,12 +78,11 @@ def _error_handlers(app: FastAPI) -> None:
     async def _invalid(request: Request, exc: RequestValidationError):
         errs = exc.errors()
         first = errs[0] if errs else {}
-        loc = [str(p) for p in first.get("loc", ()) if p != "body"]
+        loc = _field_path(first.get("loc", ()))
         if first.get("type") == "json_invalid":
             msg, code = f"The request body is not valid JSON: {first.get('ctx', {}).get('error', first.get('msg'))}", "invalid_json"
         else:
-            msg = "; ".join(f"{'.'.join(str(p) for p in e.get('loc', ()) if p != 'body') or 'body'}: {e.get('msg')}"
-                            for e in errs[:10])
+            msg = "; ".join(f"{'.'.join(_field_path(e.get('loc', ()))) or 'body'}: {e.get('msg')}" for e in errs[:10])
             code = "invalid_type" if "type" in str(first.get("type")) else "invalid_value"
         return _error(ApiError(400, msg, code, ".".join(loc) or None))
 
@@ -95,6 +94,21 @@ def _error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def _other(request: Request, exc: Exception):
         return _error(api_error(exc))
+
+
+_TYPE_TAGS = {"str", "int", "float", "bool", "list", "dict", "none", "literal"}
+
+
+def _field_path(loc) -> list[str]:
+    """pydantic's error location as the request's field path (without `body` and union member tags)."""
+    out = []
+    for p in loc:
+        if p == "body" and not out:
+            continue
+        if isinstance(p, str) and (p in _TYPE_TAGS or "[" in p or p.startswith("function-")):
+            break
+        out.append(str(p))
+    return out
 
 
 def _error(err: ApiError) -> JSONResponse:
