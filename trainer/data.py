@@ -102,15 +102,33 @@ def check_tokenizer(dataset_dir: Path, tokenizer) -> None:
                 "Use a ChatML model (Qwen2/2.5 family, builtin:tiny) or one with a chat template.",
             )
     manifest = dataset_dir / "manifest.json"
-    if manifest.is_file():
+    if not manifest.is_file():
+        return
+    try:
         data = json.loads(manifest.read_text(encoding="utf-8") or "{}")
-        tok = data.get("tokenizer") if isinstance(data, dict) else None
-        want = tok.get("fingerprint") if isinstance(tok, dict) else data.get("tokenizer_fingerprint")
-        if want and want != tokenizer_fingerprint(tokenizer):
-            raise DatasetError(
-                f"{manifest}: the dataset was curated with a different tokenizer than the base model's.",
-                "Curate again (`penwright curate`) after changing model.base, so chunk sizes match the model.",
-            )
+    except json.JSONDecodeError:
+        return
+    want = _curated_fingerprint(data.get("tokenizer") if isinstance(data, dict) else None, tokenizer)
+    if want and want != tokenizer_fingerprint(tokenizer):
+        raise DatasetError(
+            f"{manifest}: the dataset was curated with a different tokenizer than the base model's.",
+            "Curate again (`penwright curate`) after changing model.base, so chunk sizes match the model.",
+        )
+
+
+def _curated_fingerprint(recorded, tokenizer) -> str | None:
+    """The vocabulary fingerprint of the tokenizer curation used: stored, or loaded from its recorded folder."""
+    if isinstance(recorded, dict):
+        return recorded.get("fingerprint")
+    if not isinstance(recorded, str) or not recorded:
+        return None
+    folder = Path(recorded)
+    ours = Path(getattr(tokenizer, "name_or_path", "") or ".")
+    if not (folder / "tokenizer_config.json").is_file() or folder.resolve() == ours.resolve():
+        return None
+    from transformers import AutoTokenizer
+
+    return tokenizer_fingerprint(AutoTokenizer.from_pretrained(str(folder)))
 
 
 def chatml(messages: list[dict], add_generation_prompt: bool = False) -> str:

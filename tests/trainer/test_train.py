@@ -191,6 +191,15 @@ def test_bad_input_gives_clear_errors(dataset, tiny_model_dir, tmp_path):
     (manifest / "manifest.json").write_text(json.dumps({"tokenizer": {"fingerprint": "0123456789abcdef"}}))
     with pytest.raises(DatasetError, match="different tokenizer"):
         run_training(manifest, settings(), tiny_model_dir, tmp_path / "r5")
+    # curation records the tokenizer's folder: another model's tokenizer is caught too
+    from penwright.trainer.tiny import build_tiny_model
+
+    other = build_tiny_model(["An entirely different book about ships and the sea. " * 30], tmp_path / "m")
+    (manifest / "manifest.json").write_text(json.dumps({"tokenizer": str(other)}))
+    with pytest.raises(DatasetError, match="different tokenizer"):
+        run_training(manifest, settings(), tiny_model_dir, tmp_path / "r5")
+    (manifest / "manifest.json").write_text(json.dumps({"tokenizer": str(tiny_model_dir)}))
+    assert run_training(manifest, settings(max_steps=1, eval_every=None), tiny_model_dir, tmp_path / "r7").steps == 1
     with pytest.raises(TrainingError, match="CUDA"):
         run_training(dataset, settings(quantization="4bit"), tiny_model_dir, tmp_path / "r6")
     for bad_value in ({"rank": 0}, {"learning_rate": -1e-4}):
