@@ -87,7 +87,8 @@ def build_services(project, start_engine: bool = True, settings: ServerSettings 
     if s.upstream is not None:
         from penwright.server.proxy import Upstream
 
-        services.upstream = Upstream(s.upstream, export_dir=paths.state / "exports")
+        services.upstream = Upstream(s.upstream, export_dir=paths.state / "exports",
+                                     context_length=s.model.max_context_tokens)
     elif start_engine:
         services.engine = start_engine_for(project)
     services.sync_live()

@@ -23,8 +23,6 @@ def _log_unknown(body, path: str) -> None:
 @router.get("/v1/models")
 async def list_models(request: Request):
     services = request.app.state.services
-    if services.upstream is not None:
-        return await services.upstream.model_list(services.model_name)
     return models.model_list(services.model_name, services.registry, services.live_adapter).model_dump()
 
 

@@ -102,3 +102,15 @@ def registry_with_adapters(root: Path, adapters: dict[str, Path]):
     reg.publish(adapters["sailing"], base_model="builtin:tiny")
     reg.promote(v1.version)
     return reg
+
+
+EXAMPLE_LORE = Path(__file__).resolve().parents[2] / "examples" / "novel" / "lore"
+
+
+def lore_index(base_temp: Path, lore_dir: Path = EXAMPLE_LORE):
+    """A real LoreIndex (chromadb + sentence-transformers) over the example lore, index cached per session."""
+    from penwright.rag.index import LoreIndex
+
+    index = LoreIndex(lore_dir, base_temp / "lore-index")
+    index.sync()
+    return index
