@@ -8,6 +8,7 @@ is modified.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import logging
 from pathlib import Path
 
@@ -31,17 +32,40 @@ def lore_context_for(project):
     if "lore" not in project.settings.curation.pair_types or not project.lore_dir.is_dir():
         return None
     from penwright.rag.index import LoreIndex
-    from penwright.rag.inject import preamble
+    from penwright.rag.inject import system_block
 
     index = LoreIndex(project.lore_dir, project.paths.lore_index, project.settings.lore)
     index.sync()
 
     def lore_context(text: str) -> str:
         selection = index.select(text[-2000:])
-        return preamble(selection) if selection else ""
+        return system_block(selection)  # the block the server adds to the system message when serving
 
-    lore_context.fingerprint = str(sorted((e.id, getattr(e, "hash", "")) for e in index.entries()))  # type: ignore[attr-defined]
+    digest = hashlib.sha256()
+    for path in sorted(p for p in project.lore_dir.rglob("*") if p.is_file()):
+        digest.update(path.as_posix().encode() + path.read_bytes())
+    lore_context.fingerprint = digest.hexdigest()[:16]  # type: ignore[attr-defined]  # lore edits redo lore pairs
     return lore_context
+
+
+def degrader_for(project, tokenizer):
+    """The degrader curation.degrade_with asks for: offline rules, the base model, or the upstream endpoint."""
+    from penwright.errors import SettingsError
+    from penwright.trainer.curate.degrade import ChatDegrader, RuleDegrader, model_complete, upstream_complete
+
+    how = project.settings.curation.degrade_with
+    if how == "upstream":
+        up = project.settings.upstream
+        if up is None or not up.model:
+            raise SettingsError(["curation.degrade_with is 'upstream' but no upstream (url and model) is set"],
+                                project.root / "penwright.yaml", "Add an upstream: section with url and model, or use degrade_with: rules.")
+        return ChatDegrader(upstream_complete(up.url, up.model, up.api_key, up.timeout_seconds), name=f"upstream:{up.model}")
+    if how == "model":
+        if project.settings.model.base.startswith("builtin:"):
+            log.warning("degrade_with: model needs a real base model; builtin:tiny writes word salad. Using rules.")
+            return RuleDegrader()
+        return ChatDegrader(model_complete(lambda: tokenizer.path), name=f"model:{project.settings.model.base}")
+    return RuleDegrader()
 
 
 def run_curation(project, dry_run: bool, progress_bars: bool):
@@ -57,6 +81,7 @@ def run_curation(project, dry_run: bool, progress_bars: bool):
             project.manuscript_dirs, settings.manuscript.include, settings.manuscript.exclude, project.ignore_file,
             settings.curation, tokenizer, dataset_dir(project), lore_context=None if dry_run else lore_context_for(project),
             progress=progress, root=project.root, context_limit=settings.model.max_context_tokens, dry_run=dry_run,
+            degrader=degrader_for(project, tokenizer),
         )
 
 

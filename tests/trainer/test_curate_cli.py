@@ -35,3 +35,12 @@ def test_dry_run_then_curate_then_dataset(example_project: Path, capsys):
     assert main(["curate", "--project", str(example_project), "--no-progress"]) == 0
     assert "0 of 3 file(s) re-chunked" in capsys.readouterr().out
     assert tree_digest(example_project / "manuscript") | tree_digest(example_project / "lore") == before
+
+
+def test_upstream_degrader_needs_an_upstream(example_project: Path, capsys):
+    settings = example_project / "penwright.yaml"
+    settings.write_text(settings.read_text() + "curation:\n  degrade_with: upstream\n")
+    assert main(["curate", "--project", str(example_project), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "degrade_with is 'upstream'" in err and "penwright.yaml" in err
+    assert not (example_project / ".penwright" / "datasets" / "current" / "train.jsonl").exists()

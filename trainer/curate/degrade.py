@@ -210,16 +210,20 @@ def upstream_complete(base_url: str, model: str, api_key: str | None = None, tim
     return complete
 
 
-def model_complete(model_path: str, max_new_tokens: int = 1024) -> Callable[[list[dict]], str]:
-    """A `complete` function running a local chat model with transformers (loaded once, lazily)."""
+def model_complete(model_path: str | Callable[[], str], max_new_tokens: int = 1024) -> Callable[[list[dict]], str]:
+    """A `complete` function running a local chat model with transformers (loaded once, lazily).
+
+    `model_path` may be a callable: the path is then asked for on first use (after builtin models are built).
+    """
     state: dict = {}
 
     def complete(messages: list[dict]) -> str:
         if not state:
             from transformers import AutoModelForCausalLM, AutoTokenizer
 
-            state["tok"] = AutoTokenizer.from_pretrained(model_path)
-            state["model"] = AutoModelForCausalLM.from_pretrained(model_path)
+            path = model_path() if callable(model_path) else model_path
+            state["tok"] = AutoTokenizer.from_pretrained(path)
+            state["model"] = AutoModelForCausalLM.from_pretrained(path)
         tok, model = state["tok"], state["model"]
         ids = tok.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt", return_dict=True)
         out = model.generate(**ids, max_new_tokens=max_new_tokens, do_sample=False)

@@ -11,7 +11,8 @@ Kinds:
   template, as the server does for FIM completions.
 - `neutral`, `info_dropout`, `abstract`: the many-to-one persona pairs, a degraded
   version of the passage -> the original.
-- `lore`: a continuation whose system prompt carries the lore that applies.
+- `lore`: a continuation whose system prompt carries the lore that applies, in the block
+  `lore_context(chunk_text)` returns (the CLI passes rag's `system_block`, what the server injects).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ PROMPTS = {
     "abstract": "Write this passage in my voice. Each placeholder in [brackets] stands for a person, place or "
     "thing: choose the words for them.\n\n{text}",
     "fim_text": "Write the missing passage marked [...] in my voice.\n\n{prefix}[...]{suffix}",
-    "lore": "{system}\n\nWhat you know about this story:\n{lore}",
+    "lore": "{system}\n\n{lore}",  # as the server injects lore into the system message
 }
 FIM_TOKEN_SETS = [
     ("<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>"),

@@ -27,7 +27,7 @@ from penwright.trainer.curate.sources import Problem, SkipFile, SourceFile, disc
 from penwright.trainer.settings import CurationSettings
 
 log = logging.getLogger(__name__)
-PAIRS_VERSION = 5  # bump when chunking or pair building changes: invalidates cached chunks
+PAIRS_VERSION = 6  # bump when chunking or pair building changes: invalidates cached chunks
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
 
 
@@ -36,6 +36,7 @@ class ModelTokenizer:
 
     def __init__(self, spec: str, models_dir: Path, build: bool = True):
         self.spec, self.models_dir, self.build = spec, Path(models_dir), build
+        self.path: str | None = None  # the resolved model, once loaded
 
     def load(self, texts: list[str]) -> Any:
         from penwright.trainer.models import BUILTIN_TINY, resolve_model
@@ -46,7 +47,8 @@ class ModelTokenizer:
             return train_tokenizer([t for t in texts if t.strip()] or [FALLBACK_TEXT], TinySpec().vocab_size)
         from transformers import AutoTokenizer
 
-        return AutoTokenizer.from_pretrained(resolve_model(self.spec, self.models_dir, texts=lambda: texts))
+        self.path = resolve_model(self.spec, self.models_dir, texts=lambda: texts)
+        return AutoTokenizer.from_pretrained(self.path)
 
 
 @dataclass
