@@ -8,6 +8,7 @@ tmpfs), a file saved every 100 ms for a full minute.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -17,29 +18,19 @@ from pathlib import Path
 
 import pytest
 
-from conftest import tree_digest
-from daemon_proc import NEW_SCENE, DaemonProcess, configure, pid_alive
+from daemon_proc import NEW_SCENE, DaemonProcess, configure, pid_alive, tree_digest
 
 CHAPTER = "manuscript/03-the-ledger.md"
 
 
-@pytest.fixture(scope="module")
-def project(tmp_path_factory) -> Path:
-    from conftest import EXAMPLE
-
-    dest = tmp_path_factory.mktemp("e2e") / "novel"
-    shutil.copytree(EXAMPLE, dest, ignore=shutil.ignore_patterns(".penwright"))
-    configure(dest, min_new_words=1200)  # the example's ~900 words alone do not trigger a retrain
-    return dest
+@pytest.fixture()
+def project(shared_project) -> Path:
+    return shared_project
 
 
-@pytest.fixture(scope="module")
-def daemon(project, tmp_path_factory):
-    d = DaemonProcess(project, tmp_path_factory.mktemp("logs") / "daemon.log").start()
-    d.wait_event(lambda e: e["type"] == "daemon.ready", timeout=180)
-    yield d
-    assert d.stop() == 0, d.log_text()[-2000:]
-    assert not (project / ".penwright" / "daemon.json").exists()  # a clean stop removes it
+@pytest.fixture()
+def daemon(shared_daemon) -> DaemonProcess:
+    return shared_daemon
 
 
 def _job_events(d: DaemonProcess, job_id: int, after: int, final: str = "job.finished", timeout: float = 240):
@@ -148,6 +139,39 @@ def test_dashboard_state_and_status_cli(daemon, project):
     assert f"penwright@v{state['live']['version']}" in out.stdout and "job" in out.stdout
 
 
+def test_burst_of_1000_file_events_is_one_or_two_curations(daemon, project):
+    mark = daemon.last_id
+    folder = project / "manuscript" / "burst"
+    folder.mkdir()
+    for rnd in range(50):  # 20 files x 50 saves = 1,000 saves (several inotify events each)
+        for i in range(20):
+            (folder / f"note-{i:02d}.md").write_text(f"Scene {i}, draft {rnd}. The lamp burned low over the ledger.\n")
+    last = daemon.wait_event(lambda e: e["type"] == "curate" and "manuscript/burst/note-19.md" in e.get("files", []),
+                             60, mark)
+    time.sleep(1.5)
+    curations = daemon.of_type("curate", after=mark)
+    assert 1 <= len(curations) <= 3, [c["files"][:3] for c in curations]
+    assert not any(e["type"] == "error" for e in daemon.events if e["id"] > mark)
+    manifest = json.loads((project / ".penwright" / "datasets" / "current" / "manifest.json").read_text())
+    assert any("note-19.md" in name for name in manifest["files"]), list(manifest["files"])[:5]
+    assert last["pending_words"] >= 0 and daemon.api("GET", "/health").status_code == 200
+
+
+def test_file_saved_every_100ms_is_curated_at_bounded_intervals(daemon, project):
+    """Shortened to 6 s here; the watcher's slow test saves every 100 ms for a full minute."""
+    mark = daemon.last_id
+    target = project / "manuscript" / "burst" / "note-00.md"
+    end, n = time.monotonic() + 6, 0
+    while time.monotonic() < end:
+        target.write_text(f"Save number {n}. The gulls had gone inland hours ago.\n")
+        n += 1
+        time.sleep(0.1)
+    daemon.wait_event(lambda e: e["type"] == "curate" and e["id"] > mark and e["time"] > time.time() - 0.5, 30, mark)
+    curations = [c for c in daemon.of_type("curate", after=mark) if "manuscript/burst/note-00.md" in c["files"]]
+    assert 1 <= len(curations) <= 3  # max-wait flushes (>= 5 s apart at quiet 0.5 s), then the final one
+    assert daemon.api("GET", "/health").status_code == 200
+
+
 # ---- faults (slow: each starts its own daemon) --------------------------------------------------------------------
 
 @pytest.fixture()
@@ -172,6 +196,16 @@ def _running_child(d: DaemonProcess, job_id: int) -> int:
             return job["pid"]
         time.sleep(0.1)
     raise AssertionError("the job never got a child pid")
+
+
+def _final_job(d: DaemonProcess, job_id: int, timeout: float = 60) -> dict:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        job = d.api("GET", f"/api/jobs/{job_id}").json()["job"]
+        if job["status"] in ("succeeded", "failed", "cancelled"):
+            return job
+        time.sleep(0.2)
+    raise AssertionError(f"job {job_id} did not end: {job}")
 
 
 @pytest.mark.slow
@@ -214,7 +248,8 @@ def test_daemon_killed_with_9_mid_job_resumes_from_its_checkpoint(fresh):
     assert first["step"] >= 3  # continued from the checkpoint, not from step 1
     end = d2.wait_event(lambda e: e.get("job_id") == job["id"] and e["type"] in ("job.finished", "job.failed"), 240)
     assert end["type"] == "job.finished", end
-    final = d2.api("GET", f"/api/jobs/{job['id']}").json()["job"]
+    d2.wait_event(lambda e: e["type"] == "gate" and e["job_id"] == job["id"], 120)
+    final = _final_job(d2, job["id"])
     assert final["status"] == "succeeded" and final["attempts"] == 2 and final["step"] == 10
 
 

@@ -146,3 +146,24 @@ def test_watched_folder_deleted_then_back(watched, tmp_path):
     assert col.wait(lambda: "03.md" in col.changed())
     shutil.rmtree(ms)
     assert col.wait(lambda: len(col.errors) >= 2, timeout=5)
+
+
+@pytest.mark.slow
+def test_file_saved_every_100ms_for_a_full_minute(tmp_path):
+    ms = tmp_path / "manuscript"
+    ms.mkdir()
+    col = Collector()
+    w = Watcher([WatchRoot("manuscript", ms, ["**/*.md"], [])], col.on_batch, col.on_error,
+                quiet_seconds=2.0, project_root=tmp_path).start()  # the default quiet period; max wait 20 s
+    try:
+        end, n = time.monotonic() + 60, 0
+        while time.monotonic() < end:
+            (ms / "ch.md").write_text(f"save {n}\n")
+            n += 1
+            time.sleep(0.1)
+        time.sleep(3)  # past the quiet period after the last save
+        assert n >= 500
+        assert 3 <= len(col.batches) <= 5, len(col.batches)  # every ~20 s while saving, then once at the end
+        assert col.errors == []
+    finally:
+        w.stop()
