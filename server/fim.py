@@ -43,8 +43,10 @@ def parse_fim(prompt: str) -> FimParts | None:
         head = prompt[:p]
         prefix = prompt[p + len(pre.strip()) : s]
         suffix = prompt[s + len(suf.strip()) : m]
-        if style == "codellama":  # its sentinels carry one space of padding
+        if style == "codellama":  # `<PRE> {prefix} <SUF>{suffix} <MID>`: one space of padding around each
             prefix = prefix[1:] if prefix.startswith(" ") else prefix
+            prefix = prefix[:-1] if prefix.endswith(" ") else prefix
+            suffix = suffix[:-1] if suffix.endswith(" ") else suffix
         return FimParts(head + prefix, suffix, style)
     return None
 
