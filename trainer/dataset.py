@@ -24,8 +24,13 @@ SPLIT_SALT = "penwright-split-v1"  # never change: it would move passages betwee
 
 def row_key(row: dict) -> str:
     """Content hash of a row's messages: equal rows dedupe (passages are already deduped whitespace-blind)."""
-    text = json.dumps([(m["role"], m["content"]) for m in row["messages"]], ensure_ascii=False)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+    h = hashlib.sha256()
+    for m in row["messages"]:
+        h.update(m["role"].encode())
+        h.update(b"\x1f")
+        h.update(m["content"].encode("utf-8", "surrogatepass"))
+        h.update(b"\x1e")
+    return h.hexdigest()[:16]
 
 
 def is_valid(chunk_id: str, fraction: float) -> bool:

@@ -26,8 +26,14 @@ _INTENSIFIERS = frozenset("very quite rather somewhat extremely exceedingly inde
 _REFUSAL = re.compile("|".join(lx.REFUSAL_PATTERNS), re.I)
 
 
+_REFUSAL_HINTS = ("as an ai", "i am an ai", "i'm an ai", "language model", "i cannot", "i can't", "i am unable",
+                  "i won't", "i'm sorry", "against my", "openai")
+
+
 def is_refusal(text: str) -> bool:
-    return bool(_REFUSAL.search(text))
+    """An assistant refusal ("As an AI...", "I'm sorry, but I can't help with that")."""
+    low = text.lower().replace("’", "'")
+    return any(h in low for h in _REFUSAL_HINTS) and bool(_REFUSAL.search(low))
 
 
 class Degrader(Protocol):
