@@ -76,6 +76,7 @@ class LoreIndex:
         self._manifest: dict[str, Any] = {"version": MANIFEST_VERSION, "model": self.settings.embedding_model, "files": {}}
         self._qcache: OrderedDict[str, Any] = OrderedDict()
         self._loaded = False
+        self._recovered: str | None = None  # set when opening failed and the database was started over
         self.rebuilds: list[str] = []  # reasons of every rebuild this instance did
 
     # -- plumbing ------------------------------------------------------------
@@ -100,7 +101,10 @@ class LoreIndex:
             try:
                 self._store.open()
             except Exception as err:  # unreadable database: start it over
-                log.warning("lore index at %s cannot be opened (%s); rebuilding it", self.index_dir, err)
+                reason = f"the index database could not be opened ({err})"
+                log.warning("lore index at %s: %s; rebuilding it", self.index_dir, reason)
+                self.rebuilds.append(reason)
+                self._recovered = reason
                 self._store.wipe()
                 self._manifest["files"] = {}
         return self._store
@@ -179,15 +183,21 @@ class LoreIndex:
             return out
 
     # -- writing records -------------------------------------------------------
-    def _apply(self, parsed: ParsedFile, donors: dict[str, str] | None = None) -> list[str]:
+    def _fresh(self, parsed: ParsedFile) -> list[Section]:
+        """The sections of a parsed file whose text differs from what the index holds."""
+        old = self._manifest["files"].get(parsed.file, {}).get("sections", {})
+        return [s for s in (parsed.entry.sections if parsed.entry else []) if old.get(s.id) != _section_hash(s)]
+
+    def _apply(self, parsed: ParsedFile, donors: dict[str, str] | None = None,
+               vectors: dict[str, Any] | None = None) -> list[str]:
         """Make chroma and the manifest match one parsed file; returns the section ids (re)written."""
-        store = self._open_store()
+        self._open_store()
         old = self._manifest["files"].get(parsed.file, {}).get("sections", {})
         sections = parsed.entry.sections if parsed.entry else []
         new = {s.id: _section_hash(s) for s in sections}
         stale = [i for i, h in old.items() if new.get(i) != h]
         fresh = [s for s in sections if old.get(s.id) != new[s.id]]
-        self._write_sections(fresh, donors or {}, stale)
+        self._write_sections(fresh, donors or {}, stale, vectors or {})
         self._remember(parsed)
         if sections:
             self._manifest["files"][parsed.file] = {"sha": parsed.sha, "sections": new}
@@ -195,18 +205,23 @@ class LoreIndex:
             self._manifest["files"].pop(parsed.file, None)
         return [s.id for s in fresh]
 
-    def _write_sections(self, fresh: list[Section], donors: dict[str, str], stale: list[str]) -> None:
-        """Delete `stale` ids, then add `fresh` sections; vectors come from `donors` (hash -> old id) when possible."""
+    def _write_sections(self, fresh: list[Section], donors: dict[str, str], stale: list[str],
+                        given: dict[str, Any]) -> None:
+        """Delete `stale` ids, then add `fresh` sections. Vectors: `given` (id -> vector, embedded in a batch
+        by the caller), else moved from `donors` (text hash -> old id), else embedded here."""
         store = self._store
-        reuse = store.vectors([donors[_section_hash(s)] for s in fresh if _section_hash(s) in donors])
+        reuse = store.vectors([donors[_section_hash(s)] for s in fresh if _section_hash(s) in donors], lenient=True)
         store.delete(stale)  # delete then add: never upsert an existing id (chroma-core/chroma#7758)
         if not fresh:
             return
         import numpy as np
 
-        need = [s for s in fresh if donors.get(_section_hash(s)) not in reuse]
-        computed = dict(zip((s.id for s in need), self.embedder.encode([s.embed_text for s in need]))) if need else {}
-        vectors = np.stack([computed[s.id] if s.id in computed else reuse[donors[_section_hash(s)]] for s in fresh])
+        have = {s.id: reuse[donors[_section_hash(s)]] for s in fresh if donors.get(_section_hash(s)) in reuse}
+        have.update({s.id: given[s.id] for s in fresh if s.id in given})
+        need = [s for s in fresh if s.id not in have]
+        if need:
+            have.update(zip((s.id for s in need), self.embedder.encode([s.embed_text for s in need])))
+        vectors = np.stack([have[s.id] for s in fresh])
         metas = [{"file": s.entry.file, "name": s.entry.name, "type": s.entry.type, "heading": s.heading} for s in fresh]
         store.add([s.id for s in fresh], vectors, [s.text for s in fresh], metas)
 
@@ -230,8 +245,11 @@ class LoreIndex:
         store.wipe()
         self._qcache.clear()
         self._manifest = {"version": MANIFEST_VERSION, "model": self.settings.embedding_model, "files": {}}
-        for rel in self._scan():
-            report.embedded += len(self._apply(parse_file(self.lore_dir / rel, self.lore_dir, self.settings.max_file_bytes)))
+        parsed = [parse_file(self.lore_dir / rel, self.lore_dir, self.settings.max_file_bytes) for rel in self._scan()]
+        vectors = self._embed_batch([s for p in parsed for s in self._fresh(p)], {})
+        report.embedded += len(vectors)
+        for p in parsed:
+            self._apply(p, None, vectors)
         for rel in [r for r in self._files if not (self.lore_dir / r).is_file()]:
             self._forget(rel)
         self._write_manifest()
@@ -248,7 +266,8 @@ class LoreIndex:
         with self._lock:
             if not self._loaded:
                 self._read_manifest()
-            store = self._open_store()
+            self._open_store()
+            report.rebuilt, self._recovered = self._recovered, None
             if self._manifest.get("model") != self.settings.embedding_model:
                 self._rebuild(f"embedding model changed to {self.settings.embedding_model}", report)
             else:
@@ -267,12 +286,13 @@ class LoreIndex:
         gone = [rel for rel in set(files) | set(self._files) if rel not in parsed]
         donors = {h: i for rel in gone for i, h in files.get(rel, {}).get("sections", {}).items()}
         by_sha = {files[rel]["sha"]: rel for rel in gone if rel in files}
-        for rel, p in parsed.items():
+        todo = {rel: p for rel, p in parsed.items()
+                if not (files.get(rel) and files[rel]["sha"] == p.sha and rel in self._files)}
+        vectors = self._embed_batch([s for p in todo.values() for s in self._fresh(p)], donors)
+        report.embedded += len(vectors)
+        for rel, p in todo.items():
             known = files.get(rel)
-            if known and known["sha"] == p.sha and rel in self._files:
-                continue
-            written = self._apply(p, donors)
-            report.embedded += sum(1 for i in written if self._sections[i] and _section_hash(self._sections[i]) not in donors)
+            self._apply(p, donors, vectors)
             if known is None and p.sha in by_sha:
                 report.renamed.append((by_sha[p.sha], rel))
             elif known is None:
@@ -283,6 +303,13 @@ class LoreIndex:
             self._drop(rel)
             if rel not in {old for old, _ in report.renamed}:
                 report.removed.append(rel)
+
+    def _embed_batch(self, sections: list[Section], donors: dict[str, str]) -> dict[str, Any]:
+        """Embed, in one batch, the sections whose vectors cannot be moved from a donor."""
+        need = [s for s in sections if _section_hash(s) not in donors]
+        if not need:
+            return {}
+        return dict(zip((s.id for s in need), self.embedder.encode([s.embed_text for s in need])))
 
     def _drop(self, rel: str) -> None:
         old = self._manifest["files"].pop(rel, None)

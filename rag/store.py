@@ -61,8 +61,21 @@ class ChromaStore:
     def wipe(self) -> None:
         """Delete everything on disk and start an empty collection."""
         self.close()
+        self._forget_system()
         shutil.rmtree(self.path, ignore_errors=True)
         self.open()
+
+    def _forget_system(self) -> None:
+        """Drop chromadb's process-wide cached system for this path.
+
+        A client that failed to start (e.g. on a corrupted database) leaves a broken
+        system in chromadb's cache, and every later client for the same path gets it.
+        """
+        from chromadb.api.shared_system_client import SharedSystemClient
+
+        for key in (str(self.path), str(self.path.resolve())):
+            SharedSystemClient._identifier_to_system.pop(key, None)
+            SharedSystemClient._identifier_to_refcount.pop(key, None)
 
     # -- records ---------------------------------------------------------
     def count(self) -> int:
@@ -81,10 +94,19 @@ class ChromaStore:
         if ids:
             self._col.delete(ids=list(ids))
 
-    def vectors(self, ids: list[str]) -> dict[str, np.ndarray]:
+    def vectors(self, ids: list[str], lenient: bool = False) -> dict[str, np.ndarray]:
+        """{id: vector} of the ids found. `lenient`: a record whose vector cannot be read is left out."""
         if not ids:
             return {}
-        got = self._col.get(ids=list(ids), include=["embeddings"])
+        try:
+            got = self._col.get(ids=list(ids), include=["embeddings"])
+        except Exception:
+            if not lenient:
+                raise
+            if len(ids) == 1:
+                return {}
+            half = len(ids) // 2  # find the unreadable ones by halving
+            return {**self.vectors(ids[:half], True), **self.vectors(ids[half:], True)}
         return {i: np.asarray(v, dtype=np.float32) for i, v in zip(got["ids"], got["embeddings"])}
 
     def query(self, vector: np.ndarray, n: int) -> list[tuple[str, float]]:
@@ -105,7 +127,7 @@ class ChromaStore:
         n = min(10, total)
         for start in range(0, len(ids), batch):
             part = ids[start:start + batch]
-            vecs = self.vectors(part)
+            vecs = self.vectors(part, lenient=True)
             missing += [i for i in part if i not in vecs]
             asked = [i for i in part if i in vecs]
             if not asked:

@@ -1,0 +1,68 @@
+"""Ranking, the token budget (measured with a real tokenizer) and the injection formats."""
+
+from __future__ import annotations
+
+from penwright.rag import inject
+from penwright.rag.entries import parse_text
+from penwright.rag.select import ALWAYS, NAMED, Candidate, Selection, approx_tokens, fit, rank, render
+
+
+def entry(name: str, body: str, **meta):
+    front = "".join(f"{k}: {v}\n" for k, v in meta.items())
+    e, _ = parse_text(f"---\nname: {name}\n{front}---\n{body}", f"{name.lower()}.md")
+    return e
+
+
+def test_budget_is_respected_with_model_tokenizer(count_tokens):
+    entries = [entry(f"Person {i}", f"Person {i} is a fisher. " * (5 + i)) for i in range(8)]
+    cands = [Candidate(e.sections[0], 100 - i, "name") for i, e in enumerate(entries)]
+    for budget in (0, 20, 60, 150, 10_000):
+        sel = fit(rank(cands, None), budget, count_tokens)
+        assert sel.tokens <= budget
+        assert sel.tokens == (count_tokens(sel.text) if sel.entries else 0)
+        assert sum(e.tokens for e in sel.entries) >= sel.tokens - 2 * len(sel.entries)
+    everything = fit(rank(cands, None), 10_000, count_tokens)
+    assert [e.name for e in everything.entries] == [f"Person {i}" for i in range(8)]
+    small = fit(rank(cands, None), 60, count_tokens)
+    assert 0 < len(small.entries) < 8
+    assert small.entries[0].name == "Person 0"  # best ranked first
+
+
+def test_smaller_lower_ranked_section_fills_leftover_budget():
+    big = entry("Big", "word " * 100)
+    tiny = entry("Tiny", "Short.")
+    sel = fit(rank([Candidate(big.sections[0], 200, "name"), Candidate(tiny.sections[0], 100, "name")], None), 20, approx_tokens)
+    assert [e.name for e in sel.entries] == ["Tiny"]
+
+
+def test_chapter_filter_and_best_score_per_section():
+    later = entry("Crane", "A false name.", from_chapter=3)
+    gone = entry("Edwin", "Drowned.", until_chapter=1)
+    always = entry("Style", "Past tense.", always="true")
+    cands = [Candidate(later.sections[0], NAMED, "name"), Candidate(gone.sections[0], NAMED, "name"),
+             Candidate(always.sections[0], ALWAYS, "always"), Candidate(later.sections[0], 40, "vector")]
+    assert [c.section.entry.name for c in rank(cands, 2)] == ["Style"]
+    ranked = rank(cands, 3)
+    assert [(c.section.entry.name, c.reason) for c in ranked] == [("Style", "always"), ("Crane", "name")]
+    assert {c.section.entry.name for c in rank(cands, None)} == {"Style", "Crane", "Edwin"}
+
+
+def test_render_groups_sections_by_entry_in_file_order():
+    e, _ = parse_text("---\nname: Maren\ntype: character\n---\n# Maren\nKeeper.\n## Voice\nQuiet.\n## History\nA brother.\n", "m.md")
+    text = render([e.sections[2], e.sections[0]])
+    assert text == "[Maren (character)]\nKeeper.\nHistory: A brother."
+
+
+def test_injection_formats():
+    sel = Selection(text="[Maren (character)]\nKeeper.", tokens=6)
+    block = inject.system_block(sel)
+    assert block.startswith(inject.SYSTEM_HEADER) and "<lore>\n[Maren (character)]\nKeeper.\n</lore>" in block
+    msgs = [{"role": "system", "content": "You write in the author's voice."}, {"role": "user", "content": "Go on."}]
+    out = inject.inject_chat(msgs, sel)
+    assert out[0]["content"].startswith("You write in the author's voice.\n\nStory notes") and out[1] == msgs[1]
+    assert msgs[0]["content"] == "You write in the author's voice."  # input untouched
+    assert inject.inject_chat([{"role": "user", "content": "Hi"}], sel)[0] == {"role": "system", "content": block}
+    assert inject.inject_completion("She climbed", sel) == "<lore>\n[Maren (character)]\nKeeper.\n</lore>\n\nShe climbed"
+    fim = "<|fim_prefix|>She climbed<|fim_suffix|> the stair.<|fim_middle|>"
+    assert inject.inject_completion(fim, sel).startswith("<|fim_prefix|><lore>\n[Maren")
+    assert inject.inject_completion("x", Selection()) == "x" and inject.inject_chat(msgs, Selection()) == msgs
