@@ -52,6 +52,11 @@ def _fail(ls, message: str) -> dict:
     return {"ok": False, "message": message}
 
 
+def _no_args(args: tuple) -> None:
+    if args:
+        raise BadArguments(f"expected no arguments, got {len(args)}")
+
+
 def _one_optional(args: tuple, what: str):
     if len(args) > 1:
         raise BadArguments(f"expected at most one argument ({what}), got {len(args)}")
@@ -62,7 +67,7 @@ def _one_optional(args: tuple, what: str):
 
 
 async def retrain_now(ls, *args) -> dict:
-    _one_optional(args, "nothing")
+    _no_args(args)
     result = await ls.daemon.request("POST", "/api/train", json={})
     job = result.get("job", result) if isinstance(result, dict) else {}
     job_id = job.get("id") if isinstance(job, dict) else None
@@ -87,7 +92,7 @@ async def cancel_training(ls, *args) -> dict:
 
 
 async def status(ls, *args) -> dict:
-    _one_optional(args, "nothing")
+    _no_args(args)
     st = await ls.daemon.request("GET", "/api/status")
     st = st if isinstance(st, dict) else {"status": st}
     jobs = await ls.daemon.request("GET", "/api/jobs", params={"limit": 5})
@@ -182,7 +187,7 @@ COMMANDS = {
 
 
 async def continue_config(ls, *args) -> dict:
-    _one_optional(args, "nothing")
+    _no_args(args)
     if ls.root is None:
         raise BadArguments("no Penwright project is open (no penwright.yaml in the workspace)")
     from penwright.cli.continue_config import render

@@ -101,14 +101,20 @@ class Bridge:
     async def _report(self, job, event: dict) -> None:
         if job not in self.tokens:
             await self._begin(job)
-        step, total = event.get("step"), event.get("total")
-        self.training = {"job": job, "step": step, "total": total, "loss": event.get("loss")}
+        step, total, phase = event.get("step"), event.get("total"), event.get("phase")
+        counted = isinstance(step, int) and isinstance(total, int) and total > 0
+        if counted or not self.training:
+            self.training = {"job": job, "step": step, "total": total, "loss": event.get("loss")}
+        if phase:
+            self.training["phase"] = phase
         self.notify()
         token = self.tokens.get(job)
         if token is None:
             return
-        pct = int(100 * step / total) if isinstance(step, int) and isinstance(total, int) and total > 0 else None
-        msg = f"step {step}/{total}"
+        pct = min(100, int(100 * step / total)) if counted else None
+        msg = f"step {step}/{total}" if counted else str(phase or "working")
+        if phase and counted:
+            msg = f"{phase}: {msg}"
         if isinstance(event.get("loss"), (int, float)):
             msg += f" · loss {event['loss']:.3f}"
         if isinstance(event.get("eta_s"), (int, float)):
