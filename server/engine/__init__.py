@@ -11,7 +11,7 @@ __all__ = ["Engine", "RequestError", "check_adapter_name", "BASE", "LIVE", "Chan
 
 
 def make_backend(model_path: str, backend: str = "auto", quantization: str = "none", dtype: str = "auto",
-                 max_context_tokens: int | None = None):
+                 max_context_tokens: int | None = None, merge_live: bool | str = "auto"):
     """TorchBackend for cuda/cpu, MlxBackend for mlx ("auto": MLX only on Apple Silicon without CUDA)."""
     if backend == "mlx" or (backend == "auto" and _apple_silicon()):
         from penwright.server.engine.mlx_backend import MlxBackend
@@ -21,7 +21,7 @@ def make_backend(model_path: str, backend: str = "auto", quantization: str = "no
 
     device = {"cuda": "cuda", "cpu": "cpu"}.get(backend, "auto")
     return TorchBackend(model_path, device=device, dtype=dtype, quantization=quantization,
-                        max_context_tokens=max_context_tokens)
+                        max_context_tokens=max_context_tokens, merge_live=merge_live)
 
 
 def _apple_silicon() -> bool:

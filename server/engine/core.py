@@ -145,6 +145,7 @@ class Engine:
         def switch() -> float:
             t0 = time.perf_counter()
             old, self.live = self.live, name
+            self._update_merge_target()
             if unload_previous and old is not None and old != name:
                 self._unload_pending.add(old)
                 self._unload_unused()
@@ -261,6 +262,7 @@ class Engine:
             self._last_used[adapter] = time.monotonic()
         channel.put(Started(adapter, len(ids), dropped))
         self._active.append(seq)
+        self._update_merge_target()
         self._advance(seq)  # prefill now: time to first token is what inline completion feels
 
     def _resolve(self, wanted: str) -> str | None:
@@ -326,6 +328,14 @@ class Engine:
             seq.channel.put(Finished(reason, seq.prompt_tokens, seq.generated, seq.adapter))
         if self._unload_pending:
             self._unload_unused()
+        self._update_merge_target()
+
+    def _update_merge_target(self) -> None:
+        """Backends that can fold the live adapter into the weights do so only while every running request uses it
+        (flipping merged/unmerged every step would cost more than it saves and add rounding noise)."""
+        if hasattr(self.backend, "merge_target"):
+            mixed = any(seq.adapter != self.live for seq in self._active)
+            self.backend.merge_target = None if mixed else self.live
 
     def _load(self, name: str, path: Path, scale: float) -> float:
         t0 = time.perf_counter()

@@ -23,8 +23,15 @@ class TorchBackend:
     name = "torch"
 
     def __init__(self, model_path: str, device: str = "auto", dtype: str = "auto", quantization: str = "none",
-                 max_context_tokens: int | None = None):
+                 max_context_tokens: int | None = None, merge_live: bool | str = "auto", preloaded=None):
+        """`merge_live`: fold the live adapter into the base weights while only it is in use (about 2x faster
+        decoding than unmerged LoRA; switching to another adapter unmerges first). "auto" = on CUDA without
+        quantization. `preloaded=(model, tokenizer)` serves an already built model (benchmarks, embedding)."""
         self.model_path = model_path
+        self.merge_live = merge_live
+        self.merge_target: str | None = None  # set by the engine: the live adapter
+        self._merged: str | None = None
+        self._preloaded = preloaded
         self._device_pref, self._dtype_pref, self.quantization = device, dtype, quantization
         self._max_context = max_context_tokens
         self.model = None
@@ -38,6 +45,8 @@ class TorchBackend:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
+        if self._preloaded is not None:
+            return self._adopt(*self._preloaded)
         self.device = self._pick_device(torch)
         dtype = self._pick_dtype(torch)
         kwargs: dict = {"dtype": dtype}
@@ -58,10 +67,17 @@ class TorchBackend:
             raise ModelNotFoundError(self.model_path, str(err).splitlines()[0]) from None
         if "device_map" not in kwargs:
             model.to(self.device)
-        self.model = model.eval()
+        self._adopt(model, self.tokenizer)
+
+    def _adopt(self, model, tokenizer) -> None:
+        self.model, self.tokenizer = model.eval(), tokenizer
+        self.device = next(model.parameters()).device
+        if self.merge_live == "auto":
+            self.merge_live = self.device.type == "cuda" and self.quantization == "none"
         limit = getattr(model.config, "max_position_embeddings", None) or 2048
         self.context_length = min(limit, self._max_context or limit)
         self.eos_ids = self._eos_ids()
+        self._preloaded = None
 
     def _pick_device(self, torch):
         if self._device_pref in ("auto", "cuda") and torch.cuda.is_available():
@@ -121,6 +137,7 @@ class TorchBackend:
     def remove_adapter(self, name: str) -> None:
         if name not in self._scales:
             return
+        self._unmerge()
         del self._scales[name]
         if not self._scales:
             self.model = self.model.unload()  # back to the plain base model
@@ -137,6 +154,9 @@ class TorchBackend:
         effective = None if adapter is None else self._scales[adapter] * (1.0 if scale is None else scale)
         if self._state == (adapter, effective) or (adapter is None and not self._lora_layers):
             return
+        merge = bool(self.merge_live) and adapter is not None and adapter == self.merge_target and effective == 1.0
+        if self._merged and not (merge and self._merged == adapter):
+            self._unmerge()
         if adapter is None:
             for layer in self._lora_layers:
                 layer.enable_adapters(False)
@@ -146,7 +166,20 @@ class TorchBackend:
             for layer in self._lora_layers:
                 layer.enable_adapters(True)
                 layer.set_scale(adapter, effective)
+            if merge and not self._merged:
+                for layer in self._lora_layers:
+                    layer.merge(adapter_names=[adapter])
+                self._merged = adapter
         self._state = (adapter, effective)
+
+    def _unmerge(self) -> None:
+        """Take a merged adapter back out of the base weights (bf16 rounding leaves ~1 ulp of noise)."""
+        if self._merged:
+            for layer in self._lora_layers:
+                if layer.merged:
+                    layer.unmerge()
+            self._merged = None
+            self._state = None
 
     # ---- generation ----------------------------------------------------------------------------
     def open(self, ids: list[int], adapter: str | None, scale: float | None, params: SamplingParams) -> Iterator[int]:

@@ -174,3 +174,30 @@ def test_many_threads_submit_at_once(engine):
         t.join(120)
     assert not errors and results.count("length") == 40
     assert engine.status()["queue_depth"] == 0
+
+
+def test_merged_live_adapter_gives_the_same_tokens(tiny_model_dir, tmp_path_factory):
+    """merge_live folds the live adapter into the weights (the CUDA default); output must not change."""
+    from penwright.server.engine import Engine, make_backend
+
+    ads = adapters_for(tiny_model_dir, tmp_path_factory.getbasetemp())
+    eng = Engine(make_backend(str(tiny_model_dir), backend="cpu", merge_live=True)).start(timeout=120)
+    ref = tiny_engine(tiny_model_dir)
+    try:
+        for e in (eng, ref):
+            e.set_live("v1", ads["lighthouse"])
+            e.load_adapter("v2", ads["sailing"])
+        want = {ad: ref.submit(GenerationRequest(PROMPT, SamplingParams(max_tokens=16), adapter=ad)).text(60)[0]
+                for ad in ("@live", "v2", BASE)}
+        assert eng.submit(GenerationRequest(PROMPT, SamplingParams(max_tokens=16))).text(60)[0] == want["@live"]
+        assert eng.backend._merged == "v1"
+        chans = [(ad, eng.submit(GenerationRequest(PROMPT, SamplingParams(max_tokens=16), adapter=ad)))
+                 for ad in ("@live", "v2", BASE, "@live")]
+        for ad, ch in chans:
+            assert ch.text(60)[0] == want[ad]
+        assert eng.submit(GenerationRequest(PROMPT, SamplingParams(max_tokens=16), adapter=BASE)).text(60)[0] == want[BASE]
+        assert eng.backend._merged is None  # unmerged for the base request
+        assert eng.submit(GenerationRequest(PROMPT, SamplingParams(max_tokens=16))).text(60)[0] == want["@live"]
+    finally:
+        eng.stop()
+        ref.stop()
