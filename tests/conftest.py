@@ -10,26 +10,17 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")  # chromadb
 
-import hashlib
 import shutil
 from pathlib import Path
 
 import pytest
+from pwtest import tree_digest  # noqa: F401  (re-exported for tests)
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "novel"
 SHARED = REPO.parent / "shared"
 CORPORA = SHARED / "corpora"
 GUTENBERG_31M = SHARED / "models" / "gutenberg-qwen2-31m"
-
-
-def tree_digest(folder: Path) -> dict[str, str]:
-    """{relative path: sha256} of every file under `folder`: to prove Penwright changed nothing there."""
-    return {
-        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(folder.rglob("*"))
-        if p.is_file()
-    }
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import tree_digest
+from pwtest import tree_digest
 from penwright.trainer.curate import Manifest, curate, file_changed, pending_changes
 from penwright.trainer.curate.chunk import chunk_scenes, count_tokens
 from penwright.trainer.curate.clean import clean

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import tree_digest
+from pwtest import tree_digest
 from penwright.errors import DatasetError
 from penwright.trainer.curate import curate
 from penwright.trainer.settings import CurationSettings, ExtraDataset

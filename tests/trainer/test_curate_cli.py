@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from conftest import tree_digest
+from pwtest import tree_digest
 from penwright.cli import main
 
 
