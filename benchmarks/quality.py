@@ -95,7 +95,7 @@ def train_author(args: argparse.Namespace) -> None:
 
 def _windows(tokenizer, text: str, size: int, n: int) -> list[str]:
     """`n` evenly spaced windows of about `size` tokens from the held-out book (as text)."""
-    ids = tokenizer(text, add_special_tokens=False).input_ids[2000:]  # skip the title page
+    ids = tokenizer(text, add_special_tokens=False).input_ids[1000:]  # skip the title page
     step = max(size, (len(ids) - size) // max(n, 1))
     return [tokenizer.decode(ids[i : i + size]) for i in range(0, len(ids) - size, step)][:n]
 
@@ -109,56 +109,60 @@ def _rows(path: Path, kind: str = "continuation") -> list[dict]:
     return rows
 
 
-def evaluate_all(args: argparse.Namespace) -> None:
-    from peft import PeftModel
-
+def evaluate_side(args: argparse.Namespace) -> None:
+    """Perplexity and generations of one side (base, or one author's adapter) on both held-out books."""
     from penwright.trainer.evaluate import model as lm
     from penwright.trainer.evaluate.prompts import row_continuations, text_continuations
+    from penwright.trainer.evaluate.style import unwrap
 
     out = Path(args.out)
-    base, tok = lm.load_model(args.model, None, args.device)
-    model = None
-    for author in AUTHORS:
-        adapter = json.loads((out / author / "train_result.json").read_text())["adapter_dir"]
-        if model is None:
-            model = PeftModel.from_pretrained(base, adapter, adapter_name=author)
-        else:
-            model.load_adapter(adapter, adapter_name=author)
-    model.eval()
-    raw: dict = {"sides": {}, "books": {}}
+    adapter = None if args.side == "base" else json.loads((out / args.side / "train_result.json").read_text())["adapter_dir"]
+    model, tok = lm.load_model(args.model, adapter, args.device)
+    raw: dict = {"side": args.side, "books": {}}
     for book_author, meta in AUTHORS.items():
-        held = (out / book_author / "heldout" / meta["heldout"]).read_text(encoding="utf-8")
+        held = unwrap((out / book_author / "heldout" / meta["heldout"]).read_text(encoding="utf-8"))  # Gutenberg hard wraps
         rows = _rows(out / book_author / "heldout_dataset")
         n_chat = args.samples // 2
         prompts = row_continuations(rows, n_chat) + text_continuations([held[20000:]], args.samples - n_chat)
-        raw["books"][book_author] = {"title": meta["title"], "prompts": [p.__dict__ for p in prompts]}
-        windows = _windows(tok, held, 512, args.ppl_windows)
-        for side in ("base", *AUTHORS):
-            ctx = model.disable_adapter() if side == "base" else _Active(model, side)
-            with ctx:
-                gens = lm.generate(model, tok, prompts, args.max_new_tokens, 0.8, 0.95, seed=0)
-                entry = {
-                    "text_perplexity": lm.text_perplexity(model, tok, windows, 512),
-                    "rows_perplexity": lm.rows_perplexity(model, tok, rows[: args.ppl_rows], 1024),
-                    "generations": [g.text for g in gens],
-                    "tokens_per_s": lm.throughput(gens),
-                }
-            raw["sides"].setdefault(side, {})[book_author] = entry
-            log(f"{side} on {meta['title']}: ppl {entry['text_perplexity']['perplexity']} rows {entry['rows_perplexity']['perplexity']}")
-        (out / "raw.json").write_text(json.dumps(raw, indent=1))
+        gens = lm.generate(model, tok, prompts, args.max_new_tokens, 0.8, 0.95, seed=0)
+        entry = {
+            "title": meta["title"],
+            "text_perplexity": lm.text_perplexity(model, tok, _windows(tok, held, 512, args.ppl_windows), 512),
+            "rows_perplexity": lm.rows_perplexity(model, tok, rows[: args.ppl_rows], 1024),
+            "prompts": [p.__dict__ for p in prompts],
+            "generations": [g.text for g in gens],
+            "tokens_per_s": lm.throughput(gens),
+        }
+        raw["books"][book_author] = entry
+        log(f"{args.side} on {meta['title']}: ppl {entry['text_perplexity']['perplexity']} rows {entry['rows_perplexity']['perplexity']}")
+    (out / f"raw_{args.side}.json").write_text(json.dumps(raw, indent=1))
 
 
-class _Active:
-    """`with _Active(peft_model, name):` runs with that adapter switched on."""
+def evaluate_all(args: argparse.Namespace, common: list[str]) -> None:
+    """The three sides in parallel processes (a 31M model leaves the GPU mostly idle), merged into raw.json."""
+    out = Path(args.out)
+    extra = ["--samples", str(args.samples), "--max-new-tokens", str(args.max_new_tokens), "--ppl-windows",
+             str(args.ppl_windows), "--ppl-rows", str(args.ppl_rows)] + (["--device", args.device] if args.device else [])
+    _parallel({side: [sys.executable, __file__, "side", "--side", side, *common, *extra] for side in ("base", *AUTHORS)}, out)
+    raw = {"sides": {}, "books": {}}
+    for side in ("base", *AUTHORS):
+        data = json.loads((out / f"raw_{side}.json").read_text())
+        raw["sides"][side] = data["books"]
+        for book, entry in data["books"].items():
+            raw["books"][book] = {"title": entry["title"], "prompts": entry["prompts"]}
+    (out / "raw.json").write_text(json.dumps(raw, indent=1))
 
-    def __init__(self, model, name):
-        self.model, self.name = model, name
 
-    def __enter__(self):
-        self.model.set_adapter(self.name)
-
-    def __exit__(self, *exc):
-        return False
+def _parallel(commands: dict[str, list[str]], out: Path) -> None:
+    procs = {}
+    for name, cmd in commands.items():
+        procs[name] = subprocess.Popen(cmd, stdout=open(out / f"log_{name}.txt", "w"), stderr=subprocess.STDOUT)
+    failed = [n for n, p in procs.items() if p.wait() != 0]
+    for name in commands:
+        text = (out / f"log_{name}.txt").read_text()
+        sys.stdout.write(f"--- {name}\n" + "\n".join(line for line in text[-4000:].splitlines() if "it/s]" not in line) + "\n")
+    if failed:
+        raise SystemExit(f"failed: {failed}")
 
 
 def run_phase(args: argparse.Namespace) -> None:
@@ -168,16 +172,9 @@ def run_phase(args: argparse.Namespace) -> None:
     for flag in ("max_steps", "max_chars", "max_seq_length"):
         if getattr(args, flag):
             common += ["--" + flag.replace("_", "-"), str(getattr(args, flag))]
-    procs = {}
-    for author in AUTHORS:  # both authors at once: a 31M model leaves a big GPU mostly idle
-        logf = open(out / f"train_{author}.log", "w")
-        procs[author] = subprocess.Popen([sys.executable, __file__, "train", "--author", author, *common], stdout=logf, stderr=subprocess.STDOUT)
-    failed = [a for a, p in procs.items() if p.wait() != 0]
-    for author in AUTHORS:
-        sys.stdout.write((out / f"train_{author}.log").read_text()[-3000:])
-    if failed:
-        raise SystemExit(f"training failed for {failed}")
-    evaluate_all(args)
+    # both authors at once: a 31M model leaves a big GPU mostly idle
+    _parallel({a: [sys.executable, __file__, "train", "--author", a, *common] for a in AUTHORS}, out)
+    evaluate_all(args, common)
 
 
 # -- phase 2: style and copy guard (needs wordfreq), and the table -------------------------------------------
@@ -238,7 +235,8 @@ def _verdict(r: dict) -> str:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("phase", choices=["run", "train", "table", "all"])
+    p.add_argument("phase", choices=["run", "train", "eval", "side", "table", "all"])
+    p.add_argument("--side", choices=["base", *AUTHORS])
     p.add_argument("--out", default="bench-quality")
     p.add_argument("--model", default=str(SHARED / "models" / "gutenberg-qwen2-31m"))
     p.add_argument("--corpora", default=str(SHARED / "corpora"))
@@ -257,6 +255,10 @@ def main() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     if args.phase == "train":
         train_author(args)
+    if args.phase == "side":
+        evaluate_side(args)
+    if args.phase == "eval":  # the evaluation half of `run`, on runs already trained
+        evaluate_all(args, ["--out", args.out, "--model", args.model, "--corpora", args.corpora])
     if args.phase in ("run", "all"):
         run_phase(args)
     if args.phase in ("table", "all"):

@@ -47,7 +47,9 @@ def run(args: argparse.Namespace) -> int:
             raise PenwrightError(f"{a} is not a PEFT adapter folder (no adapter_config.json).", "Pass the folder of a trained adapter.")
     base = resolve_model(args.base, Path("."))
     valid = rows_texts(Path(args.valid)) if args.valid else None
-    refs = read_texts(args.reference) if args.reference else None
+    from penwright.trainer.evaluate.style import unwrap
+
+    refs = [unwrap(t) for t in read_texts(args.reference)] if args.reference else None  # hard-wrapped files too
     ctx = core.make_context(valid, refs, _train_texts(args.train) or None, settings_from(args))
     sides = ([] if args.no_base else [("base", None)]) + [(Path(a).name or a, a) for a in args.adapters]
     labels = [s[0] for s in sides]

@@ -140,6 +140,11 @@ def paragraphs(text: str) -> list[str]:
     return [" ".join(p.split()) for p in _PARAGRAPH.split(text.replace("\r\n", "\n")) if p.strip()]
 
 
+def unwrap(text: str) -> str:
+    """The text with hard-wrapped lines joined: one paragraph per line, blank lines between (as a manuscript)."""
+    return "\n\n".join(paragraphs(text))
+
+
 def sentences(paragraph: str) -> list[str]:
     """Sentences of one paragraph; "Mr." and friends do not end a sentence."""
     protected = _ABBREV.sub(lambda m: m.group(1) + "\x00", paragraph)
