@@ -21,6 +21,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "doctor": ("penwright.cli.doctor", "check what this machine can do and what to fix"),
     "curate": ("penwright.cli.curate", "curate the manuscript into a training set"),
     "dataset": ("penwright.cli.dataset", "show (or --dry-run) the training set's figures"),
+    "lore": ("penwright.cli.lore", "index, search and check the lore (characters, places, world notes); import notes"),
     "train": ("penwright.cli.train", "train an adapter on the curated set (progress bar, live loss)"),
     "adapters": ("penwright.cli.adapters", "list, show, promote, roll back or delete adapter versions"),
     "merge": ("penwright.cli.merge", "merge an adapter into its base as a full checkpoint"),
