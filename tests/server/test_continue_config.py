@@ -1,0 +1,163 @@
+"""`penwright continue-config`, and requests shaped exactly like Continue.dev's, against the real daemon.
+
+Continue's `openai` provider: autocomplete renders `promptTemplates.autocomplete` itself (Handlebars) and
+POSTs `{model, prompt, max_tokens, temperature, stop, stream: true}` to `{apiBase}/completions` (no
+`suffix`); chat POSTs to `{apiBase}/chat/completions` with `stream: true`; the `http` context provider
+POSTs `{query, fullInput, options, workspacePath}` and shows `[{name, description, content}]`.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+
+from penwright.cli import main as penwright_main
+
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLE = REPO / "examples" / "novel"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("continue") / "novel"
+    shutil.copytree(EXAMPLE, root, ignore=shutil.ignore_patterns(".penwright"))
+    port = _free_port()
+    (root / "penwright.yaml").write_text((root / "penwright.yaml").read_text() + f"server:\n  port: {port}\n")
+    log = root.parent / "daemon.log"
+    with open(log, "ab") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "penwright", "serve", "--project", str(root)],
+                                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 240
+        while True:
+            assert proc.poll() is None, log.read_text()[-3000:]
+            assert time.monotonic() < deadline, "daemon did not become healthy"
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.3)
+        yield root
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+def config_of(root: Path, capsys) -> dict:
+    assert penwright_main(["continue-config", "--project", str(root)]) == 0
+    text = capsys.readouterr().out
+    assert text.startswith("# Continue.dev config")
+    return yaml.safe_load(text)
+
+
+def render(template: str, **values: str) -> str:
+    """Continue renders the template with Handlebars; triple braces insert text unescaped."""
+    for key, value in values.items():
+        template = template.replace("{{{%s}}}" % key, value)
+    assert "{{" not in template, template
+    return template
+
+
+def sse(response: httpx.Response) -> list[dict]:
+    chunks = []
+    for line in response.iter_lines():
+        if line.startswith("data:"):
+            data = line[5:].strip()
+            if data == "[DONE]":
+                break
+            chunks.append(json.loads(data))
+    return chunks
+
+
+def test_config_points_continue_at_this_daemon(served, capsys):
+    cfg = config_of(served, capsys)
+    info = json.loads((served / ".penwright" / "daemon.json").read_text())
+    (model,) = cfg["models"]
+    assert model["provider"] == "openai" and model["model"] == "penwright"
+    assert model["apiBase"] == f"{info['url']}/v1"
+    assert {"chat", "autocomplete"} <= set(model["roles"])
+    assert "{{{prefix}}}" in model["promptTemplates"]["autocomplete"] and "{{{suffix}}}" in model["promptTemplates"]["autocomplete"]
+    (ctx,) = cfg["context"]
+    assert ctx["provider"] == "http" and ctx["params"]["url"] == f"{info['url']}/api/lore/context"
+
+
+def test_continue_autocomplete_request(served, capsys):
+    model = config_of(served, capsys)["models"][0]
+    prefix = "Maren Vell climbed the hundred and twelve steps, and at the top she"
+    suffix = "\n\nBy morning the storm had passed."
+    body = {  # what Continue's openai provider posts for tab autocomplete
+        "model": model["model"],
+        "prompt": render(model["promptTemplates"]["autocomplete"], prefix=prefix, suffix=suffix),
+        "max_tokens": model["defaultCompletionOptions"]["maxTokens"],
+        "temperature": model["defaultCompletionOptions"]["temperature"],
+        "stop": ["\n\n", "<fim_prefix>", "<fim_suffix>", "<fim_middle>"],
+        "stream": True,
+        **model["requestOptions"]["extraBodyProperties"],
+    }
+    headers = {"Authorization": f"Bearer {model['apiKey']}", "Content-Type": "application/json"}
+    with httpx.stream("POST", f"{model['apiBase']}/completions", json=body, headers=headers, timeout=120) as r:
+        assert r.status_code == 200, r.read()
+        assert r.headers["content-type"].startswith("text/event-stream")
+        chunks = sse(r)
+    text = "".join(c["choices"][0].get("text") or "" for c in chunks)
+    assert chunks and all(c["object"] == "text_completion" for c in chunks)
+    assert "<fim_" not in text and "{{" not in text
+    assert "By morning the storm" not in text  # the suffix was understood as what follows, not echoed
+
+
+def test_continue_chat_request(served, capsys):
+    model = config_of(served, capsys)["models"][0]
+    body = {
+        "model": model["model"],
+        "messages": [{"role": "system", "content": "You are a helpful writing partner."},
+                     {"role": "user", "content": "Continue the scene: Maren lit the lamp."}],
+        "max_tokens": 40, "temperature": 0.8, "top_p": 0.95, "frequency_penalty": 0, "presence_penalty": 0,
+        "stop": ["\n\n\n"], "stream": True,
+        **model["requestOptions"]["extraBodyProperties"],
+    }
+    headers = {"Authorization": f"Bearer {model['apiKey']}"}
+    with httpx.stream("POST", f"{model['apiBase']}/chat/completions", json=body, headers=headers, timeout=120) as r:
+        assert r.status_code == 200, r.read()
+        chunks = sse(r)
+    assert chunks and chunks[0]["object"] == "chat.completion.chunk"
+    content = "".join((c["choices"][0].get("delta") or {}).get("content") or "" for c in chunks if c["choices"])
+    assert content.strip()
+
+
+def test_continue_http_context_provider(served, capsys):
+    ctx = config_of(served, capsys)["context"][0]["params"]
+    body = {"query": "Maren", "fullInput": "Who is Maren and what happened to her brother?", "options": {},
+            "workspacePath": [served.as_uri()]}
+    r = httpx.post(ctx["url"], json=body, timeout=60)
+    assert r.status_code == 200, r.text
+    items = r.json()
+    assert isinstance(items, list) and items
+    assert all(set(i) == {"name", "description", "content"} for i in items)
+    assert items[0]["name"].startswith("Maren Vell") and "keeper" in items[0]["content"].lower()
+
+
+def test_write_refuses_to_overwrite_without_force(served, tmp_path, capsys):
+    target = tmp_path / "continue.yaml"
+    assert penwright_main(["continue-config", "-p", str(served), "--write", str(target)]) == 0
+    assert yaml.safe_load(target.read_text())["models"][0]["provider"] == "openai"
+    assert penwright_main(["continue-config", "-p", str(served), "--write", str(target)]) == 2
+    assert "exists" in capsys.readouterr().err
+    assert penwright_main(["continue-config", "-p", str(served), "--write", str(target), "--force"]) == 0
+    assert penwright_main(["continue-config", "-p", str(served), "--write"]) == 0
+    assert (served / ".penwright" / "continue" / "config.yaml").is_file()
