@@ -8,6 +8,7 @@ A suggestion already shown is reused while the author types into it.
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 
 from lsprotocol import types
@@ -64,8 +65,11 @@ async def complete(ls, params: types.InlineCompletionParams) -> types.InlineComp
         "temperature": settings.temperature,
         "penwright": {"chapter": chapter, "stop_at": "paragraph" if invoked else "sentence", "lore": settings.lore},
     }
+    t0 = time.perf_counter()
     result = await ls.daemon.request("POST", "/v1/completions", json=body)
     insert, adapter, lore = _parse(result)
+    log.info("inline (%s, chapter %s): %d chars from %s in %.0f ms", body["penwright"]["stop_at"], chapter,
+             len(insert), adapter, 1000 * (time.perf_counter() - t0))
     if not insert.strip():
         return EMPTY
     insert = _fit(ctx.prefix, insert)

@@ -212,10 +212,14 @@ def test_ghost_text_from_the_daemon_and_tab_accepts(project, code_server, tmp_pa
             timings["total"] = time.perf_counter() - t0
             print(f"\neditor e2e timings: " + ", ".join(f"{k} {v:.1f}s" for k, v in timings.items()))
             print(f"ghost text: {shown!r} (trigger: {'automatic' if attempt == 0 else f'Alt+backslash x{attempt}'})")
+            for channel in (tmp_path / "data" / "logs").rglob("*Penwright*.log"):
+                print("language server log:\n" + channel.read_text()[-1500:])
         except Exception:
             shot = artifacts / f"editor-e2e-failure-{int(time.time())}.png"
             page.screenshot(path=str(shot))
             shutil.copy(log, artifacts / "code-server.log")
+            for channel in (tmp_path / "data" / "logs").rglob("*Penwright*.log"):
+                shutil.copy(channel, artifacts / "penwright-lsp.log")
             print(f"\nscreenshot: {shot}")
             raise
         finally:
