@@ -109,6 +109,32 @@ def lr_factor(step: int, total: int, s: TrainingSettings) -> float:
     return s.min_lr_ratio + (1 - s.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
+def optimizer_step(backend, opt, batches: list[dict], s: TrainingSettings) -> tuple[float, float]:
+    """One optimizer step over micro-batches: (token-mean CE over all of them, grad norm before clipping).
+    Each micro-batch's summed loss is divided by the step's total target count, so accumulation
+    gives exactly the loss of one big batch."""
+    import torch
+
+    n_targets = sum(int((b["labels"] != D.IGNORE).sum()) for b in batches)
+    total_ce = torch.zeros((), device=backend.device)
+    for b in batches:
+        ce, kl, _ = backend.loss_sums(b)
+        loss = ce if kl is None else ce + s.kl_lambda * s.kl_tau ** 2 * kl
+        (loss / max(n_targets, 1)).backward()
+        total_ce += ce.detach()
+    grad_norm = torch.nn.utils.clip_grad_norm_(backend.trainable_parameters(), s.max_grad_norm)
+    opt.step()
+    opt.zero_grad(set_to_none=True)
+    return float(total_ce) / max(n_targets, 1), float(grad_norm)
+
+
+def make_optimizer(params, s: TrainingSettings, device: str):
+    import torch
+
+    fused = device == "cuda"  # one kernel for all adapter tensors instead of a loop of small ones
+    return torch.optim.AdamW(params, lr=s.learning_rate, weight_decay=s.weight_decay, fused=fused)
+
+
 @dataclass
 class LoopState:
     """Everything a resume needs besides weights and optimizer: saved in each checkpoint's state.pt."""
@@ -157,7 +183,7 @@ class _Loop:
         epochs_steps = math.ceil(self.s.epochs * self.per_epoch / self.s.grad_accumulation)
         self.total = self.s.max_steps or max(1, epochs_steps)
         params = self.backend.trainable_parameters()
-        self.opt = torch.optim.AdamW(params, lr=self.s.learning_rate, weight_decay=self.s.weight_decay)
+        self.opt = make_optimizer(params, self.s, self.device)
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lambda st: lr_factor(st, self.total, self.s))
         self.state = LoopState()
         if resume is not None:
@@ -225,21 +251,11 @@ class _Loop:
             batch, n = self._micro_batch()
             batches.append(batch)
             tokens += n
-        n_targets = sum(int((b["labels"] != D.IGNORE).sum()) for b in batches)
-        total_ce = 0.0
-        for b in batches:
-            ce, kl, _ = self.backend.loss_sums(b)
-            loss = ce if kl is None else ce + self.s.kl_lambda * self.s.kl_tau ** 2 * kl
-            (loss / max(n_targets, 1)).backward()
-            total_ce += float(ce.detach())
-        params = self.backend.trainable_parameters()
-        grad_norm = float(torch.nn.utils.clip_grad_norm_(params, self.s.max_grad_norm))
-        self.opt.step()
+        loss, grad_norm = optimizer_step(self.backend, self.opt, batches, self.s)
         self.sched.step()
-        self.opt.zero_grad(set_to_none=True)
         if self.device == "cuda":
             torch.cuda.synchronize()
-        return total_ce / max(n_targets, 1), grad_norm, tokens, time.perf_counter() - t0
+        return loss, grad_norm, tokens, time.perf_counter() - t0
 
     def _micro_batch(self) -> tuple[dict, int]:
         epoch, pos = divmod(self.state.micro, self.per_epoch)

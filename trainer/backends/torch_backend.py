@@ -97,9 +97,10 @@ class TorchBackend:
         kwargs = {"dtype": dtype, "attn_implementation": "sdpa"}
         if self.quant != "none":
             kwargs["quantization_config"] = self._bnb_config()
-            kwargs["device_map"] = {"": 0}
+        if self.device == "cuda":
+            kwargs["device_map"] = {"": 0}  # straight onto the GPU, no full CPU copy first
         model = AutoModelForCausalLM.from_pretrained(self.base_model, **kwargs)
-        if self.quant == "none":
+        if self.device != "cuda":
             model.to(self.device)
         model.config.use_cache = False
         self.model = self._wrap(model, init_adapter)
