@@ -33,7 +33,8 @@ from typing import Any
 from penwright.errors import LoreError
 from penwright.rag.entries import LORE_SUFFIXES, LoreEntry, ParsedFile, Section, lint, parse_file
 from penwright.rag.keys import KeyMatcher
-from penwright.rag.select import NAMED, NAMED_OTHER, ALWAYS, Candidate, Selection, TokenCounter, approx_tokens, fit, rank
+from penwright.rag.select import (Candidate, Selection, TokenCounter, always_candidates, approx_tokens, fit,
+                                  named_candidates, query_text, rank)
 from penwright.rag.settings import LoreSettings
 
 log = logging.getLogger(__name__)
@@ -189,31 +190,31 @@ class LoreIndex:
         return [s for s in (parsed.entry.sections if parsed.entry else []) if old.get(s.id) != _section_hash(s)]
 
     def _apply(self, parsed: ParsedFile, donors: dict[str, str] | None = None,
-               vectors: dict[str, Any] | None = None) -> list[str]:
-        """Make chroma and the manifest match one parsed file; returns the section ids (re)written."""
+               vectors: dict[str, Any] | None = None) -> tuple[list[str], int]:
+        """Make chroma and the manifest match one parsed file; returns (section ids written, how many embedded here)."""
         self._open_store()
         old = self._manifest["files"].get(parsed.file, {}).get("sections", {})
         sections = parsed.entry.sections if parsed.entry else []
         new = {s.id: _section_hash(s) for s in sections}
         stale = [i for i, h in old.items() if new.get(i) != h]
         fresh = [s for s in sections if old.get(s.id) != new[s.id]]
-        self._write_sections(fresh, donors or {}, stale, vectors or {})
+        embedded = self._write_sections(fresh, donors or {}, stale, vectors or {})
         self._remember(parsed)
         if sections:
             self._manifest["files"][parsed.file] = {"sha": parsed.sha, "sections": new}
         else:
             self._manifest["files"].pop(parsed.file, None)
-        return [s.id for s in fresh]
+        return [s.id for s in fresh], embedded
 
     def _write_sections(self, fresh: list[Section], donors: dict[str, str], stale: list[str],
-                        given: dict[str, Any]) -> None:
+                        given: dict[str, Any]) -> int:
         """Delete `stale` ids, then add `fresh` sections. Vectors: `given` (id -> vector, embedded in a batch
         by the caller), else moved from `donors` (text hash -> old id), else embedded here."""
         store = self._store
         reuse = store.vectors([donors[_section_hash(s)] for s in fresh if _section_hash(s) in donors], lenient=True)
         store.delete(stale)  # delete then add: never upsert an existing id (chroma-core/chroma#7758)
         if not fresh:
-            return
+            return 0
         import numpy as np
 
         have = {s.id: reuse[donors[_section_hash(s)]] for s in fresh if donors.get(_section_hash(s)) in reuse}
@@ -224,6 +225,7 @@ class LoreIndex:
         vectors = np.stack([have[s.id] for s in fresh])
         metas = [{"file": s.entry.file, "name": s.entry.name, "type": s.entry.type, "heading": s.heading} for s in fresh]
         store.add([s.id for s in fresh], vectors, [s.text for s in fresh], metas)
+        return len(need)
 
     def _verify(self, ids: list[str] | None, report: SyncReport) -> None:
         """The recall check; rebuild once when it fails."""
@@ -325,19 +327,36 @@ class LoreIndex:
                 self._store.close()
                 self._rebuild(f"the index database in {self.index_dir} was deleted", SyncReport())
 
+    @staticmethod
+    def is_lore_file(rel: str) -> bool:
+        """Whether a path (relative to the lore folder) is one the index reads: .md/.txt, not hidden."""
+        parts = Path(rel).parts
+        return bool(parts) and Path(rel).suffix.lower() in LORE_SUFFIXES and not any(x.startswith(".") for x in parts)
+
+    def _moved_from(self, sha: str) -> str | None:
+        """The indexed file, no longer on disk, that a new file with this content was renamed from."""
+        for rel, known in self._manifest["files"].items():
+            if known["sha"] == sha and not (self.lore_dir / rel).is_file():
+                return rel
+        return None
+
     def update_file(self, path: Path | str) -> SyncReport:
-        """Re-index one lore file after it was created or changed (a missing file is removed)."""
+        """Re-index one lore file after it was created or changed (a missing file is removed; other files ignored)."""
         t0 = time.perf_counter()
         report = SyncReport()
         with self._lock:
             self._ensure()
             rel = self._rel(path)
-            if not (self.lore_dir / rel).is_file():
+            if not (self.lore_dir / rel).exists():
                 return self.remove_file(path)
+            if not self.is_lore_file(rel) or not (self.lore_dir / rel).is_file():
+                return report
             p = parse_file(self.lore_dir / rel, self.lore_dir, self.settings.max_file_bytes)
             (report.updated if rel in self._manifest["files"] else report.added).append(rel)
-            written = self._apply(p)
-            report.embedded = len(written)
+            old = self._moved_from(p.sha) if rel not in self._manifest["files"] else None
+            if old is not None:  # a rename seen as "new file": move the vectors, drop the old records now
+                return self.rename_file(self.lore_dir / old, self.lore_dir / rel)
+            written, report.embedded = self._apply(p)
             self._verify(written, report)
             self._write_manifest()
             report.problems = [str(e) for e in p.problems]
@@ -352,7 +371,7 @@ class LoreIndex:
             old_rel, new_rel = self._rel(old), self._rel(new)
             donors = {h: i for i, h in self._manifest["files"].get(old_rel, {}).get("sections", {}).items()}
             p = parse_file(self.lore_dir / new_rel, self.lore_dir, self.settings.max_file_bytes)
-            written = self._apply(p, donors)
+            written, report.embedded = self._apply(p, donors)
             self._drop(old_rel)
             self._verify(written, report)
             self._write_manifest()
@@ -360,13 +379,16 @@ class LoreIndex:
         return report
 
     def remove_file(self, path: Path | str) -> SyncReport:
+        """Drop a deleted lore file's records (a deleted folder: every file that was in it)."""
         report = SyncReport()
         with self._lock:
             self._ensure()
             rel = self._rel(path)
-            self._drop(rel)
+            known = set(self._manifest["files"]) | set(self._files)
+            for gone in sorted(r for r in known if r == rel or r.startswith(rel.rstrip("/") + "/") or rel == "."):
+                self._drop(gone)
+                report.removed.append(gone)
             self._write_manifest()
-            report.removed.append(rel)
         return report
 
     def rebuild(self) -> SyncReport:
@@ -463,38 +485,17 @@ class LoreIndex:
             return fit(rank(cands, chapter), budget, count_tokens or approx_tokens)
 
     def _always(self) -> list[Candidate]:
-        return [Candidate(s, ALWAYS + e.priority - i * 0.01, "always")
-                for e in self.entries if e.always for i, s in enumerate(e.sections)]
+        return always_candidates(self.entries)
 
     def _named(self, prefix: str, suffix: str) -> list[Candidate]:
-        before = prefix[-self.settings.scan_chars:]
-        after = suffix[: self.settings.scan_chars // 3]
-        text = f"{before}\n{after}"
-        out = []
-        for hit in self._matcher.find(text).values():
-            if hit.end <= len(before):
-                recency = hit.end / max(1, len(before))
-            else:  # after the cursor: nearer is more relevant, but less than what was just written
-                recency = 0.5 * (1 - (hit.end - len(before)) / max(1, len(after) + 1))
-            for i, s in enumerate(self._entry_sections(hit.entry_id)):
-                base = NAMED + 10 * recency if i == 0 else NAMED_OTHER - i * 0.01
-                out.append(Candidate(s, base + s.entry.priority, "name", hit.label))
-        return out
-
-    def _query_text(self, prefix: str, suffix: str) -> str:
-        """The meaning query: recent complete sentences (stable while one is typed, so it is cached) and the suffix."""
-        window = prefix[-self.settings.query_chars:]
-        cut = max(window.rfind(c) for c in ".!?\n")
-        if cut >= len(window) // 3:
-            window = window[: cut + 1]
-        return f"{window.strip()} {suffix[:200].strip()}".strip()
+        return named_candidates(self._matcher, self._entry_sections, prefix, suffix, self.settings.scan_chars)
 
     def _recalled(self, prefix: str, suffix: str, chapter: int | None) -> list[Candidate]:
         top_k = self.settings.vector_top_k
         if top_k <= 0 or not self._sections:
             return []
         out = []
-        for sid, sim in self._vector(self._query_text(prefix, suffix), top_k * 3):
+        for sid, sim in self._vector(query_text(prefix, suffix, self.settings.query_chars), top_k * 3):
             s = self._sections.get(sid)
             if s is None or sim < self.settings.min_similarity or not s.entry.holds_at(chapter):
                 continue

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Iterable
 
 from penwright.rag.entries import LoreEntry, Section
+from penwright.rag.keys import KeyMatcher
 
 TokenCounter = Callable[[str], int]
 _TOKEN = re.compile(r"\w+|[^\w\s]")
@@ -61,6 +62,36 @@ class Selection:
 
     def report(self) -> list[dict]:
         return [e.report() for e in self.entries]
+
+
+def always_candidates(entries: Iterable[LoreEntry]) -> list[Candidate]:
+    return [Candidate(s, ALWAYS + e.priority - i * 0.01, "always")
+            for e in entries if e.always for i, s in enumerate(e.sections)]
+
+
+def named_candidates(matcher: KeyMatcher, sections_of: Callable[[str], list[Section]], prefix: str, suffix: str,
+                     scan_chars: int) -> list[Candidate]:
+    """Entries named (by name, alias or key) near the cursor: the lead section high, the others lower."""
+    before, after = prefix[-scan_chars:], suffix[: scan_chars // 3]
+    out = []
+    for hit in matcher.find(f"{before}\n{after}").values():
+        if hit.end <= len(before):
+            recency = hit.end / max(1, len(before))
+        else:  # after the cursor: nearer is more relevant, but less than what was just written
+            recency = 0.5 * (1 - (hit.end - len(before)) / max(1, len(after) + 1))
+        for i, s in enumerate(sections_of(hit.entry_id)):
+            base = NAMED + 10 * recency if i == 0 else NAMED_OTHER - i * 0.01
+            out.append(Candidate(s, base + s.entry.priority, "name", hit.label))
+    return out
+
+
+def query_text(prefix: str, suffix: str, query_chars: int) -> str:
+    """The meaning query: recent complete sentences (stable while one is typed, so it is cached) and the suffix."""
+    window = prefix[-query_chars:]
+    cut = max(window.rfind(c) for c in ".!?\n")
+    if cut >= len(window) // 3:
+        window = window[: cut + 1]
+    return f"{window.strip()} {suffix[:200].strip()}".strip()
 
 
 def rank(cands: list[Candidate], chapter: int | None) -> list[Candidate]:

@@ -204,3 +204,25 @@ def test_bad_files_reported_rest_indexed(lore_dir, make_index):
     # fixing a file later indexes it
     (lore_dir / "broken.md").write_text("---\nname: Fixed\n---\nText.\n")
     assert idx.update_file(lore_dir / "broken.md").embedded == 1 and idx.lookup("Fixed") is not None
+
+
+def test_watcher_style_events(lore_dir, make_index):
+    """What the daemon's watcher sends: any file, renames as change-then-delete, whole folders deleted."""
+    idx = make_index(lore_dir)
+    idx.sync()
+    (lore_dir / "map.png").write_bytes(b"\x89PNG\r\n\x1a\n\x00")
+    (lore_dir / ".notes.md.swp").write_text("editor junk")
+    assert idx.update_file(lore_dir / "map.png").added == [] and idx.update_file(lore_dir / ".notes.md.swp").added == []
+    # a rename reported as "new file changed" then "old file deleted": vectors move, nothing is embedded
+    (lore_dir / "people").mkdir()
+    (lore_dir / "edwin-vell.md").rename(lore_dir / "people" / "edwin-vell.md")
+    moved = idx.update_file(lore_dir / "people" / "edwin-vell.md")
+    assert moved.renamed == [("edwin-vell.md", "people/edwin-vell.md")] and moved.embedded == 0
+    assert idx.remove_file(lore_dir / "edwin-vell.md").removed == []  # already handled as a rename
+    (lore_dir / "maren-vell.md").rename(lore_dir / "people" / "maren-vell.md")
+    idx.update_file(lore_dir / "people" / "maren-vell.md")
+    shutil.rmtree(lore_dir / "people")
+    gone = idx.remove_file(lore_dir / "people")
+    assert gone.removed == ["people/edwin-vell.md", "people/maren-vell.md"]
+    assert idx._store.count() == N_SECTIONS - 4 and idx._store.unreachable() == []
+    assert idx.lookup("Maren") is None and idx.select("Maren and Edwin.", budget_tokens=5000).names == ["House style"]
