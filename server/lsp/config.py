@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import os
 
 from lsprotocol import types
 
@@ -13,12 +15,15 @@ def register(ls) -> None:
     @ls.feature(types.INITIALIZE)
     def initialize(ls, params: types.InitializeParams) -> None:
         problems = ls.apply_settings(params.initialization_options)
-        ls.position_encoding = str(ls.workspace.position_encoding or "utf-16")
+        encoding = ls.workspace.position_encoding or "utf-16"
+        ls.position_encoding = getattr(encoding, "value", encoding)  # "utf-8" | "utf-16" | "utf-32"
         folders = [f.uri for f in params.workspace_folders or []]
         if params.root_uri:
             folders.append(params.root_uri)
         ls.set_root_from(folders)
         ls.pending_problems = problems  # shown once the client can take messages (after `initialized`)
+        if params.process_id:
+            ls.spawn(exit_with_parent(params.process_id))
 
     @ls.feature(types.INITIALIZED)
     def initialized(ls, params: types.InitializedParams) -> None:
@@ -48,3 +53,16 @@ def register(ls) -> None:
             task.cancel()
         if ls.daemon is not None:
             await ls.daemon.aclose()
+
+
+async def exit_with_parent(pid: int, every_s: float = 2.0) -> None:
+    """LSP: the server exits when the editor that started it is gone (it may die without `exit`)."""
+    while True:
+        await asyncio.sleep(every_s)
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            log.info("the editor (pid %d) is gone; exiting", pid)
+            os._exit(0)
+        except PermissionError:  # exists, owned by someone else
+            pass

@@ -185,8 +185,8 @@ class DaemonClient:
         raise AssertionError("unreachable")
 
     async def events(self, since: int = 0) -> AsyncIterator[dict]:
-        """Server-sent events from /api/events (one connection; returns when it closes)."""
-        url = await self.locate()
+        """Server-sent events from /api/events (one connection; returns when it closes). Never starts a daemon."""
+        url = await self.locate(start=False)
         headers = {**self._headers(), "Accept": "text/event-stream"}
         if since:
             headers["Last-Event-ID"] = str(since)

@@ -30,10 +30,13 @@ class Bridge:
         self.training: dict | None = None
 
     async def run(self) -> None:
-        delay = 0.5
+        """Follow the events. Only the first connection may start the daemon: a daemon stopped later (by the
+        author, or at shutdown) is started again by the next request that needs it, not by this loop."""
+        delay, start = 0.5, True
         while True:
             try:
-                await self._initial_status()
+                await self._initial_status(start)
+                start = False
                 async for event in self.ls.daemon.events(self.last_id):
                     delay = 0.5
                     self.last_id = max(self.last_id, int(event.get("id") or 0))
@@ -41,14 +44,15 @@ class Bridge:
             except asyncio.CancelledError:
                 raise
             except (DaemonUnavailable, DaemonError) as err:
+                start = False
                 log.info("events: %s; retrying in %.1fs", err, delay)
             except Exception as err:  # a dropped stream mid-read; the daemon may be restarting
                 log.info("events stream ended: %r", err)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 10.0)
 
-    async def _initial_status(self) -> None:
-        st = await self.ls.daemon.request("GET", "/api/status")
+    async def _initial_status(self, start: bool = False) -> None:
+        st = await self.ls.daemon.request("GET", "/api/status", start=start)
         if isinstance(st, dict):
             self.ls.live_adapter = st.get("adapter") if isinstance(st.get("adapter"), str) else None
         self.notify()

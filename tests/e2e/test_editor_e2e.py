@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -129,17 +130,18 @@ def code_server(tmp_path: Path, project):
         proc = subprocess.Popen(
             [str(CODE_SERVER), *common, "--auth", "none", "--bind-addr", f"127.0.0.1:{port}", "--disable-telemetry",
              "--disable-update-check", "--disable-workspace-trust", "--reconnection-grace-time", "5", str(root)],
-            env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
         )
     try:
         wait_http(f"http://127.0.0.1:{port}/healthz", 60, proc, log)
         yield f"http://127.0.0.1:{port}/?folder={root}", log
     finally:
-        proc.terminate()
+        # the whole group: code-server, its extension hosts and the language servers they started
+        os.killpg(proc.pid, signal.SIGTERM)
         try:
             proc.wait(20)
         except subprocess.TimeoutExpired:
-            proc.kill()
+            os.killpg(proc.pid, signal.SIGKILL)
 
 
 def served(url: str) -> int:

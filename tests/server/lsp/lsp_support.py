@@ -85,10 +85,10 @@ class Daemon:
         self.proc = None
 
 
-def init_params(root: Path | None, **options) -> types.InitializeParams:
+def init_params(root: Path | None, encoding: str = "utf-16", **options) -> types.InitializeParams:
     caps = types.ClientCapabilities(
         window=types.WindowClientCapabilities(work_done_progress=True, show_message=None),
-        general=types.GeneralClientCapabilities(position_encodings=[types.PositionEncodingKind.Utf16]),
+        general=types.GeneralClientCapabilities(position_encodings=[types.PositionEncodingKind(encoding)]),
     )
     folders = [types.WorkspaceFolder(uri=root.as_uri(), name=root.name)] if root else None
     return types.InitializeParams(
@@ -97,11 +97,11 @@ def init_params(root: Path | None, **options) -> types.InitializeParams:
     )
 
 
-async def start_client(root: Path | None = None, env: dict | None = None, **options) -> LanguageClient:
+async def start_client(root: Path | None = None, env: dict | None = None, encoding: str = "utf-16", **options) -> LanguageClient:
     """A pytest-lsp client driving a fresh `penwright lsp` subprocess, initialized."""
     config = ClientServerConfig(server_command=LSP_CMD, server_env={**os.environ, **(env or {})})
     client = await config.start()
-    await client.initialize_session(init_params(root, **options))
+    await client.initialize_session(init_params(root, encoding, **options))
     return client
 
 
@@ -128,8 +128,8 @@ def end_position(text: str) -> types.Position:
 
 
 @contextlib.asynccontextmanager
-async def lsp_session(root: Path | None, env: dict | None = None, **options):
-    client = await start_client(root, env=env, **options)
+async def lsp_session(root: Path | None, env: dict | None = None, encoding: str = "utf-16", **options):
+    client = await start_client(root, env=env, encoding=encoding, **options)
     try:
         yield client
     finally:

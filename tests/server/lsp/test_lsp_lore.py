@@ -45,3 +45,14 @@ async def test_hover_shows_the_trimmed_entry_with_a_link_and_definition_opens_th
         assert nothing is None  # 'watched' is nobody
         none_def = await client.text_document_definition_async(types.DefinitionParams(types.TextDocumentIdentifier(uri), types.Position(0, 14)))
         assert not none_def
+
+
+async def test_positions_in_utf8_when_the_client_negotiates_it(daemon):
+    line = "Café 😋 — Maren Vell"
+    async with lsp_session(daemon.root, encoding="utf-8") as client:
+        uri = open_doc(client, daemon.root / "manuscript" / "utf8.md", line)
+        at_vell = len(line[: line.index("Vell") + 1].encode("utf-8"))
+        hover = await client.text_document_hover_async(types.HoverParams(types.TextDocumentIdentifier(uri), types.Position(0, at_vell)))
+        assert hover is not None and hover.contents.value.startswith("**Maren Vell**")
+        assert hover.range.start.character == len(line[: line.index("Maren")].encode("utf-8"))
+        assert hover.range.end.character == len(line.encode("utf-8"))

@@ -42,8 +42,9 @@ async def test_initialize_answers_fast_and_advertises_every_feature():
         commands = set(caps.execute_command_provider.commands)
         assert {"penwright.retrainNow", "penwright.cancelTraining", "penwright.status", "penwright.rollback",
                 "penwright.selectAdapter", "penwright.acceptCompletion"} <= commands
-        # spawn -> answer, Python start-up and imports included. About 0.7 s on an idle machine; the
-        # bound leaves room for a 2-core machine shared with other builds (see benchmarks/lsp_startup.py)
-        assert took < 3.0, f"initialize answered {took:.2f}s after spawning the server"
+        # spawn -> answer, Python start-up and imports included: ~0.7 s on an idle machine (figures:
+        # benchmarks/lsp_startup.py). The bound only catches a heavy import (torch alone takes longer) on a
+        # 2-core machine that may be shared with other builds; the import test above is the exact check.
+        assert took < 6.0, f"initialize answered {took:.2f}s after spawning the server"
     finally:
         await stop_client(client)
