@@ -7,6 +7,7 @@ A suggestion already shown is reused while the author types into it.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
@@ -55,6 +56,8 @@ async def complete(ls, params: types.InlineCompletionParams) -> types.InlineComp
     if not ctx.prefix.strip():
         return EMPTY
     invoked = params.context.trigger_kind == types.InlineCompletionTriggerKind.Invoked
+    if not invoked and settings.debounce_ms:
+        await asyncio.sleep(settings.debounce_ms / 1000)  # the next keystroke cancels this before the daemon sees it
     chapter = infer_chapter(uri, text, offset)
     ls.root_for(uri)
     body = {
