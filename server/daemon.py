@@ -256,6 +256,22 @@ def make_services(daemon: Daemon):
     return services
 
 
+class _Server:
+    """uvicorn.Server that tells event streams to end as soon as shutdown starts (else it waits for them)."""
+
+    def __new__(cls, config, daemon: Daemon):
+        import uvicorn
+
+        from penwright.server.events import STOPPING
+
+        class Server(uvicorn.Server):
+            def handle_exit(self, sig, frame) -> None:
+                daemon.events.publish(STOPPING)
+                super().handle_exit(sig, frame)
+
+        return Server(config)
+
+
 def bind_socket(host: str, port: int):
     import socket
 
@@ -295,7 +311,7 @@ def serve(project: Project, host: str | None = None, port: int | None = None) ->
         # lands here instead of killing the process, so `close()` below still stops training and unlocks.
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: None)
-        uvicorn.Server(config).run(sockets=[sock])
+        _Server(config, daemon).run(sockets=[sock])
     finally:
         daemon.close()
     return 0

@@ -20,6 +20,7 @@ from typing import Any, AsyncIterator, Callable, Iterable, Iterator
 log = logging.getLogger(__name__)
 
 Listener = Callable[[dict], None]
+STOPPING = "daemon.stopping"
 
 
 class EventBus:
@@ -89,6 +90,8 @@ class EventBus:
                 if event["id"] > seen:
                     seen = event["id"]
                     yield event
+                if event["type"] == STOPPING:  # the daemon is shutting down: end the stream cleanly
+                    return
         finally:
             unsubscribe()
 

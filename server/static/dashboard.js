@@ -2,7 +2,8 @@
 "use strict";
 
 const $ = (sel) => document.querySelector(sel);
-const state = { runs: [], selectedRun: null, logs: {}, live: null, running: null, previous: null };
+// `follow`: the chart shows the newest run until the author picks another one.
+const state = { runs: [], selectedRun: null, follow: true, logs: {}, live: null, running: null, previous: null };
 
 async function api(method, path, body) {
   const res = await fetch(path, { method, headers: { "Content-Type": "application/json" },
@@ -55,7 +56,7 @@ function renderJobs(jobs) {
     state.runs = runs;
     const sel = $("#run-select");
     sel.replaceChildren(...runs.map((r) => { const o = document.createElement("option"); o.value = r; o.textContent = r; return o; }));
-    if (!state.selectedRun || !runs.includes(state.selectedRun)) state.selectedRun = runs[0] || null;
+    if (state.follow || !runs.includes(state.selectedRun)) state.selectedRun = runs[0] || null;
     sel.value = state.selectedRun || "";
   }
 }
@@ -165,7 +166,11 @@ function onEvent(e) {
 $("#retrain").onclick = () => act("/api/train", {});
 $("#cancel").onclick = () => state.running && cancelJob(state.running.id);
 $("#rollback").onclick = () => state.previous && act(`/api/adapters/${state.previous.version}/rollback`);
-$("#run-select").onchange = async (ev) => { state.selectedRun = ev.target.value; drawChart(await loadRunLog(state.selectedRun)); };
+$("#run-select").onchange = async (ev) => {
+  state.selectedRun = ev.target.value;
+  state.follow = state.selectedRun === state.runs[0];
+  drawChart(await loadRunLog(state.selectedRun));
+};
 
 refresh().then(() => {
   const source = new EventSource("/api/events");
