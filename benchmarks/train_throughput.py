@@ -183,7 +183,7 @@ def run_baseline(path: str, data, batch: int, checkpointing: bool, device: str, 
 
 
 def run_ours(path: str, data, configs: list[tuple[int, int]], checkpointing: bool, device: str, steps: int,
-             warmup: int, quantization: str = "none") -> list[dict]:
+             warmup: int, quantization: str = "none", attention: str = "auto") -> list[dict]:
     """Penwright's path: TorchBackend + packing + chunked target-only loss + optimizer_step, one model load,
     for each (rows per batch, row length) in `configs` (the freed logits memory buys bigger batches)."""
     from penwright.trainer import data as D
@@ -193,10 +193,9 @@ def run_ours(path: str, data, configs: list[tuple[int, int]], checkpointing: boo
 
     width = max(w for _, w in configs)
     s = TrainingSettings(rank=16, alpha=32, dropout=0.05, targets="attn_mlp", gradient_checkpointing=checkpointing,
-                         quantization=quantization, max_seq_length=width)
+                         quantization=quantization, max_seq_length=width, attention=attention)
     backend = TorchBackend(path, s, ModelSettings(max_context_tokens=width), device).load()
     opt = make_optimizer(backend.trainable_parameters(), s, device)
-    pad = backend.tokenizer.pad_token_id or 0
     results = []
     for rows_per_batch, max_len in configs:
         rows = D.pack(data, max_len)
@@ -204,7 +203,7 @@ def run_ours(path: str, data, configs: list[tuple[int, int]], checkpointing: boo
         batches = [rows[k:k + rows_per_batch] for k in range(0, len(rows) - rows_per_batch + 1, rows_per_batch)]
 
         def step(group):
-            loss, _ = optimizer_step(backend, opt, [D.collate(group, pad, packed=True)], s)
+            loss, _ = optimizer_step(backend, opt, [backend.collate(group)], s)
             return sum(len(r.input_ids) for r in group), loss
 
         try:
@@ -214,7 +213,7 @@ def run_ours(path: str, data, configs: list[tuple[int, int]], checkpointing: boo
                 raise
             opt.zero_grad(set_to_none=True)
             r = {"oom": True}
-        r.update(rows=rows_per_batch, width=max_len,
+        r.update(rows=rows_per_batch, width=max_len, attention=backend.attention,
                  padding_share=round(1 - sum(len(x.input_ids) for x in rows) / (len(rows) * max_len), 4))
         results.append(r)
         free()
@@ -273,14 +272,26 @@ def bench_shape(shape: str, device: str, args, workdir: Path) -> list[str]:
     lines = []
     base = run_baseline(path, data, batch, ckpt, device, args.steps, args.warmup)
     lines.append(report(shape, f"baseline HF+PEFT, batch {batch} padded" + (", ckpt" if ckpt else ""), base, n, device, None))
+    print(lines[-1], flush=True)
     free()
     configs = [(max(1, batch * k // 2), 2048) for k in args.scale]
     tag = ", ckpt" if ckpt else ""
-    for r in run_ours(path, data, configs, ckpt, device, args.steps, args.warmup):
-        lines.append(report(shape, f"penwright, {r['rows']} packed rows x {r['width']}{tag}", r, n, device, base))
+    for attention in args.attention:
+        try:
+            results = run_ours(path, data, configs, ckpt, device, args.steps, args.warmup, attention=attention)
+        except Exception as err:  # noqa: BLE001 - one attention kernel failing should not lose the other figures
+            print(f"| {shape} | penwright {attention} | failed: {type(err).__name__}: {str(err)[:200]} |", flush=True)
+            free()
+            continue
+        for r in results:
+            lines.append(report(shape, f"penwright {r['attention']}, {r['rows']} packed rows x {r['width']}{tag}",
+                                r, n, device, base))
+        print("\n".join(lines[-len(results):]), flush=True)
     if args.qlora and shape == "7b" and device == "cuda":
-        for r in run_ours(path, data, configs[:1], True, device, args.steps, args.warmup, quantization="4bit"):
-            lines.append(report(shape, f"penwright QLoRA nf4, {r['rows']} packed rows x {r['width']}, ckpt", r, n, device, base))
+        for r in run_ours(path, data, configs[:1], True, device, args.steps, args.warmup, quantization="4bit",
+                          attention=args.attention[-1]):
+            lines.append(report(shape, f"penwright QLoRA nf4 {r['attention']}, {r['rows']} packed rows x {r['width']}, ckpt",
+                                r, n, device, base))
     if shape != "31m":
         import shutil
 
@@ -299,9 +310,12 @@ def main() -> int:
     parser.add_argument("--batch", type=int, default=None, help="override the shape's baseline batch")
     parser.add_argument("--scale", type=int, action="append", default=None,
                         help="ours: tokens per step as a multiple of baseline batch x 1024 (rows of 2048); repeatable")
+    parser.add_argument("--attention", action="append", choices=["auto", "sdpa", "varlen"],
+                        help="ours: packed-row attention (repeatable; default auto = varlen on CUDA)")
     parser.add_argument("--make-lengths", action="store_true", help="rebuild chunk_lengths.json from ../shared/corpora")
     args = parser.parse_args()
     args.scale = args.scale or [1, 2]
+    args.attention = args.attention or ["auto"]
     if args.make_lengths:
         lengths = make_lengths()
         LENGTHS.write_text(json.dumps({"source": "../shared/corpora (austen, doyle) paragraph chunks, target 600, "

@@ -101,6 +101,9 @@ class TrainingSettings(Strict):
     max_seq_length: int | None = Field(None, ge=32, description="Tokens per row; default model.max_context_tokens.")
     packing: bool = Field(True, description="Pack short samples into full rows; attention stays within each sample.")
     completion_only: bool = Field(True, description="Loss only on the assistant target; the prompt is masked.")
+    attention: Literal["auto", "sdpa", "varlen"] = Field(
+        "auto", description="Packed-row attention. varlen: FlashAttention varlen kernel, no padding or mask (CUDA; "
+        "auto picks it there); sdpa: a block-diagonal mask built from the restarting position ids.")
     loss_chunk_tokens: int = Field(2048, ge=64, description="Cross-entropy in chunks of this many target tokens "
                                    "(full-vocabulary fp32 logits are never materialised for the whole batch).")
     kl_lambda: float = Field(0.0, ge=0, description="KL-regularised SFT: weight of KL(base || adapter); 0 disables.")

@@ -215,7 +215,7 @@ class _Loop:
         return {
             "training": self.s.model_dump(), "model": self.model_settings.model_dump(),
             "base_model": self.base_model, "dataset_dir": str(self.dataset_dir), "backend": self.device,
-            "precision": self.backend.precision, "quantization": self.backend.quant,
+            "precision": self.backend.precision, "quantization": self.backend.quant, "attention": self.backend.attention,
             "init_adapter": str(self.init_adapter) if self.init_adapter else None, "max_seq_length": self.max_len,
             "rows": len(self.rows), "total_steps": self.total,
         }
@@ -263,12 +263,11 @@ class _Loop:
             self._order = (epoch, D.epoch_batches(self.rows, self.s.batch_size, self.s.seed, epoch))
         self.state.micro += 1
         rows = [self.rows[i] for i in self._order[1][pos]]
-        return D.collate(rows, self.backend.tokenizer.pad_token_id, self.s.packing), sum(len(r.input_ids) for r in rows)
+        return self.backend.collate(rows), sum(len(r.input_ids) for r in rows)
 
     def _eval_batches(self) -> list[dict]:
         bs = self.s.batch_size
-        return [D.collate(self.valid[i:i + bs], self.backend.tokenizer.pad_token_id, self.s.packing)
-                for i in range(0, len(self.valid), bs)]
+        return [self.backend.collate(self.valid[i:i + bs]) for i in range(0, len(self.valid), bs)]
 
     def _maybe_eval(self, force: bool = False) -> float | None:
         if not self.valid or (not force and (not self.s.eval_every or self.state.step % self.s.eval_every)):

@@ -98,3 +98,22 @@ def test_kl_is_zero_before_training_and_positive_after_the_adapter_moves(backend
             for name, p in backend.model.named_parameters():
                 if "lora_B" in name:
                     p.zero_()
+
+
+def test_varlen_rows_give_the_unpacked_loss(tiny_model_dir, samples, backend):
+    """The padding-free layout (all samples in one row, boundaries passed as cu_seq_lens to the attention
+    function) gives the same loss; on CUDA the same plumbing runs FlashAttention's varlen kernel."""
+    import torch
+
+    from penwright.trainer.backends.torch_backend import TorchBackend
+
+    s = TrainingSettings(rank=4, alpha=8, dropout=0.0, loss_chunk_tokens=64, attention="varlen")
+    varlen = TorchBackend(str(tiny_model_dir), s, ModelSettings(), "cpu").load()
+    assert varlen.attention == "varlen" and varlen.model.config._attn_implementation == "penwright_varlen"
+    batch = varlen.collate(D.pack(samples, 512))
+    assert batch["input_ids"].shape[0] == 1 and int(batch["cu_seq_lens_q"][-1]) == sum(len(x) for x in samples)
+    with torch.no_grad():
+        ce_v, _, n_v = varlen.loss_sums(batch, kl=False)
+        ce_u, _, n_u = backend.loss_sums(D.collate(D.single_rows(samples), backend.tokenizer.pad_token_id, False), kl=False)
+    assert n_v == n_u
+    assert float(ce_v) / n_v == pytest.approx(float(ce_u) / n_u, rel=1e-4)

@@ -76,7 +76,18 @@ class TorchBackend:
             raise TrainingError(f"{quant} base loading needs a CUDA GPU with bitsandbytes; none here.",
                                 "Set model.quantization: none (and training quantization: model), or train on a GPU.")
         self.quant = quant
+        self.attention = self._attention(settings, device)
         self.model = self.tokenizer = None
+
+    @staticmethod
+    def _attention(settings: TrainingSettings, device: str) -> str:
+        from penwright.trainer.backends.varlen import cuda_varlen_available
+
+        if not settings.packing:
+            return "sdpa"
+        if settings.attention == "auto":
+            return "varlen" if device == "cuda" and cuda_varlen_available() else "sdpa"
+        return settings.attention
 
     # -- loading ---------------------------------------------------------------------------------------------------
 
@@ -94,7 +105,9 @@ class TorchBackend:
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         dtype = {"bf16": torch.bfloat16, "fp16": torch.float32, "fp32": torch.float32}[self.precision]
-        kwargs = {"dtype": dtype, "attn_implementation": "sdpa"}
+        from penwright.trainer.backends.varlen import register
+
+        kwargs = {"dtype": dtype, "attn_implementation": register() if self.attention == "varlen" else "sdpa"}
         if self.quant != "none":
             kwargs["quantization_config"] = self._bnb_config()
         if self.device == "cuda":
@@ -145,16 +158,27 @@ class TorchBackend:
             return torch.autocast("cuda", dtype=torch.bfloat16 if self.precision == "bf16" else torch.float16)
         return nullcontext()
 
+    def collate(self, rows) -> dict:
+        """Rows -> one micro-batch: one padding-free row (varlen), or padded rows (sdpa)."""
+        from penwright.trainer.backends.varlen import collate_varlen
+        from penwright.trainer.data import collate
+
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        if self.attention == "varlen":
+            return collate_varlen(rows, pad)
+        return collate(rows, pad, self.settings.packing)
+
     def _hidden(self, decoder, batch: dict):
+        extra = {k: batch[k] for k in ("cu_seq_lens_q", "cu_seq_lens_k", "max_length_q", "max_length_k") if k in batch}
         out = decoder(input_ids=batch["input_ids"], position_ids=batch["position_ids"],
-                      attention_mask=batch.get("attention_mask"), use_cache=False)
+                      attention_mask=batch.get("attention_mask"), use_cache=False, **extra)
         return out.last_hidden_state  # (B, T, H)
 
     def loss_sums(self, batch: dict, kl: bool = True) -> tuple:
         """(CE sum, KL sum or None, number of target tokens) of one micro-batch on the device."""
         from penwright.trainer.losses import chunked_ce_sum, chunked_kl_sum, select_targets
 
-        batch = {k: v.to(self.device) for k, v in batch.items()}
+        batch = {k: v.to(self.device) if hasattr(v, "to") else v for k, v in batch.items()}
         decoder, head = self._parts()
         with self.autocast():
             hidden = self._hidden(decoder, batch)
