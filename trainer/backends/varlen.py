@@ -56,7 +56,10 @@ def varlen_attention(module, query, key, value, attention_mask, scaling=None, dr
             extra["enable_gqa"], gqa = True, False
         if gqa:
             k, v = _repeat_kv(q, k, v)
-        out = varlen_attn(q, k, v, cu, cu, max_len, max_len, scale=scaling, **extra)
+        # FlashAttention takes 16-bit inputs only; a k-bit-prepared model (QLoRA) keeps some activations in fp32
+        half = q.dtype if q.dtype in (torch.float16, torch.bfloat16) else torch.bfloat16
+        out = varlen_attn(q.to(half), k.to(half), v.to(half), cu, cu, max_len, max_len, scale=scaling, **extra)
+        out = out.to(query.dtype)
     else:
         if gqa:
             k, v = _repeat_kv(q, k, v)
