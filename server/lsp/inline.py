@@ -30,8 +30,13 @@ EMPTY = types.InlineCompletionList(items=[])
 def register(ls) -> None:
     @ls.feature(types.TEXT_DOCUMENT_INLINE_COMPLETION, types.InlineCompletionOptions())
     async def inline_completion(ls, params: types.InlineCompletionParams) -> types.InlineCompletionList:
+        t0 = time.perf_counter()
         try:
             return await complete(ls, params)
+        except asyncio.CancelledError:
+            log.debug("inline at %d:%d cancelled after %.0f ms", params.position.line, params.position.character,
+                      1000 * (time.perf_counter() - t0))
+            raise
         except DaemonUnavailable as err:
             ls.window_log_message(types.LogMessageParams(type=types.MessageType.Warning, message=str(err)))
         except DaemonError as err:
@@ -48,14 +53,14 @@ async def complete(ls, params: types.InlineCompletionParams) -> types.InlineComp
     if text is None:
         return EMPTY
     offset = offset_at(text, params.position, ls.position_encoding)
-    reused = _from_cache(ls, uri, text, offset)
+    invoked = params.context.trigger_kind == types.InlineCompletionTriggerKind.Invoked
+    reused = _from_cache(ls, uri, text, offset, same_place=not invoked)  # asked explicitly: a fresh one
     if reused is not None:
         return _as_list(reused, params.position)
     _retire_unaccepted(ls, uri)
     ctx = context_at(text, offset, settings.prefix_tokens * CHARS_PER_TOKEN, settings.suffix_tokens * CHARS_PER_TOKEN)
     if not ctx.prefix.strip():
         return EMPTY
-    invoked = params.context.trigger_kind == types.InlineCompletionTriggerKind.Invoked
     if not invoked and settings.debounce_ms:
         await asyncio.sleep(settings.debounce_ms / 1000)  # the next keystroke cancels this before the daemon sees it
     chapter = infer_chapter(uri, text, offset)
@@ -98,8 +103,9 @@ def _fit(prefix: str, insert: str) -> str:
     return insert.rstrip() if "\n\n" not in insert else insert
 
 
-def _from_cache(ls, uri: str, text: str, offset: int) -> Shown | None:
-    """If the author typed the first characters of the shown suggestion, return what is left of it."""
+def _from_cache(ls, uri: str, text: str, offset: int, same_place: bool = True) -> Shown | None:
+    """If the author typed the first characters of the shown suggestion, return what is left of it
+    (with `same_place`, also the whole suggestion again when nothing was typed)."""
     shown = ls.shown.get(uri)
     if shown is None or shown.resolved:
         return None
@@ -108,7 +114,7 @@ def _from_cache(ls, uri: str, text: str, offset: int) -> Shown | None:
     if start < 0:
         return None
     typed = before[start + len(shown.prefix_end[-60:]) :]
-    if not typed or len(typed) >= len(shown.text) or not shown.text.startswith(typed):
+    if (not typed and not same_place) or len(typed) >= len(shown.text) or not shown.text.startswith(typed):
         return None
     rest = shown.text[len(typed) :]
     return Shown(shown.id, uri, text[max(0, offset - TAIL) : offset], rest, shown.adapter, shown.lore, shown.chapter)

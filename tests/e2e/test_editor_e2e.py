@@ -86,6 +86,7 @@ def user_settings(data: Path) -> None:
     (user / "settings.json").write_text(json.dumps({
         "penwright.pythonPath": sys.executable,
         "penwright.sentenceTokens": 24,
+        "penwright.logLevel": "debug",
         "workbench.startupEditor": "none",
         "workbench.welcomePage.walkthroughs.openOnInstall": False,
         "workbench.tips.enabled": False,
@@ -168,6 +169,9 @@ def test_ghost_text_from_the_daemon_and_tab_accepts(project, code_server, tmp_pa
             page.goto(url)
             page.wait_for_selector(".monaco-workbench", timeout=90_000)
             timings["workbench"] = time.perf_counter() - t0
+            # the extension's status bar item names the served model once the language server reached the daemon
+            page.wait_for_selector(".statusbar-item:has-text('Penwright penwright')", timeout=90_000)
+            timings["language_server_ready"] = time.perf_counter() - t0
             page.wait_for_timeout(1500)
             page.keyboard.press("Control+P")
             page.wait_for_selector(".quick-input-widget input", timeout=20_000)
@@ -215,7 +219,7 @@ def test_ghost_text_from_the_daemon_and_tab_accepts(project, code_server, tmp_pa
             print(f"\neditor e2e timings: " + ", ".join(f"{k} {v:.1f}s" for k, v in timings.items()))
             print(f"ghost text: {shown!r} (trigger: {'automatic' if attempt == 0 else f'Alt+backslash x{attempt}'})")
             for channel in (tmp_path / "data" / "logs").rglob("*Penwright*.log"):
-                print("language server log:\n" + channel.read_text()[-1500:])
+                print("language server log:\n" + channel.read_text()[-3000:])
         except Exception:
             shot = artifacts / f"editor-e2e-failure-{int(time.time())}.png"
             page.screenshot(path=str(shot))

@@ -55,6 +55,9 @@ async def test_typing_into_a_shown_suggestion_reuses_it_and_typing_away_rejects_
         first = await suggest(client, uri, cursor)
         shown = first.insert_text
         assert len(shown) >= 2
+        # VS Code asks again at the same place (e.g. after a dismissal): the same suggestion, no daemon call
+        same = (await client.text_document_inline_completion_async(inline_params(uri, cursor, invoked=False))).items[0]
+        assert same.command.arguments[0]["id"] == first.command.arguments[0]["id"] and same.insert_text == shown
         typed = shown[:2]
         client.text_document_did_change(types.DidChangeTextDocumentParams(
             text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=2),
