@@ -86,12 +86,20 @@ def named_candidates(matcher: KeyMatcher, sections_of: Callable[[str], list[Sect
 
 
 def query_text(prefix: str, suffix: str, query_chars: int) -> str:
-    """The meaning query: recent complete sentences (stable while one is typed, so it is cached) and the suffix."""
-    window = prefix[-query_chars:]
-    cut = max(window.rfind(c) for c in ".!?\n")
-    if cut >= len(window) // 3:
-        window = window[: cut + 1]
-    return f"{window.strip()} {suffix[:200].strip()}".strip()
+    """The meaning query: the last `query_chars` of text up to the last complete sentence, and the suffix's start.
+
+    While a sentence is being typed the query does not change, so its embedding is
+    computed once and then served from the cache.
+    """
+    look = max(0, len(prefix) - query_chars)
+    end = max(prefix.rfind(c, look) for c in ".!?\n") + 1
+    if end == 0 or len(prefix) - end > query_chars // 2:  # no sentence end nearby, or a very long one: all of it
+        end = len(prefix)
+    start = max(0, end - query_chars)
+    if start > 0:  # begin on a word
+        space = prefix.find(" ", start, end)
+        start = space + 1 if space != -1 else start
+    return f"{prefix[start:end].strip()} {suffix[:200].strip()}".strip()
 
 
 def rank(cands: list[Candidate], chapter: int | None) -> list[Candidate]:

@@ -110,8 +110,7 @@ class ChromaStore:
         return {i: np.asarray(v, dtype=np.float32) for i, v in zip(got["ids"], got["embeddings"])}
 
     def query(self, vector: np.ndarray, n: int) -> list[tuple[str, float]]:
-        """[(id, cosine similarity)], best first."""
-        n = min(n, self.count())
+        """[(id, cosine similarity)], best first (fewer than n when the collection is smaller)."""
         if n <= 0:
             return []
         res = self._col.query(query_embeddings=[vector], n_results=n, include=["distances"])
