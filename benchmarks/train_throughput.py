@@ -94,6 +94,7 @@ def build_model(shape: str, device: str, folder: Path | None):
     model.save_pretrained(folder)
     _tokenizer_stub(folder, dims["vocab_size"])
     del model
+    free()  # the random-init copy must not count in the loops' peak memory
     return str(folder)
 
 
@@ -123,6 +124,13 @@ def peak_bytes(device: str) -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
+def resident(device: str) -> int:
+    """Bytes allocated before the timed steps (the model, and anything an earlier loop left behind)."""
+    import torch
+
+    return torch.cuda.memory_allocated() if device == "cuda" else 0
+
+
 def sync(device: str) -> None:
     import torch
 
@@ -145,6 +153,8 @@ def run_baseline(path: str, data, batch: int, checkpointing: bool, device: str, 
 
     from penwright.trainer.data import IGNORE
 
+    free()
+    leftover = resident(device)
     dtype = torch.bfloat16 if device == "cuda" else torch.float32
     model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, attn_implementation="sdpa",
                                                  device_map={"": 0} if device == "cuda" else None)
@@ -178,6 +188,7 @@ def run_baseline(path: str, data, batch: int, checkpointing: bool, device: str, 
     timed = batches[warmup:warmup + steps]
     capacity = sum(len(b) * max(len(x) for x in b) for b in timed)
     result["pad_share"] = 1 - sum(len(x) for b in timed for x in b) / capacity
+    result["leftover_bytes"] = leftover
     del model, opt
     return result
 
@@ -191,6 +202,8 @@ def run_ours(path: str, data, configs: list[tuple[int, int]], checkpointing: boo
     from penwright.trainer.settings import ModelSettings, TrainingSettings
     from penwright.trainer.train import make_optimizer, optimizer_step
 
+    free()
+    leftover = resident(device)
     width = max(w for _, w in configs)
     s = TrainingSettings(rank=16, alpha=32, dropout=0.05, targets="attn_mlp", gradient_checkpointing=checkpointing,
                          quantization=quantization, max_seq_length=width, attention=attention)
@@ -213,7 +226,7 @@ def run_ours(path: str, data, configs: list[tuple[int, int]], checkpointing: boo
                 raise
             opt.zero_grad(set_to_none=True)
             r = {"oom": True}
-        r.update(rows=rows_per_batch, width=max_len, attention=backend.attention,
+        r.update(rows=rows_per_batch, width=max_len, attention=backend.attention, leftover_bytes=leftover,
                  padding_share=round(1 - sum(len(x.input_ids) for x in rows) / (len(rows) * max_len), 4))
         results.append(r)
         free()
@@ -236,6 +249,7 @@ def _timed(step, batches, steps: int, warmup: int, device: str) -> dict:
     sync(device)
     seconds = time.perf_counter() - t0
     return {"tokens_per_s": tokens / seconds, "peak_bytes": peak_bytes(device), "seconds": seconds,
+
             "tokens": tokens, "last_loss": losses[-1]}
 
 
@@ -256,6 +270,8 @@ def report(shape: str, name: str, r: dict, n: int, device: str, base: dict | Non
     mfu = f"{100 * 4 * n * r['tokens_per_s'] / peak:5.1f}%" if peak else "  n/a"
     ratio = f"{r['tokens_per_s'] / base['tokens_per_s']:.2f}x" if base else "1.00x"
     mem = f"{r['peak_bytes'] / 2**30:6.2f} GiB"
+    if r.get("leftover_bytes"):  # allocated before this loop loaded its model: not its own footprint
+        mem += f" ({r['leftover_bytes'] / 2**30:.2f} GiB held before)"
     pad = f"{r['padding_share']:.1%}" if "padding_share" in r else f"{r.get('pad_share', 0):.1%}"
     return f"| {shape} | {name} | {r['tokens_per_s']:,.0f} | {ratio} | {mem} | {mfu} | {pad} | {r['last_loss']:.3f} |"
 
