@@ -16,9 +16,10 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import TYPE_CHECKING, Any, AsyncIterator
 
-import httpx
+if TYPE_CHECKING:
+    import httpx
 
 log = logging.getLogger(__name__)
 
@@ -77,14 +78,23 @@ class DaemonClient:
         self.fixed_url = url.rstrip("/")
         self.auto_start = auto_start
         self.timeout = timeout
-        self._http = httpx.AsyncClient(timeout=httpx.Timeout(timeout, connect=2.0), trust_env=False)
+        self._client: httpx.AsyncClient | None = None  # made on first use: httpx is imported after `initialize`
         self._start_lock = asyncio.Lock()
         self._started: subprocess.Popen | None = None
         self.url: str | None = None
         self.api_key: str | None = None
 
+    @property
+    def _http(self) -> httpx.AsyncClient:
+        if self._client is None:
+            import httpx
+
+            self._client = httpx.AsyncClient(timeout=httpx.Timeout(self.timeout, connect=2.0), trust_env=False)
+        return self._client
+
     async def aclose(self) -> None:
-        await self._http.aclose()
+        if self._client is not None:
+            await self._client.aclose()
 
     def candidates(self) -> list[str]:
         if self.fixed_url:
@@ -104,6 +114,8 @@ class DaemonClient:
 
     async def _probe(self, url: str) -> int | None:
         """HTTP status of /health (200 ready, 503 still loading its model), None if nothing answers."""
+        import httpx
+
         try:
             r = await self._http.get(f"{url}/health", headers=self._headers(), timeout=2.0)
         except httpx.HTTPError:
@@ -170,6 +182,8 @@ class DaemonClient:
 
     async def request(self, method: str, path: str, start: bool = True, **kwargs: Any) -> Any:
         """Call the daemon; JSON result. Retries once after re-locating if the connection fails (restart)."""
+        import httpx
+
         for attempt in (0, 1):
             url = await self.locate(start)
             try:
@@ -186,6 +200,8 @@ class DaemonClient:
 
     async def events(self, since: int = 0) -> AsyncIterator[dict]:
         """Server-sent events from /api/events (one connection; returns when it closes). Never starts a daemon."""
+        import httpx
+
         url = await self.locate(start=False)
         headers = {**self._headers(), "Accept": "text/event-stream"}
         if since:

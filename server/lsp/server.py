@@ -72,8 +72,6 @@ class PenwrightLanguageServer(LanguageServer):
 
     def set_root_from(self, folders: list[str]) -> None:
         """The project: the `project` setting, else the first workspace folder holding penwright.yaml (or above)."""
-        from penwright.project import find_project_root
-
         starts = [Path(self.settings.project)] if self.settings.project else [p for f in folders if (p := uri_to_path(f))]
         for start in starts:
             try:
@@ -112,6 +110,15 @@ class PenwrightLanguageServer(LanguageServer):
 
     def tell(self, message: str, kind: types.MessageType = types.MessageType.Info) -> None:
         self.window_show_message(types.ShowMessageParams(type=kind, message=message))
+
+
+def find_project_root(start: Path) -> Path:
+    """Like penwright.project.find_project_root, without importing every component's settings schema."""
+    here = start.resolve()
+    for folder in (here, *here.parents):
+        if (folder / "penwright.yaml").is_file():
+            return folder
+    raise LookupError(f"no penwright.yaml in {start} or above")
 
 
 def build_server() -> PenwrightLanguageServer:

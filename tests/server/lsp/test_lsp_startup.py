@@ -22,7 +22,7 @@ def test_import_path_has_no_model_libraries():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     loaded = set(json.loads(out))
-    assert "pygls" in loaded and "httpx" in loaded  # the probe really imported the server
+    assert "pygls" in loaded and "lsprotocol" in loaded  # the probe really imported the server
     assert not loaded & set(HEAVY), f"heavy imports on the LSP path: {sorted(loaded & set(HEAVY))}"
 
 
