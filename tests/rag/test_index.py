@@ -226,3 +226,12 @@ def test_watcher_style_events(lore_dir, make_index):
     assert gone.removed == ["people/edwin-vell.md", "people/maren-vell.md"]
     assert idx._store.count() == N_SECTIONS - 4 and idx._store.unreachable() == []
     assert idx.lookup("Maren") is None and idx.select("Maren and Edwin.", budget_tokens=5000).names == ["House style"]
+
+
+def test_changed_embedding_model_rebuilds(lore_dir, make_index, tmp_path):
+    index_dir = tmp_path / "state" / "lore"
+    manifest = json.loads((index_dir / "manifest.json").read_text())
+    manifest["model"] = "some/other-model"  # as if penwright.yaml named another embedding model before
+    (index_dir / "manifest.json").write_text(json.dumps(manifest))
+    report = make_index(lore_dir, index_dir).sync()
+    assert report.rebuilt == "embedding model changed to builtin:all-MiniLM-L6-v2" and report.embedded == N_SECTIONS

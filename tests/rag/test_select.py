@@ -66,3 +66,15 @@ def test_injection_formats():
     fim = "<|fim_prefix|>She climbed<|fim_suffix|> the stair.<|fim_middle|>"
     assert inject.inject_completion(fim, sel).startswith("<|fim_prefix|><lore>\n[Maren")
     assert inject.inject_completion("x", Selection()) == "x" and inject.inject_chat(msgs, Selection()) == msgs
+
+
+def test_meaning_query_is_stable_while_a_sentence_is_typed():
+    from penwright.rag.select import query_text
+
+    done = "The tide went out. " * 40 + "She saw the light."
+    typing = [done + " Then", done + " Then the", done + " Then the boat"]
+    assert len({query_text(t, "", 600) for t in typing}) == 1  # one embedding serves every keystroke
+    q = query_text(done + " Then the boat", "", 600)
+    assert q.endswith("She saw the light.") and len(q) <= 600 and not q.startswith("he ")
+    assert query_text(done + " Then", "", 600) != query_text(done + " Then it sank.", "", 600)
+    assert query_text("no sentence end yet", " and after.", 600) == "no sentence end yet and after."
