@@ -125,7 +125,11 @@ class Engine:
     def load_adapter(self, name: str, path: Path | str, scale: float = 1.0) -> float:
         """Load an adapter beside the others (no-op if loaded). Returns seconds the engine spent loading."""
         check_adapter_name(name)
-        return self.call(lambda: self._load(name, Path(path), scale))
+        if name in self.adapters():
+            return 0.0
+        prepare = getattr(self.backend, "prepare_adapter", None)
+        prepared = prepare(Path(path)) if prepare is not None else None  # file reads off the engine thread
+        return self.call(lambda: self._load(name, Path(path), scale, prepared))
 
     def set_live(self, name: str | None, path: Path | str | None = None, scale: float = 1.0,
                  unload_previous: bool = True) -> float:
@@ -337,11 +341,14 @@ class Engine:
             mixed = any(seq.adapter != self.live for seq in self._active)
             self.backend.merge_target = None if mixed else self.live
 
-    def _load(self, name: str, path: Path, scale: float) -> float:
+    def _load(self, name: str, path: Path, scale: float, prepared=None) -> float:
         t0 = time.perf_counter()
         if name not in self.backend.adapters():
             self._evict_for_room()
-            self.backend.add_adapter(name, path, scale)
+            if prepared is not None:
+                self.backend.add_adapter(name, path, scale, prepared=prepared)
+            else:
+                self.backend.add_adapter(name, path, scale)
         self._unload_pending.discard(name)
         self._last_used[name] = time.monotonic()
         return time.perf_counter() - t0

@@ -118,21 +118,43 @@ class TorchBackend:
         return list(self.tokenizer.get_vocab())
 
     # ---- adapters ------------------------------------------------------------------------------
-    def add_adapter(self, name: str, path: Path, scale: float = 1.0) -> None:
-        from peft import PeftModel
-        from peft.tuners.lora import LoraLayer
+    def prepare_adapter(self, path: Path):
+        """Read an adapter's config and weights onto the device. Thread-safe: runs outside the engine thread,
+        so a hot-swap pauses generation only for `add_adapter`'s module injection."""
+        from peft import PeftConfig
+        from peft.utils import load_peft_weights
 
         if not (Path(path) / "adapter_config.json").is_file():
             raise ServeError(f"{path} is not a PEFT adapter folder (no adapter_config.json).",
                              "Adapters are published by `penwright train`; check the registry with `penwright adapters`.")
+        config = PeftConfig.from_pretrained(str(path))
+        config.inference_mode = True
+        dtype = next(self.model.parameters()).dtype
+        dtype = dtype if dtype.is_floating_point else None  # quantized bases keep the adapter's own dtype
+        weights = load_peft_weights(str(path), device=str(self.device))
+        return config, {k: v.to(dtype) if dtype and v.is_floating_point() else v for k, v in weights.items()}
+
+    def add_adapter(self, name: str, path: Path, scale: float = 1.0, prepared=None) -> None:
+        from peft import PeftModel, set_peft_model_state_dict
+        from peft.tuners.lora import LoraLayer
+
+        config, weights = prepared if prepared is not None else self.prepare_adapter(path)
+        self._unmerge()
         if hasattr(self.model, "peft_config"):
-            self.model.load_adapter(str(path), adapter_name=name, is_trainable=False)
+            self.model.add_adapter(name, config, low_cpu_mem_usage=True, autocast_adapter_dtype=False)
         else:
-            self.model = PeftModel.from_pretrained(self.model, str(path), adapter_name=name, is_trainable=False)
+            self.model = PeftModel(self.model, config, adapter_name=name, low_cpu_mem_usage=True,
+                                   autocast_adapter_dtype=False)
+        result = set_peft_model_state_dict(self.model, weights, adapter_name=name, low_cpu_mem_usage=True)
+        missing = [k for k in getattr(result, "missing_keys", []) if f".{name}." in k or k.endswith(f".{name}")]
         self.model.eval()
         self._lora_layers = [m for m in self.model.modules() if isinstance(m, LoraLayer)]
         self._scales[name] = scale
         self._state = None
+        if missing:
+            self.remove_adapter(name)
+            raise ServeError(f"{path} does not fit this base model ({len(missing)} adapter weights missing, "
+                             f"e.g. {missing[0]}).", "Was it trained on another base model? Check model.base.")
 
     def remove_adapter(self, name: str) -> None:
         if name not in self._scales:
@@ -155,13 +177,15 @@ class TorchBackend:
         if self._state == (adapter, effective) or (adapter is None and not self._lora_layers):
             return
         merge = bool(self.merge_live) and adapter is not None and adapter == self.merge_target and effective == 1.0
-        if self._merged and not (merge and self._merged == adapter):
+        switch = self._state is None or self._state[0] != adapter
+        if self._merged and (switch or not merge):
             self._unmerge()
+            switch = True
         if adapter is None:
             for layer in self._lora_layers:
                 layer.enable_adapters(False)
         else:
-            if self._state is None or self._state[0] != adapter:
+            if switch:
                 self.model.base_model.set_adapter(adapter)
             for layer in self._lora_layers:
                 layer.enable_adapters(True)

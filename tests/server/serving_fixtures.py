@@ -52,39 +52,39 @@ class LiveServer:
         self.thread.join(10)
 
 
-def train_adapter(model_dir: Path, text: str, out: Path, steps: int = 40, seed: int = 0) -> Path:
-    """Plain PEFT LoRA, a few steps on repeated `text`, so the adapter visibly writes that text."""
+def train_adapters(model_dir: Path, texts: dict[str, str], out_dir: Path, steps: int = 12, seed: int = 0) -> dict[str, Path]:
+    """Plain PEFT LoRA, a few steps on each repeated text, so each adapter visibly leans towards its text."""
     import torch
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    torch.manual_seed(seed)
     tok = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
-    cfg = LoraConfig(r=8, lora_alpha=16, lora_dropout=0.0,
-                     target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
-    model = get_peft_model(model, cfg)
-    ids = torch.tensor([tok.encode(text * 8)[:96]])
-    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=2e-2)
-    model.train()
-    for _ in range(steps):
-        loss = model(input_ids=ids, labels=ids).loss
-        loss.backward()
-        opt.step()
-        opt.zero_grad()
-    model.save_pretrained(out)
+    out = {}
+    for name, text in texts.items():
+        torch.manual_seed(seed)
+        cfg = LoraConfig(r=8, lora_alpha=16, lora_dropout=0.0,
+                         target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
+        peft_model = get_peft_model(model, cfg)
+        ids = torch.tensor([tok.encode(text * 6)[:64]])
+        opt = torch.optim.AdamW([p for p in peft_model.parameters() if p.requires_grad], lr=3e-2)
+        peft_model.train()
+        for _ in range(steps):
+            peft_model(input_ids=ids, labels=ids).loss.backward()
+            opt.step()
+            opt.zero_grad()
+        peft_model.save_pretrained(out_dir / name)
+        model = peft_model.unload()
+        out[name] = out_dir / name
     return out
 
 
 def adapters_for(model_dir: Path, base_temp: Path) -> dict[str, Path]:
     """The two test adapters, trained once per test session (cached under pytest's base temp folder)."""
-    out = {}
-    for name, text in ADAPTER_TEXTS.items():
-        folder = base_temp / "trained-adapters" / name
-        if not (folder / "adapter_config.json").is_file():
-            train_adapter(model_dir, text, folder, steps=25)
-        out[name] = folder
-    return out
+    folder = base_temp / "trained-adapters"
+    if not all((folder / name / "adapter_config.json").is_file() for name in ADAPTER_TEXTS):
+        train_adapters(model_dir, ADAPTER_TEXTS, folder)
+    return {name: folder / name for name in ADAPTER_TEXTS}
 
 
 def tiny_engine(model_dir: Path, **kwargs):

@@ -1,0 +1,342 @@
+"""Serving latency: time to first token (TTFT) and total time of inline-completion-shaped requests.
+
+Requests: ~1,000 prompt tokens (random ids, a new prompt each time), 24-48 new tokens, greedy,
+through the real Engine with a LoRA adapter live. Reported per configuration: p50/p95/p99 TTFT
+and total, decode tokens/s, at 1 and 8 concurrent clients, idle and while a LoRA training loop
+runs in another process on the same device. The plain-PEFT baseline (`model.generate()` with an
+unmerged adapter, batch 1, as in ../shared/docs/baselines.md) is measured in the same run.
+Then the hot-swap check: 8 clients streaming while 10 promotions happen; failed requests and
+the engine's pause per swap.
+
+    python benchmarks/serve_latency.py --model ../shared/models/gutenberg-qwen2-31m      # CPU
+    python benchmarks/serve_latency.py --shape 0.5b --shape 7b --device cuda             # GPU, random-init Qwen2.5 shapes
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SHAPES = {  # Qwen2.5 configurations (the weights' values do not change the timing)
+    "0.5b": dict(hidden_size=896, intermediate_size=4864, num_hidden_layers=24, num_attention_heads=14,
+                 num_key_value_heads=2, vocab_size=151936, tie_word_embeddings=True),
+    "7b": dict(hidden_size=3584, intermediate_size=18944, num_hidden_layers=28, num_attention_heads=28,
+               num_key_value_heads=4, vocab_size=152064, tie_word_embeddings=False),
+}
+TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+def _bootstrap_imports() -> None:
+    """Let an uninstalled checkout (e.g. on the GPU machine) import penwright.server from the folders."""
+    try:
+        import penwright.server.engine  # noqa: F401
+        return
+    except ImportError:
+        pass
+    import importlib.util
+    import types
+
+    import penwright
+
+    for name, folder in (("penwright.server", "server"), ("penwright.trainer", "trainer"), ("penwright.rag", "rag")):
+        spec = importlib.util.spec_from_file_location(name, ROOT / folder / "__init__.py",
+                                                      submodule_search_locations=[str(ROOT / folder)])
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+        setattr(penwright, name.split(".")[1], module)
+    del types
+
+
+def pct(values: list[float], p: float) -> float:
+    s = sorted(values)
+    return s[min(len(s) - 1, max(0, round(p / 100 * len(s) + 0.5) - 1))] if s else float("nan")
+
+
+# ---- model, tokenizer, adapters ------------------------------------------------------------------------
+def synthetic_tokenizer(vocab_size: int):
+    """A word-level tokenizer with exactly `vocab_size` ids (no hub access for Qwen's own)."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {f"w{i}": i for i in range(vocab_size - 1)}
+    vocab["<|endoftext|>"] = vocab_size - 1
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="w0"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>", pad_token="<|endoftext|>")
+
+
+def build_model(args, shape: str | None):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
+
+    device = torch.device(args.device)
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    if shape is None:
+        model = AutoModelForCausalLM.from_pretrained(args.model, dtype=dtype).to(device)
+        return model.eval(), AutoTokenizer.from_pretrained(args.model), Path(args.model).name
+    config = Qwen2Config(**SHAPES[shape], max_position_embeddings=32768, rope_theta=1e6, eos_token_id=SHAPES[shape]["vocab_size"] - 1)
+    torch.manual_seed(0)
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        with device:
+            model = Qwen2ForCausalLM(config)
+    finally:
+        torch.set_default_dtype(old)
+    return model.eval(), synthetic_tokenizer(config.vocab_size), f"Qwen2.5-{shape}-shaped"
+
+
+def make_adapters(model, folder: Path, n: int = 2, rank: int = 16) -> list[Path]:
+    """Random (non-identity) LoRA r=16 adapters on all seven projections, saved as PEFT folders."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    out = []
+    for i in range(n):
+        torch.manual_seed(100 + i)
+        cfg = LoraConfig(r=rank, lora_alpha=2 * rank, target_modules=TARGETS, init_lora_weights=False)
+        peft_model = get_peft_model(model, cfg)
+        path = folder / f"adapter{i}"
+        peft_model.save_pretrained(path)
+        model = peft_model.unload()  # back to the plain base model
+        out.append(path)
+    return out
+
+
+def prompts(tokenizer, n: int, length: int, seed: int) -> list[tuple[list[int], int]]:
+    """(prompt ids, max_tokens) pairs: a fresh random prompt each, 24-48 new tokens."""
+    rng = random.Random(seed)
+    top = min(len(tokenizer), 150000) - 2
+    return [([rng.randrange(10, top) for _ in range(length)], rng.randint(24, 48)) for _ in range(n)]
+
+
+# ---- measurements -------------------------------------------------------------------------------------
+def run_clients(engine, work: list, clients: int) -> dict:
+    """`clients` threads share `work`; each request's TTFT (submit -> first text) and total time."""
+    from penwright.server.engine import Delta, Finished, GenerationRequest, SamplingParams
+
+    ttft, total, tokens, errors = [], [], [], []
+    lock = threading.Lock()
+    queue = list(work)
+
+    def client():
+        while True:
+            with lock:
+                if not queue:
+                    return
+                ids, max_tokens = queue.pop()
+            t0 = time.perf_counter()
+            first = None
+            try:
+                for item in engine.submit(GenerationRequest(ids, SamplingParams(max_tokens=max_tokens))):
+                    if isinstance(item, Delta) and first is None:
+                        first = time.perf_counter() - t0
+                    elif isinstance(item, Finished):
+                        with lock:
+                            ttft.append(first if first is not None else time.perf_counter() - t0)
+                            total.append(time.perf_counter() - t0)
+                            tokens.append(item.completion_tokens)
+            except Exception as err:  # counted, reported
+                errors.append(repr(err))
+
+    t0 = time.perf_counter()
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - t0
+    return {"clients": clients, "requests": len(total), "errors": len(errors),
+            "ttft_ms": {p: 1000 * pct(ttft, p) for p in (50, 95, 99)},
+            "total_ms": {p: 1000 * pct(total, p) for p in (50, 95, 99)},
+            "tok_s_per_client": sum(tokens) / sum(total) * 1 if total else 0.0,
+            "tok_s_overall": sum(tokens) / wall}
+
+
+def baseline(model, tokenizer, adapter: Path, work: list) -> dict:
+    """Plain transformers generate() + unmerged PEFT adapter, batch 1 (the recipe in baselines.md)."""
+    import torch
+    from peft import PeftModel
+
+    peft_model = PeftModel.from_pretrained(model, str(adapter))
+    ttft, total, tokens = [], [], []
+    sync = torch.cuda.synchronize if next(model.parameters()).is_cuda else (lambda: None)
+    with torch.inference_mode():
+        for i, (ids, n) in enumerate(work):
+            x = torch.tensor([ids], device=next(model.parameters()).device)
+            kw = dict(do_sample=False, pad_token_id=tokenizer.eos_token_id)
+            sync(); t0 = time.perf_counter()
+            peft_model.generate(x, max_new_tokens=1, min_new_tokens=1, **kw)
+            sync(); t1 = time.perf_counter()
+            peft_model.generate(x, max_new_tokens=n, min_new_tokens=n, **kw)
+            sync(); t2 = time.perf_counter()
+            if i >= 2:  # warm-up
+                ttft.append(t1 - t0), total.append(t2 - t1), tokens.append(n)
+    peft_model.unload()
+    return {"clients": 1, "requests": len(total), "errors": 0,
+            "ttft_ms": {p: 1000 * pct(ttft, p) for p in (50, 95, 99)},
+            "total_ms": {p: 1000 * pct(total, p) for p in (50, 95, 99)},
+            "tok_s_per_client": sum(tokens) / sum(total), "tok_s_overall": sum(tokens) / sum(total)}
+
+
+def swap_under_load(engine, adapters: list[Path], work: list, promotions: int = 10) -> dict:
+    """8 clients stream while `promotions` hot-swaps happen; no request may fail."""
+    done = threading.Event()
+    result: dict = {}
+
+    def load():
+        result["load"] = run_clients(engine, work, 8)
+        done.set()
+
+    t = threading.Thread(target=load)
+    t.start()
+    pauses, walls = [], []
+    for i in range(promotions):
+        time.sleep(0.15)
+        t0 = time.perf_counter()
+        pauses.append(engine.set_live(f"v{10 + i}", adapters[i % len(adapters)]))
+        walls.append(time.perf_counter() - t0)
+    t.join()
+    return {"promotions": promotions, "failed_requests": result["load"]["errors"], "requests": result["load"]["requests"],
+            "engine_pause_ms": {"p50": 1000 * pct(pauses, 50), "max": 1000 * max(pauses)},
+            "swap_wall_ms": {"p50": 1000 * pct(walls, 50), "max": 1000 * max(walls)},
+            "during_swaps": result["load"], "loaded_after": engine.adapters()}
+
+
+# ---- a training run beside the server --------------------------------------------------------------
+def train_loop(args) -> None:
+    """Child process: LoRA training steps on the same device until killed (prints 'training' once running)."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    model, _, _ = build_model(args, args.shape[0] if args.shape else None)
+    model = get_peft_model(model, LoraConfig(r=16, lora_alpha=32, target_modules=TARGETS))
+    model.train()
+    if args.device == "cuda":
+        model.gradient_checkpointing_enable()
+        model.enable_input_require_grads()
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
+    batch, seq = (4, 512) if args.device == "cuda" else (1, 256)
+    x = torch.randint(10, 30000, (batch, seq), device=args.device)
+    step = 0
+    while True:
+        model(input_ids=x, labels=x).loss.backward()
+        opt.step()
+        opt.zero_grad()
+        step += 1
+        if step == 1:
+            print("training", flush=True)
+
+
+def start_training(args, shape: str | None) -> subprocess.Popen:
+    cmd = [sys.executable, __file__, "--train-loop", "--device", args.device]
+    cmd += ["--shape", shape] if shape else ["--model", args.model]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    line = proc.stdout.readline()
+    if "training" not in line:
+        raise RuntimeError(f"training loop did not start: {line!r}")
+    return proc
+
+
+# ---- main ------------------------------------------------------------------------------------------------
+def bench_model(args, shape: str | None, out: dict) -> None:
+    from penwright.server.engine import Engine
+    from penwright.server.engine.torch_backend import TorchBackend
+
+    t0 = time.perf_counter()
+    model, tok, label = build_model(args, shape)
+    tmp = Path(tempfile.mkdtemp(prefix="pw-bench-"))
+    adapters = make_adapters(model, tmp)
+    print(f"\n## {label} on {args.device} (built in {time.perf_counter() - t0:.1f}s)", flush=True)
+    res = out.setdefault(label, {})
+    n1, n8 = args.requests, args.requests_per_client * 8
+    res["baseline: generate() + unmerged PEFT"] = baseline(model, tok, adapters[0], prompts(tok, n1 + 2, args.prompt_tokens, 1))
+    report(label, res, args)
+    variants = [("engine, unmerged PEFT", False), ("engine, live adapter merged", True)]
+    for name, merge in variants:
+        engine = Engine(TorchBackend(label, merge_live=merge, preloaded=(model, tok)), max_active=16).start()
+        engine.set_live("v1", adapters[0])
+        run_clients(engine, prompts(tok, 3, args.prompt_tokens, 2), 1)  # warm-up
+        res[f"{name}, 1 client, idle"] = run_clients(engine, prompts(tok, n1, args.prompt_tokens, 3), 1)
+        res[f"{name}, 8 clients, idle"] = run_clients(engine, prompts(tok, n8, args.prompt_tokens, 4), 8)
+        if merge == variants[-1][1] and not args.no_training:
+            trainer = start_training(args, shape)
+            try:
+                res[f"{name}, 1 client, training"] = run_clients(engine, prompts(tok, n1, args.prompt_tokens, 5), 1)
+                res[f"{name}, 8 clients, training"] = run_clients(engine, prompts(tok, n8, args.prompt_tokens, 6), 8)
+            finally:
+                trainer.kill()
+                trainer.wait()
+        if merge == variants[-1][1]:
+            res["hot-swap: 8 clients streaming, 10 promotions"] = swap_under_load(
+                engine, adapters, prompts(tok, n8, args.prompt_tokens, 7))
+        engine.stop()
+        engine.backend.model = engine.backend.model.unload() if hasattr(engine.backend.model, "peft_config") else engine.backend.model
+        model = engine.backend.model
+        report(label, res, args)
+
+
+def report(label: str, res: dict, args) -> None:
+    rows = [(k, v) for k, v in res.items() if "ttft_ms" in v]
+    base = res.get("baseline: generate() + unmerged PEFT")
+    print(f"\n### {label}: {args.prompt_tokens}-token prompts, 24-48 new tokens, greedy, LoRA r=16 on 7 projections")
+    print("| configuration | requests | TTFT p50 / p95 / p99 ms | total p50 / p95 / p99 ms | tok/s per request | TTFT p50 vs baseline |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for k, v in rows:
+        ratio = f"{base['ttft_ms'][50] / v['ttft_ms'][50]:.2f}x faster" if base and v is not base else "1.00x"
+        t, tt = v["ttft_ms"], v["total_ms"]
+        print(f"| {k} | {v['requests']} ({v['errors']} failed) | {t[50]:.1f} / {t[95]:.1f} / {t[99]:.1f} | "
+              f"{tt[50]:.0f} / {tt[95]:.0f} / {tt[99]:.0f} | {v['tok_s_per_client']:.1f} | {ratio} |")
+    swap = res.get("hot-swap: 8 clients streaming, 10 promotions")
+    if swap:
+        print(f"\nhot-swap: {swap['promotions']} promotions during {swap['requests']} streamed requests: "
+              f"{swap['failed_requests']} failed; engine paused p50 {swap['engine_pause_ms']['p50']:.1f} ms, "
+              f"max {swap['engine_pause_ms']['max']:.1f} ms per swap (set_live wall p50 {swap['swap_wall_ms']['p50']:.1f} ms); "
+              f"TTFT p50/p95 during swaps {swap['during_swaps']['ttft_ms'][50]:.1f}/{swap['during_swaps']['ttft_ms'][95]:.1f} ms; "
+              f"adapters loaded after: {swap['loaded_after']}")
+    if args.out:
+        Path(args.out).write_text(json.dumps(OUT, indent=1, default=str))
+    sys.stdout.flush()
+
+
+OUT: dict = {}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", help="a local model folder (CPU runs: ../shared/models/gutenberg-qwen2-31m)")
+    parser.add_argument("--shape", action="append", choices=sorted(SHAPES), help="random-init Qwen2.5 shape(s)")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--requests", type=int, default=16, help="requests at 1 client")
+    parser.add_argument("--requests-per-client", type=int, default=3, help="requests per client at 8 clients")
+    parser.add_argument("--prompt-tokens", type=int, default=1000)
+    parser.add_argument("--no-training", action="store_true", help="skip the runs beside a training loop")
+    parser.add_argument("--out", help="also write the figures as JSON here")
+    parser.add_argument("--train-loop", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    _bootstrap_imports()
+    if args.train_loop:
+        train_loop(args)
+        return 0
+    import torch
+
+    print(f"torch {torch.__version__}, device {args.device}"
+          + (f" ({torch.cuda.get_device_name()})" if args.device == "cuda" else f", {torch.get_num_threads()} threads"))
+    for shape in args.shape or [None]:
+        bench_model(args, shape, OUT)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
