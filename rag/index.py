@@ -288,8 +288,7 @@ class LoreIndex:
         gone = [rel for rel in set(files) | set(self._files) if rel not in parsed]
         donors = {h: i for rel in gone for i, h in files.get(rel, {}).get("sections", {}).items()}
         by_sha = {files[rel]["sha"]: rel for rel in gone if rel in files}
-        todo = {rel: p for rel, p in parsed.items()
-                if not (files.get(rel) and files[rel]["sha"] == p.sha and rel in self._files)}
+        todo = {rel: p for rel, p in parsed.items() if not self._unchanged(rel, p)}
         vectors = self._embed_batch([s for p in todo.values() for s in self._fresh(p)], donors)
         report.embedded += len(vectors)
         for rel, p in todo.items():
@@ -298,13 +297,22 @@ class LoreIndex:
             if known is None and p.sha in by_sha:
                 report.renamed.append((by_sha[p.sha], rel))
             elif known is None:
-                report.added.append(rel)
+                if p.entry is not None:
+                    report.added.append(rel)
             elif known["sha"] != p.sha:
                 report.updated.append(rel)
         for rel in gone:
             self._drop(rel)
             if rel not in {old for old, _ in report.renamed}:
                 report.removed.append(rel)
+
+    def _unchanged(self, rel: str, p: ParsedFile) -> bool:
+        """Same bytes as indexed (or as already reported unusable) and already in memory."""
+        seen = self._files.get(rel)
+        if seen is None or seen.sha != p.sha:
+            return False
+        known = self._manifest["files"].get(rel)
+        return known["sha"] == p.sha if known else p.entry is None
 
     def _embed_batch(self, sections: list[Section], donors: dict[str, str]) -> dict[str, Any]:
         """Embed, in one batch, the sections whose vectors cannot be moved from a donor."""

@@ -235,3 +235,12 @@ def test_changed_embedding_model_rebuilds(lore_dir, make_index, tmp_path):
     (index_dir / "manifest.json").write_text(json.dumps(manifest))
     report = make_index(lore_dir, index_dir).sync()
     assert report.rebuilt == "embedding model changed to builtin:all-MiniLM-L6-v2" and report.embedded == N_SECTIONS
+
+
+def test_bad_file_is_reported_once_not_re_added(lore_dir, make_index):
+    (lore_dir / "broken.md").write_text("---\nname: [oops\n---\nText.\n")
+    idx = make_index(lore_dir)
+    first = idx.sync()
+    again = idx.sync()
+    assert first.added == [] and again.added == [] and again.embedded == 0
+    assert any("broken.md" in p for p in again.problems)  # still reported until fixed
