@@ -13,6 +13,7 @@ from typing import Callable, Iterable
 from penwright.errors import ModelNotFoundError
 
 BUILTIN_TINY = "builtin:tiny"
+TINY_PIN = "builtin-tiny.txt"
 
 
 def resolve_model(spec: str, models_dir: Path, texts: Callable[[], Iterable[str]] | None = None) -> str:
@@ -21,9 +22,7 @@ def resolve_model(spec: str, models_dir: Path, texts: Callable[[], Iterable[str]
     Raises ModelNotFoundError with what to do when the model cannot be had.
     """
     if spec == BUILTIN_TINY:
-        from penwright.trainer.tiny import build_tiny_model
-
-        return str(build_tiny_model(list(texts()) if texts else [], models_dir))
+        return str(_pinned_tiny(Path(models_dir), texts))
     if spec.startswith("builtin:"):
         raise ModelNotFoundError(spec, "the only builtin model is builtin:tiny")
     local = Path(spec).expanduser()
@@ -36,6 +35,27 @@ def resolve_model(spec: str, models_dir: Path, texts: Callable[[], Iterable[str]
     if os.environ.get("HF_HUB_OFFLINE") == "1" and not hub_cached(spec):
         raise ModelNotFoundError(spec, "offline and not in the Hugging Face cache")
     return spec
+
+
+def _pinned_tiny(models_dir: Path, texts: Callable[[], Iterable[str]] | None) -> Path:
+    """builtin:tiny is built once per project and then pinned.
+
+    Its tokenizer is trained on the manuscript, which changes as the author writes; rebuilding it
+    would orphan every adapter trained on the earlier one. So the first build is recorded in
+    `models/builtin-tiny.txt` and every later caller (curation, training, serving) gets that one.
+    """
+    from penwright.trainer.tiny import build_tiny_model
+
+    pin = models_dir / TINY_PIN
+    if pin.is_file():
+        pinned = models_dir / pin.read_text(encoding="utf-8").strip()
+        if (pinned / "config.json").is_file():
+            return pinned
+    built = build_tiny_model(list(texts()) if texts else [], models_dir)
+    tmp = pin.with_suffix(".tmp")
+    tmp.write_text(built.name, encoding="utf-8")
+    os.replace(tmp, pin)
+    return built
 
 
 def hub_cached(repo_id: str) -> bool:

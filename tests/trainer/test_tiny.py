@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 
 from penwright.trainer.tiny import SPECIAL_TOKENS, build_tiny_model
 
@@ -35,3 +36,12 @@ def test_tiny_model_loads_with_chatml_and_fim(tiny_model_dir):
         logits = model(ids).logits
     assert logits.shape == (1, ids.shape[1], len(tok))
     assert "demo model" in (tiny_model_dir / "README.md").read_text()
+
+
+def test_builtin_tiny_is_pinned_after_the_first_build(tmp_path):
+    from penwright.trainer.models import resolve_model
+
+    first = resolve_model("builtin:tiny", tmp_path, lambda: TEXT)
+    later = resolve_model("builtin:tiny", tmp_path, lambda: ["A different manuscript, written since. " * 30])
+    assert later == first  # adapters trained on the first build keep fitting the served model
+    assert (tmp_path / "builtin-tiny.txt").read_text() == Path(first).name
