@@ -43,8 +43,9 @@ def _bootstrap_imports() -> None:
     except ImportError:
         pass
     import importlib.util
-    import types
 
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
     import penwright
 
     for name, folder in (("penwright.server", "server"), ("penwright.trainer", "trainer"), ("penwright.rag", "rag")):
@@ -54,7 +55,6 @@ def _bootstrap_imports() -> None:
         sys.modules[name] = module
         spec.loader.exec_module(module)
         setattr(penwright, name.split(".")[1], module)
-    del types
 
 
 def pct(values: list[float], p: float) -> float:

@@ -169,3 +169,21 @@ async def test_hundred_requests_at_once(stack, aclient):
     results = await asyncio.gather(*(one(i) for i in range(100)))
     assert results == ["length"] * 100
     assert stack[0].engine.status()["active"] == 0
+
+
+def test_persona_frame_wraps_chat_when_enabled(stack):
+    from penwright.server.settings import PersonaSettings
+
+    services, _ = stack
+    persona = PersonaSettings(enabled=True, author="Jane Austen", template="Role: {author}'s co-writer.\nInput: {input}")
+    framed = Services(settings=ServerSettings(), engine=services.engine, registry=services.registry, persona=persona)
+    msgs = [{"role": "user", "content": "Continue the ball scene."}]
+    with LiveServer(create_app(framed)) as server:
+        client = openai.OpenAI(base_url=server.url + "/v1", api_key="x", max_retries=0)
+        live = client.chat.completions.create(model="penwright", messages=msgs, max_tokens=6, temperature=0)
+        base = client.chat.completions.create(model="penwright:base", messages=msgs, max_tokens=6, temperature=0)
+    wrapped = [{"role": "user", "content": "Role: Jane Austen's co-writer.\nInput: Continue the ball scene."}]
+    assert live.choices[0].message.content == direct(services, services.engine.chat_prompt(wrapped), "v1", 6)
+    assert live.usage.prompt_tokens == len(services.engine.encode(services.engine.chat_prompt(wrapped)))
+    # the base model is asked plainly: the frame belongs to the persona adapter
+    assert base.usage.prompt_tokens == len(services.engine.encode(services.engine.chat_prompt(msgs)))
