@@ -178,6 +178,9 @@ def test_bad_input_gives_clear_errors(dataset, tiny_model_dir, tmp_path):
         run_training(empty, settings(), tiny_model_dir, tmp_path / "r1")
     with pytest.raises(DatasetError, match="curate"):
         run_training(tmp_path / "nowhere", settings(), tiny_model_dir, tmp_path / "r2")
+    tiny = write_dataset(tmp_path / "tiny", paragraphs(EXAMPLE_MANUSCRIPT)[:1], n_valid=0)  # one row, no valid
+    one = run_training(tiny, settings(max_steps=2), tiny_model_dir, tmp_path / "r0")
+    assert one.steps == 2 and one.eval_loss is None and (one.adapter_dir / "adapter_config.json").is_file()
     bad = tmp_path / "bad"
     bad.mkdir()
     (bad / "train.jsonl").write_text('{"messages": [{"role": "user", "content": "hi"}]}\nnot json\n')
@@ -194,10 +197,16 @@ def test_bad_input_gives_clear_errors(dataset, tiny_model_dir, tmp_path):
     # curation records the tokenizer's folder: another model's tokenizer is caught too
     from penwright.trainer.tiny import build_tiny_model
 
-    other = build_tiny_model(["An entirely different book about ships and the sea. " * 30], tmp_path / "m")
+    import shutil
+
+    other_tiny = build_tiny_model(["An entirely different book about ships and the sea. " * 30], tmp_path / "m")
+    other = shutil.copytree(other_tiny, tmp_path / "other-model")
     (manifest / "manifest.json").write_text(json.dumps({"tokenizer": str(other)}))
     with pytest.raises(DatasetError, match="different tokenizer"):
         run_training(manifest, settings(), tiny_model_dir, tmp_path / "r5")
+    # two builds of builtin:tiny (the manuscript grew since curation) only warn: the text is re-tokenized
+    (manifest / "manifest.json").write_text(json.dumps({"tokenizer": str(other_tiny)}))
+    assert run_training(manifest, settings(max_steps=1, eval_every=None), tiny_model_dir, tmp_path / "r6b").steps == 1
     (manifest / "manifest.json").write_text(json.dumps({"tokenizer": str(tiny_model_dir)}))
     assert run_training(manifest, settings(max_steps=1, eval_every=None), tiny_model_dir, tmp_path / "r7").steps == 1
     with pytest.raises(TrainingError, match="CUDA"):
