@@ -117,7 +117,8 @@ def _from_cache(ls, uri: str, text: str, offset: int, same_place: bool = True) -
     if (not typed and not same_place) or len(typed) >= len(shown.text) or not shown.text.startswith(typed):
         return None
     rest = shown.text[len(typed) :]
-    return Shown(shown.id, uri, text[max(0, offset - TAIL) : offset], rest, shown.adapter, shown.lore, shown.chapter)
+    return Shown(shown.id, uri, text[max(0, offset - TAIL) : offset], rest, shown.adapter, shown.lore, shown.chapter,
+                 full=shown.text)
 
 
 def _retire_unaccepted(ls, uri: str) -> None:
@@ -131,7 +132,8 @@ def _payload(shown: Shown) -> dict:
     return {
         "id": shown.id,
         "uri": shown.uri,
-        "text": shown.text,
+        "text": shown.full or shown.text,  # the whole suggestion, also when accepted after typing part of it
+        "typed": len(shown.full) - len(shown.text) if shown.full else 0,
         "context": shown.prefix_end,
         "adapter": shown.adapter,
         "lore": [x.get("id") or x.get("name") for x in shown.lore],

@@ -37,6 +37,7 @@ class Shown:
     lore: list[dict]
     chapter: int | None
     resolved: bool = False
+    full: str = ""  # the whole suggestion, when `text` is what is left of it after the author typed (or took) a part
 
 
 @dataclass

@@ -66,7 +66,8 @@ async def test_typing_into_a_shown_suggestion_reuses_it_and_typing_away_rejects_
         after = end_position(CHAPTER_TEXT + typed)
         again = (await client.text_document_inline_completion_async(inline_params(uri, after, invoked=False))).items[0]
         assert again.insert_text == shown[2:], "the rest of the shown suggestion, without a new daemon call"
-        assert again.command.arguments[0]["id"] == first.command.arguments[0]["id"]
+        meta = again.command.arguments[0]
+        assert meta["id"] == first.command.arguments[0]["id"] and meta["text"] == shown and meta["typed"] == 2
 
         before = len(feedback_rows(daemon))
         client.text_document_did_change(types.DidChangeTextDocumentParams(
