@@ -133,6 +133,9 @@ def evaluate_side(args: argparse.Namespace) -> None:
             "generations": [g.text for g in gens],
             "tokens_per_s": lm.throughput(gens),
         }
+        own_valid = out / book_author / "dataset" / "valid.jsonl"
+        if own_valid.is_file():  # the trainer's own eval split, measured as served (compare with its eval_loss)
+            entry["own_valid_rows"] = lm.rows_perplexity(model, tok, [json.loads(x) for x in own_valid.open()][: args.ppl_rows], 2048)
         raw["books"][book_author] = entry
         log(f"{args.side} on {meta['title']}: ppl {entry['text_perplexity']['perplexity']} rows {entry['rows_perplexity']['perplexity']}")
     (out / f"raw_{args.side}.json").write_text(json.dumps(raw, indent=1))
@@ -224,12 +227,15 @@ def _verdict(r: dict) -> str:
     base = r["base"]
     lines = []
     for a, other in (("austen", "doyle"), ("doyle", "austen")):
-        own = (base[a]["ppl_text"] - r[a][a]["ppl_text"]) / base[a]["ppl_text"]
-        cross = (base[other]["ppl_text"] - r[a][other]["ppl_text"]) / base[other]["ppl_text"]
+        own = r[a][a]["ppl_text"] / base[a]["ppl_text"] - 1
+        cross = r[a][other]["ppl_text"] / base[other]["ppl_text"] - 1
         key = f"style_{a}"
-        lines.append(f"{a} adapter: held-out ppl on own author {own:+.1%} lower vs base, on the other author {cross:+.1%}; "
-                     f"style vs {a} {base[a][key]:.1f} -> {r[a][a][key]:.1f}; copy >12 words: {r[a][a]['copy_share']:.0%} "
-                     f"(guard {0.25:.0%})")
+        lines.append(
+            f"{a} adapter: held-out perplexity vs base {own:+.1%} on its own author, {cross:+.1%} on the other; "
+            f"style vs {a} on its own author's prompts {base[a][key]:.1f} -> {r[a][a][key]:.1f}, on the other's "
+            f"{base[other][key]:.1f} -> {r[a][other][key]:.1f}; copies >{COPY_WORDS} words: {r[a][a]['copy_share']:.0%} "
+            f"(guard 25%); repetition {r[a][a]['repetition']:.2f} (guard 0.30)"
+        )
     return "\n".join(lines)
 
 
