@@ -165,100 +165,121 @@ def document_text(page) -> str:
     return visible(page.evaluate(DOCUMENT_TEXT_JS))
 
 
+def ghost_text(page) -> str:
+    return visible("".join(e.inner_text() for e in page.query_selector_all(".ghost-text-decoration")))
+
+
+def open_chapter(page, url: str, timings: dict, t0: float) -> None:
+    page.goto(url)
+    page.wait_for_selector(".monaco-workbench", timeout=90_000)
+    timings["workbench"] = time.perf_counter() - t0
+    # the extension's status bar item names the served model once the language server reached the daemon
+    page.wait_for_selector(".statusbar-item:has-text('Penwright penwright')", timeout=90_000)
+    timings["language_server_ready"] = time.perf_counter() - t0
+    page.wait_for_timeout(1500)
+    page.keyboard.press("Control+P")
+    page.wait_for_selector(".quick-input-widget input", timeout=20_000)
+    page.keyboard.type("02-the-wreck.md")
+    page.wait_for_selector(".quick-input-list .monaco-list-row:has-text('02-the-wreck.md')", timeout=20_000)
+    page.wait_for_timeout(300)
+    page.keyboard.press("Enter")
+    page.wait_for_selector(".editor-instance .monaco-editor .view-lines", timeout=30_000).click()
+    page.keyboard.press("Control+End")
+    page.keyboard.press("Enter")
+    page.keyboard.press("Enter")
+
+
+def type_and_wait_for_ghost(page) -> tuple[str, str]:
+    """Type; the ghost text (from the automatic trigger, else Alt+\\) and which trigger brought it."""
+    page.keyboard.type(TYPED, delay=40)
+    for attempt in range(6):
+        try:
+            page.wait_for_selector(".ghost-text-decoration, .ghost-text", timeout=15_000)
+            break
+        except Exception:
+            page.keyboard.press("Alt+\\")
+    else:
+        raise AssertionError("no ghost text appeared")
+    page.wait_for_timeout(300)
+    return ghost_text(page), "automatic" if attempt == 0 else f"Alt+backslash x{attempt}"
+
+
+def accept_a_word(page, shown: str) -> str:
+    """Ctrl+Right (the extension's accept-word keybinding): part of the suggestion lands, the rest stays shown."""
+    accepted = ""
+    for _ in range(3):  # VS Code takes leading whitespace as a step of its own
+        page.keyboard.press("Control+ArrowRight")
+        page.wait_for_timeout(600)
+        now = document_text(page)
+        accepted = now[now.rindex(TYPED) + len(TYPED):]
+        if accepted.strip():
+            break
+    assert accepted.strip() and shown.startswith(accepted) and len(accepted) < len(shown.rstrip()), (
+        f"accept-word took {accepted!r} of {shown!r}")
+    assert page.query_selector(".ghost-text-decoration, .ghost-text") is not None, "the rest should still show"
+    return accepted
+
+
+def feedback_rows(root: Path, timeout: float = 15) -> list[dict]:
+    feedback = root / ".penwright" / "feedback.jsonl"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not feedback.exists():
+        time.sleep(0.2)
+    return [json.loads(x) for x in feedback.read_text().splitlines()] if feedback.exists() else []
+
+
+def keep_evidence(page, tmp_path: Path, log: Path) -> None:
+    artifacts = CACHE / "artifacts"
+    artifacts.mkdir(parents=True, exist_ok=True)
+    shot = artifacts / f"editor-e2e-failure-{int(time.time())}.png"
+    page.screenshot(path=str(shot))
+    shutil.copy(log, artifacts / "code-server.log")
+    for channel in (tmp_path / "data" / "logs").rglob("*Penwright*.log"):
+        shutil.copy(channel, artifacts / "penwright-lsp.log")
+    print(f"\nscreenshot: {shot}")
+
+
 def test_ghost_text_from_the_daemon_and_tab_accepts(project, code_server, tmp_path):
     from playwright.sync_api import sync_playwright
 
     root, daemon_url = project
     url, log = code_server
-    artifacts = CACHE / "artifacts"
-    artifacts.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
         page = browser.new_page(viewport={"width": 1400, "height": 900})
         try:
-            page.goto(url)
-            page.wait_for_selector(".monaco-workbench", timeout=90_000)
-            timings["workbench"] = time.perf_counter() - t0
-            # the extension's status bar item names the served model once the language server reached the daemon
-            page.wait_for_selector(".statusbar-item:has-text('Penwright penwright')", timeout=90_000)
-            timings["language_server_ready"] = time.perf_counter() - t0
-            page.wait_for_timeout(1500)
-            page.keyboard.press("Control+P")
-            page.wait_for_selector(".quick-input-widget input", timeout=20_000)
-            page.keyboard.type("02-the-wreck.md")
-            page.wait_for_selector(".quick-input-list .monaco-list-row:has-text('02-the-wreck.md')", timeout=20_000)
-            page.wait_for_timeout(300)
-            page.keyboard.press("Enter")
-            editor = page.wait_for_selector(".editor-instance .monaco-editor .view-lines", timeout=30_000)
-            editor.click()
-            page.keyboard.press("Control+End")
-            page.keyboard.press("Enter")
-            page.keyboard.press("Enter")
-            before = served(daemon_url)
-            t1 = time.perf_counter()
-            page.keyboard.type(TYPED, delay=40)
-            ghost = None
-            for attempt in range(6):  # automatic trigger first; then ask explicitly (Alt+\)
-                try:
-                    ghost = page.wait_for_selector(".ghost-text-decoration, .ghost-text", timeout=15_000)
-                    break
-                except Exception:
-                    page.keyboard.press("Alt+\\")
-            assert ghost is not None, "no ghost text appeared"
+            open_chapter(page, url, timings, t0)
+            before, t1 = served(daemon_url), time.perf_counter()
+            shown, trigger = type_and_wait_for_ghost(page)
             timings["ghost_text"] = time.perf_counter() - t1
-            page.wait_for_timeout(300)
-            shown = visible("".join(e.inner_text() for e in page.query_selector_all(".ghost-text-decoration")))
             assert shown.strip(), "ghost text element is empty"
             assert served(daemon_url) > before, "the daemon served no completion: the ghost text came from elsewhere"
-            if len(shown.split()) < 2:  # too short to accept a word of it: ask for a paragraph (Alt+\)
+            if len(shown.split()) < 2:  # too short to accept a word of it: ask for a paragraph (Alt+\\)
                 page.keyboard.press("Escape")
                 page.keyboard.press("Alt+\\")
                 page.wait_for_selector(".ghost-text-decoration", timeout=60_000)
                 page.wait_for_timeout(300)
-                shown = visible("".join(e.inner_text() for e in page.query_selector_all(".ghost-text-decoration")))
-            # accept one word (Ctrl+Right, the extension's keybinding), then the rest with Tab
-            accepted = ""
-            for _ in range(3):  # VS Code takes leading whitespace as a step of its own
-                page.keyboard.press("Control+ArrowRight")
-                page.wait_for_timeout(600)
-                now = document_text(page)
-                accepted = now[now.rindex(TYPED) + len(TYPED):]
-                if accepted.strip():
-                    break
-            assert accepted.strip() and shown.startswith(accepted) and len(accepted) < len(shown.rstrip()), (
-                f"accept-word took {accepted!r} of {shown!r}")
-            assert page.query_selector(".ghost-text-decoration, .ghost-text") is not None, "the rest should still show"
-            timings["accept_word"] = len(accepted)
-            page.keyboard.press("Tab")
+                shown = ghost_text(page)
+            accepted = accept_a_word(page, shown)
+            page.keyboard.press("Tab")  # the rest
             page.wait_for_timeout(500)
-            page.keyboard.press("Escape")
+            page.keyboard.press("Escape")  # the provider may suggest again after Tab
             page.wait_for_timeout(300)
             joined = document_text(page)
             assert (TYPED + shown).rstrip() in joined, (
                 f"accepted text not in the document: typed {TYPED!r} + ghost {shown!r}; editor shows {joined[-400:]!r}")
-            feedback = root / ".penwright" / "feedback.jsonl"
-            deadline = time.monotonic() + 15
-            while time.monotonic() < deadline and not feedback.exists():
-                time.sleep(0.2)
-            rows = [json.loads(x) for x in feedback.read_text().splitlines()] if feedback.exists() else []
+            rows = feedback_rows(root)
             assert any(r["accepted"] and r["text"].strip()[:12] == shown.strip()[:12] for r in rows), (
                 f"Tab did not run penwright.acceptCompletion (feedback rows: {rows})")
             timings["total"] = time.perf_counter() - t0
-            accepted_chars = timings.pop("accept_word")
-            print(f"\neditor e2e timings: " + ", ".join(f"{k} {v:.1f}s" for k, v in timings.items()))
-            print(f"accept-word took the first {accepted_chars:.0f} characters, Tab the rest")
-            print(f"ghost text: {shown!r} (trigger: {'automatic' if attempt == 0 else f'Alt+backslash x{attempt}'})")
+            print("\neditor e2e timings: " + ", ".join(f"{k} {v:.1f}s" for k, v in timings.items()))
+            print(f"ghost text: {shown!r} (trigger: {trigger}); accept-word took {accepted!r}, Tab the rest")
             for channel in (tmp_path / "data" / "logs").rglob("*Penwright*.log"):
                 print("language server log:\n" + channel.read_text()[-3000:])
         except Exception:
-            shot = artifacts / f"editor-e2e-failure-{int(time.time())}.png"
-            page.screenshot(path=str(shot))
-            shutil.copy(log, artifacts / "code-server.log")
-            for channel in (tmp_path / "data" / "logs").rglob("*Penwright*.log"):
-                shutil.copy(channel, artifacts / "penwright-lsp.log")
-            print(f"\nscreenshot: {shot}")
+            keep_evidence(page, tmp_path, log)
             raise
         finally:
             browser.close()
