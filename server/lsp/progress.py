@@ -99,7 +99,7 @@ class Bridge:
         except Exception as err:
             log.info("client refused a progress token: %r", err)
         self.ls.work_done_progress.begin(
-            token, types.WorkDoneProgressBegin(title="Penwright: training", message=f"job {job}", percentage=0, cancellable=False)
+            token, types.WorkDoneProgressBegin(title="Penwright: training", message=f"job {job}", percentage=0, cancellable=True)
         )
 
     async def _report(self, job, event: dict) -> None:
@@ -154,4 +154,15 @@ def start_event_bridge(ls) -> None:
 
 
 def register(ls) -> None:
-    """Nothing to register: the bridge starts on `initialized` (config.py)."""
+    """The bridge itself starts on `initialized` (config.py); here: the Cancel button of a training progress."""
+
+    @ls.feature(types.WINDOW_WORK_DONE_PROGRESS_CANCEL)
+    async def cancel_from_progress(ls, params: types.WorkDoneProgressCancelParams) -> None:
+        bridge = ls.bridge
+        job = next((j for j, t in bridge.tokens.items() if t == params.token), None) if bridge else None
+        if job is None:
+            return
+        try:
+            await ls.daemon.request("POST", f"/api/jobs/{job}/cancel", start=False)
+        except (DaemonUnavailable, DaemonError) as err:
+            ls.tell(f"Penwright: could not cancel training job {job}: {err}", types.MessageType.Error)

@@ -99,3 +99,20 @@ async def test_commands_with_wrong_arguments_answer_clearly_and_the_server_survi
         except Exception as err:
             assert "noSuchCommand" in str(err)
         assert (await execute(client, "penwright.status"))["ok"]
+
+
+async def test_the_progress_cancel_button_cancels_the_training_job(daemon):
+    async with lsp_session(daemon.root) as client:
+        job_id = (await execute(client, "penwright.retrainNow"))["job"]["id"]
+        prefix = f"penwright-train-{job_id}-"
+
+        def token():
+            return next((t for t, v in client.progress_reports.items() if str(t).startswith(prefix) and v), None)
+
+        assert await wait_until(lambda: token() is not None, 120, interval=0.3), "training never began"
+        begin = client.progress_reports[token()][0]
+        assert isinstance(begin, types.WorkDoneProgressBegin) and begin.cancellable is True
+        client.window_work_done_progress_cancel(types.WorkDoneProgressCancelParams(token=token()))
+        assert await wait_until(lambda: next(j for j in jobs(daemon) if j["id"] == job_id)["status"] == "cancelled", 60)
+        assert await wait_until(lambda: isinstance(client.progress_reports[token()][-1], types.WorkDoneProgressEnd), 30)
+        assert client.progress_reports[token()][-1].message == "training cancelled"
