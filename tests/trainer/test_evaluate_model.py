@@ -114,3 +114,16 @@ def test_nothing_held_out_is_a_user_error():
 
     with pytest.raises(DatasetError, match="Nothing held out"):
         core.make_context([], [], None)
+
+
+@pytest.mark.slow
+def test_real_31m_perplexity_matches_its_model_card_and_unwrapping_matters(gutenberg_31m, corpora):
+    """The model card gives 3.76 nats/token on Persuasion (paragraphs unwrapped, as manuscripts are)."""
+    from penwright.trainer.evaluate.style import unwrap
+
+    model, tok = lm.load_model(gutenberg_31m, device="cpu")
+    raw = (corpora / "austen" / "persuasion.txt").read_text(encoding="utf-8")[30000:45000]
+    unwrapped = lm.text_perplexity(model, tok, [unwrap(raw)], 1024)
+    wrapped = lm.text_perplexity(model, tok, [raw], 1024)
+    assert 3.4 < unwrapped["loss"] < 4.1, unwrapped
+    assert wrapped["loss"] > unwrapped["loss"] + 0.3  # Gutenberg's hard wraps are out of distribution
