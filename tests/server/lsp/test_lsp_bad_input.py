@@ -100,4 +100,14 @@ async def test_server_starts_the_daemon_and_follows_it_through_a_restart(tmp_pat
             new_pid = json.loads((root / ".penwright" / "daemon.json").read_text())["pid"]
             assert new_pid != pid
     finally:
-        _kill_daemon(root)
+        pid = _kill_daemon(root)
+        deadline = time.monotonic() + 60  # a daemon takes a while to shut down; never leave one behind
+        while pid is not None and time.monotonic() < deadline:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.5)
+        else:
+            if pid is not None:
+                os.kill(pid, signal.SIGKILL)
