@@ -77,7 +77,11 @@ def project(tmp_path: Path) -> tuple[Path, str]:
         yield root, url
     finally:
         proc.terminate()
-        proc.wait(30)
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def user_settings(data: Path) -> None:

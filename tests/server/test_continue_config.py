@@ -56,7 +56,11 @@ def served(tmp_path_factory) -> Path:
         yield root
     finally:
         proc.terminate()
-        proc.wait(30)
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def config_of(root: Path, capsys) -> dict:
