@@ -47,6 +47,11 @@ def test_text_perplexity_matches_transformers_own_loss(tiny):
     assert ours["loss"] == pytest.approx(theirs, abs=1e-3)
     assert ours["perplexity"] == pytest.approx(math.exp(theirs), rel=1e-3)
     assert ours["tokens"] == ids.shape[1] - 1
+    # a whole book is cut into windows; at most max_windows of them, spread out, are scored
+    book = " ".join(TEXTS)
+    n_ids = len(tok(book).input_ids)
+    assert lm.text_perplexity(model, tok, [book], 64)["tokens"] > n_ids - n_ids // 64 - 2
+    assert lm.text_perplexity(model, tok, [book], 64, max_windows=3)["tokens"] == 3 * 63
 
 
 def test_rows_perplexity_scores_only_the_target(tiny):

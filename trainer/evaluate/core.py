@@ -82,7 +82,9 @@ def perplexities(model, tokenizer, ctx: EvalContext) -> dict:
     if ctx.valid_rows:
         detail["rows"] = lm.rows_perplexity(model, tokenizer, ctx.valid_rows, ctx.settings.perplexity_max_tokens * 2)
     if ctx.heldout_texts:
-        detail["text"] = lm.text_perplexity(model, tokenizer, ctx.heldout_texts, ctx.settings.perplexity_max_tokens)
+        detail["text"] = lm.text_perplexity(
+            model, tokenizer, ctx.heldout_texts, ctx.settings.perplexity_max_tokens, ctx.settings.max_heldout
+        )
     primary = detail.get("rows") or detail.get("text") or {}
     return {"perplexity": primary.get("perplexity"), "loss": primary.get("loss"), "perplexity_detail": detail}
 

@@ -104,15 +104,21 @@ def _summary(total: float, count: int, seconds: float) -> dict:
     }
 
 
-def text_perplexity(model, tokenizer, texts: list[str], max_tokens: int = 512) -> dict:
-    """Perplexity of plain `texts` (each cut to `max_tokens` tokens): how surprised the model is by the author.
+def text_perplexity(model, tokenizer, texts: list[str], max_tokens: int = 512, max_windows: int | None = None) -> dict:
+    """Perplexity of plain `texts`: how surprised the model is by the author. Lower is better.
 
-    Lower is better; exp of the mean cross-entropy per token over all texts (the first token of each
-    text has no context and is not scored).
+    Each text is cut into consecutive windows of `max_tokens` tokens (a whole book is fine); at most
+    `max_windows` windows, evenly spread, are scored. exp of the mean cross-entropy per token (the
+    first token of each window has no context and is not scored).
     """
-    start, total, count = time.perf_counter(), 0.0, 0
+    windows = []
     for t in texts:
-        ids = tokenizer(t, add_special_tokens=False).input_ids[:max_tokens]
+        ids = tokenizer(t, add_special_tokens=False).input_ids
+        windows += [ids[i : i + max_tokens] for i in range(0, len(ids), max_tokens) if len(ids[i : i + max_tokens]) > 1]
+    if max_windows is not None and len(windows) > max_windows:
+        windows = [windows[(i * len(windows)) // max_windows] for i in range(max_windows)]
+    start, total, count = time.perf_counter(), 0.0, 0
+    for ids in windows:
         s, n = _nll(model, ids, ids[1:] + [-100])
         total, count = total + s, count + n
     return _summary(total, count, time.perf_counter() - start)
