@@ -107,3 +107,19 @@ async def test_cancel_request_stops_the_work_in_the_daemon_too(daemon):
         # and the server is still healthy: the next request is answered
         result = await client.text_document_inline_completion_async(inline_params(uri, types.Position(4, 10)))
         assert result is not None
+
+
+async def test_settings_changes_apply_at_once(daemon):
+    async with lsp_session(daemon.root) as client:
+        uri = open_doc(client, daemon.root / "manuscript" / "01-the-lamp.md", CHAPTER_TEXT)
+        cursor = end_position(CHAPTER_TEXT)
+        client.workspace_did_change_configuration(types.DidChangeConfigurationParams(
+            settings={"penwright": {"model": "penwright:base", "sentenceTokens": 8}}))
+        item = await suggest(client, uri, cursor)
+        assert item.command.arguments[0]["adapter"] == "penwright:base"
+        client.workspace_did_change_configuration(types.DidChangeConfigurationParams(settings={"penwright": {"inlineEnabled": False}}))
+        served = engine_counts(daemon)["served"]
+        off = await client.text_document_inline_completion_async(inline_params(uri, cursor))
+        assert not off.items and engine_counts(daemon)["served"] == served  # not even asked
+        client.workspace_did_change_configuration(types.DidChangeConfigurationParams(settings={"penwright": {"inlineEnabled": True}}))
+        assert (await suggest(client, uri, cursor)).insert_text.strip()
