@@ -113,7 +113,7 @@ def text_perplexity(model, tokenizer, texts: list[str], max_tokens: int = 512, m
     """
     windows = []
     for t in texts:
-        ids = tokenizer(t, add_special_tokens=False).input_ids
+        ids = tokenizer(t, add_special_tokens=False, verbose=False).input_ids  # long on purpose: no warning
         windows += [ids[i : i + max_tokens] for i in range(0, len(ids), max_tokens) if len(ids[i : i + max_tokens]) > 1]
     if max_windows is not None and len(windows) > max_windows:
         windows = [windows[(i * len(windows)) // max_windows] for i in range(max_windows)]
