@@ -132,3 +132,22 @@ def test_real_31m_perplexity_matches_its_model_card_and_unwrapping_matters(guten
     wrapped = lm.text_perplexity(model, tok, [raw], 1024)
     assert 3.4 < unwrapped["loss"] < 4.1, unwrapped
     assert wrapped["loss"] > unwrapped["loss"] + 0.3  # Gutenberg's hard wraps are out of distribution
+
+
+def test_served_loss_equals_the_trainers_eval_loss(tiny_model_dir, tmp_path):
+    """Cross-check with the training engine: the adapter it saves, loaded as evaluation (and serving) load it,
+    gives the eval loss the trainer reported on the same held-out rows. A gap means training saw something
+    inference does not (an attention or masking mismatch)."""
+    from penwright.trainer.presets import load_training_settings
+    from penwright.trainer.train import run_training
+
+    rows = _rows()
+    ds = tmp_path / "ds"
+    ds.mkdir()
+    (ds / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows * 4))
+    (ds / "valid.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[:2]))
+    settings = load_training_settings("fast", {"max_steps": 4, "eval_every": 2, "save_every": 2, "warmup_steps": 0})
+    result = run_training(ds, settings, tiny_model_dir, tmp_path / "run")
+    model, tok = lm.load_model(tiny_model_dir, result.adapter_dir, device="cpu")
+    served = lm.rows_perplexity(model, tok, rows[:2], 2048)["loss"]
+    assert any(abs(served - x) < 2e-3 for x in (result.eval_loss, result.best_eval_loss) if x is not None), (served, result)
