@@ -14,6 +14,13 @@ if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt
   (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) || echo "warning: could not install chromium" >&2
 fi
 
+# The VS Code extension's unit tests (vitest, stubbed vscode module) and its type check.
+if command -v npm >/dev/null 2>&1; then
+  (cd extension && npm ci --no-audit --no-fund --loglevel=error && npm run --silent typecheck && npm test --silent)
+else
+  echo "warning: npm not found; skipping the extension's unit tests" >&2
+fi
+
 export HF_HUB_OFFLINE=1 HF_HUB_DISABLE_TELEMETRY=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 args=()
 for a in "$@"; do
