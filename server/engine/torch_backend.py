@@ -29,16 +29,15 @@ class TorchBackend:
         quantization. `preloaded=(model, tokenizer)` serves an already built model (benchmarks, embedding)."""
         self.model_path = model_path
         self.merge_live = merge_live
-        self.merge_target: str | None = None  # set by the engine: the live adapter
-        self._merged: str | None = None
+        self.merge_target: str | None = None  # set by the engine: the live adapter, when all running requests use it
         self._preloaded = preloaded
         self._device_pref, self._dtype_pref, self.quantization = device, dtype, quantization
         self._max_context = max_context_tokens
         self.model = None
         self.tokenizer = None
-        self._lora_layers: list = []
-        self._scales: dict[str, float] = {}  # adapter -> its own scale multiplier
-        self._state: tuple | None = None  # (adapter or None, effective scale) currently applied
+        from penwright.server.engine.peft_slots import LoraSlots
+
+        self._slots = LoraSlots(self)
 
     # ---- loading -------------------------------------------------------------------------------
     def load(self) -> None:
@@ -135,75 +134,17 @@ class TorchBackend:
         return config, {k: v.to(dtype) if dtype and v.is_floating_point() else v for k, v in weights.items()}
 
     def add_adapter(self, name: str, path: Path, scale: float = 1.0, prepared=None) -> None:
-        from peft import PeftModel, set_peft_model_state_dict
-        from peft.tuners.lora import LoraLayer
-
         config, weights = prepared if prepared is not None else self.prepare_adapter(path)
-        self._unmerge()
-        if hasattr(self.model, "peft_config"):
-            self.model.add_adapter(name, config, low_cpu_mem_usage=True, autocast_adapter_dtype=False)
-        else:
-            self.model = PeftModel(self.model, config, adapter_name=name, low_cpu_mem_usage=True,
-                                   autocast_adapter_dtype=False)
-        result = set_peft_model_state_dict(self.model, weights, adapter_name=name, low_cpu_mem_usage=True)
-        missing = [k for k in getattr(result, "missing_keys", []) if f".{name}." in k or k.endswith(f".{name}")]
-        self.model.eval()
-        self._lora_layers = [m for m in self.model.modules() if isinstance(m, LoraLayer)]
-        self._scales[name] = scale
-        self._state = None
-        if missing:
-            self.remove_adapter(name)
-            raise ServeError(f"{path} does not fit this base model ({len(missing)} adapter weights missing, "
-                             f"e.g. {missing[0]}).", "Was it trained on another base model? Check model.base.")
+        self._slots.add(name, Path(path), scale, config, weights)
 
     def remove_adapter(self, name: str) -> None:
-        if name not in self._scales:
-            return
-        self._unmerge()
-        del self._scales[name]
-        if not self._scales:
-            self.model = self.model.unload()  # back to the plain base model
-            self._lora_layers = []
-        else:
-            self.model.delete_adapter(name)
-        self._state = None
+        self._slots.remove(name)
 
     def adapters(self) -> list[str]:
-        return list(self._scales)
+        return list(self._slots.scales)
 
     def _activate(self, adapter: str | None, scale: float | None) -> None:
-        """Make the next forward pass use `adapter` (None: base) at its scale times `scale`."""
-        effective = None if adapter is None else self._scales[adapter] * (1.0 if scale is None else scale)
-        if self._state == (adapter, effective) or (adapter is None and not self._lora_layers):
-            return
-        merge = bool(self.merge_live) and adapter is not None and adapter == self.merge_target and effective == 1.0
-        switch = self._state is None or self._state[0] != adapter
-        if self._merged and (switch or not merge):
-            self._unmerge()
-            switch = True
-        if adapter is None:
-            for layer in self._lora_layers:
-                layer.enable_adapters(False)
-        else:
-            if switch:
-                self.model.base_model.set_adapter(adapter)
-            for layer in self._lora_layers:
-                layer.enable_adapters(True)
-                layer.set_scale(adapter, effective)
-            if merge and not self._merged:
-                for layer in self._lora_layers:
-                    layer.merge(adapter_names=[adapter])
-                self._merged = adapter
-        self._state = (adapter, effective)
-
-    def _unmerge(self) -> None:
-        """Take a merged adapter back out of the base weights (bf16 rounding leaves ~1 ulp of noise)."""
-        if self._merged:
-            for layer in self._lora_layers:
-                if layer.merged:
-                    layer.unmerge()
-            self._merged = None
-            self._state = None
+        self._slots.activate(adapter, scale, self.merge_target, bool(self.merge_live))
 
     # ---- generation ----------------------------------------------------------------------------
     def open(self, ids: list[int], adapter: str | None, scale: float | None, params: SamplingParams) -> Iterator[int]:
@@ -229,7 +170,8 @@ class TorchBackend:
         import torch
 
         info = {"backend": self.name, "device": str(self.device), "model": self.model_path,
-                "context_length": self.context_length, "quantization": self.quantization}
+                "context_length": self.context_length, "quantization": self.quantization,
+                "merged_adapter": self._slots.merged_adapter, "spare_adapter_slots": len(self._slots.spare)}
         if self.device.type == "cuda":
             info["memory_bytes"] = torch.cuda.memory_allocated(self.device)
             info["memory_total_bytes"] = torch.cuda.get_device_properties(self.device).total_memory

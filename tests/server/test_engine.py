@@ -190,14 +190,27 @@ def test_merged_live_adapter_gives_the_same_tokens(tiny_model_dir, tmp_path_fact
         want = {ad: ref.submit(GenerationRequest(PROMPT, SamplingParams(max_tokens=16), adapter=ad)).text(60)[0]
                 for ad in ("@live", "v2", BASE)}
         assert eng.submit(GenerationRequest(PROMPT, SamplingParams(max_tokens=16))).text(60)[0] == want["@live"]
-        assert eng.backend._merged == "v1"
+        assert eng.status()["merged_adapter"] == "v1"
         chans = [(ad, eng.submit(GenerationRequest(PROMPT, SamplingParams(max_tokens=16), adapter=ad)))
                  for ad in ("@live", "v2", BASE, "@live")]
         for ad, ch in chans:
             assert ch.text(60)[0] == want[ad]
         assert eng.submit(GenerationRequest(PROMPT, SamplingParams(max_tokens=16), adapter=BASE)).text(60)[0] == want[BASE]
-        assert eng.backend._merged is None  # unmerged for the base request
+        assert eng.status()["merged_adapter"] is None  # unmerged for the base request
         assert eng.submit(GenerationRequest(PROMPT, SamplingParams(max_tokens=16))).text(60)[0] == want["@live"]
+        # hot-swap reusing the spare slot of the unloaded adapter (same LoRA shape): weights copied, same tokens
+        eng.set_live("v3", ads["sailing"])
+        ref.set_live("v3", ads["sailing"])
+        assert eng.status()["spare_adapter_slots"] == 1  # v1's slot, kept for reuse
+        eng.set_live("v4", ads["lighthouse"])
+        ref.set_live("v4", ads["lighthouse"])
+        for e in (eng, ref):
+            e.load_adapter("v5", ads["sailing"])
+        for ad in ("@live", "v5", "v2", BASE):
+            got = eng.submit(GenerationRequest(PROMPT, SamplingParams(max_tokens=16), adapter=ad)).text(60)[0]
+            assert got == ref.submit(GenerationRequest(PROMPT, SamplingParams(max_tokens=16), adapter=ad)).text(60)[0]
+        assert want["@live"] == eng.submit(GenerationRequest(PROMPT, SamplingParams(max_tokens=16))).text(60)[0]
+        assert want["v2"] == eng.submit(GenerationRequest(PROMPT, SamplingParams(max_tokens=16), adapter="v5")).text(60)[0]
     finally:
         eng.stop()
         ref.stop()
