@@ -260,9 +260,11 @@ def bench_model(args, shape: str | None, out: dict) -> None:
     print(f"\n## {label} on {args.device} (built in {time.perf_counter() - t0:.1f}s)", flush=True)
     res = out.setdefault(label, {})
     n1, n8 = args.requests, args.requests_per_client * 8
-    res["baseline: generate() + unmerged PEFT"] = baseline(model, tok, adapters[0], prompts(tok, n1 + 2, args.prompt_tokens, 1))
-    report(label, res, args)
+    if not args.only_merged:
+        res["baseline: generate() + unmerged PEFT"] = baseline(model, tok, adapters[0], prompts(tok, n1 + 2, args.prompt_tokens, 1))
+        report(label, res, args)
     variants = [("engine, unmerged PEFT", False), ("engine, live adapter merged", True)]
+    variants = variants[1:] if args.only_merged else variants
     for name, merge in variants:
         engine = Engine(TorchBackend(label, merge_live=merge, preloaded=(model, tok)), max_active=16).start()
         engine.set_live("v1", adapters[0])
@@ -321,6 +323,7 @@ def main() -> int:
     parser.add_argument("--requests-per-client", type=int, default=3, help="requests per client at 8 clients")
     parser.add_argument("--prompt-tokens", type=int, default=1000)
     parser.add_argument("--no-training", action="store_true", help="skip the runs beside a training loop")
+    parser.add_argument("--only-merged", action="store_true", help="skip the baseline and the unmerged engine")
     parser.add_argument("--out", help="also write the figures as JSON here")
     parser.add_argument("--train-loop", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
