@@ -292,10 +292,10 @@ def report(label: str, res: dict, args) -> None:
     rows = [(k, v) for k, v in res.items() if "ttft_ms" in v]
     base = res.get("baseline: generate() + unmerged PEFT")
     print(f"\n### {label}: {args.prompt_tokens}-token prompts, 24-48 new tokens, greedy, LoRA r=16 on 7 projections")
-    print("| configuration | requests | TTFT p50 / p95 / p99 ms | total p50 / p95 / p99 ms | tok/s per request | TTFT p50 vs baseline |")
+    print("| configuration | requests | TTFT p50 / p95 / p99 ms | total p50 / p95 / p99 ms | tok/s per request | baseline TTFT p50 / this |")
     print("| --- | --- | --- | --- | --- | --- |")
     for k, v in rows:
-        ratio = f"{base['ttft_ms'][50] / v['ttft_ms'][50]:.2f}x faster" if base and v is not base else "1.00x"
+        ratio = f"{base['ttft_ms'][50] / v['ttft_ms'][50]:.2f}x" if base else "(baseline not run)"
         t, tt = v["ttft_ms"], v["total_ms"]
         print(f"| {k} | {v['requests']} ({v['errors']} failed) | {t[50]:.1f} / {t[95]:.1f} / {t[99]:.1f} | "
               f"{tt[50]:.0f} / {tt[95]:.0f} / {tt[99]:.0f} | {v['tok_s_per_client']:.1f} | {ratio} |")
