@@ -26,6 +26,7 @@ from penwright.trainer import data as D
 from penwright.trainer.backends import pick_backend
 from penwright.trainer.runs import Clock, RunDir, RunResult
 from penwright.trainer.settings import ModelSettings, TrainingSettings
+from penwright.trainer.stopping import Plateau
 
 log = logging.getLogger(__name__)
 Progress = Callable[[dict], None]
@@ -98,6 +99,11 @@ def next_rung(s: TrainingSettings) -> tuple[TrainingSettings, str] | None:
     return None
 
 
+def plateau_settings(s: TrainingSettings) -> dict:
+    return {"smoothing": s.plateau_smoothing, "min_delta": s.plateau_min_delta, "patience": s.plateau_patience,
+            "min_steps": s.plateau_min_steps}
+
+
 def lr_factor(step: int, total: int, s: TrainingSettings) -> float:
     """Linear warmup, then cosine down to min_lr_ratio (or constant)."""
     warm = min(s.warmup_steps, max(0, total // 2))  # a short run still gets most of its steps at full rate
@@ -141,9 +147,7 @@ class LoopState:
 
     step: int = 0
     micro: int = 0  # micro-batches consumed: the data position
-    ema: float | None = None
-    best_ema: float | None = None
-    best_ema_step: int = 0
+    plateau: dict = field(default_factory=dict)  # Plateau fields
     best_eval: float | None = None
     evals_since_best: int = 0
     train_seconds: float = 0.0
@@ -188,6 +192,7 @@ class _Loop:
         self.state = LoopState()
         if resume is not None:
             self._restore(resume)
+        self.plateau = Plateau(**(self.state.plateau or plateau_settings(self.s)))
         self.run_dir.write_config(self._resolved())
 
     def _rows(self, name: str, limit: int | None = None, optional: bool = False):
@@ -233,10 +238,10 @@ class _Loop:
                 break
             loss, grad_norm, tokens, seconds = self._step()
             st.step, st.tokens, st.train_seconds = st.step + 1, st.tokens + tokens, st.train_seconds + seconds
-            st.ema = loss if st.ema is None else self.s.plateau_smoothing * st.ema + (1 - self.s.plateau_smoothing) * loss
+            plateaued = self.plateau.update(st.step, loss)
             eval_loss = self._maybe_eval()
             self._log(loss, eval_loss, grad_norm, tokens / max(seconds, 1e-9))
-            reason = self._stop_reason(eval_loss)
+            reason = self._stop_reason(eval_loss, plateaued)
             if reason is None and st.step % self.s.save_every == 0:
                 self._checkpoint(eval_loss)
         return self._finish(reason, oom_rungs)
@@ -293,16 +298,13 @@ class _Loop:
             self.on_progress({"step": st.step, "total": self.total, "loss": loss, "eval_loss": eval_loss, "lr": lr,
                               "tokens_per_s": tps, "eta_s": (self.total - st.step) / max(rate, 1e-9)})
 
-    def _stop_reason(self, eval_loss: float | None) -> str | None:
+    def _stop_reason(self, eval_loss: float | None, plateaued: bool) -> str | None:
         s, st = self.s, self.state
         if self.should_stop and self.should_stop():
             return "cancelled"
         if s.max_minutes is not None and st.train_seconds >= s.max_minutes * 60:
             return "time_cap"
-        if st.best_ema is None or st.ema < st.best_ema - s.plateau_min_delta:
-            st.best_ema, st.best_ema_step = st.ema, st.step
-        elif (s.plateau_patience and st.step >= s.plateau_min_steps
-              and st.step - st.best_ema_step >= s.plateau_patience):
+        if plateaued:
             return "plateau"
         if eval_loss is not None and s.early_stop_patience and st.evals_since_best >= s.early_stop_patience:
             return "early_stop"
@@ -313,9 +315,10 @@ class _Loop:
 
         from dataclasses import asdict
 
+        self.state.plateau = self.plateau.to_dict()
         state = {"optimizer": self.opt.state_dict(), "scheduler": self.sched.state_dict(),
                  "loop": asdict(self.state), "rng": torch.get_rng_state()}
-        meta = {"eval_loss": eval_loss, "train_loss_smoothed": self.state.ema, "micro": self.state.micro}
+        meta = {"eval_loss": eval_loss, "train_loss_smoothed": self.plateau.ema, "micro": self.state.micro}
         path = self.run_dir.write_checkpoint(self.state.step, self.backend.save, state, meta, self.s.keep_best)
         self.run_dir.write_logs(self.state.log)
         return path
@@ -338,7 +341,7 @@ class _Loop:
         best = self.run_dir.best_checkpoint()
         result = RunResult(
             run_id=self.run_dir.run_id, run_dir=self.run_dir.path, adapter_dir=adapter, status=status,
-            stop_reason=reason, steps=st.step, total_steps=self.total, train_loss=st.ema, eval_loss=final_eval,
+            stop_reason=reason, steps=st.step, total_steps=self.total, train_loss=self.plateau.ema, eval_loss=final_eval,
             best_eval_loss=best[2]["eval_loss"] if best else final_eval, backend=self.device,
             oom_rung=oom_rungs[-1] if oom_rungs else None,
             metrics={**metrics, "train_rows": len(self.rows), "truncated_rows": self.train_stats.truncated,

@@ -235,3 +235,14 @@ def test_backend_choice():
     with pytest.raises(TrainingError, match="CUDA"):
         pick_backend("cuda")
     assert ModelSettings().backend == "auto"
+
+
+def test_plateau_ignores_a_lucky_first_batch_and_stops_on_a_flat_loss():
+    from penwright.trainer.stopping import Plateau
+
+    p = Plateau(smoothing=0.9, min_delta=0.005, patience=20, min_steps=20)
+    falling = [3.5] + [3.9 - 0.01 * i for i in range(60)]  # a lucky first batch, then a slow steady descent
+    assert not any(p.update(step, loss) for step, loss in enumerate(falling, 1))
+    flat = Plateau(smoothing=0.9, min_delta=0.005, patience=5, min_steps=8)
+    stops = [flat.update(step, 2.0) for step in range(1, 40)]
+    assert stops.index(True) + 1 == 13  # best fixed at step 8 (min of min_steps and the average's warm-up), +5

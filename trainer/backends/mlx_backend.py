@@ -21,6 +21,7 @@ from penwright.errors import DatasetError, ModelNotFoundError
 from penwright.trainer import data as D
 from penwright.trainer.runs import Clock, RunDir, RunResult
 from penwright.trainer.settings import ModelSettings, TrainingSettings
+from penwright.trainer.stopping import Plateau
 
 log = logging.getLogger(__name__)
 ATTN_KEYS = ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj"]
@@ -59,7 +60,9 @@ class _Callback:
 
     def __init__(self, settings, total, on_progress, should_stop, clock, start_step):
         self.s, self.total, self.on_progress, self.should_stop, self.clock = settings, total, on_progress, should_stop, clock
-        self.start_step, self.rows, self.eval_loss, self.ema, self.best, self.best_step = start_step, [], None, None, None, 0
+        self.start_step, self.rows, self.eval_loss = start_step, [], None
+        self.plateau = Plateau(settings.plateau_smoothing, settings.plateau_min_delta, settings.plateau_patience,
+                               settings.plateau_min_steps)
         self.tokens = 0
 
     def on_val_loss_report(self, info: dict) -> None:
@@ -86,10 +89,7 @@ class _Callback:
             raise _Stop("cancelled")
         if s.max_minutes is not None and self.clock.train_elapsed() >= s.max_minutes * 60:
             raise _Stop("time_cap")
-        self.ema = loss if self.ema is None else s.plateau_smoothing * self.ema + (1 - s.plateau_smoothing) * loss
-        if self.best is None or self.ema < self.best - s.plateau_min_delta:
-            self.best, self.best_step = self.ema, step
-        elif s.plateau_patience and step >= s.plateau_min_steps and step - self.best_step >= s.plateau_patience:
+        if self.plateau.update(step, loss):
             raise _Stop("plateau")
 
 
@@ -210,7 +210,7 @@ def _finish_mlx(run: RunDir, live: Path, weights: dict, callback: _Callback, rea
     run.write_json("time_metrics.json", metrics)
     status = {"cancelled": "cancelled", "max_steps": "completed", "epochs": "completed"}.get(reason, "stopped")
     result = RunResult(run_id=run.run_id, run_dir=run.path, adapter_dir=adapter, status=status, stop_reason=reason,
-                       steps=steps, total_steps=total, train_loss=callback.ema, eval_loss=eval_loss,
+                       steps=steps, total_steps=total, train_loss=callback.plateau.ema, eval_loss=eval_loss,
                        best_eval_loss=eval_loss, backend="mlx", metrics=metrics)
     run.write_json("result.json", result.to_dict())
     return result
