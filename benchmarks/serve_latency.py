@@ -227,7 +227,7 @@ def train_loop(args) -> None:
         model.enable_input_require_grads()
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
     batch, seq = (4, 512) if args.device == "cuda" else (1, 256)
-    x = torch.randint(10, 30000, (batch, seq), device=args.device)
+    x = torch.randint(10, min(30000, model.config.vocab_size), (batch, seq), device=args.device)
     step = 0
     while True:
         model(input_ids=x, labels=x).loss.backward()
