@@ -187,3 +187,11 @@ def test_persona_frame_wraps_chat_when_enabled(stack):
     assert live.usage.prompt_tokens == len(services.engine.encode(services.engine.chat_prompt(wrapped)))
     # the base model is asked plainly: the frame belongs to the persona adapter
     assert base.usage.prompt_tokens == len(services.engine.encode(services.engine.chat_prompt(msgs)))
+
+
+def test_token_id_prompt(stack, client):
+    services, _ = stack
+    ids = services.engine.encode(PROMPT)
+    resp = client.completions.create(model="penwright:base", prompt=ids, max_tokens=5, temperature=0)
+    assert resp.choices[0].text == direct(services, PROMPT, "@base", 5)
+    assert resp.usage.prompt_tokens == len(ids)
