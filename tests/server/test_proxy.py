@@ -5,14 +5,13 @@ from __future__ import annotations
 import json
 import os
 import stat
-import time
 
 import httpx
 import openai
 import pytest
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
-from serving_fixtures import EXAMPLE_LORE, LiveServer, lore_index
+from serving_fixtures import LiveServer, lore_index
 
 from penwright.server.app import create_app
 from penwright.server.context import Services
