@@ -126,7 +126,13 @@ class TorchBackend:
         if not (Path(path) / "adapter_config.json").is_file():
             raise ServeError(f"{path} is not a PEFT adapter folder (no adapter_config.json).",
                              "Adapters are published by `penwright train`; check the registry with `penwright adapters`.")
-        config = PeftConfig.from_pretrained(str(path))
+        if (Path(path) / "adapters.safetensors").is_file():
+            raise ServeError(f"{path} is an mlx-lm adapter; this daemon serves with transformers + PEFT.",
+                             "Serve it on Apple Silicon (model.backend: mlx), or retrain with the torch backend.")
+        try:
+            config = PeftConfig.from_pretrained(str(path))
+        except (ValueError, TypeError, KeyError) as err:
+            raise ServeError(f"{path}/adapter_config.json is not a PEFT config: {err}") from None
         config.inference_mode = True
         dtype = next(self.model.parameters()).dtype
         dtype = dtype if dtype.is_floating_point else None  # quantized bases keep the adapter's own dtype

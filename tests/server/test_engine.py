@@ -214,3 +214,14 @@ def test_merged_live_adapter_gives_the_same_tokens(tiny_model_dir, tmp_path_fact
     finally:
         eng.stop()
         ref.stop()
+
+
+def test_mlx_adapter_folder_is_refused_clearly(engine, tmp_path):
+    (tmp_path / "adapter_config.json").write_text('{"fine_tune_type": "lora", "num_layers": 2}')
+    (tmp_path / "adapters.safetensors").write_bytes(b"")
+    with pytest.raises(ServeError, match="mlx-lm adapter"):
+        engine.load_adapter("vmlx", tmp_path)
+    (tmp_path / "adapters.safetensors").unlink()
+    with pytest.raises(ServeError, match="not a PEFT config"):
+        engine.load_adapter("vmlx", tmp_path)
+    assert engine.running and "vmlx" not in engine.adapters()
