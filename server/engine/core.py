@@ -60,9 +60,10 @@ class _Stats:
 class Engine:
     """Owns a backend (TorchBackend or MlxBackend) on its own thread. See docs/architecture.md "Engine"."""
 
-    def __init__(self, backend, max_active: int = 16, max_loaded_adapters: int = 4):
+    def __init__(self, backend, max_active: int = 16, max_loaded_adapters: int = 4, max_queue: int = 256):
         self.backend = backend
         self.max_active = max_active
+        self.max_queue = max_queue  # requests waiting beyond this are refused (HTTP 429) rather than piling up
         self.max_loaded_adapters = max_loaded_adapters
         self.live: str | None = None
         self.stats = _Stats()
@@ -107,6 +108,9 @@ class Engine:
         channel = Channel()
         if self._stopping or not self.running:
             channel.put(ServeError("the engine is not running", "Restart the daemon (`penwright serve`)."))
+        elif self._queue.qsize() + len(self._waiting) >= self.max_queue:
+            channel.put(RequestError(f"the server is busy: {self.max_queue} requests are already waiting",
+                                     "Retry in a moment.", code="rate_limit_exceeded", status=429))
         else:
             self._queue.put(("request", req, channel))
         return channel

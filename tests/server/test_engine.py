@@ -225,3 +225,23 @@ def test_mlx_adapter_folder_is_refused_clearly(engine, tmp_path):
     with pytest.raises(ServeError, match="not a PEFT config"):
         engine.load_adapter("vmlx", tmp_path)
     assert engine.running and "vmlx" not in engine.adapters()
+
+
+def test_full_queue_is_refused_with_429(tiny_model_dir):
+    eng = tiny_engine(tiny_model_dir, max_active=1, max_queue=2)
+    try:
+        long = eng.submit(GenerationRequest(PROMPT, SamplingParams(max_tokens=1500), adapter=BASE))
+        assert isinstance(long.get(30), Started)
+        chans = [eng.submit(GenerationRequest(PROMPT, SamplingParams(max_tokens=2), adapter=BASE)) for _ in range(6)]
+        long.cancel()  # refusals are decided at submit; let the queued ones run now
+        assert long.text(30)[1].finish_reason == "cancelled"
+        refused, served = [], 0
+        for ch in chans:
+            try:
+                served += ch.text(60)[1].completion_tokens == 2
+            except RequestError as err:
+                refused.append(err.status)
+        assert 3 <= len(refused) <= 4 and set(refused) == {429} and served == 6 - len(refused)
+        assert eng.submit(GenerationRequest(PROMPT, SamplingParams(max_tokens=2), adapter=BASE)).text(30)[1].completion_tokens == 2
+    finally:
+        eng.stop()
