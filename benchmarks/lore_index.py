@@ -136,7 +136,7 @@ def bench_reindex(index, lore: Path, rng, vocab, names) -> None:
         r_one = index.update_file(path)
     words = len(text.split())
     print(f"re-index one {words}-word file ({len(r_full.updated) and r_full.embedded} sections):")
-    print(f"  new file            {add.wall:6.2f} s wall  {add.cpu:6.2f} s cpu  ({r_add.embedded} embedded)")
+    print(f"  first write         {add.wall:6.2f} s wall  {add.cpu:6.2f} s cpu  ({r_add.embedded} embedded)")
     print(f"  every section new   {full.wall:6.2f} s wall  {full.cpu:6.2f} s cpu  ({r_full.embedded} embedded)")
     print(f"  one paragraph edit  {one.wall:6.2f} s wall  {one.cpu:6.2f} s cpu  ({r_one.embedded} embedded)")
     return full.wall

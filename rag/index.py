@@ -40,6 +40,7 @@ from penwright.rag.settings import LoreSettings
 log = logging.getLogger(__name__)
 MANIFEST_VERSION = 1
 _QUERY_CACHE = 256
+_TOKEN_CACHE = 4096
 
 
 @dataclass
@@ -75,7 +76,8 @@ class LoreIndex:
         self._matcher = KeyMatcher(self.settings.min_key_length, self.settings.common_word_zipf)
         self._key_notes: dict[str, list[str]] = {}
         self._manifest: dict[str, Any] = {"version": MANIFEST_VERSION, "model": self.settings.embedding_model, "files": {}}
-        self._qcache: OrderedDict[str, Any] = OrderedDict()
+        self._qcache: OrderedDict[str, Any] = OrderedDict()  # meaning query -> vector
+        self._tcache: OrderedDict[tuple, int] = OrderedDict()  # (counter, text) -> tokens
         self._loaded = False
         self._recovered: str | None = None  # set when opening failed and the database was started over
         self.rebuilds: list[str] = []  # reasons of every rebuild this instance did
@@ -490,7 +492,22 @@ class LoreIndex:
         with self._lock:
             self._ensure()
             cands = self._always() + self._named(prefix, suffix) + self._recalled(prefix, suffix, chapter)
-            return fit(rank(cands, chapter), budget, count_tokens or approx_tokens)
+            return fit(rank(cands, chapter), budget, self._counting(count_tokens or approx_tokens))
+
+    def _counting(self, count: TokenCounter) -> TokenCounter:
+        """`count` with memory: the same sections come back keystroke after keystroke."""
+        cache = self._tcache
+
+        def counted(text: str) -> int:
+            key = (count, text)
+            n = cache.get(key)
+            if n is None:
+                n = cache[key] = count(text)
+                if len(cache) > _TOKEN_CACHE:
+                    cache.popitem(last=False)
+            return n
+
+        return counted
 
     def _always(self) -> list[Candidate]:
         return always_candidates(self.entries)

@@ -24,6 +24,6 @@ class LoreSettings(BaseModel):
     )
     min_similarity: float = Field(0.3, ge=-1, le=1, description="Entries recalled by meaning need at least this cosine similarity.")
     scan_chars: int = Field(3000, ge=100, description="Characters before the cursor searched for names and keys.")
-    query_chars: int = Field(600, ge=50, description="Characters before the cursor used as the meaning query.")
+    query_chars: int = Field(400, ge=50, description="Characters before the cursor used as the meaning query (about 90 tokens).")
     max_file_bytes: int = Field(1_000_000, ge=1000, description="Lore files larger than this are skipped with a message.")
     enabled: bool = True
