@@ -55,11 +55,14 @@ def stage_books(corpora: Path, author: str, work: Path, max_chars: int | None) -
     return books, held
 
 
-def curate_folder(folder: Path, out: Path, tokenizer, valid_fraction: float = 0.1):
+def curate_folder(folder: Path, out: Path, tokenizer, valid_fraction: float = 0.1, pair_types: list[str] | None = None):
     from penwright.trainer.curate.pipeline import curate
     from penwright.trainer.settings import CurationSettings
 
-    return curate([folder], ["**/*.txt"], [], None, CurationSettings(valid_fraction=valid_fraction), tokenizer, out, root=folder)
+    settings = CurationSettings(valid_fraction=valid_fraction)
+    if pair_types:
+        settings.pair_types = pair_types
+    return curate([folder], ["**/*.txt"], [], None, settings, tokenizer, out, root=folder)
 
 
 def train_author(args: argparse.Namespace) -> None:
@@ -73,8 +76,9 @@ def train_author(args: argparse.Namespace) -> None:
     books, held = stage_books(Path(args.corpora), args.author, work, args.max_chars)
     tok = AutoTokenizer.from_pretrained(args.model)
     t0 = time.perf_counter()
-    curate_folder(books, work / "dataset", tok)
-    curate_folder(held, work / "heldout_dataset", tok, valid_fraction=0.5)
+    pairs = args.pair_types.split(",") if args.pair_types else None
+    curate_folder(books, work / "dataset", tok, pair_types=pairs)
+    curate_folder(held, work / "heldout_dataset", tok, valid_fraction=0.5, pair_types=pairs)
     log(args.author, f"curated in {time.perf_counter() - t0:.0f}s")
     overrides = {"max_minutes": args.max_minutes}
     if args.max_steps:
@@ -172,7 +176,7 @@ def run_phase(args: argparse.Namespace) -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     common = ["--out", str(out), "--model", args.model, "--corpora", args.corpora, "--max-minutes", str(args.max_minutes)]
-    for flag in ("max_steps", "max_chars", "max_seq_length"):
+    for flag in ("max_steps", "max_chars", "max_seq_length", "pair_types"):
         if getattr(args, flag):
             common += ["--" + flag.replace("_", "-"), str(getattr(args, flag))]
     # both authors at once: a 31M model leaves a big GPU mostly idle
@@ -251,6 +255,8 @@ def main() -> None:
     p.add_argument("--max-steps", type=int, default=None, help="override the preset's max_steps (CPU runs)")
     p.add_argument("--max-minutes", type=float, default=120.0, help="training time cap per author")
     p.add_argument("--max-seq-length", type=int, default=None)
+    p.add_argument("--pair-types", default=None,
+                   help="comma-separated curation pair types (default: curation's own, persona pairs included)")
     p.add_argument("--max-chars", type=int, default=None, help="cut every book to this many characters (CPU runs)")
     p.add_argument("--samples", type=int, default=12, help="generations per side and held-out book")
     p.add_argument("--max-new-tokens", type=int, default=128)
