@@ -88,7 +88,8 @@ def engine_counts(daemon) -> dict:
 
 async def test_cancel_request_stops_the_work_in_the_daemon_too(daemon):
     # a long paragraph from a short prompt, so generation is still running when the cancel arrives
-    async with lsp_session(daemon.root, paragraphTokens=1800, prefixTokens=64, suffixTokens=0) as client:
+    # greedy: a random-init model then loops without ever reaching a stop token, so the request runs until cancelled
+    async with lsp_session(daemon.root, paragraphTokens=1800, prefixTokens=64, suffixTokens=0, temperature=0) as client:
         path = daemon.root / "manuscript" / "01-the-lamp.md"
         uri = open_doc(client, path)
         before = engine_counts(daemon)
