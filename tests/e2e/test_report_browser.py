@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
+from pwtest import CHROMIUM, example_texts
 
 from penwright.trainer.evaluate import core, model as lm, report
 from penwright.trainer.evaluate.settings import EvalSettings
 
-from tests.conftest import EXAMPLE
-
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -21,7 +18,7 @@ ARGS = [
 
 @pytest.fixture(scope="module")
 def report_file(tiny_model_dir, tmp_path_factory) -> Path:
-    texts = [p.read_text() for p in sorted((EXAMPLE / "manuscript").glob("*.md"))]
+    texts = example_texts()
     model, tok = lm.load_model(tiny_model_dir, device="cpu")
     ctx = core.make_context(None, texts, texts, EvalSettings(n_samples=3, max_new_tokens=12, max_heldout=2))
     side = core.evaluate_model(model, tok, ctx, "base")

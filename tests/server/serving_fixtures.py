@@ -5,21 +5,17 @@ Imported by tests/server/test_engine*.py, test_openai_api*.py and test_proxy*.py
 
 from __future__ import annotations
 
-import socket
+import contextlib
 import threading
 import time
 from pathlib import Path
+
+from pwtest import free_port  # noqa: F401 (re-exported for the serving tests)
 
 ADAPTER_TEXTS = {
     "lighthouse": "Maren climbed the lighthouse stairs and lit the lamp. ",
     "sailing": "Edwin sailed the grey boat past the rocks at dawn. ",
 }
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class LiveServer:
@@ -105,6 +101,22 @@ def registry_with_adapters(root: Path, adapters: dict[str, Path]):
 
 
 EXAMPLE_LORE = Path(__file__).resolve().parents[2] / "examples" / "novel" / "lore"
+
+
+@contextlib.contextmanager
+def served_stack(model_dir: Path, tmp_path_factory):
+    """(services, LiveServer): the tiny engine with both adapters published, v1 live, behind a real uvicorn."""
+    from penwright.server.app import create_app
+    from penwright.server.context import Services
+    from penwright.server.settings import ServerSettings
+
+    ads = adapters_for(model_dir, tmp_path_factory.getbasetemp())
+    registry = registry_with_adapters(tmp_path_factory.mktemp("state"), ads)
+    services = Services(settings=ServerSettings(), engine=tiny_engine(model_dir), registry=registry)
+    services.sync_live()
+    with LiveServer(create_app(services)) as server:
+        yield services, server
+    services.close()
 
 
 def lore_index(base_temp: Path, lore_dir: Path = EXAMPLE_LORE):

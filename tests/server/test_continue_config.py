@@ -9,58 +9,23 @@ POSTs `{query, fullInput, options, workspacePath}` and shows `[{name, descriptio
 from __future__ import annotations
 
 import json
-import shutil
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 import yaml
+from pwtest import copy_example, free_port, serve_project
 
 from penwright.cli import main as penwright_main
-
-REPO = Path(__file__).resolve().parents[2]
-EXAMPLE = REPO / "examples" / "novel"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("continue") / "novel"
-    shutil.copytree(EXAMPLE, root, ignore=shutil.ignore_patterns(".penwright"))
-    port = _free_port()
-    (root / "penwright.yaml").write_text((root / "penwright.yaml").read_text() + f"server:\n  port: {port}\n")
-    log = root.parent / "daemon.log"
-    with open(log, "ab") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "penwright", "serve", "--project", str(root)],
-                                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 240
-        while True:
-            assert proc.poll() is None, log.read_text()[-3000:]
-            assert time.monotonic() < deadline, "daemon did not become healthy"
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.3)
+    port = free_port()
+    copy_example(root, f"server:\n  port: {port}\n")
+    with serve_project(root, f"http://127.0.0.1:{port}", root.parent / "daemon.log"):
         yield root
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def config_of(root: Path, capsys) -> dict:

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+from pwtest import example_texts
 
 from penwright import cli
 
@@ -47,7 +48,7 @@ def _adapter(base: Path, out: Path) -> Path:
 def project(example_project: Path, tiny_model_dir: Path, tmp_path: Path) -> tuple[Path, Path]:
     from penwright.trainer.registry import Registry
 
-    texts = [p.read_text() for p in sorted((example_project / "manuscript").glob("*.md"))]
+    texts = example_texts(example_project / "manuscript")
     train, valid = _split(texts)
     ds = example_project / ".penwright" / "datasets" / "current"
     ds.mkdir(parents=True)

@@ -6,14 +6,13 @@ import json
 import math
 
 import pytest
+from pwtest import example_texts
 
 from penwright.trainer.evaluate import core, gate_metrics, model as lm, report
 from penwright.trainer.evaluate.prompts import build_prompts, text_continuations
 from penwright.trainer.evaluate.settings import EvalSettings
 
-from tests.conftest import EXAMPLE
-
-TEXTS = [p.read_text() for p in sorted((EXAMPLE / "manuscript").glob("*.md"))]
+TEXTS = example_texts()
 
 
 def _rows():

@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from pwtest import example_texts
+
 EXAMPLE_MANUSCRIPT = Path(__file__).resolve().parents[2] / "examples" / "novel" / "manuscript"
 SYSTEM = "You are the author's writing partner. Return only the prose."
 
 
 def paragraphs(folder: Path) -> list[str]:
-    texts = [p.read_text(encoding="utf-8") for p in sorted(folder.glob("*.md"))]
+    texts = example_texts(folder)
     return [p.strip() for t in texts for p in t.split("\n\n") if len(p.strip()) > 80 and not p.startswith("#")]
 
 

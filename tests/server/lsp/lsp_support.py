@@ -5,32 +5,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import shutil
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-import httpx
-import pytest
 from lsprotocol import types
+from pwtest import EXAMPLE, REPO, copy_example, free_port, start_daemon, stop_process, wait_http  # noqa: F401 (EXAMPLE, REPO, free_port: re-exported)
 from pytest_lsp import ClientServerConfig, LanguageClient
 
-REPO = Path(__file__).resolve().parents[3]
-EXAMPLE = REPO / "examples" / "novel"
 LSP_CMD = [sys.executable, "-m", "penwright", "lsp"]
 DAEMON_START_S = 240
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def copy_project(dest: Path, port: int) -> Path:
-    shutil.copytree(EXAMPLE, dest, ignore=shutil.ignore_patterns(".penwright"))
+    copy_example(dest)
     settings = dest / "penwright.yaml"
     text = settings.read_text().replace("training:\n  preset: fast\n", "")
     settings.write_text(
@@ -43,18 +32,7 @@ def copy_project(dest: Path, port: int) -> Path:
 
 
 def wait_healthy(url: str, proc: subprocess.Popen | None, timeout: float, log: Path | None = None) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            tail = log.read_text()[-3000:] if log and log.exists() else ""
-            pytest.fail(f"daemon exited with {proc.returncode}:\n{tail}")
-        try:
-            if httpx.get(f"{url}/health", timeout=1.0).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    pytest.fail(f"daemon at {url} did not answer /health within {timeout:.0f}s")
+    wait_http(f"{url}/health", timeout, proc, log)
 
 
 class Daemon:
@@ -65,23 +43,13 @@ class Daemon:
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> "Daemon":
-        out = open(self.log, "ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "penwright", "serve", "--project", str(self.root)],
-            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=self.root,
-        )
-        out.close()
+        self.proc = start_daemon(self.root, self.log)
         wait_healthy(self.url, self.proc, DAEMON_START_S, self.log)
         return self
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        if self.proc is not None:
+            stop_process(self.proc)
         self.proc = None
 
 
