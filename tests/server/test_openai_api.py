@@ -7,7 +7,7 @@ import asyncio
 import httpx
 import openai
 import pytest
-from serving_fixtures import LiveServer, adapters_for, registry_with_adapters, tiny_engine
+from serving_fixtures import LiveServer, served_stack
 
 from penwright.server.app import create_app
 from penwright.server.context import Services
@@ -19,13 +19,8 @@ PROMPT = "Maren climbed"
 
 @pytest.fixture(scope="module")
 def stack(tiny_model_dir, tmp_path_factory):
-    ads = adapters_for(tiny_model_dir, tmp_path_factory.getbasetemp())
-    registry = registry_with_adapters(tmp_path_factory.mktemp("state"), ads)
-    services = Services(settings=ServerSettings(), engine=tiny_engine(tiny_model_dir), registry=registry)
-    services.sync_live()
-    with LiveServer(create_app(services)) as server:
-        yield services, server
-    services.close()
+    with served_stack(tiny_model_dir, tmp_path_factory) as stack:
+        yield stack
 
 
 @pytest.fixture()

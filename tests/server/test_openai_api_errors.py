@@ -9,7 +9,7 @@ import time
 import httpx
 import openai
 import pytest
-from serving_fixtures import LiveServer, adapters_for, registry_with_adapters, tiny_engine
+from serving_fixtures import LiveServer, served_stack
 
 from penwright.errors import ServeError
 from penwright.server.app import create_app
@@ -19,13 +19,8 @@ from penwright.server.settings import ServerSettings
 
 @pytest.fixture(scope="module")
 def stack(tiny_model_dir, tmp_path_factory):
-    ads = adapters_for(tiny_model_dir, tmp_path_factory.getbasetemp())
-    registry = registry_with_adapters(tmp_path_factory.mktemp("state"), ads)
-    services = Services(settings=ServerSettings(), engine=tiny_engine(tiny_model_dir), registry=registry)
-    services.sync_live()
-    with LiveServer(create_app(services)) as server:
-        yield services, server
-    services.close()
+    with served_stack(tiny_model_dir, tmp_path_factory) as stack:
+        yield stack
 
 
 def post(server, path, body=None, content=None, **kw):
