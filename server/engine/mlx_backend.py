@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Iterator
 
 from penwright.errors import ModelNotFoundError, ServeError
+from penwright.server.engine.text import HFTokenizerText
 from penwright.server.engine.types import SamplingParams
 
 log = logging.getLogger(__name__)
@@ -34,7 +35,7 @@ class _MlxAdapter:
         return json.dumps([c.get("fine_tune_type", "lora"), c.get("num_layers"), c.get("lora_parameters")], sort_keys=True)
 
 
-class MlxBackend:
+class MlxBackend(HFTokenizerText):
     name = "mlx"
 
     def __init__(self, model_path: str, max_context_tokens: int | None = None):
@@ -63,15 +64,6 @@ class MlxBackend:
         import contextlib
 
         return contextlib.nullcontext()
-
-    def encode(self, text: str) -> list[int]:
-        return self.tokenizer.encode(text, add_special_tokens=False)
-
-    def decode(self, ids: list[int]) -> str:
-        return self.tokenizer.decode(ids, skip_special_tokens=True)
-
-    def vocab(self) -> list[str]:
-        return list(self.tokenizer.get_vocab())
 
     # ---- adapters ------------------------------------------------------------------------------
     def add_adapter(self, name: str, path: Path, scale: float = 1.0) -> None:

@@ -5,6 +5,21 @@ from __future__ import annotations
 from typing import Callable
 
 
+class HFTokenizerText:
+    """encode/decode/vocab over a Hugging Face tokenizer in `self.tokenizer` (shared by the backends)."""
+
+    tokenizer = None
+
+    def encode(self, text: str) -> list[int]:
+        return self.tokenizer.encode(text, add_special_tokens=False)
+
+    def decode(self, ids: list[int]) -> str:
+        return self.tokenizer.decode(ids, skip_special_tokens=True)
+
+    def vocab(self) -> list[str]:
+        return list(self.tokenizer.get_vocab())
+
+
 class TextStream:
     """Incremental detokenizer for one request.
 

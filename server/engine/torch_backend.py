@@ -14,12 +14,13 @@ from typing import Iterator
 
 from penwright.errors import ModelNotFoundError, ServeError
 from penwright.server.engine.sampling import apply_penalties, choose, make_generator
+from penwright.server.engine.text import HFTokenizerText
 from penwright.server.engine.types import SamplingParams
 
 log = logging.getLogger(__name__)
 
 
-class TorchBackend:
+class TorchBackend(HFTokenizerText):
     name = "torch"
 
     def __init__(self, model_path: str, device: str = "auto", dtype: str = "auto", quantization: str = "none",
@@ -105,16 +106,6 @@ class TorchBackend:
         import torch
 
         return torch.inference_mode()
-
-    # ---- text ----------------------------------------------------------------------------------
-    def encode(self, text: str) -> list[int]:
-        return self.tokenizer.encode(text, add_special_tokens=False)
-
-    def decode(self, ids: list[int]) -> str:
-        return self.tokenizer.decode(ids, skip_special_tokens=True)
-
-    def vocab(self) -> list[str]:
-        return list(self.tokenizer.get_vocab())
 
     # ---- adapters ------------------------------------------------------------------------------
     def prepare_adapter(self, path: Path):
