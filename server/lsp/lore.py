@@ -170,8 +170,8 @@ def entry_path(ls, entry: dict) -> Path | None:
         from penwright.project import load_project
 
         folder = load_project(ls.root).settings.lore.folder
-    except Exception:
-        pass
+    except Exception as err:  # a broken penwright.yaml is reported by the daemon; the default folder still works
+        log.debug("cannot read %s/penwright.yaml, lore folder %r assumed: %s", ls.root, folder, err)
     return (ls.root / folder / p).resolve()
 
 

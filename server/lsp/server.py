@@ -78,8 +78,8 @@ class PenwrightLanguageServer(LanguageServer):
             try:
                 self.root = find_project_root(start)
                 break
-            except Exception:
-                continue
+            except (LookupError, OSError) as err:
+                log.debug("no project for %s: %s", start, err)
         self._reset_daemon()
 
     def root_for(self, uri: str) -> Path | None:
