@@ -16,6 +16,7 @@ from pathlib import Path
 import yaml
 
 from penwright.cli.common import add_project_argument
+from penwright.errors import PenwrightError
 
 AUTOCOMPLETE_TEMPLATE = "<fim_prefix>{{{prefix}}}<fim_suffix>{{{suffix}}}<fim_middle>"
 
@@ -91,8 +92,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     target = Path(args.write) if args.write else project.paths.state / "continue" / "config.yaml"
     if target.exists() and not args.force:
-        print(f"error: {target} exists; pass --force to overwrite it", file=sys.stderr)
-        return 2
+        raise PenwrightError(f"{target} exists", "pass --force to overwrite it, or --write another path")
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(text, encoding="utf-8")
     print(f"wrote {target}")
