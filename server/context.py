@@ -66,13 +66,16 @@ class Services:
 
 
 def manuscript_texts(project) -> list[str]:
-    """The project's manuscript text (builtin:tiny builds its tokenizer from it)."""
-    texts = []
-    for folder in project.manuscript_dirs:
-        for path in sorted(folder.rglob("*")):
-            if path.suffix.lower() in (".md", ".txt") and path.is_file():
-                texts.append(path.read_text(encoding="utf-8", errors="replace"))
-    return texts
+    """The manuscript's prose, cleaned exactly as curation reads it (builtin:tiny's tokenizer is trained on it),
+    so `serve`, `train`, `eval`, `merge` and the daemon's curation all build the same builtin:tiny."""
+    from penwright.trainer.curate.cache import FileCache
+    from penwright.trainer.curate.pipeline import read_sources
+    from penwright.trainer.curate.sources import discover
+
+    m = project.settings.manuscript
+    files, _ = discover(project.manuscript_dirs, m.include, m.exclude, project.ignore_file, project.root)
+    reads, _ = read_sources(files, FileCache(project.paths.datasets / "current"), lambda *a: None)
+    return [r.cleaned.text() for r in reads]
 
 
 def build_services(project, start_engine: bool = True, settings: ServerSettings | None = None) -> Services:

@@ -62,16 +62,9 @@ class DatasetKeeper:
         return resolve_model(spec, self.d.paths.models, texts=self._manuscript_texts)
 
     def _manuscript_texts(self) -> list[str]:
-        """Cleaned prose, exactly as curation reads it (builtin:tiny's tokenizer is trained on it)."""
-        from penwright.trainer.curate.cache import FileCache
-        from penwright.trainer.curate.pipeline import read_sources
-        from penwright.trainer.curate.sources import discover
+        from penwright.server.context import manuscript_texts
 
-        m = self.settings.manuscript
-        files, _ = discover(self.project.manuscript_dirs, m.include, m.exclude, self.project.ignore_file,
-                            self.project.root)
-        reads, _ = read_sources(files, FileCache(self.current_dir), lambda *a: None)
-        return [r.cleaned.text() for r in reads]
+        return manuscript_texts(self.project)
 
     def tokenizer(self):
         with self._lock:
