@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -36,3 +37,22 @@ def test_doctor_reports_machine_and_model(example_project):
     assert "torch" in out.stdout and "2.13" in out.stdout
     assert "builtin:tiny" in out.stdout and "demo model" in out.stdout
     assert "disk" in out.stdout
+
+
+def test_help_imports_no_model_libraries():
+    """`penwright --help` builds every verb's parser: none may import a model library at module level."""
+    heavy = {"torch", "transformers", "peft", "chromadb", "sentence_transformers", "datasets", "numpy"}
+    code = (
+        "import sys, json, contextlib, io\n"
+        "from penwright.cli import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()) as out:\n"
+        "    try:\n"
+        "        main(['--help'])\n"
+        "    except SystemExit:\n"
+        "        pass\n"
+        "print(json.dumps([out.getvalue(), sorted({m.split('.')[0] for m in sys.modules})]))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
+    help_text, loaded = json.loads(done.stdout)
+    assert "curate" in help_text and "serve" in help_text and "lsp" in help_text  # the probe built every verb
+    assert not heavy & set(loaded), f"heavy imports behind `penwright --help`: {sorted(heavy & set(loaded))}"
