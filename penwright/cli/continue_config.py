@@ -32,10 +32,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def daemon_base(root: Path) -> tuple[str, str | None]:
     """Where the daemon listens (daemon.json first, then penwright.yaml) and its api key."""
-    from penwright.server.lsp.daemon import _project_server, read_daemon_json
+    from penwright.server.lsp.daemon import project_server, read_daemon_json
+    from penwright.server.settings import ServerSettings
 
-    url, key = _project_server(root)
-    return (read_daemon_json(root) or url or "http://127.0.0.1:8765"), key
+    url, key = project_server(root)
+    return (read_daemon_json(root) or url or f"http://127.0.0.1:{ServerSettings().port}"), key
 
 
 def config_block(title: str, base: str, api_key: str | None, model: str = "penwright") -> dict:

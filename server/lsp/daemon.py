@@ -39,7 +39,7 @@ class DaemonError(Exception):
         self.message = message
 
 
-def _project_server(root: Path) -> tuple[str | None, str | None]:
+def project_server(root: Path) -> tuple[str | None, str | None]:
     """(base URL, api key) from penwright.yaml, or (None, None) if it cannot be read."""
     try:
         from penwright.project import load_project  # pydantic only: cheap
@@ -103,7 +103,7 @@ class DaemonClient:
         if self.root is not None:
             if (u := read_daemon_json(self.root)) is not None:
                 urls.append(u)
-            u, key = _project_server(self.root)
+            u, key = project_server(self.root)
             self.api_key = key
             if u is not None and u not in urls:
                 urls.append(u)

@@ -10,7 +10,7 @@ import json
 import logging
 import time
 
-from penwright.server.lsp.daemon import DaemonError, DaemonUnavailable
+from penwright.server.lsp.daemon import STATE_DIR, DaemonError, DaemonUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +29,7 @@ async def record_feedback(ls, payload: dict, accepted: bool) -> str:
             pass
     if ls.root is None:
         return "nowhere"
-    path = ls.root / ".penwright" / "feedback.jsonl"
+    path = ls.root / STATE_DIR / "feedback.jsonl"
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("a", encoding="utf-8") as f:
