@@ -138,12 +138,9 @@ def test_disconnect_mid_stream_stops_generation(stack):
 def test_disconnect_while_waiting_non_stream(stack):
     services, server = stack
     before = services.engine.stats.cancelled
-    try:
-        r = httpx.post(server.url + "/v1/completions", json={"prompt": "Maren", "max_tokens": 1900, "model": "penwright:base", "temperature": 0},
-                       timeout=httpx.Timeout(60, read=0.5))
-        pytest.fail(f"expected the client to give up first; got {r.status_code} {r.text[:300]}")
-    except httpx.ReadTimeout:
-        pass
+    with pytest.raises(httpx.ReadTimeout):  # the client gives up before the answer
+        httpx.post(server.url + "/v1/completions", json={"prompt": "Maren", "max_tokens": 1900, "model": "penwright:base", "temperature": 0},
+                   timeout=httpx.Timeout(60, read=0.5))
     deadline = time.time() + 15
     while services.engine.stats.cancelled == before and time.time() < deadline:
         time.sleep(0.05)
