@@ -143,16 +143,17 @@ def kill_stale_child(pid: int | None) -> bool:
     """After a daemon restart: kill a training child the dead daemon left behind (if it is ours)."""
     if not pid:
         return False
-    try:
-        import psutil
+    import psutil
 
+    try:
         proc = psutil.Process(pid)
         if CHILD_MODULE not in " ".join(proc.cmdline()):
             return False
         proc.kill()
         proc.wait(timeout=10)
         return True
-    except Exception:  # gone already, or not ours
+    except psutil.Error as err:  # gone already, not ours, or would not die
+        log.debug("stale training child %s not killed: %s", pid, err)
         return False
 
 
