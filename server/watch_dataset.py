@@ -163,7 +163,8 @@ class DatasetKeeper:
             return None
         try:
             return len(self.lore.names())
-        except Exception:
+        except Exception as err:  # the count is informative only; say why it is missing
+            log.warning("cannot count lore entries: %s", err)
             return None
 
     # -- training child spec ---------------------------------------------------------------------------------------
