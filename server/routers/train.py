@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from penwright.errors import PenwrightError, RegistryError
+from penwright.server.services.errors import ApiError
 
 router = APIRouter(prefix="/api", tags=["training"])
 
@@ -33,7 +34,7 @@ class FeedbackRequest(BaseModel):
 
 
 def error(status: int, message: str, type_: str = "invalid_request_error", code: str | None = None) -> JSONResponse:
-    return JSONResponse({"error": {"message": message, "type": type_, "param": None, "code": code}}, status_code=status)
+    return JSONResponse(ApiError(status, message, code, type_=type_).body(), status_code=status)
 
 
 def _daemon(request: Request):
