@@ -23,6 +23,26 @@ from chromadb.utils.embedding_functions import register_embedding_function
 from penwright.errors import LoreError
 
 BUILTIN = "builtin:all-MiniLM-L6-v2"
+PRECISIONS = ("auto", "float32", "bfloat16")
+
+
+def native_bf16() -> bool:
+    """Whether this CPU computes bfloat16 natively (x86 avx512_bf16 or AMX); emulated bf16 is slower than float32."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text(errors="ignore")
+    except OSError:
+        return False
+    return any(f" {flag}" in flags for flag in ("avx512_bf16", "amx_bf16"))
+
+
+def resolve_precision(precision: str, device: str = "cpu") -> str:
+    """`float32` or `bfloat16` for a precision setting (auto: bf16 only on a CPU that has it natively)."""
+    if precision not in PRECISIONS:
+        raise LoreError(f"lore.embedding_precision '{precision}' is not one of {', '.join(PRECISIONS)}.",
+                        "Use auto (the default), float32 or bfloat16.")
+    if precision == "auto":
+        return "bfloat16" if device == "cpu" and native_bf16() else "float32"
+    return precision
 
 
 def resolve_model_path(spec: str) -> Path:
@@ -50,10 +70,12 @@ def resolve_model_path(spec: str) -> Path:
 class PenwrightEmbeddings(EmbeddingFunction[Documents]):
     """Normalised sentence-transformers embeddings (cosine space), model loaded on first use."""
 
-    def __init__(self, model: str = BUILTIN, device: str = "cpu", batch_size: int = 64):
+    def __init__(self, model: str = BUILTIN, device: str = "cpu", batch_size: int = 64, precision: str = "auto"):
         self.model = model
         self.device = device
         self.batch_size = batch_size
+        self.precision = precision
+        self._dtype: str | None = None  # resolved precision, on first use
         self._st: Any = None
         self._lock = threading.Lock()
 
@@ -80,9 +102,16 @@ class PenwrightEmbeddings(EmbeddingFunction[Documents]):
         """(N, D) float32, unit length."""
         if not texts:
             return np.zeros((0, 0), dtype=np.float32)
+        import torch
+
         model = self._model()
-        vectors = model.encode(texts, batch_size=self.batch_size, convert_to_numpy=True,
-                               normalize_embeddings=True, show_progress_bar=False)
+        if self._dtype is None:
+            self._dtype = resolve_precision(self.precision, self.device)
+        # bf16 autocast keeps LayerNorm and pooling in float32 (cosine 0.9999 to plain float32)
+        with torch.inference_mode(), torch.autocast(self.device, dtype=torch.bfloat16,
+                                                    enabled=self._dtype == "bfloat16"):
+            vectors = model.encode(texts, batch_size=self.batch_size, convert_to_numpy=True,
+                                   normalize_embeddings=True, show_progress_bar=False)
         return np.asarray(vectors, dtype=np.float32)
 
     def default_space(self) -> str:
@@ -92,12 +121,12 @@ class PenwrightEmbeddings(EmbeddingFunction[Documents]):
         return ["cosine", "l2", "ip"]
 
     def get_config(self) -> dict[str, Any]:
-        return {"model": self.model, "device": self.device, "batch_size": self.batch_size}
+        return {"model": self.model, "device": self.device, "batch_size": self.batch_size, "precision": self.precision}
 
     @staticmethod
     def build_from_config(config: dict[str, Any]) -> "PenwrightEmbeddings":
         return PenwrightEmbeddings(config.get("model", BUILTIN), config.get("device", "cpu"),
-                                   int(config.get("batch_size", 64)))
+                                   int(config.get("batch_size", 64)), config.get("precision", "auto"))
 
     def validate_config_update(self, old_config: dict[str, Any], new_config: dict[str, Any]) -> None:
         return None

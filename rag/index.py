@@ -88,7 +88,8 @@ class LoreIndex:
         if self._embedder is None:
             from penwright.rag.embedding import PenwrightEmbeddings
 
-            self._embedder = PenwrightEmbeddings(self.settings.embedding_model)
+            self._embedder = PenwrightEmbeddings(self.settings.embedding_model,
+                                                 precision=self.settings.embedding_precision)
         return self._embedder
 
     @property

@@ -13,6 +13,12 @@ class LoreSettings(BaseModel):
         "builtin:all-MiniLM-L6-v2",
         description="A sentence-transformers model folder; builtin:all-MiniLM-L6-v2 loads offline from its package.",
     )
+    embedding_precision: str = Field(
+        "auto",
+        pattern="^(auto|float32|bfloat16)$",
+        description="Arithmetic of the embedding model on CPU: auto = bfloat16 where the CPU does it natively "
+        "(avx512_bf16 or AMX; ~1.7x faster, cosine 0.9999 to float32), else float32.",
+    )
     budget_tokens: int = Field(384, ge=0, description="Most tokens of lore injected into one request.")
     vector_top_k: int = Field(6, ge=0, description="Entries recalled by meaning (on top of name and keyword hits).")
     min_key_length: int = Field(3, ge=1, description="Keys shorter than this never trigger on their own.")
