@@ -172,7 +172,7 @@ def test_file_saved_every_100ms_is_curated_at_bounded_intervals(daemon, project)
     assert daemon.api("GET", "/health").status_code == 200
 
 
-# ---- faults (slow: each starts its own daemon) --------------------------------------------------------------------
+# ---- faults (each starts its own daemon; the tmpfs one is slow and needs root) --------------------------------------------------------------------
 
 @pytest.fixture()
 def fresh(tmp_path, example_project):
@@ -208,7 +208,6 @@ def _final_job(d: DaemonProcess, job_id: int, timeout: float = 60) -> dict:
     raise AssertionError(f"job {job_id} did not end: {job}")
 
 
-@pytest.mark.slow
 def test_training_child_killed_with_9_fails_the_job_not_the_daemon(fresh):
     project, start = fresh
     d = start()
@@ -224,7 +223,6 @@ def test_training_child_killed_with_9_fails_the_job_not_the_daemon(fresh):
                         240)["type"] == "job.finished"
 
 
-@pytest.mark.slow
 def test_daemon_killed_with_9_mid_job_resumes_from_its_checkpoint(fresh):
     project, start = fresh
     d = start()
