@@ -38,7 +38,7 @@ class ChromaStore:
             path=str(self.path), settings=chromadb.Settings(anonymized_telemetry=False, allow_reset=True)
         )
         self._col = self._client.get_or_create_collection(
-            COLLECTION, embedding_function=self.embedder, configuration={"hnsw": {"space": "cosine"}}
+            COLLECTION, embedding_function=self.embedder, configuration={"hnsw": {"space": "cosine", "ef_construction": 200, "ef_search": 200}}
         )
         return self
 
