@@ -56,7 +56,7 @@ def relative_limits(reference: dict, samples: int | None = None):
     """
     from penwright.trainer.evaluate.guards import GuardLimits
 
-    d = GuardLimits()
+    d = GuardLimits.default()
     ref = lambda k, default: _num(reference.get(k)) if _num(reference.get(k)) is not None else default  # noqa: E731
     one = 1.0 / samples if samples else 0.0
     return GuardLimits(

@@ -61,7 +61,7 @@ def compare_candidates(candidate: dict, live: dict | None, margin: float = 0.02,
     held-out perplexity (relative: 0.02 = 2% higher at most) and style score (0.02 = 2 points lower
     at most), i.e. the setting `retrain.gate_margin`. With no live adapter, passing the guards wins.
     """
-    failures = guard_failures(candidate, limits or GuardLimits())
+    failures = guard_failures(candidate, limits or GuardLimits.default())
     if failures:
         return False, "rejected: " + "; ".join(failures)
     if not live:

@@ -134,13 +134,19 @@ def leak_metrics(generations: list[str], banned: tuple[str, ...] | list[str] = D
 
 @dataclass(frozen=True)
 class GuardLimits:
-    """Where a guard trips. Defaults come from EvalSettings."""
+    """Where a guard trips. The defaults live in EvalSettings: `GuardLimits.default()`."""
 
-    copy_words: int = 12
-    max_copy_share: float = 0.25
-    max_repetition: float = 0.3
-    min_distinct_2: float = 0.5
-    max_leak_share: float = 0.0
+    copy_words: int
+    max_copy_share: float
+    max_repetition: float
+    min_distinct_2: float
+    max_leak_share: float = 0.0  # no leaked chat tag is ever acceptable
+
+    @staticmethod
+    def default() -> "GuardLimits":
+        from penwright.trainer.evaluate.settings import EvalSettings
+
+        return EvalSettings().limits()
 
 
 def guard_failures(metrics: dict, limits: GuardLimits) -> list[str]:
