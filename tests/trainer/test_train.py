@@ -126,13 +126,21 @@ def test_warm_start_from_an_adapter(dataset, tiny_model_dir, tmp_path):
 
 RUNNER = textwrap.dedent(
     """
-    import sys
+    import sys, time
     from pathlib import Path
     from penwright.trainer.settings import TrainingSettings
     from penwright.trainer.train import run_training
     ds, model, run, extra = sys.argv[1:5]
     s = TrainingSettings.model_validate_json(extra)
-    run_training(Path(ds), s, model, Path(run))
+
+    def hold_after_step_4() -> bool:
+        # polled after every step: once step 4's checkpoint is on disk, wait there for the test's SIGKILL,
+        # so the kill lands mid-run however fast the machine is
+        while (Path(run) / "checkpoints" / "step-4").is_dir():
+            time.sleep(0.05)
+        return False
+
+    run_training(Path(ds), s, model, Path(run), should_stop=hold_after_step_4)
     """
 )
 
