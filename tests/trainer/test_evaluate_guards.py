@@ -62,7 +62,7 @@ GOOD = {"perplexity": 20.0, "style_score": 70.0, "copy_share": 0.0, "repetition"
 
 
 def test_compare_candidates_decisions():
-    ok, reason = compare_candidates(GOOD, None)
+    ok, reason = compare_candidates(GOOD, None, margin=0.02)
     assert ok and "first adapter" in reason
     ok, reason = compare_candidates(dict(GOOD, perplexity=18.0), GOOD, margin=0.02)
     assert ok and "better than live" in reason and "-10.0%" in reason
@@ -72,5 +72,5 @@ def test_compare_candidates_decisions():
     assert not ok and "perplexity got worse" in reason
     ok, reason = compare_candidates(dict(GOOD, style_score=60.0), GOOD, margin=0.02)
     assert not ok and "style score fell" in reason
-    ok, reason = compare_candidates(dict(GOOD, perplexity=10.0, copy_share=0.5), GOOD)
+    ok, reason = compare_candidates(dict(GOOD, perplexity=10.0, copy_share=0.5), GOOD, margin=0.02)
     assert not ok and "copies the training text" in reason  # a guard beats any perplexity gain

@@ -1,7 +1,7 @@
 """What the daemon's promotion gate calls: a small, fast sample of the same metrics as `penwright eval`.
 
     metrics = gate_metrics(model, tokenizer, valid_rows, reference_texts, train_texts=train_texts)
-    ok, reason = compare_candidates(metrics, live_metrics, margin=0.02)
+    ok, reason = compare_candidates(metrics, live_metrics, margin=settings.retrain.gate_margin)
 
 `metrics` is a flat, JSON-serialisable dict (store it in the registry's `metrics`); the `live`
 dict is whatever gate_metrics returned for the live adapter (or None when there is none yet).
@@ -53,7 +53,7 @@ def gate_metrics(
     return {k: result[k] for k in GATE_KEYS if k in result}
 
 
-def compare_candidates(candidate: dict, live: dict | None, margin: float = 0.02, limits: GuardLimits | None = None) -> tuple[bool, str]:
+def compare_candidates(candidate: dict, live: dict | None, margin: float, limits: GuardLimits | None = None) -> tuple[bool, str]:
     """Should `candidate` replace `live`? Returns (decision, a reason a writer can read).
 
     A candidate is rejected when it trips a guard (copies the manuscript, loops, leaks chat tags).

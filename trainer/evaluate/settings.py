@@ -24,7 +24,6 @@ class EvalSettings(BaseModel):
     min_distinct_2: float = Field(0.5, ge=0.0, le=1.0, description="Degeneration guard: lowest distinct-2.")
     banned: list[str] = Field(default_factory=list, description="Strings that must never appear in generations, beyond chat tags.")
     persona_prompts: list[str] = Field(default_factory=lambda: list(DEFAULT_PERSONA_PROMPTS))
-    margin: float = Field(0.02, ge=0.0, lt=1.0, description="Gate: relative improvement a candidate needs over the live adapter.")
 
     def limits(self):
         from penwright.trainer.evaluate.guards import GuardLimits
