@@ -18,6 +18,7 @@ from pathlib import Path
 
 from penwright.errors import DaemonLockedError, PenwrightError
 from penwright.project import Project
+from penwright.server.daemon_info import INFO_FILE, LOCK_FILE, read_daemon_info  # noqa: F401 (re-exported)
 from penwright.server.events import EventBus
 from penwright.server.jobs import Job, JobQueue
 from penwright.server.scheduler import Scheduler
@@ -25,8 +26,6 @@ from penwright.server.watch import Batch, Watcher, WatchRoot
 
 log = logging.getLogger(__name__)
 
-LOCK_FILE = "daemon.lock"
-INFO_FILE = "daemon.json"
 
 
 class DaemonLock:
@@ -58,26 +57,6 @@ class DaemonLock:
         if self._fh is not None:
             self._fh.close()
             self._fh = None
-
-
-def read_daemon_info(project_root: Path) -> dict | None:
-    """Where the project's daemon listens, or None when none is running (stale files are ignored)."""
-    state = Path(project_root) / ".penwright"
-    try:
-        info = json.loads((state / INFO_FILE).read_text())
-    except (FileNotFoundError, json.JSONDecodeError, OSError):
-        return None
-    try:
-        import fcntl
-
-        with open(state / LOCK_FILE, "a+") as fh:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)  # we got it: nobody holds it
-            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
-            return None
-    except BlockingIOError:
-        return info
-    except OSError:
-        return info
 
 
 class Daemon:

@@ -18,12 +18,12 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, AsyncIterator
 
+from penwright.server.daemon_info import STATE_DIR, daemon_url, read_daemon_info
+
 if TYPE_CHECKING:
     import httpx
 
 log = logging.getLogger(__name__)
-
-STATE_DIR = ".penwright"
 
 
 class DaemonUnavailable(Exception):
@@ -53,21 +53,8 @@ def project_server(root: Path) -> tuple[str | None, str | None]:
 
 
 def read_daemon_json(root: Path) -> str | None:
-    """Base URL from `.penwright/daemon.json`, if the file is there and sane."""
-    path = root / STATE_DIR / "daemon.json"
-    try:
-        info = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    if not isinstance(info, dict):
-        return None
-    if isinstance(info.get("url"), str):
-        return info["url"].rstrip("/")
-    host, port = info.get("host") or "127.0.0.1", info.get("port")
-    if not isinstance(port, int):
-        return None
-    host = "127.0.0.1" if host in ("0.0.0.0", "::") else host
-    return f"http://{host}:{port}"
+    """Base URL of the project's running daemon from `.penwright/daemon.json` (None if none holds the lock)."""
+    return daemon_url(read_daemon_info(root))
 
 
 class DaemonClient:
