@@ -1,8 +1,11 @@
 """The engine: one thread owns the model; requests and control calls reach it through one queue.
 
-Scheduling: new requests are admitted (prefilled) as soon as they arrive, then the
-active sequences advance one token each in turn. So a fresh inline completion waits
-for at most one decode step of each running one, not for them to finish.
+Scheduling: new requests are admitted (prefilled) as soon as they arrive, so a fresh
+inline completion waits for at most one decode step, not for the running ones to finish.
+With `max_batch` > 1 (backends with `prefill`/`step`: torch), running sequences that share
+an adapter selection (adapter + scale) decode together, up to `max_batch` per forward pass;
+batches of different selections take turns, one step each. With `max_batch` 1 (and on MLX)
+the active sequences advance one token each in turn.
 Adapter changes (load, hot-swap, unload) run on the same thread, between steps,
 so no forward pass ever sees a half-loaded adapter; a request keeps the adapter it
 started with to its last token, and an adapter is unloaded only when no running
@@ -45,8 +48,20 @@ class _Seq:
     adapter: str | None
     prompt_tokens: int
     stream: TextStream
-    it: object = None
+    it: object = None  # one-at-a-time: the backend's token iterator
+    row: object = None  # batched: the backend's row state, decoded in `batch`
+    batch: "_Batch | None" = None
     generated: int = 0
+
+
+@dataclass(eq=False)
+class _Batch:
+    """Running sequences of one adapter selection that decode together (at most max_batch)."""
+
+    adapter: str | None
+    scale: float | None
+    kv: object  # the backend's KVBatch
+    seqs: list[_Seq] = field(default_factory=list)
 
 
 @dataclass
@@ -60,9 +75,13 @@ class _Stats:
 class Engine:
     """Owns a backend (TorchBackend or MlxBackend) on its own thread. See docs/architecture.md "Engine"."""
 
-    def __init__(self, backend, max_active: int = 16, max_loaded_adapters: int = 4, max_queue: int = 256):
+    def __init__(self, backend, max_active: int = 16, max_loaded_adapters: int = 4, max_queue: int = 256,
+                 max_batch: int = 8):
         self.backend = backend
         self.max_active = max_active
+        # sequences per forward pass; 1 = one sequence per step, in turn (backends without step() always are)
+        self.max_batch = max_batch if hasattr(backend, "step") else 1
+        self._batches: list[_Batch] = []
         self.max_queue = max_queue  # requests waiting beyond this are refused (HTTP 429) rather than piling up
         self.max_loaded_adapters = max_loaded_adapters
         self.live: str | None = None
@@ -201,6 +220,7 @@ class Engine:
         info = self.backend.info() if self.running else {"backend": getattr(self.backend, "name", "?")}
         return {**info, "live_adapter": self.live, "loaded_adapters": self.adapters(),
                 "queue_depth": self._queue.qsize() + len(self._waiting), "active": len(self._active),
+                "max_batch": self.max_batch, "batches": [len(b.seqs) for b in self._batches],
                 "served": self.stats.served, "failed": self.stats.failed, "cancelled": self.stats.cancelled,
                 "running": self.running}
 
@@ -221,7 +241,9 @@ class Engine:
                 self._drain(block=not self._active and not self._waiting)
                 while self._waiting and len(self._active) < self.max_active:
                     self._admit(*self._waiting.popleft())
-                if self._active:
+                if self._batches:
+                    self._step_batch(self._batches[next(self._turn) % len(self._batches)])
+                elif self._active:
                     self._advance(self._active[next(self._turn) % len(self._active)])
         self._shutdown()
 
@@ -258,7 +280,7 @@ class Engine:
         try:
             adapter = self._resolve(req.adapter)
             ids, dropped = self._fit(req)
-            it = self.backend.open(ids, adapter, req.adapter_scale, req.sampling)
+            it = self.backend.open(ids, adapter, req.adapter_scale, req.sampling) if self.max_batch == 1 else None
         except Exception as err:
             self.stats.failed += 1
             channel.put(err if isinstance(err, ServeError) else ServeError(f"generation failed: {err}"))
@@ -271,7 +293,11 @@ class Engine:
         channel.put(Started(adapter, len(ids), dropped))
         self._active.append(seq)
         self._update_merge_target()
-        self._advance(seq)  # prefill now: time to first token is what inline completion feels
+        # prefill now: time to first token is what inline completion feels
+        if it is not None:
+            self._advance(seq)
+        else:
+            self._prefill(seq, ids)
 
     def _resolve(self, wanted: str) -> str | None:
         if wanted == LIVE:
@@ -301,18 +327,59 @@ class Engine:
         return ids, max(over, 0)
 
     def _advance(self, seq: _Seq) -> None:
+        """One-at-a-time: the next token of one sequence (the first `next()` is its prefill)."""
         if seq.channel.cancelled.is_set():
             self.stats.cancelled += 1
             return self._finish(seq, "cancelled")
         try:
             tok = next(seq.it)
         except Exception as err:
-            log.exception("generation failed")
-            self.stats.failed += 1
-            return self._finish(seq, None, ServeError(f"generation failed: {err}"))
+            self._failed(seq, err)
+            return
+        self._take(seq, tok)
+
+    def _prefill(self, seq: _Seq, ids: list[int]) -> None:
+        """Batched: prefill alone, send the first token, then join a batch of the same adapter selection."""
+        try:
+            seq.row = self.backend.prefill(ids, seq.adapter, seq.req.adapter_scale, seq.req.sampling)
+        except Exception as err:
+            self._failed(seq, err)
+            return
+        if self._take(seq, seq.row.last):
+            batch = next((b for b in self._batches if b.adapter == seq.adapter and b.scale == seq.req.adapter_scale
+                          and len(b.seqs) < self.max_batch), None)
+            if batch is None:
+                batch = _Batch(seq.adapter, seq.req.adapter_scale, self.backend.new_batch())
+                self._batches.append(batch)
+            batch.seqs.append(seq)
+            seq.batch = batch
+
+    def _step_batch(self, batch: _Batch) -> None:
+        """One forward pass for every row of `batch`; cancelled rows leave it first."""
+        for seq in [s for s in batch.seqs if s.channel.cancelled.is_set()]:
+            self.stats.cancelled += 1
+            self._finish(seq, "cancelled")
+        if not batch.seqs:
+            return
+        seqs = list(batch.seqs)
+        try:
+            tokens = self.backend.step(batch.kv, [s.row for s in seqs], batch.adapter, batch.scale)
+        except Exception as err:  # the forward pass failed: every row in it fails, other batches go on
+            for seq in seqs:
+                self._failed(seq, err)
+            return
+        for seq, tok in zip(seqs, tokens):
+            if isinstance(tok, BaseException):  # this row's sampling failed: this row only
+                self._failed(seq, tok)
+            else:
+                self._take(seq, tok)
+
+    def _take(self, seq: _Seq, tok: int) -> bool:
+        """Send one generated token's text; finish the sequence on EOS, a stop or max_tokens. True if it goes on."""
         seq.generated += 1
         if tok in self.backend.eos_ids:
-            return self._finish(seq, "stop", flush=True)
+            self._finish(seq, "stop", flush=True)
+            return False
         text, stopped = seq.stream.push(tok)
         if text:
             seq.channel.put(Delta(text))
@@ -320,9 +387,23 @@ class Engine:
             self._finish(seq, "stop")
         elif seq.generated >= seq.req.sampling.max_tokens:
             self._finish(seq, "length", flush=True)
+        else:
+            return True
+        return False
+
+    def _failed(self, seq: _Seq, err: BaseException) -> None:
+        log.error("generation failed", exc_info=err)
+        self.stats.failed += 1
+        self._finish(seq, None, ServeError(f"generation failed: {err}"))
 
     def _finish(self, seq: _Seq, reason: str | None, error: BaseException | None = None, flush: bool = False) -> None:
-        seq.it.close()  # frees the KV cache
+        if seq.it is not None:
+            seq.it.close()  # frees the KV cache
+        if seq.batch is not None:  # the batch drops its cache rows at its next step
+            seq.batch.seqs.remove(seq)
+            if not seq.batch.seqs:
+                self._batches.remove(seq.batch)
+            seq.batch = None
         self._active.remove(seq)
         self._in_use[seq.adapter] -= 1
         if error is not None:

@@ -1,8 +1,10 @@
 """transformers + PEFT backend: CUDA (optionally 4-bit) or CPU. Runs only on the engine thread.
 
 Several LoRA adapters live side by side in one PeftModel; each decode step first
-activates the adapter (and scale) of the sequence it advances, so sequences
-with different adapters can be interleaved token by token without mixing.
+activates the adapter (and scale) of the sequences it advances, so sequences
+with different adapters can be interleaved step by step without mixing.
+`open()` generates one sequence (the engine's max_batch 1); `prefill()` + `step()`
+decode the sequences of one adapter selection together (torch_batch.py).
 """
 
 from __future__ import annotations
@@ -162,6 +164,37 @@ class TorchBackend(HFTokenizerText):
             step = torch.tensor([[tok]], dtype=torch.long, device=self.device)
             out = self.model(input_ids=step, past_key_values=past, use_cache=True)
             past, logits = out.past_key_values, out.logits[0, -1]
+
+    # ---- batched generation (torch_batch.py) ---------------------------------------------------------
+    def prefill(self, ids: list[int], adapter: str | None, scale: float | None, params: SamplingParams):
+        """Prefill one prompt alone and sample its first token (`row.last`); the row then joins a KVBatch."""
+        import torch
+
+        from penwright.server.engine.torch_batch import Row, batchable
+
+        prompt = torch.tensor([ids], dtype=torch.long, device=self.device)
+        self._activate(adapter, scale)
+        out = self.model(input_ids=prompt, use_cache=True, logits_to_keep=1)
+        if not batchable(out.past_key_values):
+            raise ServeError("this model's KV cache cannot be batched", "Serve it with max_batch 1.")
+        kv = [(layer.keys, layer.values) for layer in out.past_key_values.layers]
+        row = Row(prompt[0], params, make_generator(params.seed, self.device), kv, len(ids))
+        row.sample(out.logits[0, -1])
+        return row
+
+    def new_batch(self):
+        from penwright.server.engine.torch_batch import KVBatch
+
+        return KVBatch(self.device)
+
+    def step(self, batch, rows: list, adapter: str | None, scale: float | None) -> list:
+        """One decode step for `rows` (all of one adapter selection) -> each row's next token, or the
+        exception its sampling raised, in `rows` order. A failed forward pass raises (for the whole batch)."""
+        batch.sync(rows)
+        self._activate(adapter, scale)
+        out = self.model(**batch.step_inputs())
+        tokens = dict(zip(map(id, batch.rows), batch.sample(out.logits[:, -1])))
+        return [tokens[id(row)] for row in rows]
 
     def info(self) -> dict:
         import torch
