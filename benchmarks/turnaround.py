@@ -2,6 +2,8 @@
 
     .venv/bin/python benchmarks/turnaround.py                      # 31M base, 20,000-word manuscript, CPU
     .venv/bin/python benchmarks/turnaround.py --words 100000 --base /path/to/model --steps 30   # e.g. on a GPU
+    python3 benchmarks/turnaround.py --shape 0.5b --words 100000 --steps 30   # random-init Qwen2.5-0.5B shape
+    benchmarks/device/turnaround.sh fetch|run|local                            # the GPU run, set up offline
 
 Builds a temp project from a public-domain corpus (../shared/corpora), starts `penwright serve` on it,
 lets the first adapter train (cold start), then appends a new passage to a chapter (the author saves) and
@@ -9,6 +11,10 @@ times each stage from the events: debounce (save -> curation starts), curate, wa
 child start), train, gate (held-out eval of candidate and live), publish + swap, first completion from the
 new version. Completion latency (inline-completion shaped: ~`--prompt-tokens` prompt, 24 new tokens) is
 measured idle and while the job trains, side by side. Prints figures; asserts nothing.
+
+`--shape 0.5b` builds a random-init (seeded) model of Qwen2.5-0.5B's shape, its 151,936-row embedding
+included, with the tokenizer of `--tokenizer` (16k tokens; the rows past it are never used): the compute
+per token of the real model, no download. `--shape small` is a seconds-long CPU check of the same flow.
 """
 
 from __future__ import annotations
@@ -24,8 +30,15 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests" / "e2e"))
+sys.path[:0] = [str(REPO / "tests" / "e2e"), str(REPO / "tests")]  # daemon_proc, and pwtest it imports
 SHARED = REPO.parent / "shared"
+# Qwen2.5-0.5B's published shape; "small" runs the same flow on a CPU in seconds
+SHAPES = {
+    "0.5b": dict(hidden_size=896, intermediate_size=4864, num_hidden_layers=24, num_attention_heads=14,
+                 num_key_value_heads=2, vocab_size=151936, max_position_embeddings=32768, rope_theta=1e6),
+    "small": dict(hidden_size=128, intermediate_size=352, num_hidden_layers=2, num_attention_heads=4,
+                  num_key_value_heads=2, vocab_size=16384, max_position_embeddings=4096, rope_theta=1e4),
+}
 
 from daemon_proc import DaemonProcess  # noqa: E402
 
@@ -53,20 +66,38 @@ def manuscript_words(corpus: Path, words: int, skip: int = 2000) -> tuple[list[s
     return chapters, edit
 
 
-def make_project(root: Path, chapters: list[str], base: str, steps: int, min_new_words: int) -> Path:
+def build_shape(shape: str, tokenizer_dir: Path, out: Path, seed: int = 0) -> Path:
+    """A random-init (seeded) Qwen2 of SHAPES[shape] in bf16 with `tokenizer_dir`'s tokenizer, saved to `out`."""
+    import torch
+    from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
+
+    tok = AutoTokenizer.from_pretrained(tokenizer_dir)
+    config = Qwen2Config(**SHAPES[shape], tie_word_embeddings=True, bos_token_id=tok.eos_token_id,
+                         eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    torch.manual_seed(seed)
+    with torch.device("cuda" if torch.cuda.is_available() else "cpu"):  # 0.5B inits in a second on a GPU
+        model = Qwen2ForCausalLM(config).to(torch.bfloat16)
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+    print(f"built {shape}: {sum(p.numel() for p in model.parameters()) / 1e6:.0f}M parameters (random init, seed {seed})")
+    return out
+
+
+def make_project(root: Path, chapters: list[str], base: str, steps: int, min_new_words: int,
+                 model_extra: str = "", gate_margin: float = 0.5) -> Path:
     (root / "manuscript").mkdir(parents=True)
     for n, ch in enumerate(chapters, 1):
         (root / "manuscript" / f"{n:02d}.txt").write_text(ch + "\n")
     (root / "penwright.yaml").write_text(f"""title: turnaround benchmark
 manuscript: {{folders: [manuscript]}}
 lore: {{enabled: false}}
-model: {{base: "{base}", max_context_tokens: 1024}}
+model: {{base: "{base}", max_context_tokens: 1024{model_extra}}}
 curation: {{target_tokens: 400, max_tokens: 600, pair_types: [continuation, fim]}}
 training:
   preset: fast
   overrides: {{max_steps: {steps}, eval_every: {steps}, save_every: {steps}, warmup_steps: 1, batch_size: 2,
               max_seq_length: 512, plateau_patience: null, eval_max_rows: 16}}
-retrain: {{min_new_words: {min_new_words}, idle_seconds: 0, max_per_hour: 60, gate_margin: 0.5}}
+retrain: {{min_new_words: {min_new_words}, idle_seconds: 0, max_per_hour: 60, gate_margin: {gate_margin}}}
 watch: {{quiet_seconds: 2.0}}
 """)
     return root
@@ -104,80 +135,160 @@ def wait_version(d: DaemonProcess, version: int, timeout: float = 60) -> float:
     raise SystemExit(f"v{version} never answered")
 
 
-def main() -> None:
+class Clock:
+    """One deadline for the whole run, so a stuck stage fails with the daemon's log instead of a silent kill."""
+
+    def __init__(self, seconds: float):
+        self.end = time.monotonic() + seconds
+
+    def left(self, cap: float) -> float:
+        return max(1.0, min(cap, self.end - time.monotonic()))
+
+
+def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--words", type=int, default=20000)
     ap.add_argument("--corpus", default=str(SHARED / "corpora" / "austen"))
     ap.add_argument("--base", default=str(SHARED / "models" / "gutenberg-qwen2-31m"))
+    ap.add_argument("--shape", choices=sorted(SHAPES), help="build a random-init base of this shape instead of --base")
+    ap.add_argument("--tokenizer", default=str(SHARED / "models" / "gutenberg-qwen2-31m"), help="tokenizer for --shape")
+    ap.add_argument("--dtype", default="auto", help="model.dtype of the project (auto: bf16 on CUDA)")
+    ap.add_argument("--backend", default="auto", help="model.backend of the project")
     ap.add_argument("--steps", type=int, default=10)
+    ap.add_argument("--gate-margin", type=float, default=0.5)
     ap.add_argument("--requests", type=int, default=12)
     ap.add_argument("--prompt-tokens", type=int, default=1000)
+    ap.add_argument("--deadline", type=float, default=3600, help="seconds for the whole run")
+    ap.add_argument("--json-out", help="write the figures (and the daemon log next to it) here")
     ap.add_argument("--keep", action="store_true")
-    args = ap.parse_args()
+    return ap.parse_args()
 
-    tmp = Path(tempfile.mkdtemp(prefix="pw-turnaround-"))
-    chapters, edit = manuscript_words(Path(args.corpus), args.words)
-    project = make_project(tmp / "novel", chapters, args.base, args.steps, min_new_words=min(2000, len(edit.split()) // 2))
-    words = sum(len(c.split()) for c in chapters)
-    print(f"manuscript: {words} words in {len(chapters)} chapters; edit: {len(edit.split())} words; base: {args.base}")
-    d = DaemonProcess(project, tmp / "daemon.log")
-    t_start = time.time()
-    d.start(timeout=600)
-    ready = d.wait_event(lambda e: e["type"] == "daemon.ready", 600)
-    first = d.wait_event(lambda e: e["type"] == "adapter.swapped", 3600)
-    print(f"cold start: daemon up + first curation {ready['time'] - t_start:.1f}s; "
-          f"first adapter v{first['version']} live {first['time'] - t_start:.1f}s after start")
 
-    prompt_words = " ".join(" ".join(chapters).split()[: int(args.prompt_tokens * 0.75)])
-    idle = completion_latencies(d.url, prompt_words, args.requests)
+def cold_start(d: DaemonProcess, t_start: float, clock: Clock) -> dict:
+    """Daemon up, first curation, first job through the gate (promoted or not)."""
+    ready = d.wait_event(lambda e: e["type"] == "daemon.ready", clock.left(600))
+    gate = d.wait_event(lambda e: e["type"] == "gate", clock.left(3600))
+    out = {"ready_s": round(ready["time"] - t_start, 2), "first_gate": gate["decision"], "first_reason": gate["reason"]}
+    if gate["decision"] == "promote":
+        first = d.wait_event(lambda e: e["type"] == "adapter.swapped", clock.left(600), gate["id"])
+        out["first_live_s"] = round(first["time"] - t_start, 2)
+    print(f"cold start: daemon up + first curation {out['ready_s']:.1f}s; first adapter {gate['decision']}d "
+          f"({gate['reason']}) {out.get('first_live_s', gate['time'] - t_start):.1f}s after start")
+    return out
 
+
+def turnaround(d: DaemonProcess, project: Path, edit: str, prompt: str, args, clock: Clock) -> dict:
+    """Save an edit; time each stage from the events; completions while the job trains."""
     mark = d.last_id
     t_save = time.time()
     with open(project / "manuscript" / "02.txt", "a", encoding="utf-8") as fh:
         fh.write("\n\n" + edit + "\n")
-    curate = d.wait_event(lambda e: e["type"] == "curate" and e.get("files"), 600, mark)
-    started = d.wait_event(lambda e: e["type"] == "job.started", 600, curate["id"])
+    curate = d.wait_event(lambda e: e["type"] == "curate" and e.get("files"), clock.left(600), mark)
+    started = d.wait_event(lambda e: e["type"] == "job.started", clock.left(600), curate["id"])
     job = started["job_id"]
-    d.wait_event(lambda e: e["type"] == "job.progress" and e.get("job_id") == job and e.get("step"), 3600, started["id"])
+    d.wait_event(lambda e: e["type"] == "job.progress" and e.get("job_id") == job and e.get("step"),
+                 clock.left(3600), started["id"])
     stop = threading.Event()
     during: list[float] = []
-    t = threading.Thread(target=lambda: during.extend(completion_latencies(d.url, prompt_words, args.requests, stop)))
+    t = threading.Thread(target=lambda: during.extend(completion_latencies(d.url, prompt, args.requests, stop)))
     t.start()
-    finished = d.wait_event(lambda e: e["type"] in ("job.finished", "job.failed") and e.get("job_id") == job, 3600, mark)
-    stop.set()
-    t.join()
+    try:
+        finished = d.wait_event(lambda e: e["type"] in ("job.finished", "job.failed") and e.get("job_id") == job,
+                                clock.left(3600), mark)
+    finally:
+        stop.set()
+        t.join()
     if finished["type"] == "job.failed":
         raise SystemExit(f"job failed: {finished['error']}")
-    gate = d.wait_event(lambda e: e["type"] == "gate" and e.get("job_id") == job, 600, mark)
+    gate = d.wait_event(lambda e: e["type"] == "gate" and e.get("job_id") == job, clock.left(600), mark)
     print(f"gate: {gate['decision']} - {gate['reason']}")
-    if gate["decision"] != "promote":
-        raise SystemExit("the candidate was rejected; no swap to time")
-    swapped = d.wait_event(lambda e: e["type"] == "adapter.swapped" and e["version"] == gate["version"], 600, mark)
-    t_live = wait_version(d, gate["version"])
     timings = finished.get("timings") or {}
-    curate_s = curate["seconds"]
     stages = [
-        ("debounce (save -> curation starts)", curate["time"] - curate_s - t_save),
-        ("curate (changed file, incremental)", curate_s),
+        ("debounce (save -> curation starts)", curate["time"] - curate["seconds"] - t_save),
+        ("curate (changed file, incremental)", curate["seconds"]),
         ("schedule + child start", started["time"] - curate["time"]),
         ("train (child: load + steps + save)", timings.get("train_s", float("nan"))),
         ("gate (eval candidate + live)", timings.get("gate_eval_s", float("nan"))),
-        ("publish + decide", swapped["time"] - swapped.get("seconds", 0) - finished["time"]),
-        ("swap (engine pause)", swapped.get("seconds", float("nan"))),
-        ("first answer from the new version", t_live - swapped["time"]),
     ]
-    print(f"\nsave-to-live turnaround: {t_live - t_save:.1f}s ({args.steps} training steps, {words} words)")
+    out = {"during": during, "promoted": gate["decision"] == "promote", "gate_reason": gate["reason"], "t_save": t_save}
+    if out["promoted"]:
+        swapped = d.wait_event(lambda e: e["type"] == "adapter.swapped" and e["version"] == gate["version"],
+                               clock.left(600), mark)
+        t_live = wait_version(d, gate["version"], clock.left(60))
+        stages += [
+            ("publish + decide", swapped["time"] - swapped.get("seconds", 0) - finished["time"]),
+            ("swap (engine pause)", swapped.get("seconds", float("nan"))),
+            ("first answer from the new version", t_live - swapped["time"]),
+        ]
+        out["turnaround_s"] = t_live - t_save
+    else:
+        out["turnaround_s"] = float("nan")  # rejected: nothing goes live, so there is no swap to time
+    out["stages"] = stages
+    return out
+
+
+def report(args, words: int, cold: dict, idle: list[float], run: dict, status: dict) -> dict:
+    during, stages = run["during"], run["stages"]
+    what = f"{args.steps} training steps, {words} words, base {args.shape or args.base}"
+    if run["promoted"]:
+        print(f"\nsave-to-live turnaround: {run['turnaround_s']:.1f}s ({what})")
+    else:
+        print(f"\nthe candidate was rejected ({run['gate_reason']}): stages up to the gate only ({what})")
     for name, s in stages:
         print(f"  {name:<38} {s:8.2f}s")
-    print(f"\ncompletion latency (~{args.prompt_tokens} prompt tokens, 24 new tokens), n={len(idle)} idle / {len(during)} training:")
+    print(f"\ncompletion latency (~{args.prompt_tokens} prompt tokens, 24 new tokens), "
+          f"n={len(idle)} idle / {len(during)} training, engine on {status.get('device', '?')}:")
     for q in (0.5, 0.95):
         a, b = pct(idle, q), pct(during, q)
         print(f"  p{int(q * 100):<3} idle {a * 1000:8.0f} ms   while training {b * 1000:8.0f} ms   ratio {b / a:5.2f}x")
-    print(json.dumps({"turnaround_s": round(t_live - t_save, 2), "stages": {n: round(s, 3) for n, s in stages},
-                      "idle_p50_ms": round(pct(idle, .5) * 1000), "training_p50_ms": round(pct(during, .5) * 1000)}))
-    d.stop()
-    if not args.keep:
-        shutil.rmtree(tmp, ignore_errors=True)
+    return {"turnaround_s": round(run["turnaround_s"], 2), "promoted": run["promoted"], "gate_reason": run["gate_reason"],
+            "stages": {n: round(s, 3) for n, s in stages}, "cold_start": cold, "words": words, "steps": args.steps,
+            "base": args.shape or args.base, "engine": status,
+            "idle_ms": [round(x * 1000, 1) for x in idle], "training_ms": [round(x * 1000, 1) for x in during],
+            "idle_p50_ms": round(pct(idle, .5) * 1000), "training_p50_ms": round(pct(during, .5) * 1000)}
+
+
+def engine_status(url: str) -> dict:
+    import httpx
+
+    try:
+        status = httpx.get(url + "/api/status", timeout=30).json()
+    except (httpx.HTTPError, ValueError):
+        return {}
+    engine = status.get("engine") or {}
+    keys = ("backend", "device", "quantization", "merged_adapter", "memory_bytes")
+    return {"lore": status.get("lore"), **{k: engine.get(k) for k in keys if k in engine}}
+
+
+def main() -> None:
+    args = parse_args()
+    clock = Clock(args.deadline)
+    tmp = Path(tempfile.mkdtemp(prefix="pw-turnaround-"))
+    base = str(build_shape(args.shape, Path(args.tokenizer), tmp / f"base-{args.shape}")) if args.shape else args.base
+    chapters, edit = manuscript_words(Path(args.corpus), args.words)
+    extra = "".join(f", {k}: {v}" for k, v in (("dtype", args.dtype), ("backend", args.backend)) if v != "auto")
+    project = make_project(tmp / "novel", chapters, base, args.steps, min_new_words=min(2000, len(edit.split()) // 2),
+                           model_extra=extra, gate_margin=args.gate_margin)
+    words = sum(len(c.split()) for c in chapters)
+    print(f"manuscript: {words} words in {len(chapters)} chapters; edit: {len(edit.split())} words; base: {base}")
+    d = DaemonProcess(project, tmp / "daemon.log")
+    try:
+        t_start = time.time()
+        d.start(timeout=clock.left(600))
+        cold = cold_start(d, t_start, clock)
+        prompt = " ".join(" ".join(chapters).split()[: int(args.prompt_tokens * 0.75)])
+        idle = completion_latencies(d.url, prompt, args.requests)
+        run = turnaround(d, project, edit, prompt, args, clock)
+        result = report(args, words, cold, idle, run, engine_status(d.url))
+        print(json.dumps({k: result[k] for k in ("turnaround_s", "promoted", "stages", "idle_p50_ms", "training_p50_ms")}))
+        if args.json_out:
+            Path(args.json_out).write_text(json.dumps(result, indent=1))
+    finally:
+        d.stop()
+        if args.json_out:
+            shutil.copy(tmp / "daemon.log", Path(args.json_out).with_name("daemon.log"))
+        if not args.keep:
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":
