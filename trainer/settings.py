@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 DEFAULT_PERSONA_SYSTEM = (
     "You are the author's writing partner. Write in the author's own voice: their vocabulary, "
@@ -108,7 +108,10 @@ class TrainingSettings(Strict):
                                    "(full-vocabulary fp32 logits are never materialised for the whole batch).")
     kl_lambda: float = Field(0.0, ge=0, description="KL-regularised SFT: weight of KL(base || adapter); 0 disables.")
     kl_tau: float = Field(1.0, gt=0, description="Temperature of the KL term (loss scaled by tau^2).")
-    gradient_checkpointing: bool = False
+    gradient_checkpointing: bool | float = Field(
+        False, description="Recompute layer activations in backward to save memory: true (every decoder layer), "
+        "false, or a fraction of the layers (evenly spaced, e.g. 0.5): each layer left out is faster and keeps its "
+        "activations. MLX: any value above 0 means every layer.")
     precision: Literal["auto", "bf16", "fp16", "fp32"] = Field("auto", description="auto: bf16 where the GPU has it, else fp32.")
     seed: int = 0
     # stopping
@@ -131,6 +134,18 @@ class TrainingSettings(Strict):
     # MLX backend only
     mlx_num_layers: int = Field(-1, description="MLX: how many of the last layers get adapters; -1 = all.")
 
+    @field_validator("gradient_checkpointing")
+    @classmethod
+    def _fraction(cls, v: bool | float) -> bool | float:
+        if not isinstance(v, bool) and not 0.0 <= v <= 1.0:
+            raise ValueError("must be true, false or a fraction of the layers between 0 and 1")
+        return v
+
     @property
     def scale(self) -> float:
         return self.alpha / self.rank
+
+    @property
+    def checkpoint_fraction(self) -> float:
+        """Share of decoder layers recomputed in backward (0.0 none, 1.0 all)."""
+        return float(self.gradient_checkpointing)

@@ -86,7 +86,7 @@ def _free_cuda() -> None:
 def next_rung(s: TrainingSettings) -> tuple[TrainingSettings, str] | None:
     """The OOM ladder: checkpointing, then halve the batch (doubling accumulation), then rank 64->32->16
     keeping alpha/rank, then cap rows at 1024 tokens. None when nothing is left to give."""
-    if not s.gradient_checkpointing:
+    if s.checkpoint_fraction < 1:  # none or some layers: all of them
         return s.model_copy(update={"gradient_checkpointing": True}), "gradient_checkpointing"
     if s.batch_size > 1:
         b = s.batch_size // 2

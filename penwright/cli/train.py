@@ -23,6 +23,8 @@ def _flag_type(annotation):
     args = [a for a in typing.get_args(annotation) if a is not type(None)]
     if typing.get_origin(annotation) is typing.Literal:
         return str
+    if set(args) == {bool, float}:  # true, false or a fraction (gradient_checkpointing): pydantic parses the text
+        return str
     if annotation in _SIMPLE:
         return annotation
     if len(args) == 1 and args[0] in _SIMPLE:

@@ -164,7 +164,7 @@ def run_mlx_training(dataset_dir: Path, settings: TrainingSettings, base_model: 
     args = TrainingArgs(batch_size=settings.batch_size, iters=iters, val_batches=-1, steps_per_report=settings.log_every,
                         steps_per_eval=settings.eval_every or 10**9, steps_per_save=settings.save_every,
                         max_seq_length=max_len, adapter_file=str(live / "adapters.safetensors"),
-                        grad_checkpoint=settings.gradient_checkpointing,
+                        grad_checkpoint=settings.checkpoint_fraction > 0,
                         grad_accumulation_steps=settings.grad_accumulation)
     callback = _Callback(settings, total, on_progress, should_stop, clock, done)
     clock.begin_training()
