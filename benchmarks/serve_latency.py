@@ -5,16 +5,21 @@ through the real Engine with a LoRA adapter live. Reported per configuration: p5
 and total, decode tokens/s, at 1 and 8 concurrent clients, idle and while a LoRA training loop
 runs in another process on the same device. The plain-PEFT baseline (`model.generate()` with an
 unmerged adapter, batch 1, as in ../shared/docs/baselines.md) is measured in the same run.
-Then the hot-swap check: 8 clients streaming while 10 promotions happen; failed requests and
-the engine's pause per swap.
+Each engine configuration runs with max_batch 1 (one sequence per forward pass, in turn: the
+engine before batched decode) and with batched decode (`--max-batch`, default 1 and 8), and a
+side-by-side table gives their ratios. Then the hot-swap check on the last configuration: 8
+clients streaming while 10 promotions happen; failed requests and the engine's pause per swap.
 
     python benchmarks/serve_latency.py --model ../shared/models/gutenberg-qwen2-31m      # CPU
     python benchmarks/serve_latency.py --shape 0.5b --shape 7b --device cuda             # GPU, random-init Qwen2.5 shapes
+    python benchmarks/serve_latency.py --shape 0.5b --shape 7b --device cuda --only-merged --requests 12 \
+        --requests-per-client 2                                                            # the H200 run (~5 min)
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import random
@@ -250,9 +255,6 @@ def start_training(args, shape: str | None) -> subprocess.Popen:
 
 # ---- main ------------------------------------------------------------------------------------------------
 def bench_model(args, shape: str | None, out: dict) -> None:
-    from penwright.server.engine import Engine
-    from penwright.server.engine.torch_backend import TorchBackend
-
     t0 = time.perf_counter()
     model, tok, label = build_model(args, shape)
     tmp = Path(tempfile.mkdtemp(prefix="pw-bench-"))
@@ -263,51 +265,106 @@ def bench_model(args, shape: str | None, out: dict) -> None:
     if not args.only_merged:
         res["baseline: generate() + unmerged PEFT"] = baseline(model, tok, adapters[0], prompts(tok, n1 + 2, args.prompt_tokens, 1))
         report(label, res, args)
-    variants = [("engine, unmerged PEFT", False), ("engine, live adapter merged", True)]
-    variants = variants[1:] if args.only_merged else variants
-    for name, merge in variants:
-        engine = Engine(TorchBackend(label, merge_live=merge, preloaded=(model, tok)), max_active=16).start()
-        engine.set_live("v1", adapters[0])
-        run_clients(engine, prompts(tok, 3, args.prompt_tokens, 2), 1)  # warm-up
-        res[f"{name}, 1 client, idle"] = run_clients(engine, prompts(tok, n1, args.prompt_tokens, 3), 1)
-        res[f"{name}, 8 clients, idle"] = run_clients(engine, prompts(tok, n8, args.prompt_tokens, 4), 8)
-        if merge == variants[-1][1] and not args.no_training:
-            trainer = start_training(args, shape)
-            try:
-                res[f"{name}, 1 client, training"] = run_clients(engine, prompts(tok, n1, args.prompt_tokens, 5), 1)
-                res[f"{name}, 8 clients, training"] = run_clients(engine, prompts(tok, n8, args.prompt_tokens, 6), 8)
-            finally:
-                trainer.kill()
-                trainer.wait()
-        if merge == variants[-1][1]:
-            res["hot-swap: 8 clients streaming, 10 promotions"] = swap_under_load(
-                engine, adapters, prompts(tok, n8, args.prompt_tokens, 7))
-        engine.stop()
-        engine.backend.model = engine.backend.model.unload() if hasattr(engine.backend.model, "peft_config") else engine.backend.model
-        model = engine.backend.model
+    merges = [True] if args.only_merged else [False, True]
+    variants = [(merge, mb) for merge in merges for mb in args.max_batch]
+    for merge, mb in variants:  # idle
+        name = variant_name(merge, mb)
+        with serving(model, tok, label, adapters, merge, mb, args.prompt_tokens) as engine:
+            res[f"{name}, 1 client, idle"] = run_clients(engine, prompts(tok, n1, args.prompt_tokens, 3), 1)
+            res[f"{name}, 8 clients, idle"] = run_clients(engine, prompts(tok, n8, args.prompt_tokens, 4), 8)
+            if (merge, mb) == variants[-1]:
+                res[f"hot-swap: 8 clients streaming, 10 promotions ({name})"] = swap_under_load(
+                    engine, adapters, prompts(tok, n8, args.prompt_tokens, 7))
         report(label, res, args)
+    if not args.no_training:  # the merged engine (the CUDA default) beside a training run, each max_batch
+        trainer = start_training(args, shape)
+        try:
+            for mb in args.max_batch:
+                name = variant_name(True, mb)
+                with serving(model, tok, label, adapters, True, mb, args.prompt_tokens) as engine:
+                    res[f"{name}, 1 client, training"] = run_clients(engine, prompts(tok, n1, args.prompt_tokens, 5), 1)
+                    res[f"{name}, 8 clients, training"] = run_clients(engine, prompts(tok, n8, args.prompt_tokens, 6), 8)
+        finally:
+            trainer.kill()
+            trainer.wait()
+        report(label, res, args)
+    compare(label, res, args)
+
+
+def variant_name(merge: bool, max_batch: int) -> str:
+    return f"engine, {'live adapter merged' if merge else 'unmerged PEFT'}, max_batch {max_batch}"
+
+
+@contextlib.contextmanager
+def serving(model, tok, label: str, adapters: list[Path], merge: bool, max_batch: int, prompt_tokens: int):
+    """An Engine over the shared model with adapter v1 live, warmed up; the plain model is restored after."""
+    from penwright.server.engine import Engine
+    from penwright.server.engine.torch_backend import TorchBackend
+
+    engine = Engine(TorchBackend(label, merge_live=merge, preloaded=(model, tok)), max_active=16,
+                    max_batch=max_batch).start()
+    try:
+        engine.set_live("v1", adapters[0])
+        run_clients(engine, prompts(tok, 3, prompt_tokens, 2), 1)  # warm-up
+        run_clients(engine, prompts(tok, 8, 64, 2), 8)  # and of the batched shapes
+        yield engine
+    finally:
+        engine.call(engine.backend._slots.unmerge)  # the next engine gets the unmerged base weights
+        engine.stop()
+        if hasattr(engine.backend.model, "peft_config"):
+            engine.backend.model.unload()
 
 
 def report(label: str, res: dict, args) -> None:
     rows = [(k, v) for k, v in res.items() if "ttft_ms" in v]
     base = res.get("baseline: generate() + unmerged PEFT")
     print(f"\n### {label}: {args.prompt_tokens}-token prompts, 24-48 new tokens, greedy, LoRA r=16 on 7 projections")
-    print("| configuration | requests | TTFT p50 / p95 / p99 ms | total p50 / p95 / p99 ms | tok/s per request | baseline TTFT p50 / this |")
-    print("| --- | --- | --- | --- | --- | --- |")
+    print("| configuration | requests | TTFT p50 / p95 / p99 ms | total p50 / p95 / p99 ms | tok/s per request "
+          "| aggregate tok/s | baseline TTFT p50 / this |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
     for k, v in rows:
         ratio = f"{base['ttft_ms'][50] / v['ttft_ms'][50]:.2f}x" if base else "(baseline not run)"
         t, tt = v["ttft_ms"], v["total_ms"]
         print(f"| {k} | {v['requests']} ({v['errors']} failed) | {t[50]:.1f} / {t[95]:.1f} / {t[99]:.1f} | "
-              f"{tt[50]:.0f} / {tt[95]:.0f} / {tt[99]:.0f} | {v['tok_s_per_client']:.1f} | {ratio} |")
-    swap = res.get("hot-swap: 8 clients streaming, 10 promotions")
-    if swap:
-        print(f"\nhot-swap: {swap['promotions']} promotions during {swap['requests']} streamed requests: "
-              f"{swap['failed_requests']} failed; engine paused p50 {swap['engine_pause_ms']['p50']:.1f} ms, "
-              f"max {swap['engine_pause_ms']['max']:.1f} ms per swap (set_live wall p50 {swap['swap_wall_ms']['p50']:.1f} ms); "
-              f"TTFT p50/p95 during swaps {swap['during_swaps']['ttft_ms'][50]:.1f}/{swap['during_swaps']['ttft_ms'][95]:.1f} ms; "
-              f"adapters loaded after: {swap['loaded_after']}")
+              f"{tt[50]:.0f} / {tt[95]:.0f} / {tt[99]:.0f} | {v['tok_s_per_client']:.1f} | {v['tok_s_overall']:.1f} | {ratio} |")
+    for key, swap in res.items():
+        if key.startswith("hot-swap"):
+            print(f"\n{key}: {swap['promotions']} promotions during {swap['requests']} streamed requests: "
+                  f"{swap['failed_requests']} failed; engine paused p50 {swap['engine_pause_ms']['p50']:.1f} ms, "
+                  f"max {swap['engine_pause_ms']['max']:.1f} ms per swap (set_live wall p50 {swap['swap_wall_ms']['p50']:.1f} ms); "
+                  f"TTFT p50/p95 during swaps {swap['during_swaps']['ttft_ms'][50]:.1f}/{swap['during_swaps']['ttft_ms'][95]:.1f} ms; "
+                  f"adapters loaded after: {swap['loaded_after']}")
     if args.out:
         Path(args.out).write_text(json.dumps(OUT, indent=1, default=str))
+    sys.stdout.flush()
+
+
+def compare(label: str, res: dict, args) -> None:
+    """max_batch 1 (one sequence per step, the old engine) beside each larger max_batch, same load."""
+    one = 1 if 1 in args.max_batch else None
+    others = [mb for mb in args.max_batch if mb != 1]
+    if one is None or not others:
+        return
+    print(f"\n### {label}: max_batch 1 vs batched, side by side (ratio = max_batch 1 / batched; >1 = batched better,"
+          " for tok/s batched / max_batch 1)")
+    print("| engine, load | max_batch | TTFT p50 / p95 ms | total p50 / p95 ms | aggregate tok/s | TTFT p95 ratio "
+          "| total p50 ratio | tok/s ratio |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    for key in res:
+        if ", max_batch 1, " not in key:
+            continue
+        a = res[key]
+        for mb in others:
+            b = res.get(key.replace(", max_batch 1, ", f", max_batch {mb}, "))
+            if not b:
+                continue
+            where = key.replace(", max_batch 1", "").replace("engine, ", "")
+            for m, v in ((1, a), (mb, b)):
+                t, tt = v["ttft_ms"], v["total_ms"]
+                ratios = (f"{a['ttft_ms'][95] / t[95]:.2f}x | {a['total_ms'][50] / tt[50]:.2f}x | "
+                          f"{v['tok_s_overall'] / a['tok_s_overall']:.2f}x") if m != 1 else " | | "
+                print(f"| {where} | {m} | {t[50]:.1f} / {t[95]:.1f} | {tt[50]:.0f} / {tt[95]:.0f} | "
+                      f"{v['tok_s_overall']:.1f} | {ratios} |")
     sys.stdout.flush()
 
 
@@ -324,9 +381,12 @@ def main() -> int:
     parser.add_argument("--prompt-tokens", type=int, default=1000)
     parser.add_argument("--no-training", action="store_true", help="skip the runs beside a training loop")
     parser.add_argument("--only-merged", action="store_true", help="skip the baseline and the unmerged engine")
+    parser.add_argument("--max-batch", type=int, action="append",
+                        help="engine max_batch values to compare (default: 1 and 8; 1 = one sequence per step)")
     parser.add_argument("--out", help="also write the figures as JSON here")
     parser.add_argument("--train-loop", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    args.max_batch = args.max_batch or [1, 8]
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     _bootstrap_imports()
     if args.train_loop:

@@ -380,7 +380,11 @@ class Engine:
         if tok in self.backend.eos_ids:
             self._finish(seq, "stop", flush=True)
             return False
-        text, stopped = seq.stream.push(tok)
+        try:
+            text, stopped = seq.stream.push(tok)
+        except Exception as err:  # the request's own stop_check failed: that request only
+            self._failed(seq, err)
+            return False
         if text:
             seq.channel.put(Delta(text))
         if stopped:
