@@ -105,7 +105,7 @@ def start_engine_for(project):
     m = project.settings.model
     path = resolve_model(m.base, project.paths.models, lambda: manuscript_texts(project))
     backend = make_backend(path, m.backend, m.quantization, m.dtype, m.max_context_tokens)
-    return Engine(backend).start()
+    return Engine(backend, max_batch=project.settings.server.max_batch).start()
 
 
 def _open_lore(project):

@@ -229,7 +229,7 @@ def make_services(daemon: Daemon):
 
         m = project.settings.model
         backend = make_backend(daemon.dataset.base_model(), m.backend, m.quantization, m.dtype, m.max_context_tokens)
-        services.engine = Engine(backend).start()
+        services.engine = Engine(backend, max_batch=project.settings.server.max_batch).start()
     services.sync_live()
     daemon.dataset.lore = services.lore
     return services

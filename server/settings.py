@@ -23,6 +23,8 @@ class ServerSettings(_Strict):
     api_key: str | None = Field(None, description="Bearer key clients must send; required off loopback.")
     cors_origins: list[str] = Field(default_factory=list, description="Allowed browser origins; empty = CORS off.")
     model_name: str = Field("penwright", description="Model id clients ask for; versions are penwright@vN.")
+    max_batch: int = Field(8, ge=1, le=256, description="Requests of one adapter decoded together per forward "
+                           "pass (torch); 1 = one request per step, in turn.")
 
 
 class UpstreamSettings(_Strict):
