@@ -21,10 +21,10 @@ import threading
 import time
 from collections import deque
 from concurrent.futures import Future
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from penwright.errors import ServeError
+from penwright.server.engine.schedule import Batch, Seq, Stats, prefill_chunks
 from penwright.server.engine.text import TextStream
 from penwright.server.engine.types import (ADAPTER_NAME, BASE, LIVE, Channel, Delta, Finished,
                                            GenerationRequest, Started)
@@ -41,54 +41,26 @@ class RequestError(ServeError):
         self.param, self.code, self.status = param, code, status
 
 
-@dataclass
-class _Seq:
-    req: GenerationRequest
-    channel: Channel
-    adapter: str | None
-    prompt_tokens: int
-    stream: TextStream
-    it: object = None  # one-at-a-time: the backend's token iterator
-    row: object = None  # batched: the backend's row state, decoded in `batch`
-    batch: "_Batch | None" = None
-    generated: int = 0
-
-
-@dataclass(eq=False)
-class _Batch:
-    """Running sequences of one adapter selection that decode together (at most max_batch)."""
-
-    adapter: str | None
-    scale: float | None
-    kv: object  # the backend's KVBatch
-    seqs: list[_Seq] = field(default_factory=list)
-
-
-@dataclass
-class _Stats:
-    served: int = 0
-    failed: int = 0
-    cancelled: int = 0
-    swaps: list[float] = field(default_factory=list)  # seconds the engine thread spent per hot-swap
-
-
 class Engine:
     """Owns a backend (TorchBackend or MlxBackend) on its own thread. See docs/architecture.md "Engine"."""
 
     def __init__(self, backend, max_active: int = 16, max_loaded_adapters: int = 4, max_queue: int = 256,
-                 max_batch: int = 8):
+                 max_batch: int = 8, prefill_tokens: int = 2048):
         self.backend = backend
         self.max_active = max_active
         # sequences per forward pass; 1 = one sequence per step, in turn (backends without step() always are)
         self.max_batch = max_batch if hasattr(backend, "step") else 1
-        self._batches: list[_Batch] = []
+        # batched: requests arriving together (one adapter selection) are prefilled in one pass of up to this
+        # many tokens, padded to the longest; more costs their first tokens more than it saves
+        self.prefill_tokens = prefill_tokens
+        self._batches: list[Batch] = []
         self.max_queue = max_queue  # requests waiting beyond this are refused (HTTP 429) rather than piling up
         self.max_loaded_adapters = max_loaded_adapters
         self.live: str | None = None
-        self.stats = _Stats()
+        self.stats = Stats()
         self._queue: queue.Queue = queue.Queue()
         self._waiting: deque = deque()
-        self._active: list[_Seq] = []
+        self._active: list[Seq] = []
         self._turn = itertools.count()
         self._in_use: dict[str | None, int] = {}
         self._last_used: dict[str, float] = {}
@@ -239,8 +211,9 @@ class Engine:
         with self.backend.thread_context():
             while not self._stopping:
                 self._drain(block=not self._active and not self._waiting)
-                while self._waiting and len(self._active) < self.max_active:
-                    self._admit(*self._waiting.popleft())
+                room = min(self.max_active - len(self._active), len(self._waiting))
+                if room > 0:
+                    self._admit_all([self._waiting.popleft() for _ in range(room)])
                 if self._batches:
                     self._step_batch(self._batches[next(self._turn) % len(self._batches)])
                 elif self._active:
@@ -252,18 +225,22 @@ class Engine:
             item = self._queue.get(timeout=0.5) if block else self._queue.get_nowait()
         except queue.Empty:
             return
+        fresh: list = []
         while item is not None:
             kind, a, b = item
             if kind == "call":
+                self._admit_all(fresh)  # requests queued before a call (e.g. a hot-swap) start before it
+                fresh = []
                 self._run_call(a, b)
-            elif len(self._active) < self.max_active and not self._waiting:
-                self._admit(a, b)
+            elif len(self._active) + len(fresh) < self.max_active and not self._waiting:
+                fresh.append((a, b))
             else:
                 self._waiting.append((a, b))
             try:
                 item = self._queue.get_nowait()
             except queue.Empty:
-                return
+                break
+        self._admit_all(fresh)
 
     @staticmethod
     def _run_call(fn, fut: Future) -> None:
@@ -272,11 +249,21 @@ class Engine:
         except BaseException as err:
             fut.set_exception(err)
 
-    def _admit(self, req: GenerationRequest, channel: Channel) -> None:
+    def _admit_all(self, items: list) -> None:
+        """Start requests, then prefill them now: time to first token is what inline completion feels."""
+        fresh = [s for s in (self._admit(req, channel) for req, channel in items) if s is not None]
+        if self.max_batch == 1:
+            for seq, _ids in fresh:
+                self._advance(seq)
+            return
+        for chunk in prefill_chunks(fresh, self.max_batch, self.prefill_tokens):
+            self._prefill(chunk)
+
+    def _admit(self, req: GenerationRequest, channel: Channel) -> tuple[Seq, list[int]] | None:
         if channel.cancelled.is_set():
             self.stats.cancelled += 1
             channel.put(Finished("cancelled", 0, 0, None))
-            return
+            return None
         try:
             adapter = self._resolve(req.adapter)
             ids, dropped = self._fit(req)
@@ -284,20 +271,16 @@ class Engine:
         except Exception as err:
             self.stats.failed += 1
             channel.put(err if isinstance(err, ServeError) else ServeError(f"generation failed: {err}"))
-            return
+            return None
         stream = TextStream(self.backend.decode, req.sampling.stop, req.stop_check)
-        seq = _Seq(req, channel, adapter, len(ids), stream, it)
+        seq = Seq(req, channel, adapter, len(ids), stream, it)
         self._in_use[adapter] = self._in_use.get(adapter, 0) + 1
         if adapter is not None:
             self._last_used[adapter] = time.monotonic()
         channel.put(Started(adapter, len(ids), dropped))
         self._active.append(seq)
         self._update_merge_target()
-        # prefill now: time to first token is what inline completion feels
-        if it is not None:
-            self._advance(seq)
-        else:
-            self._prefill(seq, ids)
+        return seq, ids
 
     def _resolve(self, wanted: str) -> str | None:
         if wanted == LIVE:
@@ -326,7 +309,7 @@ class Engine:
             ids = ids[over:]
         return ids, max(over, 0)
 
-    def _advance(self, seq: _Seq) -> None:
+    def _advance(self, seq: Seq) -> None:
         """One-at-a-time: the next token of one sequence (the first `next()` is its prefill)."""
         if seq.channel.cancelled.is_set():
             self.stats.cancelled += 1
@@ -338,23 +321,34 @@ class Engine:
             return
         self._take(seq, tok)
 
-    def _prefill(self, seq: _Seq, ids: list[int]) -> None:
-        """Batched: prefill alone, send the first token, then join a batch of the same adapter selection."""
+    def _prefill(self, chunk: list[tuple[Seq, list[int]]]) -> None:
+        """Batched: prefill requests of one adapter selection together, send each first token, then each joins
+        a batch of that selection."""
+        seqs = [seq for seq, _ids in chunk]
         try:
-            seq.row = self.backend.prefill(ids, seq.adapter, seq.req.adapter_scale, seq.req.sampling)
-        except Exception as err:
-            self._failed(seq, err)
+            rows = self.backend.prefill([ids for _seq, ids in chunk], [s.req.sampling for s in seqs],
+                                        seqs[0].adapter, seqs[0].req.adapter_scale)
+        except Exception as err:  # the forward pass failed: every request in it fails
+            for seq in seqs:
+                self._failed(seq, err)
             return
-        if self._take(seq, seq.row.last):
-            batch = next((b for b in self._batches if b.adapter == seq.adapter and b.scale == seq.req.adapter_scale
-                          and len(b.seqs) < self.max_batch), None)
-            if batch is None:
-                batch = _Batch(seq.adapter, seq.req.adapter_scale, self.backend.new_batch())
-                self._batches.append(batch)
-            batch.seqs.append(seq)
-            seq.batch = batch
+        for seq, row in zip(seqs, rows):
+            if isinstance(row, BaseException):
+                self._failed(seq, row)
+            elif self._take(seq, row.last):
+                seq.row = row
+                self._join(seq)
 
-    def _step_batch(self, batch: _Batch) -> None:
+    def _join(self, seq: Seq) -> None:
+        batch = next((b for b in self._batches if b.adapter == seq.adapter and b.scale == seq.req.adapter_scale
+                      and len(b.seqs) < self.max_batch), None)
+        if batch is None:
+            batch = Batch(seq.adapter, seq.req.adapter_scale, self.backend.new_batch())
+            self._batches.append(batch)
+        batch.seqs.append(seq)
+        seq.batch = batch
+
+    def _step_batch(self, batch: Batch) -> None:
         """One forward pass for every row of `batch`; cancelled rows leave it first."""
         for seq in [s for s in batch.seqs if s.channel.cancelled.is_set()]:
             self.stats.cancelled += 1
@@ -374,7 +368,7 @@ class Engine:
             else:
                 self._take(seq, tok)
 
-    def _take(self, seq: _Seq, tok: int) -> bool:
+    def _take(self, seq: Seq, tok: int) -> bool:
         """Send one generated token's text; finish the sequence on EOS, a stop or max_tokens. True if it goes on."""
         seq.generated += 1
         if tok in self.backend.eos_ids:
@@ -395,12 +389,12 @@ class Engine:
             return True
         return False
 
-    def _failed(self, seq: _Seq, err: BaseException) -> None:
+    def _failed(self, seq: Seq, err: BaseException) -> None:
         log.error("generation failed", exc_info=err)
         self.stats.failed += 1
         self._finish(seq, None, ServeError(f"generation failed: {err}"))
 
-    def _finish(self, seq: _Seq, reason: str | None, error: BaseException | None = None, flush: bool = False) -> None:
+    def _finish(self, seq: Seq, reason: str | None, error: BaseException | None = None, flush: bool = False) -> None:
         if seq.it is not None:
             seq.it.close()  # frees the KV cache
         if seq.batch is not None:  # the batch drops its cache rows at its next step

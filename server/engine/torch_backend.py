@@ -4,7 +4,7 @@ Several LoRA adapters live side by side in one PeftModel; each decode step first
 activates the adapter (and scale) of the sequences it advances, so sequences
 with different adapters can be interleaved step by step without mixing.
 `open()` generates one sequence (the engine's max_batch 1); `prefill()` + `step()`
-decode the sequences of one adapter selection together (torch_batch.py).
+prefill and decode the sequences of one adapter selection together (torch_batch.py).
 """
 
 from __future__ import annotations
@@ -166,21 +166,35 @@ class TorchBackend(HFTokenizerText):
             past, logits = out.past_key_values, out.logits[0, -1]
 
     # ---- batched generation (torch_batch.py) ---------------------------------------------------------
-    def prefill(self, ids: list[int], adapter: str | None, scale: float | None, params: SamplingParams):
-        """Prefill one prompt alone and sample its first token (`row.last`); the row then joins a KVBatch."""
+    def prefill(self, prompts: list[list[int]], params: list[SamplingParams], adapter: str | None,
+                scale: float | None) -> list:
+        """Prefill prompts of one adapter selection in one forward pass and sample each first token (`row.last`).
+        Returns a Row per prompt (to join a KVBatch), or the exception that row's sampling raised."""
         import torch
 
         from penwright.server.engine.torch_batch import Row, batchable
 
-        prompt = torch.tensor([ids], dtype=torch.long, device=self.device)
+        longest = max(map(len, prompts))
+        # (B, T), right-padded: causal attention keeps every real token's pass exactly as alone
+        tokens = torch.tensor([ids + ids[-1:] * (longest - len(ids)) for ids in prompts], dtype=torch.long,
+                              device=self.device)
+        ends = torch.tensor([[len(ids) - 1] for ids in prompts], dtype=torch.long, device=self.device)
         self._activate(adapter, scale)
-        out = self.model(input_ids=prompt, use_cache=True, logits_to_keep=1)
+        out = self.model(input_ids=tokens, use_cache=True, logits_to_keep=1 if len(prompts) == 1 else ends)
         if not batchable(out.past_key_values):
-            raise ServeError("this model's KV cache cannot be batched", "Serve it with max_batch 1.")
-        kv = [(layer.keys, layer.values) for layer in out.past_key_values.layers]
-        row = Row(prompt[0], params, make_generator(params.seed, self.device), kv, len(ids))
-        row.sample(out.logits[0, -1])
-        return row
+            raise ServeError("this model's KV cache cannot be batched", "Serve it with server.max_batch: 1.")
+        layers = [(layer.keys, layer.values) for layer in out.past_key_values.layers]
+        rows: list = []
+        for i, ids in enumerate(prompts):
+            n = len(ids)
+            kv = [(k[i : i + 1, :, :n], v[i : i + 1, :, :n]) for k, v in layers]
+            row = Row(tokens[i, :n], params[i], make_generator(params[i].seed, self.device), kv, n)
+            try:
+                row.sample(out.logits[i, -1])
+                rows.append(row)
+            except Exception as err:  # this row's error only
+                rows.append(err)
+        return rows
 
     def new_batch(self):
         from penwright.server.engine.torch_batch import KVBatch

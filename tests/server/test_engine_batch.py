@@ -102,6 +102,7 @@ def test_greedy_rows_joining_and_leaving_match_alone(solo, batched):
     assert [g[0] for g in got] == [w[0] for w in want]
     assert [g[1].completion_tokens for g in got] == [w[1].completion_tokens for w in want]
     steps = decode_batches(shapes)
+    assert [b for b, t in shapes if t > 1] == [3, 2], "each wave is prefilled in one pass"
     assert steps[0] == 3, "the first wave decodes together"
     assert max(steps) == 5, "the second wave joined the running first wave"
     assert len(steps) < sum(w[1].completion_tokens for w in want) - len(want)  # fewer passes than tokens
@@ -159,8 +160,8 @@ def test_adapter_groups_take_turns_without_mixing(solo, batched):
     assert seen == [[1, 1, 2, 2]]  # light x2, sail x2, base, light at 0.5: four selections
 
 
-def test_max_batch_caps_rows_per_pass(tiny_model_dir, solo):
-    eng = tiny_engine(tiny_model_dir, max_batch=2)
+def test_max_batch_and_prefill_tokens_cap_each_pass(tiny_model_dir, solo):
+    eng = tiny_engine(tiny_model_dir, max_batch=2, prefill_tokens=100)
     rs = [req(p, max_tokens=10) for p in PROMPTS + PROMPTS[:1]]
     try:
         with forward_shapes(eng) as shapes:
@@ -169,6 +170,8 @@ def test_max_batch_caps_rows_per_pass(tiny_model_dir, solo):
         eng.stop()
     assert got == [alone(solo, r)[0] for r in rs]
     assert max(decode_batches(shapes)) == 2
+    prefills = [(b, t) for b, t in shapes if t > 1]
+    assert len(prefills) < len(rs) and all(b == 1 or b * t <= 100 for b, t in prefills)
 
 
 def test_hot_swap_during_batched_streams(tiny_model_dir, adapters, solo):
