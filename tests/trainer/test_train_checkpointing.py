@@ -8,7 +8,7 @@ from pydantic import ValidationError
 from train_fixtures import EXAMPLE_MANUSCRIPT, paragraphs, row
 
 from penwright.trainer import data as D
-from penwright.trainer.backends.torch_backend import checkpointed_layers
+from penwright.trainer.backends.checkpointing import checkpointed_layers
 from penwright.trainer.settings import ModelSettings, TrainingSettings
 from penwright.trainer.train import next_rung
 
@@ -40,41 +40,73 @@ def test_oom_ladder_turns_partial_checkpointing_into_full():
     assert rung == "batch_1"
 
 
-def _loss_and_grads(backend, batch):
+class _HeldForBackward:
+    """Bytes of every tensor an op produced in the forward that is still alive afterwards, i.e. held for backward
+    (a tensor kept by autograd, or cached by selective checkpointing, keeps its Python object alive)."""
+
+    def __init__(self):
+        self.refs = []
+
+    def mode(self):
+        import weakref
+
+        import torch
+        from torch.utils._python_dispatch import TorchDispatchMode
+        from torch.utils._pytree import tree_leaves
+
+        refs = self.refs
+
+        class Record(TorchDispatchMode):
+            def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+                out = func(*args, **(kwargs or {}))
+                refs.extend(weakref.ref(t) for t in tree_leaves(out) if isinstance(t, torch.Tensor))
+                return out
+
+        return Record()
+
+    def bytes(self, model) -> int:
+        """Live bytes, not counting the model's weights (a transposed weight is a view of it)."""
+        import gc
+
+        gc.collect()
+        weights = {p.untyped_storage().data_ptr() for p in model.parameters()}
+        live = {t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for t in (r() for r in self.refs) if t is not None}
+        return sum(n for ptr, n in live.items() if ptr not in weights)
+
+
+def _run(backend, batch, seed: int = 0):
+    """(loss, LoRA gradients, bytes held for backward after the forward, MLP starts per layer) of one step."""
     import torch
 
-    backend.model.zero_grad(set_to_none=True)
-    ce, _, n = backend.loss_sums(batch, kl=False)
-    (ce / n).backward()
-    grads = {name: p.grad.detach().clone() for name, p in backend.model.named_parameters() if p.requires_grad}
-    backend.model.zero_grad(set_to_none=True)
-    assert all(torch.isfinite(g).all() for g in grads.values())
-    return float(ce) / n, grads
-
-
-def _recompute_counts(backend, batch) -> list[int]:
-    """How many times each decoder layer's MLP started in one forward + backward: 2 where the layer was recomputed
-    (a pre-hook: the recompute stops early, once it has regenerated every saved tensor)."""
     layers = backend.model.get_base_model().model.layers
-    counts = [0] * len(layers)
-    hooks = [layer.mlp.register_forward_pre_hook(lambda *_, i=i: counts.__setitem__(i, counts[i] + 1))
+    starts = [0] * len(layers)
+    hooks = [layer.mlp.register_forward_pre_hook(lambda *_, i=i: starts.__setitem__(i, starts[i] + 1))
              for i, layer in enumerate(layers)]
+    held = _HeldForBackward()
+    backend.model.zero_grad(set_to_none=True)
+    torch.manual_seed(seed)  # the same dropout masks in every mode
     try:
-        ce, _, n = backend.loss_sums(batch, kl=False)
+        with held.mode():
+            ce, _, n = backend.loss_sums(batch, kl=False)
+        held_bytes = held.bytes(backend.model)
         (ce / n).backward()
     finally:
         for h in hooks:
             h.remove()
-        backend.model.zero_grad(set_to_none=True)
-    return counts
+    grads = {name: p.grad.detach().clone() for name, p in backend.model.named_parameters() if p.requires_grad}
+    backend.model.zero_grad(set_to_none=True)
+    assert all(torch.isfinite(g).all() for g in grads.values())
+    return float(ce.detach()) / n, grads, held_bytes, starts
 
 
-def test_partial_checkpointing_gives_the_loss_and_gradients_of_none_and_full(tiny_model_dir):
+@pytest.fixture(scope="module")
+def backend_and_batch(tiny_model_dir):
+    """A LoRA backend (dropout on) whose settings checkpoint half the layers, and one packed batch."""
     import torch
 
     from penwright.trainer.backends.torch_backend import TorchBackend
 
-    s = TrainingSettings(rank=4, alpha=8, dropout=0.0, loss_chunk_tokens=64, gradient_checkpointing=0.5)
+    s = TrainingSettings(rank=4, alpha=8, dropout=0.1, loss_chunk_tokens=64, gradient_checkpointing=0.5)
     backend = TorchBackend(str(tiny_model_dir), s, ModelSettings(), "cpu").load()
     backend.model.train()
     torch.manual_seed(1)
@@ -84,18 +116,48 @@ def test_partial_checkpointing_gives_the_loss_and_gradients_of_none_and_full(tin
                 p.add_(0.05 * torch.randn_like(p))
     texts = paragraphs(EXAMPLE_MANUSCRIPT)[:6]
     samples = [D.encode_row(backend.tokenizer, row(i, t), 512)[0] for i, t in enumerate(texts)]
-    batch = backend.collate(D.pack(samples, 512))
+    return backend, backend.collate(D.pack(samples, 512))
 
-    assert _recompute_counts(backend, batch) == [2, 1]  # the setting recomputes layer 0 of 2, not layer 1
-    partial, g_partial = _loss_and_grads(backend, batch)
-    assert backend.set_checkpointing(0.0) == [] and _recompute_counts(backend, batch) == [1, 1]
-    none, g_none = _loss_and_grads(backend, batch)
-    assert backend.set_checkpointing(1.0) == [0, 1] and _recompute_counts(backend, batch) == [2, 2]
-    full, g_full = _loss_and_grads(backend, batch)
 
-    assert partial == pytest.approx(none, rel=1e-5) and full == pytest.approx(none, rel=1e-5)
-    assert set(g_partial) == set(g_none) and any("lora_A" in k for k in g_none)
-    assert any(float(g.abs().max()) > 0 for k, g in g_none.items() if "lora_A" in k)
-    for name, g in g_none.items():
-        torch.testing.assert_close(g_partial[name], g, rtol=1e-4, atol=1e-6, msg=name)
-        torch.testing.assert_close(g_full[name], g, rtol=1e-4, atol=1e-6, msg=name)
+def test_every_mode_gives_the_same_loss_and_gradients(backend_and_batch):
+    import torch
+
+    backend, batch = backend_and_batch
+    partial = _run(backend, batch)  # as loaded: layer 0 of 2 checkpointed, by the setting
+    assert partial[3] == [2, 1]  # layer 0 ran again in backward, layer 1 did not
+    assert backend.set_checkpointing(0.0) == {"full": [], "elementwise": []}
+    none = _run(backend, batch)
+    assert none[3] == [1, 1]
+    assert backend.set_checkpointing(1.0) == {"full": [0, 1], "elementwise": []}
+    full = _run(backend, batch)
+    assert full[3] == [2, 2]
+    assert backend.set_checkpointing(0.0, elementwise=True) == {"full": [], "elementwise": [0, 1]}
+    light = _run(backend, batch)
+    assert light[3] == [2, 2]
+    assert backend.set_checkpointing(0.5, elementwise=True) == {"full": [0], "elementwise": [1]}
+    mixed = _run(backend, batch)
+
+    loss, grads = none[0], none[1]
+    assert any("lora_A" in k for k in grads) and any(float(g.abs().max()) > 0 for k, g in grads.items() if "lora_A" in k)
+    for other in (partial, full, light, mixed):
+        assert other[0] == pytest.approx(loss, rel=1e-5)
+        assert set(other[1]) == set(grads)
+        for name, g in grads.items():
+            torch.testing.assert_close(other[1][name], g, rtol=1e-4, atol=1e-6, msg=name)
+    # and the dropout masks matter: another seed gives other gradients (the comparison can fail)
+    reseeded = _run(backend, batch, seed=5)[1]
+    assert any(not torch.allclose(reseeded[k], g) for k, g in grads.items())
+
+
+def test_memory_held_for_backward_falls_with_recomputation(backend_and_batch):
+    backend, batch = backend_and_batch
+    held = {}
+    for name, fraction, elementwise in [("none", 0.0, False), ("half", 0.5, False), ("elementwise", 0.0, True),
+                                        ("full", 1.0, False)]:
+        backend.set_checkpointing(fraction, elementwise)
+        held[name] = _run(backend, batch)[2]
+    backend.set_checkpointing(0.5)
+    assert held["none"] > held["half"] > held["full"]
+    assert held["none"] > held["elementwise"] > held["full"]
+    # keeping only the big products holds well under half of what keeping everything holds
+    assert held["elementwise"] - held["full"] < 0.5 * (held["none"] - held["full"])

@@ -13,13 +13,13 @@ from pathlib import Path
 
 from penwright.errors import ModelNotFoundError, TrainingError
 from penwright.trainer.backends import quantization_available
+from penwright.trainer.backends.checkpointing import GC_KWARGS, set_checkpointing
 from penwright.trainer.settings import ModelSettings, TrainingSettings
 
 log = logging.getLogger(__name__)
 
 ATTN = ["q_proj", "k_proj", "v_proj", "o_proj"]
 MLP = ["gate_proj", "up_proj", "down_proj"]
-GC_KWARGS = {"use_reentrant": False}
 
 
 def linear_leaf_names(model) -> list[str]:
@@ -50,27 +50,6 @@ def target_modules(model, targets: str) -> list[str]:
         raise TrainingError(f"This model has none of {wanted} (its layers: {sorted(present)}).",
                             "Set training overrides {targets: auto}.")
     return found
-
-
-def checkpointed_layers(n_layers: int, fraction: float) -> list[int]:
-    """Indices of the layers to recompute: round(fraction * n) of them (at least one when fraction > 0),
-    evenly spaced from the first, e.g. 28 layers at 0.5 -> 0, 2, 4, ..., 26."""
-    k = min(n_layers, max(1, round(fraction * n_layers))) if fraction > 0 else 0
-    return [i * n_layers // k for i in range(k)]
-
-
-def set_checkpointing(model, fraction: float) -> list[int]:
-    """Selective gradient checkpointing: recompute `fraction` of the decoder layers in backward; the others keep
-    their activations (faster, more memory). Can be changed between steps. Returns the recomputed layers' indices."""
-    from transformers.modeling_layers import GradientCheckpointingLayer
-
-    layers = [m for m in model.modules() if isinstance(m, GradientCheckpointingLayer)]
-    chosen = set(checkpointed_layers(len(layers), fraction))
-    if chosen and not all(hasattr(m, "_gradient_checkpointing_func") for m in layers):
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=GC_KWARGS)  # every layer; pruned below
-    for i, layer in enumerate(layers):  # transformers checks this flag per layer, in each forward
-        layer.gradient_checkpointing = i in chosen
-    return sorted(chosen)
 
 
 def resolve_precision(settings: TrainingSettings, device: str) -> str:
@@ -155,8 +134,9 @@ class TorchBackend:
 
         s = self.settings
         if self.quant != "none":
-            model = prepare_model_for_kbit_training(model, s.checkpoint_fraction > 0, GC_KWARGS)
-        set_checkpointing(model, s.checkpoint_fraction)
+            ckpt = s.checkpoint_fraction > 0 or s.recompute_elementwise
+            model = prepare_model_for_kbit_training(model, ckpt, GC_KWARGS)
+        set_checkpointing(model, s.checkpoint_fraction, s.recompute_elementwise, s.rank)
         if init_adapter is not None:  # warm start: continue training an earlier adapter
             return PeftModel.from_pretrained(model, str(init_adapter), is_trainable=True)
         config = LoraConfig(
@@ -165,9 +145,9 @@ class TorchBackend:
         )
         return get_peft_model(model, config)
 
-    def set_checkpointing(self, fraction: float) -> list[int]:
-        """Change the share of recomputed layers of the loaded model (see `set_checkpointing`)."""
-        return set_checkpointing(self.model.get_base_model(), fraction)
+    def set_checkpointing(self, fraction: float, elementwise: bool = False) -> dict[str, list[int]]:
+        """Change what the loaded model's layers recompute (`penwright.trainer.backends.checkpointing`)."""
+        return set_checkpointing(self.model.get_base_model(), fraction, elementwise, self.settings.rank)
 
     # -- forward -----------------------------------------------------------------------------------------------------
 
