@@ -2,10 +2,11 @@
 
 Scheduling: new requests are admitted (prefilled) as soon as they arrive, so a fresh
 inline completion waits for at most one decode step, not for the running ones to finish.
-With `max_batch` > 1 (backends with `prefill`/`step`: torch), running sequences that share
-an adapter selection (adapter + scale) decode together, up to `max_batch` per forward pass;
-batches of different selections take turns, one step each. With `max_batch` 1 (and on MLX)
-the active sequences advance one token each in turn.
+With `max_batch` > 1 (backends with `prefill`/`step`: torch), requests arriving together
+are prefilled together and running sequences that share an adapter selection (adapter +
+scale) decode together, up to `max_batch` per forward pass; batches of different selections
+take turns, one step each. With `max_batch` 1 (and on MLX) the active sequences advance one
+token each in turn.
 Adapter changes (load, hot-swap, unload) run on the same thread, between steps,
 so no forward pass ever sees a half-loaded adapter; a request keeps the adapter it
 started with to its last token, and an adapter is unloaded only when no running
