@@ -14,8 +14,7 @@
 # without lore never imports chromadb (the `local` mode refuses it, so an import would fail there too).
 set -o pipefail
 cd "$(dirname "$0")/../.." || exit 2
-W=.whl-daemon
-HERE=benchmarks/device
+source benchmarks/device/env.sh  # W, HERE, setup
 SHARED=${PENWRIGHT_SHARED:-../shared}
 PLATFORMS="--platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux_2_24_x86_64
   --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 --platform manylinux1_x86_64"
@@ -36,24 +35,6 @@ fetch() {
   "$py" -c "import json, wordfreq as w; json.dump({x: w.zipf_frequency(x, 'en') for x in w.top_n_list('en', 60000)},
     open('$W/shim/wordfreq/en.json', 'w'))" || exit 3
   du -sh $W $W/*
-}
-
-install() {  # install DIR: its wheels into /tmp/site, once per machine
-  [ -f /tmp/site/.pw-$1 ] && return 0
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
-    $W/$1/*.whl && touch /tmp/site/.pw-$1
-}
-
-setup() {  # there: install the wheels, penwright on PYTHONPATH as the package layout expects; `setup gpu` adds gpu/
-  export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
-  export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
-  for set in wheels "$@"; do install "$set" || exit 3; done
-  mkdir -p /tmp/pw/penwright && cp -r penwright/. /tmp/pw/penwright/ || exit 3
-  for d in server trainer rag; do ln -sfn "$PWD/$d" /tmp/pw/penwright/$d; done
-  export PYTHONPATH=/tmp/site:/tmp/pw:$PWD/$W/shim
-  mkdir -p /tmp/corpus && tar -C /tmp/corpus -xJf $W/corpus.tar.xz || exit 3
-  python3 -c "import torch, transformers, peft, fastapi; print('versions: torch', torch.__version__, 'transformers',
-    transformers.__version__, 'peft', peft.__version__, 'fastapi', fastapi.__version__, 'cuda', torch.cuda.is_available())"
 }
 
 run() {
@@ -90,7 +71,6 @@ local_run() {  # here: the device's package set only, penwright from PYTHONPATH 
 case "$1" in
   fetch) fetch ;;
   run) shift; run "$@" ;;
-  setup) shift; setup "$@" ;;
   local) shift; local_run "$@" ;;
   *) sed -n 2,16p "$0"; exit 2 ;;
 esac
