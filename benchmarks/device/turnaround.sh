@@ -42,7 +42,7 @@ run() {
   mkdir -p "$out"
   setup || exit 3
   echo "setup took $((SECONDS - t0))s"
-  python3 benchmarks/turnaround.py --shape 0.5b --tokenizer $W/tokenizer --corpus /tmp/corpus/austen --words 100000 \
+  python3 benchmarks/turnaround.py --shape 0.5b --tokenizer $W/tokenizer --corpus $R/corpus/austen --words 100000 \
     --steps 60 --gate-margin 1.0 --deadline 400 --json-out "$out/turnaround.json" "$@" 2>&1 \
     | grep -v "it/s\]" | tee "$out/turnaround.log"
   local rc=$?
