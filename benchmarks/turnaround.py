@@ -277,6 +277,7 @@ def main() -> None:
         d.start(timeout=clock.left(600))
         cold = cold_start(d, t_start, clock)
         prompt = " ".join(" ".join(chapters).split()[: int(args.prompt_tokens * 0.75)])
+        completion_latencies(d.url, prompt, 2)  # warm-up (first CUDA kernels, allocator), not counted
         idle = completion_latencies(d.url, prompt, args.requests)
         run = turnaround(d, project, edit, prompt, args, clock)
         result = report(args, words, cold, idle, run, engine_status(d.url))

@@ -43,7 +43,7 @@ run() {
   setup || exit 3
   echo "setup took $((SECONDS - t0))s"
   python3 benchmarks/turnaround.py --shape 0.5b --tokenizer $W/tokenizer --corpus $R/corpus/austen --words 100000 \
-    --steps 60 --gate-margin 1.0 --deadline 400 --json-out "$out/turnaround.json" "$@" 2>&1 \
+    --steps 60 --requests 24 --gate-margin 1.0 --deadline 400 --json-out "$out/turnaround.json" "$@" 2>&1 \
     | grep -v "it/s\]" | tee "$out/turnaround.log"
   local rc=$?
   echo "total $((SECONDS - t0))s (rc $rc)"
