@@ -34,7 +34,7 @@ fetch() {
   cp $HERE/wordfreq_shim.py $W/shim/wordfreq/__init__.py
   "$py" -c "import json, wordfreq as w; json.dump({x: w.zipf_frequency(x, 'en') for x in w.top_n_list('en', 60000)},
     open('$W/shim/wordfreq/en.json', 'w'))" || exit 3
-  du -sh $W $W/*
+  du -sh $W/* $W
 }
 
 run() {
