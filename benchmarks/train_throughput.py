@@ -46,7 +46,8 @@ LENGTHS = HERE / "chunk_lengths.json"
 SHARED = HERE.parent.parent / "shared"
 PEAK_FLOPS = {"cuda": 790e12, "cpu": None}
 RESULT = "RESULT "  # prefix of the child process's answer line on stdout
-DEFAULT_CKPT = ["1", "0.5", "0", "0.5e", "0.25e", "0e"]  # --ckpt values for shapes whose baseline checkpoints
+DEFAULT_CKPT = ["1", "0.5", "0", "0.75e", "0.5e", "0.25e", "0e"]  # --ckpt values where the baseline checkpoints
+QLORA_CKPT = [(1.0, False), (0.0, True), (0.0, False)]  # the 4-bit loop runs those of them that were asked for
 
 SHAPES = {  # Qwen2.5 dims (config.json of the published models); random-init weights
     "0.5b": dict(hidden_size=896, intermediate_size=4864, num_hidden_layers=24, num_attention_heads=14,
@@ -432,7 +433,8 @@ def bench_shape(shape: str, device: str, args, workdir: Path) -> list[str]:
                                                "attention": attention}, n, device, base)
         print("\n".join(line for line, _ in ours[-len(configs):]), flush=True)
     if args.qlora and shape == "7b" and device == "cuda":
-        job = {**common, "loop": "ours", "configs": [c for c in configs if c[0] == configs[0][0]],
+        first = [c for c in configs if c[0] == configs[0][0]]
+        job = {**common, "loop": "ours", "configs": [c for c in first if c[2:] in QLORA_CKPT] or first[:1],
                "quantization": "4bit", "attention": args.attention[-1]}
         ours += ours_lines(shape, "penwright QLoRA nf4", job, n, device, base)
     if shape != "31m":
