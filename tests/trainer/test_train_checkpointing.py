@@ -167,3 +167,18 @@ def test_memory_held_for_backward_falls_with_recomputation(runs):
     assert held["none"] > held["elementwise"] > held["half + elementwise"] > held["full"]
     # keeping only the big products holds well under half of what keeping everything holds
     assert held["elementwise"] - held["full"] < 0.5 * (held["none"] - held["full"])
+
+
+def test_a_run_with_partial_and_elementwise_checkpointing(tiny_model_dir, tmp_path):
+    import yaml
+    from train_fixtures import write_dataset
+
+    from penwright.trainer.train import run_training
+
+    dataset = write_dataset(tmp_path / "ds", paragraphs(EXAMPLE_MANUSCRIPT)[:12])
+    s = TrainingSettings(rank=4, alpha=8, max_seq_length=160, batch_size=2, max_steps=3, eval_every=3, save_every=3,
+                         gradient_checkpointing=0.5, recompute_elementwise=True)
+    result = run_training(dataset, s, tiny_model_dir, tmp_path / "run")
+    assert result.status == "completed" and result.steps == 3 and result.eval_loss is not None
+    saved = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
+    assert saved["training"]["gradient_checkpointing"] == 0.5 and saved["training"]["recompute_elementwise"] is True
