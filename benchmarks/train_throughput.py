@@ -391,6 +391,11 @@ def child(job: dict) -> dict:
     if job["loop"] == "baseline":
         return run_baseline(job["path"], data, job["batch"], job["ckpt"], device, job["steps"], job["warmup"])
     configs = [tuple(c) for c in job["configs"]]
+    if job.get("liger"):  # before the model is built: Liger patches the Qwen2 module classes
+        from liger_kernel.transformers import apply_liger_kernel_to_qwen2
+
+        apply_liger_kernel_to_qwen2(rope=True, rms_norm=True, swiglu=True, cross_entropy=False,
+                                    fused_linear_cross_entropy=False)
     return {"results": run_ours(job["path"], data, configs, device, job["steps"], job["warmup"],
                                 quantization=job["quantization"], attention=job["attention"])}
 
@@ -432,6 +437,11 @@ def bench_shape(shape: str, device: str, args, workdir: Path) -> list[str]:
         ours += ours_lines(shape, "penwright", {**common, "loop": "ours", "configs": configs, "quantization": "none",
                                                "attention": attention}, n, device, base)
         print("\n".join(line for line, _ in ours[-len(configs):]), flush=True)
+    if args.liger and device == "cuda":  # Liger's triton kernels (fused RMSNorm, SwiGLU, RoPE): CUDA only
+        ours += ours_lines(shape, "penwright+liger", {**common, "loop": "ours", "configs": configs, "liger": True,
+                                                     "quantization": "none", "attention": args.attention[-1]},
+                           n, device, base)
+        print("\n".join(line for line, _ in ours[-len(configs):]), flush=True)
     if args.qlora and shape == "7b" and device == "cuda":
         first = [c for c in configs if c[0] == configs[0][0]]
         job = {**common, "loop": "ours", "configs": [c for c in first if c[2:] in QLORA_CKPT] or first[:1],
@@ -464,6 +474,8 @@ def main() -> int:
                         help="ours: share of decoder layers recomputed whole in backward, 0..1, with a trailing e "
                              "the others recompute their elementwise work only (repeatable; default where the "
                              f"baseline checkpoints (7b): {' '.join(DEFAULT_CKPT)}; else 0)")
+    parser.add_argument("--liger", action="store_true", help="also ours with Liger's fused RMSNorm/SwiGLU/RoPE "
+                        "kernels (CUDA; pip install --no-deps .whl/liger_kernel-0.8.5-py3-none-any.whl)")
     parser.add_argument("--held", action="store_true", help="only print the activation memory per token and layer "
                         "held for backward in each --ckpt mode (a few layers of each --shape on the CPU)")
     parser.add_argument("--make-lengths", action="store_true", help="rebuild chunk_lengths.json from ../shared/corpora")
