@@ -24,6 +24,19 @@ def test_setting_rejects_what_is_not_a_fraction(value):
         TrainingSettings(gradient_checkpointing=value)
 
 
+def test_cli_flag_takes_a_bool_or_a_fraction():
+    import argparse
+
+    from penwright.cli.train import add_arguments, overrides_from
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    for text, fraction in [("0.5", 0.5), ("true", 1.0), ("false", 0.0)]:
+        args = parser.parse_args(["--gradient-checkpointing", text, "--recompute-elementwise"])
+        s = TrainingSettings(**overrides_from(args))
+        assert s.checkpoint_fraction == fraction and s.recompute_elementwise is True
+
+
 def test_layers_are_evenly_spaced():
     assert checkpointed_layers(28, 0.5) == list(range(0, 28, 2))
     assert checkpointed_layers(28, 0.25) == [0, 4, 8, 12, 16, 20, 24]
