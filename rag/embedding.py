@@ -12,7 +12,9 @@ Importing this module imports chromadb (slow); import it lazily.
 
 from __future__ import annotations
 
+import os
 import threading
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +47,53 @@ def resolve_precision(precision: str, device: str = "cpu") -> str:
     return precision
 
 
+def free_cores() -> int:
+    """Cores not busy with other work, by the 1-minute load average (at least 1)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return cores
+    return max(1, min(cores, round(cores - load)))
+
+
+def pick_threads(setting: int | str, n_texts: int) -> int:
+    """Intra-op threads for embedding `n_texts` texts on CPU (0: torch's own setting).
+
+    auto: one thread for a single text (a query), else the cores that are free now. Threads of one forward
+    pass wait for each other at every op (~100 of them); on a busy machine (a training run, other programs)
+    each wait is for a core, which made one query 5-30x and a batch 2-3x slower than on one thread.
+    """
+    if setting != "auto":
+        return int(setting)
+    return 1 if n_texts == 1 else free_cores()
+
+
+@contextmanager
+def intra_op_threads(n: int):
+    """torch ops in this block use `n` intra-op threads (0: leave torch's setting alone); restored afterwards.
+
+    torch's setting is per calling thread for OpenMP and MKL, so threads already running (another component's
+    model thread) keep theirs; threads started meanwhile would take it as their default, hence the restore
+    right after the block.
+    """
+    import torch
+
+    before = torch.get_num_threads()
+    n = min(n, before)  # never more than torch was given
+    if n <= 0 or n == before:
+        yield
+        return
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def resolve_model_path(spec: str) -> Path:
     """The folder of a sentence-transformers model named in lore.embedding_model."""
     if spec == BUILTIN:
@@ -68,13 +117,20 @@ def resolve_model_path(spec: str) -> Path:
 
 @register_embedding_function
 class PenwrightEmbeddings(EmbeddingFunction[Documents]):
-    """Normalised sentence-transformers embeddings (cosine space), model loaded on first use."""
+    """Normalised sentence-transformers embeddings (cosine space), model loaded on first use.
 
-    def __init__(self, model: str = BUILTIN, device: str = "cpu", batch_size: int = 64, precision: str = "auto"):
+    `batch_size` is small on purpose: a batch is padded to its longest text and texts are sorted by length
+    first, so small batches of similar lengths waste less work on padding (lore sections vary a lot); on a
+    CPU a batch of 8 already keeps the matrix units busy. `threads`: see `pick_threads` (an int: that many).
+    """
+
+    def __init__(self, model: str = BUILTIN, device: str = "cpu", batch_size: int = 8, precision: str = "auto",
+                 threads: int | str = "auto"):
         self.model = model
         self.device = device
         self.batch_size = batch_size
         self.precision = precision
+        self.threads = threads
         self._dtype: str | None = None  # resolved precision, on first use
         self._st: Any = None
         self._lock = threading.Lock()
@@ -107,9 +163,10 @@ class PenwrightEmbeddings(EmbeddingFunction[Documents]):
         model = self._model()
         if self._dtype is None:
             self._dtype = resolve_precision(self.precision, self.device)
+        threads = pick_threads(self.threads, len(texts)) if self.device == "cpu" else 0
         # bf16 autocast keeps LayerNorm and pooling in float32 (cosine 0.9999 to plain float32)
-        with torch.inference_mode(), torch.autocast(self.device, dtype=torch.bfloat16,
-                                                    enabled=self._dtype == "bfloat16"):
+        with intra_op_threads(threads), torch.inference_mode(), torch.autocast(
+                self.device, dtype=torch.bfloat16, enabled=self._dtype == "bfloat16"):
             vectors = model.encode(texts, batch_size=self.batch_size, convert_to_numpy=True,
                                    normalize_embeddings=True, show_progress_bar=False)
         return np.asarray(vectors, dtype=np.float32)
@@ -121,12 +178,14 @@ class PenwrightEmbeddings(EmbeddingFunction[Documents]):
         return ["cosine", "l2", "ip"]
 
     def get_config(self) -> dict[str, Any]:
-        return {"model": self.model, "device": self.device, "batch_size": self.batch_size, "precision": self.precision}
+        return {"model": self.model, "device": self.device, "batch_size": self.batch_size, "precision": self.precision,
+                "threads": self.threads}
 
     @staticmethod
     def build_from_config(config: dict[str, Any]) -> "PenwrightEmbeddings":
         return PenwrightEmbeddings(config.get("model", BUILTIN), config.get("device", "cpu"),
-                                   int(config.get("batch_size", 64)), config.get("precision", "auto"))
+                                   int(config.get("batch_size", 8)), config.get("precision", "auto"),
+                                   config.get("threads", "auto"))
 
     def validate_config_update(self, old_config: dict[str, Any], new_config: dict[str, Any]) -> None:
         return None

@@ -9,6 +9,7 @@ and renders the chosen sections in the one text format the model sees
 from __future__ import annotations
 
 import re
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
@@ -130,13 +131,54 @@ def render(sections: list[Section]) -> str:
     return "\n\n".join(blocks)
 
 
-def fit(ranked: list[Candidate], budget: int, count: TokenCounter) -> Selection:
-    """Greedy by rank: take each section that still fits; the rendered block never exceeds `budget`."""
+class TokenMeter:
+    """A token counter with memory, and a cheap lower bound learned from what it counted.
+
+    The same sections come back keystroke after keystroke, so counts are kept (`size` texts, least recently
+    used dropped). `at_least(text)` is half the fewest tokens per character seen so far, times the length:
+    prose varies far less than 2x in token density, so a section whose bound already exceeds the budget left
+    cannot fit and needs no tokenizer pass (most candidates of a query, once the best have taken the budget).
+    """
+
+    def __init__(self, count: TokenCounter, size: int = 4096):
+        self.count = count
+        self.size = size
+        self._cache: OrderedDict[str, int] = OrderedDict()
+        self._density: float | None = None  # fewest tokens per character seen
+
+    def __call__(self, text: str) -> int:
+        n = self._cache.get(text)
+        if n is not None:
+            self._cache.move_to_end(text)
+            return n
+        n = self._cache[text] = self.count(text)
+        if len(self._cache) > self.size:
+            self._cache.popitem(last=False)
+        if text:
+            d = n / len(text)
+            self._density = d if self._density is None else min(self._density, d)
+        return n
+
+    def at_least(self, text: str) -> int:
+        """A lower bound of the count (0 until something was counted)."""
+        return int(len(text) * self._density * 0.5) if self._density else 0
+
+
+def fit(ranked: list[Candidate], budget: int, count: TokenCounter,
+        at_least: TokenCounter | None = None) -> Selection:
+    """Greedy by rank: take each section that still fits; the rendered block never exceeds `budget`.
+
+    `at_least(text)`, a cheap lower bound of `count(text)` (`TokenMeter.at_least`), skips sections that
+    cannot fit the budget left without counting them.
+    """
     chosen: list[Candidate] = []
     cost: dict[str, int] = {}
     used = 0
     for c in ranked:
-        n = count(render([c.section]))
+        rendered = render([c.section])
+        if at_least is not None and used + at_least(rendered) > budget:
+            continue
+        n = count(rendered)
         if used + n > budget:
             continue  # a smaller, lower-ranked section may still fit
         chosen.append(c)

@@ -51,3 +51,53 @@ def test_bfloat16_vectors_agree_with_float32(embedder):
     # each query finds its own text under either arithmetic
     for vecs in (a, b):
         assert list((vecs[4:] @ vecs[:4].T).argmax(axis=1)) == [0, 1, 2, 3]
+
+
+def test_thread_choice(monkeypatch):
+    import os
+
+    from penwright.rag import embedding
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
+    monkeypatch.setattr(os, "getloadavg", lambda: (0.2, 0.2, 0.2))
+    assert embedding.free_cores() == 4
+    assert embedding.pick_threads("auto", 1) == 1  # a query: one thread, whatever the machine does
+    assert embedding.pick_threads("auto", 30) == 4  # a batch on an idle machine: every core
+    monkeypatch.setattr(os, "getloadavg", lambda: (2.6, 1.0, 1.0))
+    assert embedding.pick_threads("auto", 30) == 1  # three cores busy (a training run): one thread
+    monkeypatch.setattr(os, "getloadavg", lambda: (9.0, 9.0, 9.0))
+    assert embedding.free_cores() == 1
+    assert embedding.pick_threads(3, 1) == 3 and embedding.pick_threads(0, 30) == 0  # set explicitly
+
+
+def test_intra_op_threads_is_scoped_to_the_block():
+    import torch
+
+    from penwright.rag.embedding import intra_op_threads
+
+    before = torch.get_num_threads()
+    with intra_op_threads(1):
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
+    with intra_op_threads(before + 8):  # never more than torch was given
+        assert torch.get_num_threads() == before
+    with pytest.raises(RuntimeError):
+        with intra_op_threads(1):
+            raise RuntimeError("a failed forward pass")
+    assert torch.get_num_threads() == before
+
+
+def test_small_batches_and_one_thread_give_the_same_vectors(embedder):
+    """Batch size only changes padding and threads only the order of sums: float32 vectors agree to rounding."""
+    from penwright.rag.embedding import PenwrightEmbeddings
+
+    texts = TEXTS + QUERIES + [" ".join(TEXTS * 3)]  # lengths from 6 to 256 word pieces
+    vecs = {}
+    for batch, threads in ((64, 0), (2, 1), (8, "auto")):
+        emb = PenwrightEmbeddings(precision="float32", batch_size=batch, threads=threads)
+        emb._st = embedder._model()
+        vecs[(batch, threads)] = np.vstack([emb.encode(texts), emb.encode(texts[:1])])
+    ref = vecs[(64, 0)]
+    for got in vecs.values():
+        assert np.abs(got - ref).max() < 1e-4
+    assert PenwrightEmbeddings.build_from_config(PenwrightEmbeddings(threads=2).get_config()).threads == 2

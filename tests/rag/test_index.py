@@ -260,3 +260,24 @@ def test_bad_file_is_reported_once_not_re_added(lore_dir, make_index):
     again = idx.sync()
     assert first.added == [] and again.added == [] and again.embedded == 0
     assert any("broken.md" in p for p in again.problems)  # still reported until fixed
+
+
+def test_always_entries_follow_file_changes(lore_dir, make_index):
+    """The always entries are kept between queries: an edit or a delete must still change them."""
+    idx = make_index(lore_dir)
+    idx.sync()
+
+    def always() -> set[str]:
+        return {e.name for e in idx.select("Nothing here.", budget_tokens=5000).entries if e.reason == "always"}
+
+    assert always() == {"House style"}
+    lisk = lore_dir / "lisk.md"
+    lisk.write_text(lisk.read_text().replace("type: location", "type: location\nalways: true"))
+    idx.update_file(lisk)
+    assert always() == {"House style", "Lisk"}
+    (lore_dir / "style.md").unlink()
+    idx.remove_file(lore_dir / "style.md")
+    assert always() == {"Lisk"}
+    lisk.write_text(lisk.read_text().replace("always: true", "always: false"))
+    idx.sync()
+    assert always() == set()

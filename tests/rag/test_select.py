@@ -78,3 +78,47 @@ def test_meaning_query_is_stable_while_a_sentence_is_typed():
     assert q.endswith("She saw the light.") and len(q) <= 600 and not q.startswith("he ")
     assert query_text(done + " Then", "", 600) != query_text(done + " Then it sank.", "", 600)
     assert query_text("no sentence end yet", " and after.", 600) == "no sentence end yet and after."
+
+
+def test_token_meter_counts_each_text_once_and_bounds_from_below(count_tokens):
+    from penwright.rag.select import TokenMeter
+
+    calls = []
+    meter = TokenMeter(lambda s: calls.append(s) or count_tokens(s), size=3)
+    prose = [entry(f"Keeper {i}", "The keeper climbed the stair at dusk, trimmed the wick and watched the reef. " * (i + 1))
+             for i in range(4)]
+    texts = [render([e.sections[0]]) for e in prose]
+    assert meter.at_least(texts[3]) == 0  # nothing counted yet: no bound
+    assert [meter(t) for t in texts[:2]] == [count_tokens(t) for t in texts[:2]] and len(calls) == 2
+    assert meter(texts[0]) == count_tokens(texts[0]) and len(calls) == 2  # remembered
+    for t in texts:  # the bound never exceeds the real count
+        assert 0 < meter.at_least(t) <= count_tokens(t)
+    assert meter.at_least(texts[3]) > meter.at_least(texts[0])  # it grows with the text
+    for t in texts:
+        meter(t)
+    meter(texts[0])  # dropped (least recently used, size 3): counted again
+    assert len(calls) == 5
+
+
+def test_lower_bound_skips_counting_but_not_what_fits(count_tokens):
+    """fit with the meter's bound picks exactly what counting every candidate picks, with fewer counts."""
+    from penwright.rag.select import TokenMeter
+
+    entries = [entry(f"Place {i}", f"Place {i} stands on the cliff above the harbour, grey and wind-beaten. " * (3 + 2 * (i % 4)))
+               for i in range(12)]
+    entries.append(entry("Tiny", "Short."))  # ranked last, and the only one that still fits at the end
+    cands = rank([Candidate(e.sections[0], 100 - i, "name") for i, e in enumerate(entries)], None)
+    filled_by_tiny = 0
+    for budget in (0, 40, 150, 300, 320, 700, 5000):
+        plain_calls, bound_calls = [], []
+        plain = fit(cands, budget, lambda s: plain_calls.append(s) or count_tokens(s))
+        meter = TokenMeter(lambda s: bound_calls.append(s) or count_tokens(s))
+        fit(cands[:1], 10_000, meter)  # the meter has counted something: it has a bound
+        bound_calls.clear()
+        bounded = fit(cands, budget, meter, meter.at_least)
+        assert [e.id for e in bounded.entries] == [e.id for e in plain.entries], budget
+        assert (bounded.text, bounded.tokens) == (plain.text, plain.tokens) and bounded.tokens <= budget
+        if 40 <= budget <= 700:
+            assert len(bound_calls) < len(plain_calls), budget  # sections that cannot fit were not counted
+        filled_by_tiny += "Tiny" in bounded.names and len(bounded.entries) > 1
+    assert filled_by_tiny  # the small last one still fills leftover budget behind skipped big ones
