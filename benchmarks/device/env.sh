@@ -17,7 +17,11 @@ setup() {  # there: install the wheels, penwright on PYTHONPATH as the package l
   mkdir -p $R/pw/penwright && cp -r penwright/. $R/pw/penwright/ || exit 3
   for d in server trainer rag; do ln -sfn "$PWD/$d" $R/pw/penwright/$d; done
   export PYTHONPATH=$R/site:$R/pw:$PWD/$W/shim
+  # `python3 -m ...` and pytest from the repo root would otherwise put the repo first on sys.path, where
+  # penwright/ has no server/trainer/rag (setup.py maps those folders in; on the device they come through $R/pw)
+  export PYTHONSAFEPATH=1
   mkdir -p $R/corpus && tar -C $R/corpus -xJf $W/corpus.tar.xz || exit 3
+  python3 -c "import penwright.server, penwright.trainer, penwright.rag" || exit 3
   python3 -c "import torch, transformers, peft, fastapi; print('versions: torch', torch.__version__, 'transformers',
     transformers.__version__, 'peft', peft.__version__, 'fastapi', fastapi.__version__, 'cuda', torch.cuda.is_available())"
 }
