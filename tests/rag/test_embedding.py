@@ -101,3 +101,21 @@ def test_small_batches_and_one_thread_give_the_same_vectors(embedder):
     for got in vecs.values():
         assert np.abs(got - ref).max() < 1e-4
     assert PenwrightEmbeddings.build_from_config(PenwrightEmbeddings(threads=2).get_config()).threads == 2
+
+
+def test_own_work_is_not_read_as_other_programs_load(monkeypatch, embedder):
+    import os
+
+    from penwright.rag import embedding
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    monkeypatch.setattr(os, "getloadavg", lambda: (1.9, 1.0, 1.0))
+    assert embedding.pick_threads("auto", 30) == 1  # someone keeps both cores busy...
+    assert embedding.pick_threads("auto", 30, own_load=1.8) == 2  # ...but it was us: both are free
+    emb = embedding.PenwrightEmbeddings(precision="float32", threads=1)
+    emb._st = embedder._model()
+    emb.encode(TEXTS)
+    start, end, n = emb._recent[-1]
+    assert n == 1 and end >= start
+    assert emb.own_load(end + 30) == pytest.approx((end - start) / 60)
+    assert emb.own_load(end + 61) == 0.0  # older than the load average's minute
