@@ -327,9 +327,7 @@ def main() -> None:
     rng = random.Random(1)
     vocab = words_source(rng)
     # before: batches of 64, all of torch's threads, the old select/manifest paths; after: as shipped
-    old_emb = PenwrightEmbeddings(batch_size=64, threads=0)
-    old_emb._recent = index.embedder._recent  # one record of this process's work: neither reads the other's as load
-    modes = {"before": (before_class(), old_emb, (OrderedDict(), OrderedDict())),
+    modes = {"before": (before_class(), PenwrightEmbeddings(batch_size=64, threads=0), (OrderedDict(), OrderedDict())),
              "after": (LoreIndex, index.embedder, (OrderedDict(), OrderedDict()))}
     print(f"embedding arithmetic: {index.embedder.precision}; torch threads {__import__('torch').get_num_threads()}")
     reindex: dict[str, list[dict]] = {mode: [] for mode in modes}

@@ -15,7 +15,6 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections import deque
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ from chromadb.utils.embedding_functions import register_embedding_function
 from penwright.errors import LoreError
 
 BUILTIN = "builtin:all-MiniLM-L6-v2"
+_CHUNK_BATCHES = 64  # batches embedded between two looks at how busy the machine is
 PRECISIONS = ("auto", "float32", "bfloat16")
 
 
@@ -49,30 +49,47 @@ def resolve_precision(precision: str, device: str = "cpu") -> str:
     return precision
 
 
-def free_cores(own_load: float = 0.0) -> int:
-    """Cores not busy with other work, by the 1-minute load average less `own_load` (our own share; at least 1)."""
+def running_elsewhere(looks: int = 3, gap: float = 0.001) -> int | None:
+    """Threads runnable right now other than the caller (the most of a few looks at /proc/loadavg; None where
+    there is no such file). Instantaneous: the load average lags a minute behind and counts our own work."""
+    most = 0
+    for i in range(looks):
+        try:
+            with open("/proc/loadavg", "rb") as f:
+                running = int(f.read().split()[3].split(b"/")[0])  # "0.52 0.58 0.59 2/467 12345"
+        except (OSError, ValueError, IndexError):
+            return None
+        most = max(most, running - 1)
+        if i + 1 < looks:
+            time.sleep(gap)
+    return most
+
+
+def free_cores() -> int:
+    """Cores not busy with other work now (at least 1)."""
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         cores = os.cpu_count() or 1
-    try:
-        load = os.getloadavg()[0]
-    except (AttributeError, OSError):
-        return cores
-    return max(1, min(cores, round(cores - max(0.0, load - own_load))))
+    busy = running_elsewhere()
+    if busy is None:
+        try:
+            busy = round(os.getloadavg()[0])
+        except (AttributeError, OSError):
+            return cores
+    return max(1, min(cores, cores - busy))
 
 
-def pick_threads(setting: int | str, n_texts: int, own_load: float = 0.0) -> int:
+def pick_threads(setting: int | str, n_texts: int) -> int:
     """Intra-op threads for embedding `n_texts` texts on CPU (0: torch's own setting).
 
     auto: one thread for a single text (a query), else the cores that are free now. Threads of one forward
     pass wait for each other at every op (~100 of them); on a busy machine (a training run, other programs)
     each wait is for a core, which made one query 5-30x and a batch 2-3x slower than on one thread.
-    `own_load`: cores the caller itself kept busy lately, which the load average counts too.
     """
     if setting != "auto":
         return int(setting)
-    return 1 if n_texts == 1 else free_cores(own_load)
+    return 1 if n_texts == 1 else free_cores()
 
 
 @contextmanager
@@ -135,7 +152,6 @@ class PenwrightEmbeddings(EmbeddingFunction[Documents]):
         self.precision = precision
         self.threads = threads
         self._dtype: str | None = None  # resolved precision, on first use
-        self._recent: deque[tuple[float, float, int]] = deque(maxlen=256)  # (start, end, threads) of recent encodes
         self._st: Any = None
         self._lock = threading.Lock()
 
@@ -167,22 +183,17 @@ class PenwrightEmbeddings(EmbeddingFunction[Documents]):
         model = self._model()
         if self._dtype is None:
             self._dtype = resolve_precision(self.precision, self.device)
-        start = time.monotonic()
-        threads = pick_threads(self.threads, len(texts), self.own_load(start)) if self.device == "cpu" else 0
-        # bf16 autocast keeps LayerNorm and pooling in float32 (cosine 0.9999 to plain float32)
-        with intra_op_threads(threads), torch.inference_mode(), torch.autocast(
-                self.device, dtype=torch.bfloat16, enabled=self._dtype == "bfloat16"):
-            used = torch.get_num_threads()
-            vectors = model.encode(texts, batch_size=self.batch_size, convert_to_numpy=True,
-                                   normalize_embeddings=True, show_progress_bar=False)
-        self._recent.append((start, time.monotonic(), used))
-        return np.asarray(vectors, dtype=np.float32)
-
-    def own_load(self, now: float, window: float = 60.0) -> float:
-        """Cores this embedder kept busy on average over the last `window` seconds: its own part of the load
-        average, so that back-to-back re-indexes do not read their own work as other programs' load."""
-        busy = sum((end - max(start, now - window)) * n for start, end, n in self._recent if end > now - window)
-        return busy / window
+        parts = []
+        step = _CHUNK_BATCHES * self.batch_size  # threads chosen again now and then: a full build takes minutes
+        for i in range(0, len(texts), step):
+            chunk = texts[i:i + step]
+            threads = pick_threads(self.threads, len(chunk)) if self.device == "cpu" else 0
+            # bf16 autocast keeps LayerNorm and pooling in float32 (cosine 0.9999 to plain float32)
+            with intra_op_threads(threads), torch.inference_mode(), torch.autocast(
+                    self.device, dtype=torch.bfloat16, enabled=self._dtype == "bfloat16"):
+                parts.append(model.encode(chunk, batch_size=self.batch_size, convert_to_numpy=True,
+                                          normalize_embeddings=True, show_progress_bar=False))
+        return np.asarray(np.concatenate(parts), dtype=np.float32)
 
     def default_space(self) -> str:
         return "cosine"
