@@ -8,7 +8,7 @@ two modes on the same index, interleaved so that machine load hits both alike:
   before  the code paths as they were before the performance work (`before_class`:
           indented manifest JSON, every candidate's tokens counted, always entries
           gathered per query; embedder with batches of 64 on all of torch's threads);
-  after   the code as shipped (one thread for a query, the free cores for a batch,
+  after   the code as shipped (threads = the cores other programs leave free now,
           batches of 8, token counts skipped below a learned lower bound).
 Figures: re-index of one changed 5,000-word file (every section rewritten, and one
 paragraph edited), hybrid selection (names + vector + always + chapter + budget with
@@ -231,7 +231,7 @@ def stage_profile(index, texts: list[str], count_tokens) -> None:
         for k, v in zip(stages, (c1 - c, c2 - c1, c3 - c2, c5 - c4)):
             stages[k].append(v * 1000)
     print("  where a cold selection spends its CPU (new code, fresh token counts): " +
-          ", ".join(f"{k} p50 {pct(v, .5):.1f} ms" for k, v in stages.items()))
+          ", ".join(f"{k} {pct(v, .5):.1f}/{pct(v, .95):.1f} ms" for k, v in stages.items()) + " (p50/p95)")
 
 
 def bench_matcher(index, texts: list[str], names: list[str]) -> None:

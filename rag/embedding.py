@@ -49,29 +49,45 @@ def resolve_precision(precision: str, device: str = "cpu") -> str:
     return precision
 
 
+def _running_here() -> int:
+    """Threads of this process running or runnable now, the caller among them (state R in /proc/self/task)."""
+    n = 0
+    with os.scandir("/proc/self/task") as tasks:
+        for task in tasks:
+            try:
+                with open(f"/proc/self/task/{task.name}/stat", "rb") as f:
+                    stat = f.read()
+            except OSError:  # the thread ended meanwhile
+                continue
+            n += stat[stat.rindex(b")") + 2:stat.rindex(b")") + 3] == b"R"  # "pid (name) R ..."
+    return max(1, n)
+
+
 def running_elsewhere(looks: int = 3, gap: float = 0.001) -> int | None:
-    """Threads runnable right now other than the caller (the most of a few looks at /proc/loadavg; None where
-    there is no such file). Instantaneous: the load average lags a minute behind and counts our own work."""
+    """Threads of other processes runnable right now (the most of a few looks at /proc/loadavg; None where
+    there is no such file). Instantaneous: the load average lags a minute behind, and both would count this
+    process's own threads (an embedding's workers still spinning after the last one), which are left out."""
     most = 0
     for i in range(looks):
         try:
             with open("/proc/loadavg", "rb") as f:
                 running = int(f.read().split()[3].split(b"/")[0])  # "0.52 0.58 0.59 2/467 12345"
+            here = _running_here()
         except (OSError, ValueError, IndexError):
             return None
-        most = max(most, running - 1)
+        most = max(most, running - here)
         if i + 1 < looks:
             time.sleep(gap)
     return most
 
 
-def free_cores() -> int:
-    """Cores not busy with other work now (at least 1)."""
+def free_cores(looks: int = 3) -> int:
+    """Cores not busy with other programs now (at least 1)."""
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         cores = os.cpu_count() or 1
-    busy = running_elsewhere()
+    busy = running_elsewhere(looks)
     if busy is None:
         try:
             busy = round(os.getloadavg()[0])
@@ -83,13 +99,14 @@ def free_cores() -> int:
 def pick_threads(setting: int | str, n_texts: int) -> int:
     """Intra-op threads for embedding `n_texts` texts on CPU (0: torch's own setting).
 
-    auto: one thread for a single text (a query), else the cores that are free now. Threads of one forward
-    pass wait for each other at every op (~100 of them); on a busy machine (a training run, other programs)
-    each wait is for a core, which made one query 5-30x and a batch 2-3x slower than on one thread.
+    auto: the cores other programs leave free now (one look for a query, a few for a batch). Threads of one
+    forward pass wait for each other at every op (~100 of them); on a busy machine (a training run, other
+    programs) each wait is for a core, which made one query 5-30x and a batch 2-3x slower than on one
+    thread, while on an idle 2-core machine two threads embed a query 1.4x faster.
     """
     if setting != "auto":
         return int(setting)
-    return 1 if n_texts == 1 else free_cores()
+    return free_cores(looks=1 if n_texts == 1 else 3)
 
 
 @contextmanager

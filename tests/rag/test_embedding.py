@@ -70,19 +70,24 @@ def test_thread_choice(monkeypatch):
 
     monkeypatch.setattr(builtins, "open", fake_open)
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
+    monkeypatch.setattr(embedding, "_running_here", lambda: 1)  # only the caller runs in this process
     assert embedding.running_elsewhere() == 0
     assert embedding.free_cores() == 4  # idle now, whatever the load average of the last minute says
-    assert embedding.pick_threads("auto", 1) == 1  # a query: one thread, whatever the machine does
-    assert embedding.pick_threads("auto", 30) == 4  # a batch on an idle machine: every core
+    assert embedding.pick_threads("auto", 1) == 4 and embedding.pick_threads("auto", 30) == 4  # every core
     running["now"] = 4
-    assert embedding.pick_threads("auto", 30) == 1  # three other threads running (a training run): one thread
+    assert embedding.pick_threads("auto", 1) == 1  # three other threads running (a training run): one thread
+    assert embedding.pick_threads("auto", 30) == 1
+    monkeypatch.setattr(embedding, "_running_here", lambda: 3)  # ...but two of them are ours (spinning workers)
+    assert embedding.running_elsewhere() == 1 and embedding.free_cores() == 3
     running["now"] = 40
     assert embedding.free_cores() == 1
     assert embedding.pick_threads(3, 1) == 3 and embedding.pick_threads(0, 30) == 0  # set explicitly
     monkeypatch.setattr(builtins, "open", real_open)
-    monkeypatch.setattr(embedding, "running_elsewhere", lambda: None)  # no /proc: the load average instead
+    monkeypatch.setattr(embedding, "running_elsewhere", lambda looks=3: None)  # no /proc: the load average instead
     monkeypatch.setattr(os, "getloadavg", lambda: (2.6, 1.0, 1.0))
     assert embedding.free_cores() == 1
+    monkeypatch.undo()
+    assert embedding._running_here() >= 1  # the real /proc: at least this thread is running
 
 
 def test_intra_op_threads_is_scoped_to_the_block():
