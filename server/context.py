@@ -28,6 +28,7 @@ class Services:
     upstream: Any = None  # penwright.server.proxy.Upstream (proxy mode)
     events: Any = None  # penwright.server.events.EventBus
     extra: dict = field(default_factory=dict)  # room for the daemon's own objects (jobs, watcher...)
+    on_request: list = field(default_factory=list)  # callables run as each completion request arrives
 
     @property
     def model_name(self) -> str:

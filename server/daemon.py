@@ -231,6 +231,8 @@ def make_services(daemon: Daemon):
         backend = make_backend(daemon.dataset.base_model(), m.backend, m.quantization, m.dtype, m.max_context_tokens)
         services.engine = Engine(backend, max_batch=project.settings.server.max_batch).start()
     services.sync_live()
+    if project.settings.retrain.pause_while_typing:
+        services.on_request.append(lambda: daemon.trainer is not None and daemon.trainer.author_typing())
     daemon.dataset.lore = services.lore
     return services
 

@@ -39,6 +39,12 @@ class RunOutcome:
     returncode: int | None = None
 
 
+def train_threads(env: dict | None = None) -> int:
+    """CPU threads the training child uses: PENWRIGHT_TRAIN_THREADS, else half the cores (the rest serve)."""
+    env = os.environ if env is None else {**os.environ, **env}
+    return int(env.get("PENWRIGHT_TRAIN_THREADS", "0") or 0) or max(1, (os.cpu_count() or 2) // 2)
+
+
 def _linux_pdeathsig() -> None:
     """In the child, before exec: die with SIGKILL when the daemon dies; run at low priority."""
     try:
@@ -111,6 +117,13 @@ class ChildRun:
         for line in self.proc.stderr:
             self._stderr_tail = (self._stderr_tail + [line.rstrip()])[-30:]
             log.debug("trainer: %s", line.rstrip())
+
+    def pause(self, paused: bool) -> None:
+        """Stop (SIGSTOP) or continue (SIGCONT) the child and its process group: it keeps its memory, uses no CPU."""
+        try:
+            os.killpg(self.proc.pid, signal.SIGSTOP if paused else signal.SIGCONT)
+        except (ProcessLookupError, PermissionError):
+            pass
 
     def cancel(self) -> None:
         """Kill the child (and anything it started) now."""

@@ -44,11 +44,12 @@ def _watch_parent() -> None:
 
 def _limit_threads() -> None:
     """Leave CPU for serving completions: the daemon answers the author first."""
-    threads = int(os.environ.get("PENWRIGHT_TRAIN_THREADS", "0") or 0) or max(1, (os.cpu_count() or 2) // 2)
+    from penwright.server.runner import train_threads
+
     try:
         import torch
 
-        torch.set_num_threads(threads)
+        torch.set_num_threads(train_threads())
     except ImportError:
         pass
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from penwright.server.gate import Gate
 from penwright.server.jobs import Job
-from penwright.server.runner import ChildRun, RunOutcome, kill_stale_child
+from penwright.server.runner import ChildRun, RunOutcome, kill_stale_child, train_threads
 from penwright.server.scheduler import build_warm_dataset, seen_rows, write_seen
 
 log = logging.getLogger(__name__)
@@ -39,6 +39,7 @@ class TrainingLoop:
         self._thread: threading.Thread | None = None
         self._cancelled: set[int] = set()
         self.child_env: dict = {}
+        self._resume_timer: threading.Timer | None = None  # pause_while_typing: when the child continues
 
     # -- state ---------------------------------------------------------------------------------------------------
     def busy(self) -> bool:
@@ -90,6 +91,30 @@ class TrainingLoop:
             job = self.d.jobs.get(job_id)
         return job
 
+    def author_typing(self) -> None:
+        """`retrain.pause_while_typing`: a completion request stops the training child until none has come for
+        `retrain.pause_quiet_seconds`; then it continues where it was (no work lost, its memory kept)."""
+        quiet = self.d.settings.retrain.pause_quiet_seconds
+        with self._lock:
+            child, job_id = self._child, self._job_id
+            if child is None:
+                return
+            newly = self._resume_timer is None
+            if not newly:
+                self._resume_timer.cancel()
+            self._resume_timer = threading.Timer(quiet, self._continue, args=(child, job_id))
+            self._resume_timer.daemon = True
+            self._resume_timer.start()
+        if newly:
+            child.pause(True)
+            self.publish("job.paused", job_id=job_id, message=f"training paused while you write (resumes after {quiet:g} s idle)")
+
+    def _continue(self, child: ChildRun, job_id: int | None) -> None:
+        with self._lock:
+            self._resume_timer = None
+        child.pause(False)
+        self.publish("job.resumed", job_id=job_id)
+
     def shutdown(self) -> None:
         """Daemon stopping: stop the child; the job stays `running` in the database so the next start resumes it."""
         with self._lock:
@@ -109,6 +134,10 @@ class TrainingLoop:
         finally:
             with self._lock:
                 self._job_id, self._child = None, None
+                if self._resume_timer is not None:
+                    self._resume_timer.cancel()
+                    self._resume_timer = None
+            self._share_cpu(0)
             self.d.scheduler._wake.set()
 
     def _run(self, job: Job) -> None:
@@ -127,6 +156,7 @@ class TrainingLoop:
         self.publish("job.started", job_id=job.id, run_id=run_id, trigger=job.trigger, resume=resume,
                      warm_start=spec.get("init_adapter") is not None, dataset=mix)
         child = ChildRun(spec, run_dir / "job.json", self._relay(job.id), env=self.child_env)
+        self._share_cpu(train_threads(self.child_env))
         with self._lock:
             self._child = child
             cancelled_early = job.id in self._cancelled
@@ -134,6 +164,16 @@ class TrainingLoop:
         if cancelled_early:
             child.cancel()
         self._finish(job, run_dir, child.wait())
+
+    def _share_cpu(self, child_threads: int) -> None:
+        """The serving engine leaves the child's cores to it while it trains (CPU serving only)."""
+        engine = getattr(self.d.services, "engine", None) if self.d.services is not None else None
+        if engine is None or not engine.running:
+            return
+        try:
+            engine.share_cpu(child_threads)
+        except Exception:  # serving keeps its threads: slower while training, never broken
+            log.warning("could not adjust the engine's CPU threads", exc_info=True)
 
     def _prepare_data(self, run_dir: Path, data_dir: Path, live) -> dict:
         d = self.d

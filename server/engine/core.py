@@ -117,6 +117,12 @@ class Engine:
         self._queue.put(("call", fn, fut))
         return fut.result(timeout)
 
+    def share_cpu(self, busy_elsewhere: int) -> None:
+        """Leave `busy_elsewhere` CPU cores to another process (the training child); 0 takes them back.
+        A no-op for backends without CPU threads to give (CUDA, MLX)."""
+        if hasattr(self.backend, "share_cpu"):
+            self.call(lambda: self.backend.share_cpu(busy_elsewhere))
+
     # ---- adapters -------------------------------------------------------------------------------
     def load_adapter(self, name: str, path: Path | str, scale: float = 1.0) -> float:
         """Load an adapter beside the others (no-op if loaded). Returns seconds the engine spent loading."""

@@ -38,6 +38,7 @@ class TorchBackend(HFTokenizerText):
         self._max_context = max_context_tokens
         self.model = None
         self.tokenizer = None
+        self._cpu_threads: int | None = None  # the engine thread's own intra-op threads, before share_cpu
         from penwright.server.engine.peft_slots import LoraSlots
 
         self._slots = LoraSlots(self)
@@ -80,6 +81,19 @@ class TorchBackend(HFTokenizerText):
         self.context_length = min(limit, self._max_context or limit)
         self.eos_ids = self._eos_ids()
         self._preloaded = None
+
+    def share_cpu(self, busy_elsewhere: int) -> None:
+        """On CPU, leave `busy_elsewhere` cores to another process (the training child): the engine's threads
+        meet at a barrier after every op, so one thread that has to wait for a busy core stalls all of them
+        (~10x slower completions while training on 2 cores). 0 gives the engine all its threads back.
+        Call on the engine thread: torch's intra-op setting is per calling thread under OpenMP."""
+        if self.device.type != "cpu":
+            return
+        import torch
+
+        if self._cpu_threads is None:
+            self._cpu_threads = torch.get_num_threads()
+        torch.set_num_threads(max(1, self._cpu_threads - busy_elsewhere) if busy_elsewhere else self._cpu_threads)
 
     def _pick_device(self, torch):
         if self._device_pref in ("auto", "cuda") and torch.cuda.is_available():

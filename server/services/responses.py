@@ -42,6 +42,8 @@ def _reason(fin: Finished) -> str:
 
 async def respond(prepared, services, http: Request, stream: bool, include_usage: bool):
     """Run a prepared request on the engine; return the HTTP response."""
+    for hook in services.on_request:  # e.g. the daemon pausing training while the author types
+        hook()
     channel = services.engine.submit(prepared.request)
     try:
         started = await channel.aget()

@@ -245,3 +245,15 @@ def test_full_queue_is_refused_with_429(tiny_model_dir):
         assert eng.submit(GenerationRequest(PROMPT, SamplingParams(max_tokens=2), adapter=BASE)).text(30)[1].completion_tokens == 2
     finally:
         eng.stop()
+
+
+def test_share_cpu_gives_the_training_child_its_cores_and_takes_them_back(engine):
+    import torch
+
+    alone = engine.call(torch.get_num_threads)
+    engine.share_cpu(1)  # a training child started with one thread
+    assert engine.call(torch.get_num_threads) == max(1, alone - 1)
+    _, fin = run(engine, max_tokens=4)  # still serves
+    assert fin.completion_tokens > 0
+    engine.share_cpu(0)  # the child ended
+    assert engine.call(torch.get_num_threads) == alone
