@@ -159,6 +159,7 @@ function onEvent(e) {
     }
     return;
   }
+  if (e.type === "job.paused") { $("#progress-text").textContent = `job ${e.job_id}: paused while you write`; return; }
   if (/^job\.(finished|failed|cancelled)$/.test(e.type)) { $("#progress-text").textContent = "idle"; $("#progress").value = 0; }
   refresh();
 }
@@ -176,6 +177,7 @@ refresh().then(() => {
   const source = new EventSource("/api/events");
   source.onmessage = (m) => onEvent(JSON.parse(m.data));
   for (const t of ["curate", "job.queued", "job.started", "job.progress", "job.finished", "job.failed", "job.cancelled",
+                   "job.paused", "job.resumed",
                    "gate", "adapter.promoted", "adapter.rejected", "adapter.rolled_back", "adapter.swapped", "lore.indexed", "error", "daemon.ready"]) {
     source.addEventListener(t, (m) => onEvent(JSON.parse(m.data)));
   }
