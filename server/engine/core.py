@@ -150,6 +150,12 @@ class Engine:
 
         def switch() -> float:
             t0 = time.perf_counter()
+            if name is not None:  # on the engine thread: it may have been unloaded since the check above
+                self._unload_pending.discard(name)
+                if name not in self.backend.adapters():
+                    if path is None:
+                        raise ServeError(f"adapter '{name}' is not loaded and no path was given")
+                    self._load(name, Path(path), scale)
             old, self.live = self.live, name
             self._update_merge_target()
             if unload_previous and old is not None and old != name:

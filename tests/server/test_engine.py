@@ -257,3 +257,43 @@ def test_share_cpu_gives_the_training_child_its_cores_and_takes_them_back(engine
     assert fin.completion_tokens > 0
     engine.share_cpu(0)  # the child ended
     assert engine.call(torch.get_num_threads) == alone
+
+
+def test_promoting_back_an_adapter_whose_unload_is_pending(tiny_model_dir, tmp_path_factory):
+    """v2 is promoted while a stream holds v1 (v1's unload waits for that stream); v1 is promoted back, and the
+    stream ends (unloading v1) after that call found v1 loaded but before its switch ran: v1 must be live AND
+    loaded. The stream's stop check, run on the engine thread, holds it at that point, so the order is fixed."""
+    import threading
+    import time
+
+    ads = adapters_for(tiny_model_dir, tmp_path_factory.getbasetemp())
+    eng = tiny_engine(tiny_model_dir)
+    armed, holding, release = threading.Event(), threading.Event(), threading.Event()
+
+    def hold(text: str):
+        if not armed.is_set():
+            return None
+        holding.set()
+        release.wait(60)
+        return len(text)  # the stream ends here
+
+    try:
+        eng.set_live("v1", ads["lighthouse"])
+        ch = eng.submit(GenerationRequest(PROMPT, SamplingParams(max_tokens=500), stop_check=hold))
+        assert ch.get(30).adapter == "v1"
+        eng.set_live("v2", ads["sailing"])  # v1 still streams: its unload waits for the stream
+        armed.set()
+        assert holding.wait(60)  # the engine thread is inside the v1 stream's last token
+        back = threading.Thread(target=eng.set_live, args=("v1", ads["lighthouse"]))
+        back.start()  # finds v1 loaded and queues the switch
+        deadline = time.monotonic() + 30
+        while eng._queue.qsize() == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        release.set()  # the stream ends and v1 is unloaded; then the switch runs
+        back.join(60)
+        assert eng.live == "v1" and "v1" in eng.adapters()
+        items = list(eng.submit(GenerationRequest(PROMPT, SamplingParams(max_tokens=3))))
+        assert items[0].adapter == "v1" and isinstance(items[-1], Finished), items[-1]
+    finally:
+        release.set()
+        eng.stop()
