@@ -111,6 +111,8 @@ class TrainingLoop:
 
     def _continue(self, child: ChildRun, job_id: int | None) -> None:
         with self._lock:
+            if threading.current_thread() is not self._resume_timer:
+                return  # a later request re-armed the pause (or the job ended) while this timer fired
             self._resume_timer = None
         child.pause(False)
         self.publish("job.resumed", job_id=job_id)
