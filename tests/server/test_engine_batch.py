@@ -26,20 +26,23 @@ def adapters(tiny_model_dir, tmp_path_factory):
     return adapters_for(tiny_model_dir, tmp_path_factory.getbasetemp())
 
 
-@pytest.fixture(scope="module")
-def solo(tiny_model_dir, adapters):
-    eng = tiny_engine(tiny_model_dir, max_batch=1)
+def engine_with_adapters(model_dir, adapters, max_batch: int):
+    eng = tiny_engine(model_dir, max_batch=max_batch)
     for name, path in (("light", adapters["lighthouse"]), ("sail", adapters["sailing"])):
         eng.load_adapter(name, path)
+    return eng
+
+
+@pytest.fixture(scope="module")
+def solo(tiny_model_dir, adapters):
+    eng = engine_with_adapters(tiny_model_dir, adapters, max_batch=1)
     yield eng
     eng.stop()
 
 
 @pytest.fixture(scope="module")
 def batched(tiny_model_dir, adapters):
-    eng = tiny_engine(tiny_model_dir, max_batch=8)
-    for name, path in (("light", adapters["lighthouse"]), ("sail", adapters["sailing"])):
-        eng.load_adapter(name, path)
+    eng = engine_with_adapters(tiny_model_dir, adapters, max_batch=8)
     yield eng
     eng.stop()
 
