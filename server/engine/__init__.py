@@ -11,8 +11,10 @@ __all__ = ["Engine", "RequestError", "check_adapter_name", "BASE", "LIVE", "Chan
 
 
 def make_backend(model_path: str, backend: str = "auto", quantization: str = "none", dtype: str = "auto",
-                 max_context_tokens: int | None = None, merge_live: bool | str = "auto"):
-    """TorchBackend for cuda/cpu, MlxBackend for mlx ("auto": MLX only on Apple Silicon without CUDA)."""
+                 max_context_tokens: int | None = None, merge_live: bool | str = "auto",
+                 static_decode: bool | str = "auto", static_tokens: int = 4096):
+    """TorchBackend for cuda/cpu, MlxBackend for mlx ("auto": MLX only on Apple Silicon without CUDA).
+    `static_decode` / `static_tokens`: the torch backend's static-KV, CUDA-graph decoding (static_decode.py)."""
     if backend == "mlx" or (backend == "auto" and _apple_silicon()):
         from penwright.server.engine.mlx_backend import MlxBackend
 
@@ -21,7 +23,8 @@ def make_backend(model_path: str, backend: str = "auto", quantization: str = "no
 
     device = {"cuda": "cuda", "cpu": "cpu"}.get(backend, "auto")
     return TorchBackend(model_path, device=device, dtype=dtype, quantization=quantization,
-                        max_context_tokens=max_context_tokens, merge_live=merge_live)
+                        max_context_tokens=max_context_tokens, merge_live=merge_live, static_decode=static_decode,
+                        static_tokens=static_tokens)
 
 
 def _apple_silicon() -> bool:

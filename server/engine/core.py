@@ -71,6 +71,7 @@ class Engine:
         self._load_error: BaseException | None = None
         self._thread: threading.Thread | None = None
         self._tok_lock = threading.Lock()
+        self._warming = hasattr(backend, "warm_up")  # background warm-up (static KV, CUDA graphs) still to do
         self.fim_style: str | None = None
 
     # ---- lifecycle ------------------------------------------------------------------------------
@@ -223,6 +224,10 @@ class Engine:
         self._ready.set()
         with self.backend.thread_context():
             while not self._stopping:
+                idle = not self._active and not self._waiting and self._queue.empty()
+                if idle and self._warming:  # compile/capture between requests: the eager path serves meanwhile
+                    self._warm_one()
+                    continue
                 self._drain(block=not self._active and not self._waiting)
                 room = min(self.max_active - len(self._active), len(self._waiting))
                 if room > 0:
@@ -254,6 +259,38 @@ class Engine:
             except queue.Empty:
                 break
         self._admit_all(fresh)
+
+    def _warm_one(self) -> None:
+        try:
+            self._warming = bool(self.backend.warm_up())
+        except Exception as err:  # warm-up is an optimisation: the engine serves without it
+            log.warning("engine warm-up failed: %s", err)
+            self._warming = False
+
+    def warm_up(self, timeout: float | None = 600.0) -> float:
+        """Finish the backend's warm-up now (on the engine thread) instead of between requests; returns seconds.
+        For benchmarks and tests; the daemon lets it run in the background."""
+
+        def run() -> float:
+            t0 = time.perf_counter()
+            while self._warming:
+                self._warm_one()
+            return time.perf_counter() - t0
+
+        return self.call(run, timeout)
+
+    def generate(self, requests: list[GenerationRequest], timeout: float | None = None) -> list:
+        """Run `requests` together (prefilled and decoded in shared batches) and wait for all of them.
+        Returns, in order, (text, Finished) for each, or the exception that request failed with. For
+        callers that want whole texts (the promotion gate, `penwright eval`), not streams."""
+        channels = [self.submit(r) for r in requests]
+        out: list = []
+        for channel in channels:
+            try:
+                out.append(channel.text(timeout))
+            except Exception as err:  # that request only
+                out.append(err)
+        return out
 
     @staticmethod
     def _run_call(fn, fut: Future) -> None:
@@ -354,9 +391,9 @@ class Engine:
 
     def _join(self, seq: Seq) -> None:
         batch = next((b for b in self._batches if b.adapter == seq.adapter and b.scale == seq.req.adapter_scale
-                      and len(b.seqs) < self.max_batch), None)
+                      and len(b.seqs) < self.max_batch and b.kv.accepts(seq.row)), None)
         if batch is None:
-            batch = Batch(seq.adapter, seq.req.adapter_scale, self.backend.new_batch())
+            batch = Batch(seq.adapter, seq.req.adapter_scale, self.backend.new_batch(seq.row))
             self._batches.append(batch)
         batch.seqs.append(seq)
         seq.batch = batch
@@ -414,6 +451,7 @@ class Engine:
             seq.batch.seqs.remove(seq)
             if not seq.batch.seqs:
                 self._batches.remove(seq.batch)
+                seq.batch.kv.close()  # a static batch gives its KV pool back
             seq.batch = None
         self._active.remove(seq)
         self._in_use[seq.adapter] -= 1

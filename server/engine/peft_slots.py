@@ -37,6 +37,7 @@ class LoraSlots:
         self.sites: list = []  # (parent module, attribute, LoraLayer) to bypass wrappers when merged
         self.state: tuple | None = None
         self.merged: str | None = None  # slot merged into the base weights
+        self.changes = 0  # bumped whenever weights or modules change (graphs check their weights then)
         self._next = 0
 
     @property
@@ -64,6 +65,7 @@ class LoraSlots:
         from peft.tuners.lora import LoraLayer
 
         self.unmerge()
+        self.changes += 1
         slot = f"s{self._next}"
         self._next += 1
         if hasattr(self.model, "peft_config"):
@@ -121,6 +123,7 @@ class LoraSlots:
 
     def _delete(self, slot: str) -> None:
         self.unmerge()
+        self.changes += 1
         self.sig.pop(slot, None)
         if not self.slot_of and not self.spare:
             self.backend.model = self.model.unload()  # back to the plain base model
@@ -160,6 +163,7 @@ class LoraSlots:
         for parent, attr, layer in self.sites:  # the merged weights are in the base layers: skip the wrappers
             setattr(parent, attr, layer.get_base_layer())
         self.merged = slot
+        self.changes += 1
 
     def unmerge(self) -> None:
         """Put the wrappers back and take the merged adapter out of the base weights (bf16: ~1 ulp of noise)."""
@@ -172,3 +176,4 @@ class LoraSlots:
                 layer.unmerge()
         self.merged = None
         self.state = None
+        self.changes += 1

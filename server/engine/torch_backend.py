@@ -17,6 +17,7 @@ from typing import Iterator
 from penwright.errors import ModelNotFoundError, ServeError
 from penwright.server.engine.sampling import apply_penalties, choose, make_generator
 from penwright.server.engine.text import HFTokenizerText
+from penwright.server.engine.torch_batch import output_cache
 from penwright.server.engine.types import SamplingParams
 
 log = logging.getLogger(__name__)
@@ -26,12 +27,20 @@ class TorchBackend(HFTokenizerText):
     name = "torch"
 
     def __init__(self, model_path: str, device: str = "auto", dtype: str = "auto", quantization: str = "none",
-                 max_context_tokens: int | None = None, merge_live: bool | str = "auto", preloaded=None):
+                 max_context_tokens: int | None = None, merge_live: bool | str = "auto", preloaded=None,
+                 static_decode: bool | str = "auto", static_tokens: int = 4096, static_slots: int = 8):
         """`merge_live`: fold the live adapter into the base weights while only it is in use (about 2x faster
         decoding than unmerged LoRA; switching to another adapter unmerges first). "auto" = on CUDA without
-        quantization. `preloaded=(model, tokenizer)` serves an already built model (benchmarks, embedding)."""
+        quantization. `preloaded=(model, tokenizer)` serves an already built model (benchmarks, embedding).
+        `static_decode`: batched decoding over a preallocated KV pool of `static_slots` rows x `static_tokens`
+        columns (static_decode.py), replayed as CUDA graphs on CUDA; "auto" = on CUDA without quantization.
+        Rows that do not fit, and everything until the warm-up has checked it, decode on the dynamic path."""
         self.model_path = model_path
         self.merge_live = merge_live
+        self.static_decode = static_decode
+        self._static_shape = (static_slots, static_tokens)
+        self.static = None  # the StaticDecoder, once loaded with static decoding on
+        self.cache_kw = "past_key_values"
         self.merge_target: str | None = None  # set by the engine: the live adapter, when all running requests use it
         self._preloaded = preloaded
         self._device_pref, self._dtype_pref, self.quantization = device, dtype, quantization
@@ -81,6 +90,17 @@ class TorchBackend(HFTokenizerText):
         self.context_length = min(limit, self._max_context or limit)
         self.eos_ids = self._eos_ids()
         self._preloaded = None
+        from penwright.server.engine.torch_batch import cache_kwarg
+
+        self.cache_kw = cache_kwarg(model)
+        if self.static_decode == "auto":
+            self.static_decode = self.device.type == "cuda" and self.quantization == "none"
+        if self.static_decode:
+            from penwright.server.engine.static_decode import StaticDecoder
+
+            slots, tokens = self._static_shape
+            graphs = self.device.type == "cuda"
+            self.static = StaticDecoder(self, slots, min(tokens, self.context_length), graphs=graphs)
 
     def share_cpu(self, busy_elsewhere: int) -> None:
         """On CPU, leave `busy_elsewhere` cores to another process (the training child): the engine's threads
@@ -156,8 +176,23 @@ class TorchBackend(HFTokenizerText):
     def adapters(self) -> list[str]:
         return list(self._slots.scales)
 
-    def _activate(self, adapter: str | None, scale: float | None) -> None:
+    def activate(self, adapter: str | None, scale: float | None) -> None:
+        """Make the next forward pass use `adapter` (None: the base) at `scale` (engine thread)."""
         self._slots.activate(adapter, scale, self.merge_target, bool(self.merge_live))
+
+    _activate = activate
+
+    def graphable(self, adapter: str | None = None) -> bool:
+        """Whether the forward pass now runs the plain module tree (what a captured graph replays): no adapters,
+        the live adapter merged, or the base with adapters disabled and nothing merged. Call after activate()."""
+        slots = self._slots
+        return not slots.layers or slots.merged is not None or (slots.state is not None and slots.state[0] is None)
+
+    def weight_changes(self) -> int:
+        return self._slots.changes
+
+    def forward(self, **kwargs):
+        return self.model(**kwargs)
 
     # ---- generation ----------------------------------------------------------------------------
     def open(self, ids: list[int], adapter: str | None, scale: float | None, params: SamplingParams) -> Iterator[int]:
@@ -168,7 +203,7 @@ class TorchBackend(HFTokenizerText):
         generator = make_generator(params.seed, self.device)
         self._activate(adapter, scale)
         out = self.model(input_ids=prompt, use_cache=True, logits_to_keep=1)
-        past, logits = out.past_key_values, out.logits[0, -1]
+        past, logits = output_cache(out), out.logits[0, -1]
         generated: list[int] = []
         while True:
             tok = choose(apply_penalties(logits.float(), params, prompt[0], generated), params, generator)
@@ -176,8 +211,8 @@ class TorchBackend(HFTokenizerText):
             yield tok
             self._activate(adapter, scale)
             step = torch.tensor([[tok]], dtype=torch.long, device=self.device)
-            out = self.model(input_ids=step, past_key_values=past, use_cache=True)
-            past, logits = out.past_key_values, out.logits[0, -1]
+            out = self.model(input_ids=step, use_cache=True, **{self.cache_kw: past})
+            past, logits = output_cache(out), out.logits[0, -1]
 
     # ---- batched generation (torch_batch.py) ---------------------------------------------------------
     def prefill(self, prompts: list[list[int]], params: list[SamplingParams], adapter: str | None,
@@ -186,7 +221,7 @@ class TorchBackend(HFTokenizerText):
         Returns a Row per prompt (to join a KVBatch), or the exception that row's sampling raised."""
         import torch
 
-        from penwright.server.engine.torch_batch import Row, batchable
+        from penwright.server.engine.torch_batch import Row, batchable, output_cache
 
         longest = max(map(len, prompts))
         # (B, T), right-padded: causal attention keeps every real token's pass exactly as alone
@@ -195,9 +230,10 @@ class TorchBackend(HFTokenizerText):
         ends = torch.tensor([[len(ids) - 1] for ids in prompts], dtype=torch.long, device=self.device)
         self._activate(adapter, scale)
         out = self.model(input_ids=tokens, use_cache=True, logits_to_keep=1 if len(prompts) == 1 else ends)
-        if not batchable(out.past_key_values):
+        cache = output_cache(out)
+        if not batchable(cache):
             raise ServeError("this model's KV cache cannot be batched", "Serve it with server.max_batch: 1.")
-        layers = [(layer.keys, layer.values) for layer in out.past_key_values.layers]
+        layers = [(layer.keys, layer.values) for layer in cache.layers]
         rows: list = []
         for i, ids in enumerate(prompts):
             n = len(ids)
@@ -210,26 +246,54 @@ class TorchBackend(HFTokenizerText):
                 rows.append(err)
         return rows
 
-    def new_batch(self):
+    def new_batch(self, first=None):
+        """A batch for rows of one adapter selection, starting with the row `first`: the static pool when it is
+        warmed up, free and `first` fits in it; else a dynamic KVBatch."""
         from penwright.server.engine.torch_batch import KVBatch
 
-        return KVBatch(self.device)
+        static = self.static
+        if static is not None and static.ready and not static.busy and (first is None or static.fits(first)):
+            from penwright.server.engine.static_decode import StaticBatch
+
+            return StaticBatch(static)
+        return KVBatch(self.device, self.forward, self.cache_kw)
 
     def step(self, batch, rows: list, adapter: str | None, scale: float | None) -> list:
         """One decode step for `rows` (all of one adapter selection) -> each row's next token, or the
         exception its sampling raised, in `rows` order. A failed forward pass raises (for the whole batch)."""
         batch.sync(rows)
         self._activate(adapter, scale)
-        out = self.model(**batch.step_inputs())
-        tokens = dict(zip(map(id, batch.rows), batch.sample(out.logits[:, -1])))
+        tokens = dict(zip(map(id, batch.rows), batch.decode(self.graphable())))
         return [tokens[id(row)] for row in rows]
+
+    def warm_up(self) -> bool:
+        """One unit of background warm-up (engine thread, between requests): check the static path, then capture
+        one CUDA graph per call. True while more remains."""
+        return self.static is not None and self.static.warm_up_step()
+
+    def eager_greedy(self, ids: list[int], n: int) -> list[int]:
+        """`n` greedy tokens of the current adapter selection on the dynamic path (the static path's reference)."""
+        from penwright.server.engine.torch_batch import KVBatch
+
+        (row,) = self.prefill([ids], [SamplingParams(max_tokens=n)], None, None)
+        batch = KVBatch(self.device, self.forward, self.cache_kw)
+        batch.sync([row])
+        return [row.last] + [batch.decode()[0] for _ in range(n - 1)]
+
+    def _static_info(self) -> dict | None:
+        s = self.static
+        if s is None:
+            return None
+        return {"ready": s.ready, "disabled": s.disabled, "graphs": len(s.graphs), "slots": s.slots,
+                "max_tokens": s.max_tokens, **s.stats}
 
     def info(self) -> dict:
         import torch
 
         info = {"backend": self.name, "device": str(self.device), "model": self.model_path,
                 "context_length": self.context_length, "quantization": self.quantization,
-                "merged_adapter": self._slots.merged_adapter, "spare_adapter_slots": len(self._slots.spare)}
+                "merged_adapter": self._slots.merged_adapter, "spare_adapter_slots": len(self._slots.spare),
+                "static_decode": self._static_info()}
         if self.device.type == "cuda":
             info["memory_bytes"] = torch.cuda.memory_allocated(self.device)
             info["memory_total_bytes"] = torch.cuda.get_device_properties(self.device).total_memory

@@ -64,14 +64,46 @@ def cache_of(layers: list) -> object:
     return cache
 
 
+def cache_kwarg(model) -> str:
+    """The forward pass's name for the KV cache: `cache` (transformers >= 5.2x; `past_key_values` is deprecated
+    there and goes in 5.40) or `past_key_values` (earlier 5.x)."""
+    import inspect
+
+    try:
+        params = inspect.signature(model.get_base_model().forward if hasattr(model, "get_base_model")
+                                   else model.forward).parameters
+    except (TypeError, ValueError):
+        return "past_key_values"
+    return "cache" if "cache" in params else "past_key_values"
+
+
+def output_cache(out):
+    """The KV cache a forward pass returned, under either name."""
+    cache = getattr(out, "cache", None)
+    return cache if cache is not None else out["past_key_values"]
+
+
 class KVBatch:
     """The rows of one adapter selection and their shared, left-padded KV cache (engine thread only)."""
 
-    def __init__(self, device):
+    def __init__(self, device, forward, cache_kw: str = "past_key_values"):
         self.device = device
+        self.forward = forward  # the backend's model call
+        self.cache_kw = cache_kw
         self.rows: list[Row] = []
         self.cache = None
         self.mask = None  # (B, T) long, 1 = a real token; None while no row is padded
+
+    def accepts(self, row: Row) -> bool:
+        return True
+
+    def close(self) -> None:
+        self.rows, self.cache = [], None
+
+    def decode(self, graphable: bool = False) -> list:
+        """One step for the synced rows -> each one's next token or its sampling error, in self.rows order."""
+        out = self.forward(**self.step_inputs())
+        return self.sample(out.logits[:, -1])
 
     def sync(self, rows: list[Row]) -> None:
         """Make the cache hold exactly `rows` (a rebuild only when membership changed)."""
@@ -130,7 +162,7 @@ class KVBatch:
 
         b = len(self.rows)
         ids = torch.tensor([[r.last] for r in self.rows], dtype=torch.long, device=self.device)  # (B, 1)
-        kwargs = {"input_ids": ids, "past_key_values": self.cache, "use_cache": True, "logits_to_keep": 1}
+        kwargs = {"input_ids": ids, self.cache_kw: self.cache, "use_cache": True, "logits_to_keep": 1}
         if self.mask is not None:  # padded rows: mask (B, T+1), positions (B, 1)
             self.mask = torch.cat([self.mask, self.mask.new_ones((b, 1))], dim=1)
             kwargs["attention_mask"] = self.mask

@@ -1,0 +1,317 @@
+"""Static-cache decoding for the torch backend: one preallocated KV pool, the decode step replayed as CUDA graphs.
+
+The pool holds keys/values of shape (S, H, T_max, D) per layer for S rows ("slots"). A row is prefilled as before
+(its own dynamic cache, torch_backend.prefill) and, on joining a StaticBatch, its KV is copied into slot i at
+columns [0, L). Each slot has its own write position (= the row's position id), so rows of any lengths decode
+together with no padding shifts: the step writes each row's new key/value at its own column and attends over the
+first T columns of its slot (T: a power of two above the longest row), masked to the columns it has written.
+
+On CUDA the step (forward pass, greedy pick, next inputs) is captured once per (batch bucket B, span T) as a CUDA
+graph and replayed: one launch instead of hundreds of kernels driven from Python. Buffers the graph reads and
+writes (input ids, positions, logits, picked tokens, the pool) never move, and the adapter weights it reads are
+the base layers' own tensors: merging or unmerging a LoRA adapter adds into them in place, so a hot-swap between
+steps is seen by the next replay. A graph is replayed only while the forward pass would run exactly the plain
+module tree (live adapter merged, or the base with nothing merged): other adapter selections run the same step
+eagerly over the same pool. Anything the graphs cannot take (a row longer than the pool, a failed capture) runs
+eagerly too, never fails a request for that reason.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+log = logging.getLogger(__name__)
+
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32)
+MIN_SPAN = 256
+
+
+def buckets(limit: int, first: int, factor: int = 2) -> list[int]:
+    """first, first*2, ... up to `limit`, with `limit` itself last."""
+    out, b = [], first
+    while b < limit:
+        out.append(b)
+        b *= factor
+    return out + [limit]
+
+
+class SlotCache:
+    """What the model's attention layers call `cache.update` on, for one static step: writes each row's new
+    key/value at its own position in the pool and returns the first `span` columns of its slots."""
+
+    def __init__(self, keys: list, values: list, batch: int, span: int, pos):
+        self.keys, self.values, self.batch, self.span = keys, values, batch, span
+        self.pos = pos  # (B,) long: the column each row writes this step
+        self.is_compileable = True
+
+    def update(self, key_states, value_states, layer_idx: int, *args, **kwargs):
+        b = self.batch
+        k, v = self.keys[layer_idx][:b], self.values[layer_idx][:b]  # (B, H, T_max, D) views into the pool
+        index = self.pos.view(b, 1, 1, 1).expand(b, key_states.shape[1], 1, key_states.shape[3])
+        k.scatter_(2, index, key_states)  # key_states: (B, H, 1, D)
+        v.scatter_(2, index, value_states)
+        return k[:, :, : self.span], v[:, :, : self.span]
+
+    def get_seq_length(self, layer_idx: int = 0) -> int:
+        return 0  # position ids are always passed: never asked for positions
+
+
+class StaticDecoder:
+    """The KV pool, step buffers and captured graphs of one backend (engine thread only)."""
+
+    def __init__(self, backend, slots: int, max_tokens: int, graphs: bool):
+        self.backend = backend
+        self.slots, self.max_tokens, self.use_graphs = slots, max_tokens, graphs
+        self.ready = False  # verified against the dynamic path; until then batches are dynamic
+        self.disabled: str | None = None  # why static decoding is off for good
+        self.busy = False  # a StaticBatch holds the pool
+        self.graphs: dict[tuple[int, int], object] = {}
+        self.failed: set[tuple[int, int]] = set()
+        self._todo: list[tuple[int, int]] | None = None  # graphs still to capture in warm-up
+        self._fingerprint: tuple | None = None
+        self._seen_changes = -1
+        self._pool_handle = None
+        self.stats = {"replays": 0, "eager_steps": 0, "captures": 0, "capture_seconds": 0.0, "warm_seconds": 0.0}
+
+    # ---- buffers -------------------------------------------------------------------------------
+    def allocate(self) -> None:
+        import torch
+
+        model, device = self.backend.model, self.backend.device
+        cfg = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+        if any(t != "full_attention" for t in (getattr(cfg, "layer_types", None) or ["full_attention"])):
+            raise ValueError("sliding-window or linear-attention layers")
+        heads = getattr(cfg, "num_key_value_heads", None) or cfg.num_attention_heads
+        dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+        dtype = next(model.parameters()).dtype
+        shape = (self.slots, heads, self.max_tokens, dim)
+        self.keys = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(cfg.num_hidden_layers)]
+        self.values = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(cfg.num_hidden_layers)]
+        self.layer_types = sorted(set(getattr(cfg, "layer_types", None) or ["full_attention"]))
+        self.ids = torch.zeros(self.slots, dtype=torch.long, device=device)  # each slot's next input token
+        self.pos = torch.zeros(self.slots, dtype=torch.long, device=device)  # ... and its position = write column
+        self.cols = torch.arange(self.max_tokens, device=device)
+        self.logits = torch.zeros((self.slots, cfg.vocab_size), dtype=torch.float32, device=device)
+        self.picked = torch.zeros(self.slots, dtype=torch.long, device=device)  # greedy pick of each slot
+        self.batch_buckets = [b for b in BATCH_BUCKETS if b < self.slots] + [self.slots]
+        self.span_buckets = buckets(self.max_tokens, min(MIN_SPAN, self.max_tokens))
+
+    def fits(self, row) -> bool:
+        return row.length + row.params.max_tokens <= self.max_tokens
+
+    def bucket(self, rows: int, longest: int) -> tuple[int, int]:
+        """The smallest captured shape for `rows` rows whose longest has `longest` tokens after this step."""
+        b = next(x for x in self.batch_buckets if x >= rows)
+        return b, next(t for t in self.span_buckets if t >= longest)
+
+    # ---- the step ------------------------------------------------------------------------------
+    def body(self, b: int, span: int) -> None:
+        """One decode step for slots [0, b): forward, greedy pick, next inputs. Captured as is on CUDA."""
+        pos = self.pos[:b]
+        mask = (self.cols[:span][None, :] <= pos[:, None])[:, None, None, :]  # (B, 1, 1, T): its own columns
+        cache = SlotCache(self.keys, self.values, b, span, pos)
+        kwargs = {"input_ids": self.ids[:b, None], "position_ids": pos[:, None], "use_cache": True,
+                  "attention_mask": {t: mask for t in self.layer_types}, self.backend.cache_kw: cache,
+                  "logits_to_keep": 1}
+        out = self.backend.model(**kwargs)
+        self.logits[:b].copy_(out.logits[:, -1])
+        self.picked[:b].copy_(self.logits[:b].argmax(dim=-1))
+        self.ids[:b].copy_(self.picked[:b])  # greedy rows feed their pick; others are overwritten from the host
+        self.pos[:b].add_(1).clamp_(max=self.max_tokens - 1)  # padding slots must never write out of bounds
+
+    def run(self, b: int, span: int, graphable: bool) -> None:
+        graph = self.graphs.get((b, span)) if graphable and self.use_graphs and self.weights_unmoved() else None
+        if graph is None and graphable and self.use_graphs and (b, span) not in self.failed:
+            graph = self.capture(b, span)
+        if graph is not None:
+            graph.replay()
+            self.stats["replays"] += 1
+        else:
+            self.body(b, span)
+            self.stats["eager_steps"] += 1
+
+    # ---- graphs --------------------------------------------------------------------------------
+    def capture(self, b: int, span: int):
+        """Capture the step for (b, span). Runs the step for real twice first (a side-stream warm-up, as CUDA
+        graphs need); the inputs are whatever the slots hold, and a re-run writes the same values. None on failure."""
+        import torch
+
+        t0 = time.perf_counter()
+        saved = (self.ids.clone(), self.pos.clone())
+        try:
+            stream = torch.cuda.Stream()
+            stream.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(stream):
+                for _ in range(2):
+                    self.ids.copy_(saved[0]), self.pos.copy_(saved[1])
+                    self.body(b, span)
+            torch.cuda.current_stream().wait_stream(stream)
+            self.ids.copy_(saved[0]), self.pos.copy_(saved[1])
+            if self._pool_handle is None:
+                self._pool_handle = torch.cuda.graph_pool_handle()
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph, pool=self._pool_handle):
+                self.body(b, span)
+            self.ids.copy_(saved[0]), self.pos.copy_(saved[1])  # capture does not run the kernels; be sure
+        except Exception as err:  # out of memory, an op that cannot be captured: this shape runs eagerly
+            log.warning("CUDA graph capture for batch %d, span %d failed (%s); it decodes eagerly", b, span, err)
+            self.failed.add((b, span))
+            self.ids.copy_(saved[0]), self.pos.copy_(saved[1])
+            return None
+        self.graphs[(b, span)] = graph
+        self.stats["captures"] += 1
+        self.stats["capture_seconds"] += time.perf_counter() - t0
+        self._fingerprint = self._fingerprint or self.fingerprint()
+        return graph
+
+    def fingerprint(self) -> tuple:
+        return tuple(p.data_ptr() for p in self.backend.model.parameters())
+
+    def weights_unmoved(self) -> bool:
+        """Graphs read the weights at fixed addresses. LoRA merges add in place; should anything ever put a new
+        tensor in (a variant that reassigns, a reload), drop the graphs and capture again."""
+        changes = self.backend.weight_changes()
+        if changes == self._seen_changes or self._fingerprint is None:
+            self._seen_changes = changes
+            return True
+        self._seen_changes = changes
+        if self.fingerprint() == self._fingerprint:
+            return True
+        log.info("model weights moved; recapturing the decode graphs")
+        self.graphs.clear()
+        self._fingerprint = None
+        return False
+
+    # ---- warm-up -------------------------------------------------------------------------------
+    def warm_up_step(self) -> bool:
+        """One unit of warm-up (allocate + check, or one graph), between requests. True while more remains."""
+        if self.disabled:
+            return False
+        t0 = time.perf_counter()
+        try:
+            if not self.ready:
+                self.allocate()
+                self.check()
+                self.ready = True
+                self._todo = [(b, t) for t in self.span_buckets for b in self.batch_buckets] if self.use_graphs else []
+            elif self._todo and self.backend.graphable(None):
+                self.pos.zero_(), self.ids.zero_()
+                b, span = self._todo.pop(0)
+                if (b, span) not in self.graphs:
+                    self.capture(b, span)
+        except Exception as err:
+            self.disable(f"{type(err).__name__}: {err}")
+        self.stats["warm_seconds"] += time.perf_counter() - t0
+        return bool(self._todo) and not self.disabled
+
+    def disable(self, why: str) -> None:
+        log.warning("static-cache decoding is off (%s); the dynamic path serves", why)
+        self.disabled, self.ready, self._todo = why, False, []
+        self.graphs.clear()
+        self.keys = self.values = []
+
+    def check(self, steps: int = 4) -> None:
+        """The static step must compute what the dynamic path computes: a short prompt on the base model, a few
+        steps each way fed the same tokens, logits compared (relative error: rounding of the model's dtype only)."""
+        import torch
+
+        from penwright.server.engine.torch_batch import KVBatch
+        from penwright.server.engine.types import SamplingParams
+
+        backend = self.backend
+        backend.activate(None, None)
+        prompt = [(7 + i % 50) % self.logits.shape[1] for i in range(16)]
+        params = [SamplingParams(max_tokens=steps + 1)]
+        (dyn_row,) = backend.prefill([prompt], params, None, None)
+        (row,) = backend.prefill([prompt], params, None, None)
+        dynamic = KVBatch(backend.device, backend.forward, backend.cache_kw)
+        dynamic.sync([dyn_row])
+        batch = StaticBatch(self)
+        limit = 1e-3 if self.keys[0].dtype == torch.float32 else 3e-2  # else bf16/fp16 rounding
+        try:
+            batch.sync([row])
+            for _ in range(steps):
+                want = backend.forward(**dynamic.step_inputs()).logits[0, -1].float()
+                dynamic.sample(want[None])
+                self.body(1, self.bucket(1, row.length + 1)[1])
+                row.length += 1
+                error = float((self.logits[0] - want).norm() / want.norm().clamp_min(1e-6))
+                if not error < limit:
+                    raise ValueError(f"static decode logits differ from the dynamic path's (rel. error {error:.2e})")
+                self.ids[0] = dyn_row.last  # both go on from the same token
+        finally:
+            batch.close()
+            dynamic.close()
+
+
+class StaticBatch:
+    """The rows of one adapter selection in the static pool (the KVBatch interface: sync, decode, accepts, close)."""
+
+    def __init__(self, decoder: StaticDecoder):
+        self.d = decoder
+        self.rows: list = []  # in slot order
+        decoder.busy = True
+
+    def accepts(self, row) -> bool:
+        return len(self.rows) < self.d.slots and self.d.fits(row)
+
+    def close(self) -> None:
+        self.rows = []
+        self.d.busy = False
+
+    def sync(self, rows: list) -> None:
+        """Slots [0, n) hold exactly `rows`: leavers' slots are filled by moving later rows down, joiners'
+        prefill KV is copied in. Inputs are rewritten from the rows' own state."""
+        if len(rows) == len(self.rows) and all(a is b for a, b in zip(rows, self.rows)):
+            return
+        members = set(map(id, rows))
+        kept = [(i, r) for i, r in enumerate(self.rows) if id(r) in members]
+        old = {id(r) for r in self.rows}
+        joining = [r for r in rows if id(r) not in old]
+        d = self.d
+        for new, (was, row) in enumerate(kept):  # new <= was: a source is never overwritten before it is read
+            if new != was:
+                for layer in range(len(d.keys)):
+                    d.keys[layer][new, :, : row.length].copy_(d.keys[layer][was, :, : row.length])
+                    d.values[layer][new, :, : row.length].copy_(d.values[layer][was, :, : row.length])
+        for slot, row in enumerate(joining, start=len(kept)):
+            for layer, (k, v) in enumerate(row.kv):  # (1, H, L, D) each
+                d.keys[layer][slot, :, : row.length].copy_(k[0])
+                d.values[layer][slot, :, : row.length].copy_(v[0])
+            row.kv = None
+        self.rows = [r for _, r in kept] + joining
+        self._write_inputs()
+
+    def _write_inputs(self) -> None:
+        import torch
+
+        n, d = len(self.rows), self.d
+        ids = [r.last for r in self.rows] + [0] * (d.slots - n)
+        pos = [r.length for r in self.rows] + [0] * (d.slots - n)
+        d.ids.copy_(torch.tensor(ids, dtype=torch.long))
+        d.pos.copy_(torch.tensor(pos, dtype=torch.long))
+
+    def decode(self, graphable: bool) -> list:
+        """One step for the synced rows -> each one's next token or its sampling error, in self.rows order."""
+        n = len(self.rows)
+        b, span = self.d.bucket(n, max(r.length for r in self.rows) + 1)
+        self.d.run(b, span, graphable)
+        picks = self.d.picked[:n].tolist()  # the one device sync of the step
+        out: list = []
+        overwrite = False
+        for i, row in enumerate(self.rows):
+            row.length += 1
+            if row.plain_greedy:
+                row.generated.append(picks[i])
+                row.last = picks[i]
+                out.append(picks[i])
+                continue
+            overwrite = True
+            try:
+                out.append(row.sample(self.d.logits[i]))
+            except Exception as err:  # this row's error only
+                out.append(err)
+        if overwrite:  # sampled rows feed their own token, not the greedy pick
+            self._write_inputs()
+        return out
