@@ -38,6 +38,8 @@ class _Sampling(BaseModel):
     max_tokens: int | None = Field(None, ge=1)
     temperature: float = Field(1.0, ge=0.0, le=2.0)
     top_p: float = Field(1.0, gt=0.0, le=1.0)
+    top_k: int = Field(-1, ge=-1, description="Sample from the k most likely tokens only; -1 or 0 = all (vLLM's top_k).")
+    min_p: float = Field(0.0, ge=0.0, le=1.0, description="Drop tokens below min_p x the top token's probability.")
     n: int = Field(1, ge=1, le=1, description="One choice per request.")
     stream: StrictBool = False
     stream_options: StreamOptions | None = None
@@ -62,6 +64,8 @@ class CompletionRequest(_Sampling):
     suffix: str | None = None
     max_tokens: int | None = Field(16, ge=1)
     echo: StrictBool = False
+    logprobs: int | None = Field(None, ge=0, le=20, description="Also return the log-probabilities of the tokens, "
+                                 "with this many most likely alternatives at each position.")
 
     @field_validator("prompt")
     @classmethod
@@ -89,6 +93,8 @@ class ChatMessage(BaseModel):
 class ChatCompletionRequest(_Sampling):
     messages: list[ChatMessage] = Field(min_length=1)
     max_completion_tokens: int | None = Field(None, ge=1)
+    logprobs: StrictBool = False
+    top_logprobs: int | None = Field(None, ge=0, le=20)
 
 
 # ---- responses ----------------------------------------------------------------------------------
@@ -123,10 +129,19 @@ def now() -> int:
     return int(time.time())
 
 
+class CompletionLogprobs(BaseModel):
+    """The legacy completions shape: parallel lists over the returned tokens."""
+
+    tokens: list[str]
+    token_logprobs: list[float | None]
+    top_logprobs: list[dict[str, float] | None]
+    text_offset: list[int]
+
+
 class CompletionChoice(BaseModel):
     index: int = 0
     text: str
-    logprobs: None = None
+    logprobs: CompletionLogprobs | None = None
     finish_reason: str | None
 
 
@@ -145,9 +160,24 @@ class ChatDelta(BaseModel):
     content: str | None = None
 
 
+class TopLogprob(BaseModel):
+    token: str
+    logprob: float
+    bytes: list[int] | None = None
+
+
+class TokenLogprob(TopLogprob):
+    top_logprobs: list[TopLogprob] = Field(default_factory=list)
+
+
+class ChatLogprobs(BaseModel):
+    content: list[TokenLogprob] | None = None
+
+
 class ChatChoice(BaseModel):
     index: int = 0
     message: ChatDelta
+    logprobs: ChatLogprobs | None = None
     finish_reason: str | None
 
 
@@ -180,16 +210,47 @@ class ChatCompletionChunk(BaseModel):
 class ModelCard(BaseModel):
     id: str
     object: Literal["model"] = "model"
-    created: int = 0
+    created: int = 0  # unix time: the adapter version's publication, or the base model's files
     owned_by: str = "penwright"
     root: str | None = None
     parent: str | None = None
+    max_model_len: int | None = None  # context length in tokens, as vLLM reports it
     penwright: dict | None = None
 
 
 class ModelList(BaseModel):
     object: Literal["list"] = "list"
     data: list[ModelCard]
+
+
+class TokenizeRequest(BaseModel):
+    """vLLM's `POST /tokenize`: a prompt, or chat messages rendered with the model's chat template."""
+
+    model_config = ConfigDict(extra="allow")
+
+    model: str = DEFAULT_MODEL
+    prompt: str | None = None
+    messages: list[ChatMessage] | None = None
+    add_special_tokens: StrictBool = False  # accepted for vLLM's clients; Penwright's prompts carry their own
+    return_token_strs: StrictBool = False
+
+
+class TokenizeResponse(BaseModel):
+    count: int
+    max_model_len: int
+    tokens: list[int]
+    token_strs: list[str] | None = None
+
+
+class DetokenizeRequest(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    model: str = DEFAULT_MODEL
+    tokens: list[int]
+
+
+class DetokenizeResponse(BaseModel):
+    prompt: str
 
 
 class ErrorDetail(BaseModel):

@@ -181,10 +181,23 @@ class Engine:
     def adapters(self) -> list[str]:
         return list(self.backend.adapters()) if self._ready.is_set() and not self._load_error else []
 
+    def score(self, ids: list[int], last: int, adapter: str | None, scale: float | None, top: int) -> list:
+        """Log-probabilities of the `last` ids given what precedes each (one forward pass on the engine thread),
+        with the `top` most likely alternatives at each position: [(logprob, [(id, logprob)...])...]. For
+        `logprobs`; `last` is at most len(ids) - 1."""
+        if not hasattr(self.backend, "score"):
+            raise RequestError(f"logprobs are not available on the {self.backend.name} backend", param="logprobs",
+                               code="unsupported_parameter")
+        return self.call(lambda: self.backend.score(ids, last, adapter, scale, top))
+
     # ---- tokenizer access from other threads ----------------------------------------------------
     def encode(self, text: str) -> list[int]:
         with self._tok_lock:
             return self.backend.encode(text)
+
+    def decode(self, ids: list[int]) -> str:
+        with self._tok_lock:
+            return self.backend.decode(ids)
 
     def count_tokens(self, text: str) -> int:
         return len(self.encode(text)) if text else 0
@@ -463,7 +476,7 @@ class Engine:
                 if tail:
                     seq.channel.put(Delta(tail))
                 self.stats.served += 1
-            seq.channel.put(Finished(reason, seq.prompt_tokens, seq.generated, seq.adapter))
+            seq.channel.put(Finished(reason, seq.prompt_tokens, seq.generated, seq.adapter, seq.stream.token_ids))
         if self._unload_pending:
             self._unload_unused()
         self._update_merge_target()

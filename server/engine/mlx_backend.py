@@ -131,7 +131,8 @@ class MlxBackend(HFTokenizerText):
 
         if params.seed is not None:
             mx.random.seed(params.seed)
-        sampler = make_sampler(temp=params.temperature, top_p=params.top_p if params.top_p < 1.0 else 0.0)
+        sampler = make_sampler(temp=params.temperature, top_p=params.top_p if params.top_p < 1.0 else 0.0,
+                               min_p=params.min_p, top_k=params.top_k)
         processors = make_logits_processors(
             repetition_penalty=params.repetition_penalty if params.repetition_penalty != 1.0 else None,
             presence_penalty=params.presence_penalty or None, frequency_penalty=params.frequency_penalty or None)

@@ -39,6 +39,10 @@ class TextStream:
     def text(self) -> str:
         return self._text[: self.emitted]
 
+    @property
+    def token_ids(self) -> tuple[int, ...]:
+        return tuple(self._tokens)
+
     def push(self, token: int) -> tuple[str, bool]:
         """Add one token; returns (text to send now, whether a stop was hit)."""
         self._tokens.append(token)

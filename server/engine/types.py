@@ -21,6 +21,8 @@ class SamplingParams:
     max_tokens: int = 64
     temperature: float = 0.0  # 0 = greedy
     top_p: float = 1.0
+    top_k: int = 0  # keep the k most likely tokens; 0 = off
+    min_p: float = 0.0  # drop tokens below min_p x the top token's probability; 0 = off
     seed: int | None = None
     repetition_penalty: float = 1.0  # HF-style, over prompt + generated tokens
     frequency_penalty: float = 0.0  # OpenAI-style, over generated tokens
@@ -62,6 +64,7 @@ class Finished:
     prompt_tokens: int
     completion_tokens: int
     adapter: str | None
+    token_ids: tuple[int, ...] = ()  # the generated ids (without the end-of-text token), for logprobs
 
 
 class Channel:

@@ -5,13 +5,21 @@ from __future__ import annotations
 import logging
 
 from fastapi import APIRouter, Request
+from starlette.concurrency import run_in_threadpool
 
-from penwright.server.protocol import ChatCompletionRequest, CompletionRequest
+from penwright.server.metrics import metered_route_class
+from penwright.server.routers import metrics as metrics_routes
+from penwright.server.protocol import (ChatCompletionRequest, CompletionRequest, DetokenizeRequest,
+                                       DetokenizeResponse, TokenizeRequest, TokenizeResponse)
 from penwright.server.services import models
+from penwright.server.services.errors import ApiError
+from penwright.server.services.logprobs import Reporting
 from penwright.server.services.responses import respond
+from penwright.server.services.unsupported import refuse_unsupported
 
 log = logging.getLogger(__name__)
-router = APIRouter(tags=["openai"])
+router = APIRouter(tags=["openai"], route_class=metered_route_class())
+router.include_router(metrics_routes.router)  # GET /metrics and /version (vLLM serves them beside the API too)
 
 
 def _log_unknown(body, path: str) -> None:
@@ -20,21 +28,41 @@ def _log_unknown(body, path: str) -> None:
         log.info("%s: ignoring unknown request fields %s", path, ", ".join(extra))
 
 
+def _cards(request: Request):
+    services = request.app.state.services
+    if getattr(request.app.state, "base_created", None) is None:
+        request.app.state.base_created = models.base_created(services)
+    return models.model_list(services.model_name, services.registry, services.live_adapter,
+                             request.app.state.completions.context_length, request.app.state.base_created)
+
+
+def _check(request: Request, body) -> None:
+    """Local engine: refuse what it cannot honour (proxy mode: the upstream decides)."""
+    if request.app.state.services.engine is not None:
+        refuse_unsupported(body, body.stream)
+
+
 @router.get("/v1/models")
 async def list_models(request: Request):
-    services = request.app.state.services
-    return models.model_list(services.model_name, services.registry, services.live_adapter).model_dump()
+    return _cards(request).model_dump()
+
+
+@router.get("/v1/models/{model_id:path}")
+async def retrieve_model(model_id: str, request: Request):
+    return models.model_card(model_id, _cards(request)).model_dump()
 
 
 @router.post("/v1/completions")
 async def completions(body: CompletionRequest, request: Request):
     _log_unknown(body, "/v1/completions")
+    _check(request, body)
     return await _serve(request, body, await request.app.state.completions.prepare_completion(body))
 
 
 @router.post("/v1/chat/completions")
 async def chat_completions(body: ChatCompletionRequest, request: Request):
     _log_unknown(body, "/v1/chat/completions")
+    _check(request, body)
     return await _serve(request, body, await request.app.state.completions.prepare_chat(body))
 
 
@@ -43,4 +71,33 @@ async def _serve(request: Request, body, prepared):
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
     if services.engine is None:
         return await services.upstream.respond(prepared, request, body.stream, services.model_name)
-    return await respond(prepared, services, request, body.stream, include_usage)
+    reporting = Reporting.of(body, prepared.kind)
+    return await respond(prepared, services, request, body.stream, include_usage, reporting)
+
+
+def _engine(request: Request):
+    engine = request.app.state.services.engine
+    if engine is None:
+        raise ApiError(400, "Tokenizing needs the local engine; in proxy mode ask the upstream server.",
+                       "unsupported_in_proxy_mode")
+    return engine
+
+
+@router.post("/tokenize")
+async def tokenize(body: TokenizeRequest, request: Request):
+    """vLLM's shape. Chat messages are rendered with the model's chat template (generation prompt included)."""
+    engine = _engine(request)
+    if (body.prompt is None) == (body.messages is None):
+        raise ApiError(400, "Send either `prompt` or `messages`.", "invalid_value", "prompt")
+    text = body.prompt if body.prompt is not None else engine.chat_prompt(
+        [{"role": m.role, "content": m.text()} for m in body.messages])
+    ids = await run_in_threadpool(engine.encode, text)
+    strs = [engine.decode([i]) for i in ids] if body.return_token_strs else None
+    return TokenizeResponse(count=len(ids), max_model_len=engine.context_length, tokens=ids, token_strs=strs)
+
+
+@router.post("/detokenize")
+async def detokenize(body: DetokenizeRequest, request: Request):
+    engine = _engine(request)
+    return DetokenizeResponse(prompt=await run_in_threadpool(engine.decode, body.tokens))
+

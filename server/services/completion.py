@@ -68,6 +68,7 @@ class CompletionService:
     @staticmethod
     def sampling(req, max_tokens: int) -> SamplingParams:
         return SamplingParams(max_tokens=max_tokens, temperature=req.temperature, top_p=req.top_p, seed=req.seed,
+                              top_k=max(req.top_k, 0), min_p=req.min_p,
                               repetition_penalty=req.repetition_penalty, frequency_penalty=req.frequency_penalty,
                               presence_penalty=req.presence_penalty, stop=tuple(req.stop or ()))
 

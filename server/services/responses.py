@@ -20,6 +20,7 @@ from penwright.server.engine import Delta, Finished
 from penwright.server.protocol import (ChatChoice, ChatChunkChoice, ChatCompletionChunk, ChatCompletionResponse,
                                        ChatDelta, CompletionChoice, CompletionResponse, PenwrightMeta, Usage, new_id, now)
 from penwright.server.services.errors import api_error
+from penwright.server.services.logprobs import Reporting
 from penwright.server.services.models import served_id
 
 log = logging.getLogger(__name__)
@@ -40,11 +41,14 @@ def _reason(fin: Finished) -> str:
     return "length" if fin.finish_reason == "length" else "stop"
 
 
-async def respond(prepared, services, http: Request, stream: bool, include_usage: bool):
-    """Run a prepared request on the engine; return the HTTP response."""
+async def respond(prepared, services, http: Request, stream: bool, include_usage: bool,
+                  reporting: Reporting = Reporting()):
+    """Run a prepared request on the engine; return the HTTP response (with logprobs/echo as `reporting` asks)."""
     for hook in services.on_request:  # e.g. the daemon pausing training while the author types
         hook()
-    channel = services.engine.submit(prepared.request)
+    from penwright.server.metrics import metrics_of
+
+    channel = metrics_of(http.app).watch(services.engine.submit(prepared.request))
     try:
         started = await channel.aget()
     except BaseException:
@@ -54,17 +58,36 @@ async def respond(prepared, services, http: Request, stream: bool, include_usage
                          lore_tokens=prepared.lore_tokens, truncated_tokens=started.truncated_tokens)
     model = meta.adapter
     if stream:
-        body = _sse(channel, prepared.kind, model, meta, include_usage)
+        echo = reporting.echo_text(services.engine.decode)
+        body = _sse(channel, prepared.kind, model, meta, include_usage, echo)
         return StreamingResponse(body, media_type="text/event-stream", headers=meta_headers(meta))
     text, fin = await _collect(channel, http)
+    echo, logprobs = await _reported(services.engine, prepared, started, fin, text, reporting)
     if prepared.kind == "chat":
         out = ChatCompletionResponse(id=new_id("chatcmpl"), created=now(), model=model, usage=_usage(fin), penwright=meta,
                                      choices=[ChatChoice(message=ChatDelta(role="assistant", content=text),
-                                                         finish_reason=_reason(fin))])
+                                                         logprobs=logprobs, finish_reason=_reason(fin))])
     else:
         out = CompletionResponse(id=new_id("cmpl"), created=now(), model=model, usage=_usage(fin), penwright=meta,
-                                 choices=[CompletionChoice(text=text, finish_reason=_reason(fin))])
+                                 choices=[CompletionChoice(text=echo + text, logprobs=logprobs, finish_reason=_reason(fin))])
     return JSONResponse(out.model_dump(exclude_none=False), headers=meta_headers(meta))
+
+
+async def _reported(engine, prepared, started, fin: Finished, text: str, reporting: Reporting):
+    """(echoed prompt or "", logprobs object or None) for a finished non-streamed request."""
+    from penwright.server.services import logprobs as lp
+
+    echo = reporting.echo_text(engine.decode)
+    if reporting.logprobs is None:
+        return echo, None
+    prompt_ids = lp.served_prompt_ids(engine, prepared.request.prompt, started.truncated_tokens)
+    gen = lp.reported_ids(engine.decode, fin.token_ids, text)
+    echo_n = lp.echo_span(engine.decode, prompt_ids, echo) if echo else 0
+    scored = await lp.score(engine, prompt_ids, gen, echo_n, started.adapter, prepared.request.adapter_scale,
+                            reporting.logprobs)
+    if prepared.kind == "chat":
+        return echo, lp.chat_logprobs(engine.decode, scored)
+    return echo, lp.completion_logprobs(engine.decode, scored, echo_n, len(echo))
 
 
 async def _collect(channel, http: Request) -> tuple[str, Finished]:
@@ -97,7 +120,7 @@ def _sse_line(obj) -> str:
     return f"data: {json.dumps(data, ensure_ascii=False)}\n\n"
 
 
-async def _sse(channel, kind: str, model: str, meta: PenwrightMeta, include_usage: bool):
+async def _sse(channel, kind: str, model: str, meta: PenwrightMeta, include_usage: bool, echo: str = ""):
     """Server-sent events in OpenAI's chunk shapes; ends with `data: [DONE]`."""
     rid, created = new_id("chatcmpl" if kind == "chat" else "cmpl"), now()
 
@@ -116,6 +139,8 @@ async def _sse(channel, kind: str, model: str, meta: PenwrightMeta, include_usag
     try:
         if kind == "chat":
             yield chunk("", first=True)
+        elif echo:
+            yield chunk(echo)
         async for item in channel:
             if isinstance(item, Delta):
                 yield chunk(item.text)

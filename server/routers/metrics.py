@@ -1,0 +1,25 @@
+"""`GET /metrics` (Prometheus text format) and `GET /version`."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+router = APIRouter(tags=["metrics"])
+
+
+@router.get("/metrics")
+async def metrics(request: Request):
+    body, content_type = request.app.state.metrics.render()
+    return Response(body, media_type=content_type)
+
+
+@router.get("/version")
+async def version():
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as dist_version
+
+    try:
+        return {"version": dist_version("penwright")}
+    except PackageNotFoundError:
+        return {"version": "unknown"}
