@@ -12,6 +12,7 @@ from penwright.server.routers import metrics as metrics_routes
 from penwright.server.protocol import (ChatCompletionRequest, CompletionRequest, DetokenizeRequest,
                                        DetokenizeResponse, TokenizeRequest, TokenizeResponse)
 from penwright.server.services import models
+from penwright.server.services.continue_prefix import strip_continue_prompt
 from penwright.server.services.errors import ApiError
 from penwright.server.services.logprobs import Reporting
 from penwright.server.services.responses import respond
@@ -56,6 +57,8 @@ async def retrieve_model(model_id: str, request: Request):
 async def completions(body: CompletionRequest, request: Request):
     _log_unknown(body, "/v1/completions")
     _check(request, body)
+    if isinstance(body.prompt, str):  # Continue's autocomplete puts file paths and snippets before the prose
+        body.prompt = strip_continue_prompt(body.prompt)
     return await _serve(request, body, await request.app.state.completions.prepare_completion(body))
 
 

@@ -81,8 +81,8 @@ def model_list(name: str, registry, live_adapter: str | None, context_length: in
                        created=created.get(live_id, base_created), max_model_len=context_length),
              ModelCard(id=f"{name}:base", created=base_created, max_model_len=context_length)]
     for v in versions:
-        cards.append(ModelCard(id=v.model_id, parent=f"{name}:base", root=str(v.path.name), max_model_len=context_length,
-                               created=created[f"{name}@{adapter_name(v.version)}"],
+        cards.append(ModelCard(id=v.model_id, parent=f"{name}:base", root=str(v.path.name),
+                               max_model_len=context_length, created=created[f"{name}@{adapter_name(v.version)}"],
                                penwright={"status": v.status, "metrics": v.metrics, "created_at": v.created_at}))
     return ModelList(data=cards)
 

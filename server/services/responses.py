@@ -69,7 +69,8 @@ async def respond(prepared, services, http: Request, stream: bool, include_usage
                                                          logprobs=logprobs, finish_reason=_reason(fin))])
     else:
         out = CompletionResponse(id=new_id("cmpl"), created=now(), model=model, usage=_usage(fin), penwright=meta,
-                                 choices=[CompletionChoice(text=echo + text, logprobs=logprobs, finish_reason=_reason(fin))])
+                                 choices=[CompletionChoice(text=echo + text, logprobs=logprobs,
+                                                           finish_reason=_reason(fin))])
     return JSONResponse(out.model_dump(exclude_none=False), headers=meta_headers(meta))
 
 
