@@ -59,7 +59,8 @@ def test_config_points_continue_at_this_daemon(served, capsys):
     info = json.loads((served / ".penwright" / "daemon.json").read_text())
     (model,) = cfg["models"]
     assert model["provider"] == "openai" and model["model"] == "penwright"
-    assert model["apiBase"] == f"{info['url']}/v1"
+    assert model["apiBase"] == f"{info['url']}/v1"  # the configured port (penwright.yaml), where the daemon listens
+    assert model["autocompleteOptions"]["modelTimeout"] >= 1000  # Continue's 150 ms default is too short on a CPU
     assert {"chat", "autocomplete"} <= set(model["roles"])
     assert "{{{prefix}}}" in model["promptTemplates"]["autocomplete"] and "{{{suffix}}}" in model["promptTemplates"]["autocomplete"]
     (ctx,) = cfg["context"]
@@ -72,10 +73,13 @@ def test_continue_autocomplete_request(served, capsys):
     suffix = "\n\nBy morning the storm had passed."
     body = {  # what Continue's openai provider posts for tab autocomplete
         "model": model["model"],
-        "prompt": render(model["promptTemplates"]["autocomplete"], prefix=prefix, suffix=suffix),
+        # Continue's prefix: its snippet header (a Markdown file's path, comment mark "") before the prose
+        "prompt": render(model["promptTemplates"]["autocomplete"], prefix="\n manuscript/chapter-03.md\n" + prefix,
+                         suffix=suffix),
         "max_tokens": model["defaultCompletionOptions"]["maxTokens"],
         "temperature": model["defaultCompletionOptions"]["temperature"],
-        "stop": ["\n\n", "<fim_prefix>", "<fim_suffix>", "<fim_middle>"],
+        # getStopTokens() for a string template: multiline stops + Continue's common stops
+        "stop": ["\n\n", "\r\n\r\n", "/src/", "#- coding: utf-8", "```"],
         "stream": True,
         **model["requestOptions"]["extraBodyProperties"],
     }
@@ -88,6 +92,7 @@ def test_continue_autocomplete_request(served, capsys):
     assert chunks and all(c["object"] == "text_completion" for c in chunks)
     assert "<fim_" not in text and "{{" not in text
     assert "By morning the storm" not in text  # the suffix was understood as what follows, not echoed
+    assert "chapter-03" not in text and "manuscript/" not in text
 
 
 def test_continue_chat_request(served, capsys):
@@ -129,4 +134,5 @@ def test_write_refuses_to_overwrite_without_force(served, tmp_path, capsys):
     assert "exists" in capsys.readouterr().err
     assert penwright_main(["continue-config", "-p", str(served), "--write", str(target), "--force"]) == 0
     assert penwright_main(["continue-config", "-p", str(served), "--write"]) == 0
-    assert (served / ".penwright" / "continue" / "config.yaml").is_file()
+    written = yaml.safe_load((served / ".continue" / "assistants" / "penwright.yaml").read_text())
+    assert {"name", "version", "schema", "models"} <= set(written)  # a whole local assistant, as Continue loads it
