@@ -34,6 +34,8 @@ ROOT = Path(__file__).resolve().parents[1]
 SHAPES = {  # Qwen2.5 configurations (the weights' values do not change the timing)
     "0.5b": dict(hidden_size=896, intermediate_size=4864, num_hidden_layers=24, num_attention_heads=14,
                  num_key_value_heads=2, vocab_size=151936, tie_word_embeddings=True),
+    "tiny": dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,  # rehearsals
+                 num_key_value_heads=2, vocab_size=1000, tie_word_embeddings=True),
     "7b": dict(hidden_size=3584, intermediate_size=18944, num_hidden_layers=28, num_attention_heads=28,
                num_key_value_heads=4, vocab_size=152064, tie_word_embeddings=False),
 }
@@ -161,10 +163,12 @@ def run_clients(engine, work: list, clients: int) -> dict:
     for t in threads:
         t.join()
     wall = time.perf_counter() - t0
+    decode = sum(t - f for t, f in zip(total, ttft))
     return {"clients": clients, "requests": len(total), "errors": len(errors),
             "ttft_ms": {p: 1000 * pct(ttft, p) for p in (50, 95, 99)},
             "total_ms": {p: 1000 * pct(total, p) for p in (50, 95, 99)},
             "tok_s_per_client": sum(tokens) / sum(total) * 1 if total else 0.0,
+            "decode_tok_s": sum(n - 1 for n in tokens) / decode if decode > 0 else 0.0,
             "tok_s_overall": sum(tokens) / wall}
 
 
@@ -180,11 +184,14 @@ def baseline(model, tokenizer, adapter: Path, work: list) -> dict:
         for i, (ids, n) in enumerate(work):
             x = torch.tensor([ids], device=next(model.parameters()).device)
             kw = dict(do_sample=False, pad_token_id=tokenizer.eos_token_id)
-            sync(); t0 = time.perf_counter()
+            sync()
+            t0 = time.perf_counter()
             peft_model.generate(x, max_new_tokens=1, min_new_tokens=1, **kw)
-            sync(); t1 = time.perf_counter()
+            sync()
+            t1 = time.perf_counter()
             peft_model.generate(x, max_new_tokens=n, min_new_tokens=n, **kw)
-            sync(); t2 = time.perf_counter()
+            sync()
+            t2 = time.perf_counter()
             if i >= 2:  # warm-up
                 ttft.append(t1 - t0), total.append(t2 - t1), tokens.append(n)
     peft_model.unload()
@@ -213,7 +220,7 @@ def swap_under_load(engine, adapters: list[Path], work: list, promotions: int = 
         walls.append(time.perf_counter() - t0)
     t.join()
     return {"promotions": promotions, "failed_requests": result["load"]["errors"], "requests": result["load"]["requests"],
-            "engine_pause_ms": {"p50": 1000 * pct(pauses, 50), "max": 1000 * max(pauses)},
+            "engine_pause_ms": {"p50": 1000 * pct(pauses, 50), "p95": 1000 * pct(pauses, 95), "max": 1000 * max(pauses)},
             "swap_wall_ms": {"p50": 1000 * pct(walls, 50), "max": 1000 * max(walls)},
             "during_swaps": result["load"], "loaded_after": engine.adapters()}
 
@@ -254,6 +261,10 @@ def start_training(args, shape: str | None) -> subprocess.Popen:
 
 
 # ---- main ------------------------------------------------------------------------------------------------
+def past_deadline(args) -> bool:
+    return args.deadline is not None and time.perf_counter() - T0 > args.deadline
+
+
 def bench_model(args, shape: str | None, out: dict) -> None:
     t0 = time.perf_counter()
     model, tok, label = build_model(args, shape)
@@ -265,23 +276,34 @@ def bench_model(args, shape: str | None, out: dict) -> None:
     if not args.only_merged:
         res["baseline: generate() + unmerged PEFT"] = baseline(model, tok, adapters[0], prompts(tok, n1 + 2, args.prompt_tokens, 1))
         report(label, res, args)
+    if args.generate_baselines:
+        generate_baselines(model, tok, args, res)
     merges = [True] if args.only_merged else [False, True]
-    variants = [(merge, mb) for merge in merges for mb in args.max_batch]
-    for merge, mb in variants:  # idle
-        name = variant_name(merge, mb)
-        with serving(model, tok, label, adapters, merge, mb, args.prompt_tokens) as engine:
+    variants = [(merge, mb, kind) for kind in args.engines for merge in merges for mb in args.max_batch]
+    for merge, mb, kind in variants:  # idle
+        if past_deadline(args):
+            print(f"(deadline: skipped {variant_name(merge, mb, kind)})")
+            continue
+        name = variant_name(merge, mb, kind)
+        with serving(model, tok, label, adapters, merge, mb, args.prompt_tokens, kind, res) as engine:
             res[f"{name}, 1 client, idle"] = run_clients(engine, prompts(tok, n1, args.prompt_tokens, 3), 1)
+            if args.fixed_tokens:
+                fixed = [(ids, args.fixed_tokens) for ids, _ in prompts(tok, n1, args.prompt_tokens, 8)]
+                res[f"{name}, 1 client, {args.fixed_tokens} tokens"] = run_clients(engine, fixed, 1)
             res[f"{name}, 8 clients, idle"] = run_clients(engine, prompts(tok, n8, args.prompt_tokens, 4), 8)
-            if (merge, mb) == variants[-1]:
+            if (merge, mb, kind) == variants[-1]:
                 res[f"hot-swap: 8 clients streaming, 10 promotions ({name})"] = swap_under_load(
                     engine, adapters, prompts(tok, n8, args.prompt_tokens, 7))
+            if kind == "static":
+                res[f"{name}: static decode"] = engine.status().get("static_decode")
         report(label, res, args)
-    if not args.no_training:  # the merged engine (the CUDA default) beside a training run, each max_batch
+    if not args.no_training and not past_deadline(args):  # the merged engine beside a training run
         trainer = start_training(args, shape)
         try:
             for mb in args.max_batch:
-                name = variant_name(True, mb)
-                with serving(model, tok, label, adapters, True, mb, args.prompt_tokens) as engine:
+                kind = args.engines[-1]
+                name = variant_name(True, mb, kind)
+                with serving(model, tok, label, adapters, True, mb, args.prompt_tokens, kind, res) as engine:
                     res[f"{name}, 1 client, training"] = run_clients(engine, prompts(tok, n1, args.prompt_tokens, 5), 1)
                     res[f"{name}, 8 clients, training"] = run_clients(engine, prompts(tok, n8, args.prompt_tokens, 6), 8)
         finally:
@@ -289,21 +311,44 @@ def bench_model(args, shape: str | None, out: dict) -> None:
             trainer.wait()
         report(label, res, args)
     compare(label, res, args)
+    summary(label, res, args)
+    del model
+    release_memory()
 
 
-def variant_name(merge: bool, max_batch: int) -> str:
-    return f"engine, {'live adapter merged' if merge else 'unmerged PEFT'}, max_batch {max_batch}"
+def release_memory() -> None:
+    import gc
+
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def variant_name(merge: bool, max_batch: int, kind: str = "dynamic") -> str:
+    name = f"engine, {'live adapter merged' if merge else 'unmerged PEFT'}, max_batch {max_batch}"
+    return name if kind == "dynamic" else f"{name}, static KV + CUDA graphs" if kind == "static" else f"{name}, {kind}"
 
 
 @contextlib.contextmanager
-def serving(model, tok, label: str, adapters: list[Path], merge: bool, max_batch: int, prompt_tokens: int):
-    """An Engine over the shared model with adapter v1 live, warmed up; the plain model is restored after."""
+def serving(model, tok, label: str, adapters: list[Path], merge: bool, max_batch: int, prompt_tokens: int,
+            kind: str = "dynamic", res: dict | None = None):
+    """An Engine over the shared model with adapter v1 live, warmed up; the plain model is restored after.
+    `kind` "static": static KV + CUDA graphs (the CUDA default), its start and warm-up timed; "dynamic": off."""
     from penwright.server.engine import Engine
     from penwright.server.engine.torch_backend import TorchBackend
 
-    engine = Engine(TorchBackend(label, merge_live=merge, preloaded=(model, tok)), max_active=16,
-                    max_batch=max_batch).start()
+    t0 = time.perf_counter()
+    backend = TorchBackend(label, merge_live=merge, preloaded=(model, tok), static_decode=kind == "static")
+    engine = Engine(backend, max_active=16, max_batch=max_batch).start()
+    started = time.perf_counter() - t0
     try:
+        warm = engine.warm_up()  # the daemon does this in the background while the dynamic path serves
+        if res is not None and kind == "static":
+            again = f"{variant_name(merge, max_batch, kind)}: start" in res  # a later engine in this process
+            res[f"{variant_name(merge, max_batch, kind)}: start{' (again, warm process)' if again else ''}"] = {
+                "engine_start_s": started, "warm_up_s": warm, "cold_start_s": time.perf_counter() - t0}
         engine.set_live("v1", adapters[0])
         run_clients(engine, prompts(tok, 3, prompt_tokens, 2), 1)  # warm-up
         run_clients(engine, prompts(tok, 8, 64, 2), 8)  # and of the batched shapes
@@ -313,10 +358,51 @@ def serving(model, tok, label: str, adapters: list[Path], merge: bool, max_batch
         engine.stop()
         if hasattr(engine.backend.model, "peft_config"):
             engine.backend.model.unload()
+        engine.backend.static = None  # its KV pool and graphs
+        release_memory()
+
+
+def generate_baselines(model, tok, args, res: dict) -> None:
+    """Plain `model.generate()` (no engine), greedy, batch 1, on the base weights (a merged adapter costs nothing at
+    decode): the default dynamic cache and `cache_implementation="static"` (transformers compiles the decode step).
+    A 32-token completion's total time, and decode tok/s from the difference of 32- and 8-token runs."""
+    import torch
+
+    sync = torch.cuda.synchronize if args.device == "cuda" else (lambda: None)
+    work = [ids for ids, _ in prompts(tok, args.generate_requests, args.prompt_tokens, 9)]
+    for impl in ("dynamic", "static"):
+        if past_deadline(args):
+            print(f"(deadline: skipped generate() {impl})")
+            continue
+        kw = {"do_sample": False, "pad_token_id": tok.eos_token_id}
+        if impl == "static":
+            kw["cache_implementation"] = "static"
+
+        def gen(ids, n):
+            x = torch.tensor([ids], device=args.device)
+            sync()
+            t = time.perf_counter()
+            model.generate(x, attention_mask=torch.ones_like(x), max_new_tokens=n, min_new_tokens=n, **kw)
+            sync()
+            return time.perf_counter() - t
+
+        with torch.inference_mode():
+            t0 = time.perf_counter()
+            gen(work[0], 32)  # first call: compiles (static) / warms up; the 8-token runs reuse its cache
+            first = time.perf_counter() - t0
+            gen(work[0], 8)
+            t8, t32 = [gen(ids, 8) for ids in work], [gen(ids, 32) for ids in work]
+        d8, d32 = pct(t8, 50), pct(t32, 50)
+        res[f"generate() {impl} cache"] = {"completion_32_ms": 1000 * d32, "completion_8_ms": 1000 * d8,
+                                            "decode_tok_s": 24 / (d32 - d8) if d32 > d8 else float("nan"),
+                                            "first_call_s": first, "requests": len(work)}
+        r = res[f"generate() {impl} cache"]
+        print(f"generate() {impl} cache: 32-token completion p50 {r['completion_32_ms']:.0f} ms, decode "
+              f"{r['decode_tok_s']:.0f} tok/s (first call {first:.1f} s)", flush=True)
 
 
 def report(label: str, res: dict, args) -> None:
-    rows = [(k, v) for k, v in res.items() if "ttft_ms" in v]
+    rows = [(k, v) for k, v in res.items() if isinstance(v, dict) and "ttft_ms" in v]
     base = res.get("baseline: generate() + unmerged PEFT")
     print(f"\n### {label}: {args.prompt_tokens}-token prompts, 24-48 new tokens, greedy, LoRA r=16 on 7 projections")
     print("| configuration | requests | TTFT p50 / p95 / p99 ms | total p50 / p95 / p99 ms | tok/s per request "
@@ -331,6 +417,7 @@ def report(label: str, res: dict, args) -> None:
         if key.startswith("hot-swap"):
             print(f"\n{key}: {swap['promotions']} promotions during {swap['requests']} streamed requests: "
                   f"{swap['failed_requests']} failed; engine paused p50 {swap['engine_pause_ms']['p50']:.1f} ms, "
+                  f"p95 {swap['engine_pause_ms']['p95']:.1f} ms, "
                   f"max {swap['engine_pause_ms']['max']:.1f} ms per swap (set_live wall p50 {swap['swap_wall_ms']['p50']:.1f} ms); "
                   f"TTFT p50/p95 during swaps {swap['during_swaps']['ttft_ms'][50]:.1f}/{swap['during_swaps']['ttft_ms'][95]:.1f} ms; "
                   f"adapters loaded after: {swap['loaded_after']}")
@@ -368,7 +455,60 @@ def compare(label: str, res: dict, args) -> None:
     sys.stdout.flush()
 
 
+# the issue's targets (H200): 1-client decode tok/s, 32-token completion ms, 8-client TTFT p95 ms
+TARGETS_BY_SHAPE = {"0.5b": (450, 120, 120), "7b": (190, 250, 120)}
+
+
+def summary(label: str, res: dict, args) -> None:
+    """Static KV + CUDA graphs beside the dynamic engine and plain generate(), against the issue's targets."""
+    mb = args.max_batch[-1]
+    names = [(kind, variant_name(True, mb, kind)) for kind in args.engines]
+    shape = next((k for k in TARGETS_BY_SHAPE if f"-{k}-" in label), None)
+    tgt = TARGETS_BY_SHAPE.get(shape, (None, None, None))
+
+    def get(key, *path):
+        v = res.get(key)
+        for p in path:
+            v = v.get(p) if isinstance(v, dict) else None
+        return v
+
+    def fmt(v, spec=".0f"):
+        return "-" if v is None else format(v, spec)
+
+    cols = [k for k, _ in names] + ["generate() dynamic", "generate() static"]
+    rows = [("1 client decode tok/s", f">= {tgt[0]}" if tgt[0] else "",
+             [get(f"{n}, 1 client, idle", "decode_tok_s") for _, n in names]
+             + [get("generate() dynamic cache", "decode_tok_s"), get("generate() static cache", "decode_tok_s")]),
+            (f"{args.fixed_tokens}-token completion, 1 client, total p50 ms", f"<= {tgt[1]}" if tgt[1] else "",
+             [get(f"{n}, 1 client, {args.fixed_tokens} tokens", "total_ms", 50) for _, n in names]
+             + [get("generate() dynamic cache", "completion_32_ms"), get("generate() static cache", "completion_32_ms")]),
+            ("1 client TTFT p50 ms", "", [get(f"{n}, 1 client, idle", "ttft_ms", 50) for _, n in names] + [None, None]),
+            ("8 clients TTFT p50 ms", "", [get(f"{n}, 8 clients, idle", "ttft_ms", 50) for _, n in names] + [None, None]),
+            ("8 clients TTFT p95 ms", f"< {tgt[2]}" if tgt[2] else "",
+             [get(f"{n}, 8 clients, idle", "ttft_ms", 95) for _, n in names] + [None, None]),
+            ("8 clients aggregate tok/s", "", [get(f"{n}, 8 clients, idle", "tok_s_overall") for _, n in names]
+             + [None, None]),
+            ("8 clients while training TTFT p95 ms", "<= 1.5x idle",
+             [get(f"{n}, 8 clients, training", "ttft_ms", 95) for _, n in names] + [None, None])]
+    print(f"\n### {label}: summary (max_batch {mb}, live adapter merged; `-` = not run)")
+    print("| measure | target | " + " | ".join(cols) + " |")
+    print("| --- | --- |" + " --- |" * len(cols))
+    for title, target, values in rows:
+        print(f"| {title} | {target} | " + " | ".join(fmt(v) for v in values) + " |")
+    for key, v in res.items():
+        if key.startswith("hot-swap"):
+            print(f"{key}: {v['failed_requests']} failed of {v['requests']}, engine pause p95 "
+                  f"{v['engine_pause_ms']['p95']:.1f} ms (target: 0 failed, < 50 ms)")
+        elif ": start" in key:
+            print(f"{key}: engine start {v['engine_start_s']:.2f} s, then warm-up (check + CUDA graph captures) "
+                  f"{v['warm_up_s']:.2f} s; cold start {v['cold_start_s']:.2f} s")
+        elif key.endswith(": static decode") and v:
+            print(f"{key}: {json.dumps(v, default=str)}")
+    sys.stdout.flush()
+
+
 OUT: dict = {}
+T0 = time.perf_counter()
 
 
 def main() -> int:
@@ -383,10 +523,20 @@ def main() -> int:
     parser.add_argument("--only-merged", action="store_true", help="skip the baseline and the unmerged engine")
     parser.add_argument("--max-batch", type=int, action="append",
                         help="engine max_batch values to compare (default: 1 and 8; 1 = one sequence per step)")
+    parser.add_argument("--engines", default=None,
+                        help="comma-separated engine kinds: dynamic (the KV cache grows per step), static (static "
+                             "KV + CUDA graphs); default: dynamic,static on cuda, dynamic on cpu")
+    parser.add_argument("--generate-baselines", action="store_true",
+                        help="also time plain model.generate() with the dynamic and the static cache")
+    parser.add_argument("--generate-requests", type=int, default=5, help="requests per generate() baseline")
+    parser.add_argument("--fixed-tokens", type=int, default=32, help="1-client inline completions of exactly this "
+                                                                     "many tokens (0: skip)")
+    parser.add_argument("--deadline", type=float, help="skip phases that would start after this many seconds")
     parser.add_argument("--out", help="also write the figures as JSON here")
     parser.add_argument("--train-loop", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     args.max_batch = args.max_batch or [1, 8]
+    args.engines = (args.engines or ("dynamic,static" if args.device == "cuda" else "dynamic")).split(",")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     _bootstrap_imports()
     if args.train_loop:

@@ -69,7 +69,7 @@ class StaticDecoder:
         self.graphs: dict[tuple[int, int], object] = {}
         self.failed: set[tuple[int, int]] = set()
         self._todo: list[tuple[int, int]] | None = None  # graphs still to capture in warm-up
-        self._fingerprint: tuple | None = None
+        self._fingerprint: frozenset | None = None
         self._seen_changes = -1
         self._pool_handle = None
         self.stats = {"replays": 0, "eager_steps": 0, "captures": 0, "capture_seconds": 0.0, "warm_seconds": 0.0}
@@ -165,8 +165,9 @@ class StaticDecoder:
         self._fingerprint = self._fingerprint or self.fingerprint()
         return graph
 
-    def fingerprint(self) -> tuple:
-        return tuple(p.data_ptr() for p in self.backend.model.parameters())
+    def fingerprint(self) -> frozenset:
+        """Addresses of the weights a replay reads (LoRA factors are not read: the graphs run merged/plain)."""
+        return frozenset(p.data_ptr() for n, p in self.backend.model.named_parameters() if "lora_" not in n)
 
     def weights_unmoved(self) -> bool:
         """Graphs read the weights at fixed addresses. LoRA merges add in place; should anything ever put a new
@@ -195,7 +196,9 @@ class StaticDecoder:
                 self.check()
                 self.ready = True
                 self._todo = [(b, t) for t in self.span_buckets for b in self.batch_buckets] if self.use_graphs else []
-            elif self._todo and self.backend.graphable(None):
+            elif self._todo:
+                if not self.backend.graphable():  # idle: capture on the base, the live adapter re-merges later
+                    self.backend.activate(None, None)
                 self.pos.zero_(), self.ids.zero_()
                 b, span = self._todo.pop(0)
                 if (b, span) not in self.graphs:
