@@ -181,10 +181,23 @@ class Engine:
     def adapters(self) -> list[str]:
         return list(self.backend.adapters()) if self._ready.is_set() and not self._load_error else []
 
+    def score(self, ids: list[int], last: int, adapter: str | None, scale: float | None, top: int) -> list:
+        """Log-probabilities of the `last` ids given what precedes each (one forward pass on the engine thread),
+        with the `top` most likely alternatives at each position: [(logprob, [(id, logprob)...])...]. For
+        `logprobs`; `last` is at most len(ids) - 1."""
+        if not hasattr(self.backend, "score"):
+            raise RequestError(f"logprobs are not available on the {self.backend.name} backend", param="logprobs",
+                               code="unsupported_parameter")
+        return self.call(lambda: self.backend.score(ids, last, adapter, scale, top))
+
     # ---- tokenizer access from other threads ----------------------------------------------------
     def encode(self, text: str) -> list[int]:
         with self._tok_lock:
             return self.backend.encode(text)
+
+    def decode(self, ids: list[int]) -> str:
+        with self._tok_lock:
+            return self.backend.decode(ids)
 
     def count_tokens(self, text: str) -> int:
         return len(self.encode(text)) if text else 0
@@ -195,10 +208,12 @@ class Engine:
 
     def chat_prompt(self, messages: list[dict]) -> str:
         """Messages -> prompt text through the model's chat template (ChatML when it has none)."""
-        from penwright.trainer.prompt_format import chat_prompt
-
-        with self._tok_lock:
-            return chat_prompt(self.backend.tokenizer, messages)
+        tok = self.backend.tokenizer
+        if getattr(tok, "chat_template", None):
+            with self._tok_lock:
+                return tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        turns = "".join(f"<|im_start|>{m['role']}\n{m['content']}<|im_end|>\n" for m in messages)
+        return turns + "<|im_start|>assistant\n"
 
     def status(self) -> dict:
         info = self.backend.info() if self.running else {"backend": getattr(self.backend, "name", "?")}
@@ -212,9 +227,9 @@ class Engine:
     def _run(self) -> None:
         try:
             self.backend.load()
-            from penwright.trainer.prompt_format import fim_style
+            from penwright.server.fim import model_fim_style
 
-            self.fim_style = fim_style(self.backend.vocab())
+            self.fim_style = model_fim_style(self.backend.vocab())
         except BaseException as err:  # reported to start()'s caller
             self._load_error = err
             self._ready.set()
@@ -461,7 +476,7 @@ class Engine:
                 if tail:
                     seq.channel.put(Delta(tail))
                 self.stats.served += 1
-            seq.channel.put(Finished(reason, seq.prompt_tokens, seq.generated, seq.adapter))
+            seq.channel.put(Finished(reason, seq.prompt_tokens, seq.generated, seq.adapter, seq.stream.token_ids))
         if self._unload_pending:
             self._unload_unused()
         self._update_merge_target()

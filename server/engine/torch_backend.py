@@ -214,6 +214,19 @@ class TorchBackend(HFTokenizerText):
             out = self.model(input_ids=step, use_cache=True, **{self.cache_kw: past})
             past, logits = output_cache(out), out.logits[0, -1]
 
+    def score(self, ids: list[int], last: int, adapter: str | None, scale: float | None, top: int) -> list:
+        """Engine.score: one forward pass over `ids`, logits kept only for the rows that predict the last ids."""
+        import torch
+
+        from penwright.server.engine.sampling import token_logprobs
+
+        if last <= 0:
+            return []
+        self._activate(adapter, scale)
+        inputs = torch.tensor([ids], dtype=torch.long, device=self.device)
+        logits = self.model(input_ids=inputs, logits_to_keep=last + 1).logits[0, :-1]  # (last, V)
+        return token_logprobs(logits, ids[-last:], top)
+
     # ---- batched generation (torch_batch.py) ---------------------------------------------------------
     def prefill(self, prompts: list[list[int]], params: list[SamplingParams], adapter: str | None,
                 scale: float | None) -> list:
