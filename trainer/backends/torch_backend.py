@@ -14,6 +14,7 @@ from pathlib import Path
 from penwright.errors import ModelNotFoundError, TrainingError
 from penwright.trainer.backends import quantization_available
 from penwright.trainer.backends.checkpointing import GC_KWARGS, set_checkpointing
+from penwright.trainer.backends.levers import Levers, levers_for
 from penwright.trainer.settings import ModelSettings, TrainingSettings
 
 log = logging.getLogger(__name__)
@@ -69,8 +70,11 @@ class TorchBackend:
 
     name = "torch"
 
-    def __init__(self, base_model: str, settings: TrainingSettings, model_settings: ModelSettings, device: str):
+    def __init__(self, base_model: str, settings: TrainingSettings, model_settings: ModelSettings, device: str,
+                 levers: Levers | None = None):
         self.base_model, self.settings, self.model_settings, self.device = base_model, settings, model_settings, device
+        self.levers = levers_for(device, levers)  # CUDA speed levers; all off on the CPU
+        self.layers = {"full": [], "elementwise": []}  # which decoder layers recompute (set_checkpointing)
         self.precision = resolve_precision(settings, device)
         quant = settings.quantization if settings.quantization != "model" else model_settings.quantization
         if quant != "none" and not quantization_available(quant):
@@ -86,8 +90,10 @@ class TorchBackend:
 
         if not settings.packing:
             return "sdpa"
-        if settings.attention == "auto":
-            return "varlen" if device == "cuda" and cuda_varlen_available() else "sdpa"
+        if settings.attention == "auto":  # each device's fastest, measured (benchmarks/cpu_train_speed.py on the CPU)
+            if device == "cuda":
+                return "varlen" if cuda_varlen_available() else "sdpa"
+            return "causal" if device == "cpu" else "sdpa"
         return settings.attention
 
     # -- loading ---------------------------------------------------------------------------------------------------
@@ -136,20 +142,63 @@ class TorchBackend:
         if self.quant != "none":
             ckpt = s.checkpoint_fraction > 0 or s.recompute_elementwise
             model = prepare_model_for_kbit_training(model, ckpt, GC_KWARGS)
-        set_checkpointing(model, s.checkpoint_fraction, s.recompute_elementwise, s.rank)
+        self.layers = set_checkpointing(model, s.checkpoint_fraction, s.recompute_elementwise, s.rank)
         if init_adapter is not None:  # warm start: continue training an earlier adapter
-            return PeftModel.from_pretrained(model, str(init_adapter), is_trainable=True)
-        config = LoraConfig(
-            r=s.rank, lora_alpha=s.alpha, lora_dropout=s.dropout, target_modules=target_modules(model, s.targets),
-            use_dora=s.method == "dora", use_rslora=s.rslora, bias="none", task_type="CAUSAL_LM",
-        )
-        return get_peft_model(model, config)
+            wrapped = PeftModel.from_pretrained(model, str(init_adapter), is_trainable=True)
+        else:
+            config = LoraConfig(
+                r=s.rank, lora_alpha=s.alpha, lora_dropout=s.dropout, target_modules=target_modules(model, s.targets),
+                use_dora=s.method == "dora", use_rslora=s.rslora, bias="none", task_type="CAUSAL_LM",
+            )
+            wrapped = get_peft_model(model, config)
+        self._compile(model)  # after the adapter: its LoRA products are part of each compiled layer
+        return wrapped
+
+    def _compile(self, model) -> None:
+        if self.levers.compile_layers:
+            from penwright.trainer.backends.levers import compile_decoder_layers
+
+            compile_decoder_layers(model, skip=set(self.layers["elementwise"]))
 
     def set_checkpointing(self, fraction: float, elementwise: bool = False) -> dict[str, list[int]]:
         """Change what the loaded model's layers recompute (`penwright.trainer.backends.checkpointing`)."""
-        return set_checkpointing(self.model.get_base_model(), fraction, elementwise, self.settings.rank)
+        self.layers = set_checkpointing(self.model.get_base_model(), fraction, elementwise, self.settings.rank)
+        self._compile(self.model.get_base_model())
+        return self.layers
 
-    # -- forward -----------------------------------------------------------------------------------------------------
+    def set_levers(self, levers: Levers) -> Levers:
+        """Change the speed levers of the loaded model (CUDA only; a compiled layer stays compiled)."""
+        self.levers = levers_for(self.device, levers)
+        self._compile(self.model.get_base_model())
+        return self.levers
+
+    def plan_memory(self, budget_bytes: int, row_tokens: int, max_rows: int):
+        """Rows per micro-batch and share of checkpointed layers that fit `budget_bytes` of GPU memory, fastest
+        first (`penwright.trainer.backends.memory_budget`); None if even one row with every layer
+        checkpointed does not. Call after `load`, before the optimizer holds state."""
+        from penwright.trainer.backends.memory_budget import plan
+
+        return plan(self._budget_shape(), budget_bytes, self._static_bytes(), row_tokens, max_rows)
+
+    def predicted_peak(self, tokens: int, fraction: float) -> int:
+        """The memory budget's prediction of a step's peak GPU memory (to check it against the measured one)."""
+        from penwright.trainer.backends.memory_budget import predict_peak
+
+        return predict_peak(self._budget_shape(), self._static_bytes(), tokens, fraction)
+
+    def _budget_shape(self):
+        from penwright.trainer.backends.memory_budget import Shape
+
+        c = self.model.get_base_model().config
+        chunk = 0 if self.levers.fused_loss else self.settings.loss_chunk_tokens
+        return Shape(hidden=c.hidden_size, layers=c.num_hidden_layers, vocab=c.vocab_size,
+                     dropout=self.settings.dropout, loss_chunk=chunk)
+
+    def _static_bytes(self) -> int:
+        import torch
+
+        adapter = sum(p.numel() * p.element_size() for p in self.trainable_parameters())
+        return torch.cuda.memory_allocated() + 3 * adapter  # + gradients and AdamW's two moments
 
     def _parts(self):
         causal = self.model.get_base_model()
@@ -170,7 +219,7 @@ class TorchBackend:
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         if self.attention == "varlen":
             return collate_varlen(rows, pad)
-        return collate(rows, pad, self.settings.packing)
+        return collate(rows, pad, self.settings.packing, causal=self.attention == "causal")
 
     def _hidden(self, decoder, batch: dict):
         extra = {k: batch[k] for k in ("cu_seq_lens_q", "cu_seq_lens_k", "max_length_q", "max_length_k") if k in batch}
@@ -180,14 +229,14 @@ class TorchBackend:
 
     def loss_sums(self, batch: dict, kl: bool = True) -> tuple:
         """(CE sum, KL sum or None, number of target tokens) of one micro-batch on the device."""
-        from penwright.trainer.losses import chunked_ce_sum, chunked_kl_sum, select_targets
+        from penwright.trainer.losses import chunked_kl_sum, select_targets
 
         batch = {k: v.to(self.device) if hasattr(v, "to") else v for k, v in batch.items()}
         decoder, head = self._parts()
         with self.autocast():
             hidden = self._hidden(decoder, batch)
             h, y, keep = select_targets(hidden, batch["labels"])
-            ce = chunked_ce_sum(h, y, head, self.settings.loss_chunk_tokens)
+            ce = self._ce_sum(h, y, head)
             kl_sum = None
             if kl and self.settings.kl_lambda > 0:
                 import torch
@@ -197,6 +246,16 @@ class TorchBackend:
                 t_h = t_hidden.reshape(-1, t_hidden.shape[-1]).index_select(0, keep)
                 kl_sum = chunked_kl_sum(h, t_h, head, self.settings.loss_chunk_tokens, self.settings.kl_tau)
         return ce, kl_sum, int(y.numel())
+
+    def _ce_sum(self, h, y, head):
+        """Summed cross-entropy of (N, H) target states: Liger's fused kernel where that lever is on, else chunked."""
+        if self.levers.fused_loss:
+            from penwright.trainer.backends.levers import fused_ce_sum
+
+            return fused_ce_sum(h, y, head)
+        from penwright.trainer.losses import chunked_ce_sum
+
+        return chunked_ce_sum(h, y, head, self.settings.loss_chunk_tokens)
 
     def evaluate(self, batches: list[dict]) -> float | None:
         """Mean target-token cross-entropy over the batches (no dropout, no KL)."""

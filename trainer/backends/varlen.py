@@ -28,20 +28,28 @@ def cuda_varlen_available() -> bool:
 
 
 def register() -> str:
+    """Registers the attention function with transformers; on CUDA with the kernel's options read once
+    (no signature inspection inside a layer that torch.compile traces)."""
+    from functools import partial
+
     from transformers import AttentionInterface
 
-    AttentionInterface.register(NAME, varlen_attention)
+    fn = partial(varlen_attention, cuda_options=kernel_options()) if cuda_varlen_available() else varlen_attention
+    AttentionInterface.register(NAME, fn)
     return NAME
 
 
-def _causal_kwargs(fn) -> dict:
-    params = inspect.signature(fn).parameters
-    if "is_causal" in params:  # torch 2.10/2.11
-        return {"is_causal": True}
-    return {"window_size": (-1, 0)}  # torch >= 2.12: (-1, 0) is causal
+def kernel_options() -> dict:
+    """Keyword arguments of this torch's `varlen_attn` for causal attention, and whether it takes GQA itself."""
+    from torch.nn.attention.varlen import varlen_attn
+
+    params = inspect.signature(varlen_attn).parameters
+    causal = {"is_causal": True} if "is_causal" in params else {"window_size": (-1, 0)}  # 2.10/2.11; >= 2.12
+    return {"causal": causal, "gqa": "enable_gqa" in params}
 
 
-def varlen_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
+def varlen_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, cuda_options=None,
+                     **kwargs):
     """query (1, Hq, T, D), key/value (1, Hkv, T, D) -> ((1, T, Hq, D), None)."""
     import torch
 
@@ -51,8 +59,9 @@ def varlen_attention(module, query, key, value, attention_mask, scaling=None, dr
     if q.is_cuda:
         from torch.nn.attention.varlen import varlen_attn
 
-        extra = _causal_kwargs(varlen_attn)
-        if gqa and "enable_gqa" in inspect.signature(varlen_attn).parameters:
+        opts = cuda_options or kernel_options()
+        extra = dict(opts["causal"])
+        if gqa and opts["gqa"]:
             extra["enable_gqa"], gqa = True, False
         if gqa:
             k, v = _repeat_kv(q, k, v)

@@ -1,0 +1,71 @@
+"""Speed levers of the CUDA training path, each measured alone (`benchmarks/train_throughput.py --lever`)
+and on by default only where it paid (`CUDA_DEFAULT`, from `benchmarks/train_throughput_results.md`).
+
+- `compile_layers`: regional `torch.compile` of each decoder layer (one compiled graph reused by all the
+  layers, so the warm-up is one layer's compile, not the whole model's): fuses the elementwise work around
+  the matmuls (RMSNorm, RoPE, SiLU*mul, LoRA dropout, scale and add) into a few Triton kernels.
+  Layers that recompute by operation (`recompute_elementwise`) are not compiled: torch's selective
+  checkpointing sees a compiled region as one opaque call and could no longer choose what to keep.
+- `fused_loss`: Liger's fused linear cross-entropy on the target positions instead of the chunked
+  loss (`penwright.trainer.losses.chunked_ce_sum`): the gradient of the LM head's input is computed in the
+  forward, chunk by chunk, so the head's (N, V) product is not run a second time in backward.
+
+The CPU path never takes them (`levers_for("cpu")` is all off): its behaviour does not change.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass, replace
+
+from penwright.trainer.backends.checkpointing import decoder_layers
+
+
+@dataclass(frozen=True)
+class Levers:
+    compile_layers: bool = False
+    fused_loss: bool = False
+
+    def tag(self) -> str:
+        on = [name for name, value in (("compile", self.compile_layers), ("fused CE", self.fused_loss)) if value]
+        return " + ".join(on) or "none"
+
+
+CUDA_DEFAULT = Levers(compile_layers=False, fused_loss=False)  # what the device run kept (results.md)
+
+
+def liger_available() -> bool:
+    return importlib.util.find_spec("liger_kernel") is not None and importlib.util.find_spec("triton") is not None
+
+
+def levers_for(device: str, wanted: Levers | None = None) -> Levers:
+    """The levers a backend on `device` uses: `wanted` (default CUDA_DEFAULT) on CUDA, less what is not installed;
+    none on the CPU."""
+    if device != "cuda":
+        return Levers()
+    chosen = wanted or CUDA_DEFAULT
+    return replace(chosen, fused_loss=chosen.fused_loss and liger_available())
+
+
+def compile_decoder_layers(model, skip: set[int] = frozenset()) -> int:
+    """Regional compilation: each decoder layer's forward through torch.compile (dynamic token counts: packed
+    micro-batches differ in length), except the layers in `skip`, which go back to eager. Returns how many
+    layers are compiled."""
+    n = 0
+    for i, layer in enumerate(decoder_layers(model)):
+        if i in skip:
+            layer._compiled_call_impl = None  # what nn.Module.compile set: back to the eager forward
+        else:
+            if layer._compiled_call_impl is None:
+                layer.compile(dynamic=True)
+            n += 1
+    return n
+
+
+def fused_ce_sum(h, y, head):
+    """Sum of token cross-entropies of (N, H) target states through the LM head (Liger's fused kernel:
+    chunked logits, gradient of `h` computed in the forward; the frozen head gets no gradient)."""
+    from liger_kernel.transformers.fused_linear_cross_entropy import LigerFusedLinearCrossEntropyLoss
+
+    loss = LigerFusedLinearCrossEntropyLoss(reduction="sum")
+    return loss(head.weight, h, y, head.bias).float()
