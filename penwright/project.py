@@ -173,3 +173,27 @@ def _check_state_outside_protected(root: Path, settings: ProjectSettings, source
                 source,
                 "Keep the manuscript and lore in their own subfolders (e.g. manuscript/ and lore/).",
             )
+
+
+def startup_problems(project: Project) -> list[str]:
+    """What penwright.yaml names that is not there, so `serve` (and `doctor`) say it now instead of at the first job."""
+    from penwright.trainer.presets import load_training_settings
+
+    s = project.settings
+    problems = [f"manuscript.folders: {d} does not exist (create it, or fix the folder name)"
+                for d in project.manuscript_dirs if not d.is_dir()]
+    if s.lore.enabled and not project.lore_dir.is_dir():
+        problems.append(f"lore.folder: {project.lore_dir} does not exist (create it, even empty, or set "
+                        "lore.enabled: false)")
+    try:
+        load_training_settings(s.training, None, project.root)
+    except SettingsError as err:
+        problems += [f"training (preset '{s.training.preset}'): {p}" for p in err.problems]
+    return problems
+
+
+def check_startup(project: Project) -> None:
+    problems = startup_problems(project)
+    if problems:
+        raise SettingsError(problems, project.root / SETTINGS_FILE, "Fix these in penwright.yaml (or create the "
+                            "folders), then start again; `penwright doctor` checks them.")

@@ -38,12 +38,20 @@ _Loader.add_implicit_resolver(
 )
 
 
+class _DuplicateKey(Exception):
+    pass
+
+
 def _construct(node: yaml.Node, loader: _Loader, loc: Loc, lines: dict[Loc, int]) -> Any:
     lines[loc] = node.start_mark.line + 1
     if isinstance(node, yaml.MappingNode):
         out = {}
         for key_node, value_node in node.value:
             key = loader.construct_object(key_node, deep=True)
+            if key in out:  # YAML readers differ (last wins here): say so rather than pick one silently
+                dotted = ".".join(str(p) for p in loc + (key,))
+                raise _DuplicateKey(f"line {key_node.start_mark.line + 1}: '{dotted}' is set twice (first at line "
+                                    f"{lines[loc + (key,)]}); keep one")
             lines[loc + (key,)] = key_node.start_mark.line + 1
             out[key] = _construct(value_node, loader, loc + (key,), lines)
         return out
@@ -62,6 +70,8 @@ def parse_yaml(text: str, source: str = "<string>") -> tuple[Any, dict[Loc, int]
             data = _construct(node, loader, (), lines) if node is not None else None
         finally:
             loader.dispose()
+    except _DuplicateKey as err:
+        raise SettingsError([str(err)], source) from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

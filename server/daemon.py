@@ -171,7 +171,11 @@ class Daemon:
 
         choice = TrainingChoice(preset=preset or self.settings.training.preset, overrides=self.settings.training.overrides)
         load_training_settings(choice, overrides or {}, self.project.root)
-        return self.scheduler.request("manual", preset, info={"overrides": overrides} if overrides else None)
+        info = {"overrides": overrides} if overrides else {}
+        for job in self.jobs.with_status("queued"):  # asking again while one waits does not queue another
+            if job.trigger == "manual" and job.preset == preset and job.info.get("overrides") == info.get("overrides"):
+                return job
+        return self.scheduler.request("manual", preset, info=info or None)
 
     def cancel(self, job_id: int) -> Job:
         return self.trainer.cancel(job_id)
@@ -202,12 +206,12 @@ class Daemon:
             self.services.sync_live()
 
 
-def build_app(daemon: Daemon):
+def build_app(daemon: Daemon, bound_host: str | None = None):
     """The serving app (server/app.py create_app) with the daemon's routers."""
     from penwright.server.app import create_app
     from penwright.server.routers import dashboard, events, train
 
-    app = create_app(daemon.services, routers=(train.router, events.router, dashboard.router))
+    app = create_app(daemon.services, routers=(train.router, events.router, dashboard.router), bound_host=bound_host)
     app.state.daemon = daemon
     return app
 
@@ -276,12 +280,17 @@ def serve(project: Project, host: str | None = None, port: int | None = None) ->
     """`penwright serve`: lock, open state, bind, start the background parts, serve until interrupted."""
     import uvicorn
 
-    host = host or project.settings.server.host
+    from penwright.project import check_startup
+    from penwright.server.app import check_bind
+
+    host = project.settings.server.host if host is None else host
     port = project.settings.server.port if port is None else port
+    check_bind(project.settings.server, host)  # before anything is loaded: `--host 0.0.0.0` needs a key too
+    check_startup(project)  # missing folders, an unknown preset: said now, not at the first job
     daemon = Daemon(project).open()
     try:
         daemon.services = make_services(daemon)
-        app = build_app(daemon)
+        app = build_app(daemon, bound_host=host)
         sock = bind_socket(host, port)
         actual = sock.getsockname()[1]
         daemon.write_info(host, actual)

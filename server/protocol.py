@@ -1,40 +1,71 @@
 """Request and response models of the OpenAI-compatible API (plus Penwright's extra fields).
 
 Requests accept unknown fields (clients send many: `user`, `logit_bias`, `stream_options`...):
-they are kept in `model_extra`, logged by the router and otherwise ignored.
+they are kept in `model_extra`, logged by the router and otherwise ignored. Known fields are strict
+(`true` is not a number, `"3"` is not an integer) and bounded so that every value that passes can be
+served: token ids are checked against the vocabulary in the service, sampling values that would
+overflow to NaN are refused here, and text must be valid Unicode (no lone surrogates).
 """
 
 from __future__ import annotations
 
 import time
 import uuid
-from typing import Any, Literal, Union
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator, model_validator
 
 DEFAULT_MODEL = "penwright"
+MAX_TOKEN_ID = 2**31 - 1
+MIN_TEMPERATURE = 1e-3  # below this (but above 0) logits / temperature overflow to inf and sampling to NaN
+MIN_TOP_P = 1e-3
 
 
-class PenwrightOptions(BaseModel):
+def _lone_surrogate(value, path: str = "") -> str | None:
+    """The path of the first string (key or value) in `value` holding half a UTF-16 pair, or None."""
+    if isinstance(value, str):
+        return path or "body" if any("\ud800" <= c <= "\udfff" for c in value) else None
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, item in items:
+        where = f"{path}.{key}" if path else str(key)
+        found = _lone_surrogate(key, where) if isinstance(key, str) else None
+        found = found or _lone_surrogate(item, where)
+        if found:
+            return found
+    return None
+
+
+class _Request(BaseModel):
+    """Strict, unknown fields kept, and no lone surrogates anywhere (tokenizers cannot encode them)."""
+
+    model_config = ConfigDict(extra="allow", strict=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _valid_unicode(cls, data):
+        where = _lone_surrogate(data) if isinstance(data, dict) else None
+        if where:
+            where = where.encode("utf-8", "backslashreplace").decode("utf-8")
+            raise ValueError(f"{where} holds a lone UTF-16 surrogate (like \\ud800), which is not text; "
+                             "send valid Unicode")
+        return data
+
+
+class PenwrightOptions(_Request):
     """The extra `penwright` request field."""
 
-    model_config = ConfigDict(extra="allow")
-
-    chapter: int | None = Field(None, description="Chapter being written: lore with progressions applies up to it.")
+    chapter: int | None = Field(None, ge=0, le=1_000_000, description="Chapter being written: lore with progressions applies up to it.")
     stop_at: Literal["sentence", "paragraph"] | None = Field(None, description="Stop at the first sentence or paragraph end.")
     lore: StrictBool = Field(True, description="Inject lore (when the project has lore).")
     adapter_scale: float | None = Field(None, ge=0.0, le=2.0, description="Multiply the adapter's strength (0.7 softens it).")
 
 
-class StreamOptions(BaseModel):
-    model_config = ConfigDict(extra="allow")
+class StreamOptions(_Request):
     include_usage: StrictBool = False
 
 
-class _Sampling(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-    model: str = DEFAULT_MODEL
+class _Sampling(_Request):
+    model: str = Field(DEFAULT_MODEL, max_length=256)
     max_tokens: int | None = Field(None, ge=1)
     temperature: float = Field(1.0, ge=0.0, le=2.0)
     top_p: float = Field(1.0, gt=0.0, le=1.0)
@@ -44,10 +75,10 @@ class _Sampling(BaseModel):
     stream: StrictBool = False
     stream_options: StreamOptions | None = None
     stop: str | list[str] | None = None
-    seed: int | None = None
+    seed: int | None = Field(None, ge=-(2**63), le=2**64 - 1)
     frequency_penalty: float = Field(0.0, ge=-2.0, le=2.0)
     presence_penalty: float = Field(0.0, ge=-2.0, le=2.0)
-    repetition_penalty: float = Field(1.0, gt=0.0, le=3.0)
+    repetition_penalty: float = Field(1.0, ge=0.01, le=3.0)
     penwright: PenwrightOptions = Field(default_factory=PenwrightOptions)
 
     @field_validator("stop")
@@ -58,9 +89,24 @@ class _Sampling(BaseModel):
             raise ValueError("at most 8 stop sequences")
         return [s for s in stops if s]
 
+    @field_validator("temperature")
+    @classmethod
+    def _temperature(cls, v):
+        if 0 < v < MIN_TEMPERATURE:
+            raise ValueError(f"use 0 for greedy decoding, or at least {MIN_TEMPERATURE}")
+        return v
+
+    @field_validator("top_p")
+    @classmethod
+    def _top_p(cls, v):
+        if v < MIN_TOP_P:
+            raise ValueError(f"top_p must be at least {MIN_TOP_P} (1.0 turns it off)")
+        return v
+
 
 class CompletionRequest(_Sampling):
-    prompt: Union[str, list[str], list[int]] = ""
+    prompt: str | list[str] | list[Annotated[int, Field(ge=0, le=MAX_TOKEN_ID)]] = Field(
+        "", description="Text, a list with one text, or token ids (each from 0 to the vocabulary size - 1).")
     suffix: str | None = None
     max_tokens: int | None = Field(16, ge=1)
     echo: StrictBool = False
@@ -77,16 +123,21 @@ class CompletionRequest(_Sampling):
         return v
 
 
-class ChatMessage(BaseModel):
-    model_config = ConfigDict(extra="allow")
+class ContentPart(_Request):
+    """An OpenAI content part: `{"type": "text", "text": ...}` is read; other types (images...) are ignored."""
 
+    type: str = Field(max_length=64)
+    text: str | None = None
+
+
+class ChatMessage(_Request):
     role: Literal["system", "user", "assistant", "developer", "tool"]
-    content: str | list[dict[str, Any]] | None = None
+    content: str | list[ContentPart] | None = None
 
     def text(self) -> str:
         """Content as plain text (OpenAI content parts: the `text` ones, joined)."""
         if isinstance(self.content, list):
-            return "".join(p.get("text", "") for p in self.content if isinstance(p, dict))
+            return "".join(p.text or "" for p in self.content if p.type == "text")
         return self.content or ""
 
 

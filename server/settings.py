@@ -21,7 +21,10 @@ class ServerSettings(_Strict):
     host: str = Field("127.0.0.1", description="Bind address. Anything but loopback requires api_key.")
     port: int = Field(8765, ge=1, le=65535)
     api_key: str | None = Field(None, description="Bearer key clients must send; required off loopback.")
-    cors_origins: list[str] = Field(default_factory=list, description="Allowed browser origins; empty = CORS off.")
+    cors_origins: list[str] = Field(default_factory=list, description="Browser origins (e.g. http://localhost:3000) "
+                                    "allowed to call the API and change state; empty = only the daemon's own pages.")
+    max_body_bytes: int = Field(1024 * 1024, ge=1024, le=64 * 1024 * 1024, description="Largest request body of the "
+                                "/v1 and lore routes (other /api routes: 64 KiB); larger ones get 413.")
     model_name: str = Field("penwright", description="Model id clients ask for; versions are penwright@vN.")
     max_batch: int = Field(8, ge=1, le=256, description="Requests of one adapter decoded together per forward "
                            "pass (torch); 1 = one request per step, in turn.")

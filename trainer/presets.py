@@ -29,18 +29,33 @@ def list_presets() -> list[str]:
 
 
 def preset_path(preset: str, base_dir: Path | None = None) -> Path:
-    if preset.endswith((".yaml", ".yml")) or "/" in preset:
-        path = Path(preset).expanduser()
-        if not path.is_absolute() and base_dir is not None:
-            path = base_dir / path
-        return path
+    """A preset name from configs/, or a .yaml/.yml path; with `base_dir` (the project), only a path inside it.
+
+    Nothing outside the project is opened and errors never say whether such a path exists, so a request
+    naming a preset cannot read (or probe for) the author's other files."""
+    if preset.endswith((".yaml", ".yml")) or "/" in preset or "\\" in preset:
+        return _preset_file(preset, base_dir)
     path = presets_dir() / f"{preset}.yaml"
-    if not path.is_file():
+    if not preset.replace("_", "").replace("-", "").isalnum() or not path.is_file():
         raise SettingsError(
             [f"unknown training preset '{preset}'"],
-            hint=f"Use one of: {', '.join(list_presets())}, or a path to a YAML file.",
+            hint=f"Use one of: {', '.join(list_presets())}, or the path of a .yaml file inside the project.",
         )
     return path
+
+
+def _preset_file(preset: str, base_dir: Path | None) -> Path:
+    path = Path(preset).expanduser()
+    if base_dir is None:
+        return path
+    root = Path(base_dir).resolve()
+    resolved = (root / path).resolve()
+    if not resolved.is_relative_to(root) or resolved.suffix.lower() not in (".yaml", ".yml"):
+        raise SettingsError(
+            [f"training preset '{preset}' is not a .yaml file inside the project"],
+            hint=f"Use a preset name ({', '.join(list_presets())}) or copy the YAML file into the project folder.",
+        )
+    return resolved
 
 
 def load_training_settings(choice: TrainingChoice | str, overrides: dict | None = None,

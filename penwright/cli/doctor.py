@@ -82,6 +82,17 @@ def _model_check(project) -> Check:
     return Check("model", True, f"{spec} -> {where}")
 
 
+def _preset_check(project) -> Check:
+    from penwright.trainer.presets import load_training_settings
+
+    choice = project.settings.training
+    try:
+        load_training_settings(choice, None, project.root)
+    except PenwrightError as err:
+        return Check("preset", False, err.message.replace("\n", " "), err.hint)
+    return Check("preset", True, f"{choice.preset}" + (f" with overrides {choice.overrides}" if choice.overrides else ""))
+
+
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
@@ -97,6 +108,7 @@ def run(args: argparse.Namespace) -> int:
         for folder in project.manuscript_dirs:
             checks.append(Check("manuscript", folder.is_dir(), str(folder), "Create it or fix manuscript.folders."))
         checks.append(Check("lore", project.lore_dir.is_dir(), str(project.lore_dir), "Create it or fix lore.folder."))
+        checks.append(_preset_check(project))
     except PenwrightError as err:
         checks.append(Check("project", False, err.message, err.hint))
     checks += _host_checks(root)

@@ -5,16 +5,18 @@ Reconnecting clients send `Last-Event-ID` (or `?since=N`) and get what they miss
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
-from fastapi.responses import StreamingResponse
+from typing import Annotated
 
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import StreamingResponse
 from penwright.server.events import sse_format
 
 router = APIRouter(prefix="/api", tags=["events"])
+MAX_ID = 2**63 - 1
 
 
 @router.get("/events")
-async def events(request: Request, since: int | None = None):
+async def events(request: Request, since: Annotated[int | None, Query(ge=0, le=MAX_ID)] = None):
     bus = request.app.state.daemon.events
     header = request.headers.get("last-event-id")
     last = since if since is not None else (int(header) if header and header.isdigit() else bus.last_id)
@@ -31,6 +33,6 @@ async def events(request: Request, since: int | None = None):
 
 
 @router.get("/events/history")
-def history(request: Request, since: int = 0):
+def history(request: Request, since: Annotated[int, Query(ge=0, le=MAX_ID)] = 0):
     """The same events as JSON (for scripts and tests that do not speak SSE)."""
     return {"events": request.app.state.daemon.events.since(since)}

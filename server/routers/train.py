@@ -7,30 +7,38 @@ from __future__ import annotations
 
 import json
 import time
+from typing import Annotated
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from penwright.server.services.errors import ApiError
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from penwright.errors import PenwrightError, RegistryError
-from penwright.server.services.errors import ApiError
 
 router = APIRouter(prefix="/api", tags=["training"])
 
 
+MAX_ID = 2**63 - 1  # SQLite's INTEGER
+Id = Annotated[int, Path(ge=1, le=MAX_ID, description="A positive whole number (as listed by the GET route).")]
+FEEDBACK_TEXT = 20_000  # characters of a suggestion or its context kept in feedback.jsonl
+
+
 class TrainRequest(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-    preset: str | None = Field(None, description="A preset name (fast, regular, ...) or YAML path; default: penwright.yaml's.")
-    overrides: dict = Field(default_factory=dict, description="Training fields on top of the preset and penwright.yaml's overrides.")
+    model_config = ConfigDict(extra="forbid")
+    preset: str | None = Field(None, min_length=1, max_length=200, description="A preset name (fast, regular, ...) "
+                               "or the path of a YAML file inside the project; default: penwright.yaml's.")
+    overrides: dict = Field(default_factory=dict, max_length=64,
+                            description="Training fields on top of the preset and penwright.yaml's overrides.")
 
 
 class FeedbackRequest(BaseModel):
-    model_config = ConfigDict(extra="allow")
-    accepted: bool
-    text: str = ""
-    adapter: str | None = None
-    prefix: str | None = None
-    document: str | None = None
+    model_config = ConfigDict(extra="forbid")
+    accepted: StrictBool
+    text: str = Field("", max_length=FEEDBACK_TEXT)
+    adapter: str | None = Field(None, max_length=200)
+    prefix: str | None = Field(None, max_length=FEEDBACK_TEXT)
+    document: str | None = Field(None, max_length=4096)
 
 
 def error(status: int, message: str, type_: str = "invalid_request_error", code: str | None = None) -> JSONResponse:
@@ -60,18 +68,18 @@ def train_now(request: Request, body: TrainRequest | None = None):
 
 
 @router.get("/jobs")
-def list_jobs(request: Request, limit: int = 50):
+def list_jobs(request: Request, limit: Annotated[int, Query(ge=1, le=1000)] = 50):
     daemon = _daemon(request)
     return {"jobs": [j.to_dict() for j in daemon.jobs.list(limit)], "running": daemon.trainer.running_job_id()}
 
 
 @router.get("/jobs/{job_id}")
-def get_job(request: Request, job_id: int):
+def get_job(request: Request, job_id: Id):
     return _guard(lambda: {"job": _daemon(request).jobs.get(job_id).to_dict()})
 
 
 @router.post("/jobs/{job_id}/cancel")
-def cancel_job(request: Request, job_id: int):
+def cancel_job(request: Request, job_id: Id):
     return _guard(lambda: {"job": _daemon(request).cancel(job_id).to_dict()})
 
 
@@ -83,20 +91,18 @@ def list_adapters(request: Request):
 
 
 @router.post("/adapters/{version}/promote")
-def promote(request: Request, version: int):
+def promote(request: Request, version: Id):
     return _guard(lambda: {"adapter": _daemon(request).promote(version)})
 
 
 @router.post("/adapters/{version}/rollback")
-def rollback(request: Request, version: int):
+def rollback(request: Request, version: Id):
     return _guard(lambda: {"adapter": _daemon(request).rollback(version)})
 
 
 @router.get("/runs/{run_id}/log")
-def run_log(request: Request, run_id: str):
+def run_log(request: Request, run_id: Annotated[str, Path(max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]*$")]):
     """Loss curve of one run (train_log.json), for the dashboard chart."""
-    if not run_id.replace("-", "").replace("_", "").isalnum():
-        return error(400, f"bad run id {run_id!r}")
     path = _daemon(request).paths.runs / run_id / "train_log.json"
     try:
         return {"run_id": run_id, "log": json.loads(path.read_text())}

