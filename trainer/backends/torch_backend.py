@@ -90,10 +90,8 @@ class TorchBackend:
 
         if not settings.packing:
             return "sdpa"
-        if settings.attention == "auto":  # each device's fastest, measured (benchmarks/cpu_train_speed.py on the CPU)
-            if device == "cuda":
-                return "varlen" if cuda_varlen_available() else "sdpa"
-            return "causal" if device == "cpu" else "sdpa"
+        if settings.attention == "auto":
+            return "varlen" if device == "cuda" and cuda_varlen_available() else "sdpa"
         return settings.attention
 
     # -- loading ---------------------------------------------------------------------------------------------------
@@ -219,7 +217,7 @@ class TorchBackend:
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         if self.attention == "varlen":
             return collate_varlen(rows, pad)
-        return collate(rows, pad, self.settings.packing, causal=self.attention == "causal")
+        return collate(rows, pad, self.settings.packing)
 
     def _hidden(self, decoder, batch: dict):
         extra = {k: batch[k] for k in ("cu_seq_lens_q", "cu_seq_lens_k", "max_length_q", "max_length_k") if k in batch}
