@@ -55,14 +55,25 @@ def test_merged_logits_equal_adapter_logits(tiny_model_dir, tmp_path, dora):
 
 
 def test_ollama_modelfile(tiny_model_dir, tmp_path):
+    """Ollama's Modelfile rules: FROM a GGUF (or an Ollama model), ADAPTER a GGUF LoRA for that base (paths
+    relative to the Modelfile), TEMPLATE in Go template syntax with .Suffix for FIM, SYSTEM, PARAMETER stop."""
+    import gguf
+
     adapter = random_peft_adapter(tiny_model_dir, tmp_path / "adapter", False)
-    mf = export_ollama(str(tiny_model_dir), adapter, tmp_path / "ollama")
+    fim = ("<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>")
+    mf = export_ollama(str(tiny_model_dir), adapter, tmp_path / "ollama", system="Write as the author.", fim=fim)
     text = mf.read_text()
-    assert text.startswith(f"FROM {tiny_model_dir.resolve()}\nADAPTER {adapter.resolve()}\n")
-    assert 'PARAMETER stop "<|im_end|>"' in text and "<|im_start|>assistant" in text
+    assert text.startswith("FROM ./base.gguf\nADAPTER ./adapter.gguf\n")
+    assert gguf.GGUFReader(str(mf.parent / "adapter.gguf")).fields["general.type"].contents() == "adapter"
+    assert gguf.GGUFReader(str(mf.parent / "base.gguf")).fields["general.type"].contents() == "model"
+    assert "{{ if .Suffix }}<|fim_prefix|>{{ .Prompt }}<|fim_suffix|>{{ .Suffix }}<|fim_middle|>{{ else }}" in text
+    assert "<|im_start|>system\n{{ .System }}<|im_end|>" in text and text.count("{{ end }}") == 3
+    assert 'SYSTEM """Write as the author."""' in text and 'PARAMETER stop "<|im_end|>"' in text
+    named = export_ollama(str(tiny_model_dir), adapter, tmp_path / "on-qwen", ollama_base="qwen2.5:0.5b")
+    assert named.read_text().startswith("FROM qwen2.5:0.5b\nADAPTER ./adapter.gguf\n")
     merged = export_ollama(str(tiny_model_dir), adapter, tmp_path / "ollama_merged", merged=True)
-    assert merged.read_text().startswith("FROM ./model\n") and "ADAPTER" not in merged.read_text()
-    assert (merged.parent / "model" / "model.safetensors").is_file()
+    assert merged.read_text().startswith("FROM ./model.gguf\n") and "ADAPTER" not in merged.read_text()
+    assert (merged.parent / "model.gguf").is_file()
 
 
 def test_fused_mlx_export_matches_the_adapter(tiny_model_dir, tmp_path):
