@@ -73,7 +73,7 @@ def export_ollama(base_model: str, adapter_dir: Path | str, out_dir: Path | str,
         raise PenwrightError(f"the base {base_model} is not a local folder, so it cannot be converted to GGUF here",
                              "Pass --ollama-base with Ollama's name for the same model (e.g. qwen2.5:1.5b), "
                              "or --merged to ship one merged model.gguf.")
-    files = export_gguf(base_model, adapter_dir, out_dir, merged)
+    export_gguf(base_model, adapter_dir, out_dir, merged)
     if merged:
         text = modelfile_text("./model.gguf", None, system, fim)
     else:
