@@ -41,7 +41,16 @@ def test_train_then_manage_adapters(example_project, capsys, tmp_path):
     assert main(["merge", "-p", p, "--out", str(tmp_path / "merged")]) == 0
     assert (tmp_path / "merged" / "model.safetensors").is_file()
     assert main(["export", "-p", p, "--format", "ollama", "--out", str(tmp_path / "ollama")]) == 0
-    assert f"ADAPTER {v1.path.resolve()}" in (tmp_path / "ollama" / "Modelfile").read_text()
+    modelfile = (tmp_path / "ollama" / "Modelfile").read_text()
+    assert modelfile.startswith("FROM ./base.gguf\nADAPTER ./adapter.gguf\n") and "{{ .Suffix }}" in modelfile
+    assert 'SYSTEM """' in modelfile and (tmp_path / "ollama" / "adapter.gguf").is_file()
+    capsys.readouterr()
+    assert main(["export", "-p", p, "--format", "gguf", "--out", str(tmp_path / "gguf")]) == 0
+    assert "--lora" in capsys.readouterr().out and (tmp_path / "gguf" / "base.gguf").is_file()
+    assert main(["export", "-p", p, "--format", "vllm"]) == 0
+    out = capsys.readouterr().out
+    assert f"--enable-lora --lora-modules penwright={v1.path.resolve()}" in out and "--max-lora-rank 8" in out
+    assert "/v1/load_lora_adapter" in out
 
 
 def test_train_refuses_bad_flags_and_missing_data(example_project, capsys):
