@@ -25,7 +25,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "train": ("penwright.cli.train", "train an adapter on the curated set (progress bar, live loss)"),
     "adapters": ("penwright.cli.adapters", "list, show, promote, roll back or delete adapter versions"),
     "merge": ("penwright.cli.merge", "merge an adapter into its base as a full checkpoint"),
-    "export": ("penwright.cli.export", "export an adapter for Ollama (Modelfile) or MLX (fused model)"),
+    "export": ("penwright.cli.export", "export an adapter: GGUF (llama.cpp), Ollama, a vLLM command, or MLX (fused)"),
     "serve": ("penwright.cli.serve", "run the daemon: HTTP API, watcher, background retraining, dashboard"),
     "status": ("penwright.cli.status", "show what the daemon is doing (--follow: live training progress)"),
     "lsp": ("penwright.cli.lsp", "run the language server for editors (stdio, or --tcp)"),
