@@ -403,11 +403,14 @@ class Engine:
                 self._join(seq)
 
     def _join(self, seq: Seq) -> None:
-        batch = next((b for b in self._batches if b.adapter == seq.adapter and b.scale == seq.req.adapter_scale
-                      and len(b.seqs) < self.max_batch and b.kv.accepts(seq.row)), None)
-        if batch is None:
-            batch = Batch(seq.adapter, seq.req.adapter_scale, self.backend.new_batch(seq.row))
-            self._batches.append(batch)
+        fits = [b for b in self._batches if b.adapter == seq.adapter and b.scale == seq.req.adapter_scale
+                and len(b.seqs) < self.max_batch and b.kv.accepts(seq.row)]
+        batch = next((b for b in fits if b.kv.pooled), fits[0] if fits else None)
+        if batch is None or not batch.kv.pooled:  # a row that fits the free static pool goes there
+            kv = self.backend.new_batch(seq.row)
+            if batch is None or kv.pooled:
+                batch = Batch(seq.adapter, seq.req.adapter_scale, kv)
+                self._batches.append(batch)
         batch.seqs.append(seq)
         seq.batch = batch
 

@@ -251,6 +251,8 @@ class StaticDecoder:
 class StaticBatch:
     """The rows of one adapter selection in the static pool (the KVBatch interface: sync, decode, accepts, close)."""
 
+    pooled = True
+
     def __init__(self, decoder: StaticDecoder):
         self.d = decoder
         self.rows: list = []  # in slot order

@@ -86,6 +86,8 @@ def output_cache(out):
 class KVBatch:
     """The rows of one adapter selection and their shared, left-padded KV cache (engine thread only)."""
 
+    pooled = False  # not the static pool (static_decode.StaticBatch): grows with its rows
+
     def __init__(self, device, forward, cache_kw: str = "past_key_values"):
         self.device = device
         self.forward = forward  # the backend's model call

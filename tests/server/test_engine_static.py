@@ -95,15 +95,16 @@ def test_seeded_sampling_and_penalties_match_alone(solo, static):
 
 
 def test_rows_that_do_not_fit_and_other_selections_decode_dynamically(solo, static):
-    """The pool takes one adapter selection's rows that fit in it; a longer request, and a second selection
-    running at the same time, go to dynamic batches, and every row still gets what it gets alone."""
+    """The pool takes one adapter selection's rows that fit in it, also after a longer request of that selection
+    started a dynamic batch; the longer one and a second selection running at the same time decode dynamically,
+    and every row still gets what it gets alone."""
     long_prompt = static.encode(PROMPTS[3])
     assert len(long_prompt) + 40 > POOL_TOKENS
     seen: list = []
-    rs = [req(PROMPTS[0], adapter="light", max_tokens=30,
+    rs = [req(PROMPTS[3], adapter="light", max_tokens=40),
+          req(PROMPTS[0], adapter="light", max_tokens=30,
               stop_check=at_token(3, lambda: seen.append(sorted(static.status()["batches"])))),
-          req(PROMPTS[3], adapter="light", max_tokens=40), req(PROMPTS[2], adapter="sail", max_tokens=20),
-          req(PROMPTS[1], adapter="light", max_tokens=10)]
+          req(PROMPTS[2], adapter="sail", max_tokens=20), req(PROMPTS[1], adapter="light", max_tokens=10)]
     before = steps(static)
     got = [ch.text(60) for ch in submit_together(static, rs)]
     want = [alone(solo, r) for r in rs]
