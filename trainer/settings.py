@@ -134,6 +134,9 @@ class TrainingSettings(Strict):
     save_every: int = Field(50, ge=1, description="Checkpoint (resumable) every N steps.")
     keep_best: int = Field(2, ge=1, description="Checkpoints kept by eval loss (the latest is kept too, for resume).")
     log_every: int = Field(1, ge=1)
+    report_to: Literal["auto", "tensorboard", "none"] = Field(
+        "auto", description="Training curves as TensorBoard event files in the run's tensorboard/ folder (loss, eval "
+        "loss, learning rate, tokens/s); auto: when the tensorboard package is installed. The dashboard is unchanged.")
     oom_ladder: bool = Field(True, description="On CUDA out-of-memory, retry with less memory and record the rung.")
     # MLX backend only
     mlx_num_layers: int = Field(-1, description="MLX: how many of the last layers get adapters; -1 = all.")

@@ -37,6 +37,19 @@ def run_training(dataset_dir: Path | str, settings: TrainingSettings, base_model
                  on_progress: Progress | None = None, should_stop: Callable[[], bool] | None = None,
                  init_adapter: Path | str | None = None) -> RunResult:
     """Train (or resume) one run. Raises DatasetError / TrainingError / ModelNotFoundError with what to fix."""
+    from penwright.trainer.reporting import reporter
+
+    report = reporter(settings.report_to, run_dir)
+    try:
+        return _run_training(dataset_dir, settings, base_model_path, run_dir, model_settings,
+                             report.wrap(on_progress) if report else on_progress, should_stop, init_adapter)
+    finally:
+        if report is not None:
+            report.close()
+
+
+def _run_training(dataset_dir, settings: TrainingSettings, base_model_path, run_dir, model_settings, on_progress,
+                  should_stop, init_adapter) -> RunResult:
     model_settings = model_settings or ModelSettings()
     backend = pick_backend(model_settings.backend)
     dataset_dir, run_dir = Path(dataset_dir), Path(run_dir)
