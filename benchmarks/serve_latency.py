@@ -291,10 +291,10 @@ def bench_model(args, shape: str | None, out: dict) -> None:
                 fixed = [(ids, args.fixed_tokens) for ids, _ in prompts(tok, n1, args.prompt_tokens, 8)]
                 res[f"{name}, 1 client, {args.fixed_tokens} tokens"] = run_clients(engine, fixed, 1)
             res[f"{name}, 8 clients, idle"] = run_clients(engine, prompts(tok, n8, args.prompt_tokens, 4), 8)
-            if (merge, mb, kind) == variants[-1]:
+            if (merge, mb, kind) == variants[-1] and not args.no_hot_swap:
                 res[f"hot-swap: 8 clients streaming, 10 promotions ({name})"] = swap_under_load(
                     engine, adapters, prompts(tok, n8, args.prompt_tokens, 7))
-            if kind == "static":
+            if kind != "dynamic":
                 res[f"{name}: static decode"] = engine.status().get("static_decode")
         report(label, res, args)
     if not args.no_training and not past_deadline(args):  # the merged engine beside a training run
@@ -328,7 +328,9 @@ def release_memory() -> None:
 
 def variant_name(merge: bool, max_batch: int, kind: str = "dynamic") -> str:
     name = f"engine, {'live adapter merged' if merge else 'unmerged PEFT'}, max_batch {max_batch}"
-    return name if kind == "dynamic" else f"{name}, static KV + CUDA graphs" if kind == "static" else f"{name}, {kind}"
+    labels = {"dynamic": "", "static": ", static KV + CUDA graphs",
+              "static+compile": ", static KV + CUDA graphs + torch.compile"}
+    return name + labels.get(kind, f", {kind}")
 
 
 @contextlib.contextmanager
@@ -340,12 +342,13 @@ def serving(model, tok, label: str, adapters: list[Path], merge: bool, max_batch
     from penwright.server.engine.torch_backend import TorchBackend
 
     t0 = time.perf_counter()
-    backend = TorchBackend(label, merge_live=merge, preloaded=(model, tok), static_decode=kind == "static")
+    backend = TorchBackend(label, merge_live=merge, preloaded=(model, tok), static_decode=kind.startswith("static"),
+                           static_compile=kind == "static+compile")
     engine = Engine(backend, max_active=16, max_batch=max_batch).start()
     started = time.perf_counter() - t0
     try:
         warm = engine.warm_up()  # the daemon does this in the background while the dynamic path serves
-        if res is not None and kind == "static":
+        if res is not None and kind != "dynamic":
             again = f"{variant_name(merge, max_batch, kind)}: start" in res  # a later engine in this process
             res[f"{variant_name(merge, max_batch, kind)}: start{' (again, warm process)' if again else ''}"] = {
                 "engine_start_s": started, "warm_up_s": warm, "cold_start_s": time.perf_counter() - t0}
@@ -520,12 +523,14 @@ def main() -> int:
     parser.add_argument("--requests-per-client", type=int, default=3, help="requests per client at 8 clients")
     parser.add_argument("--prompt-tokens", type=int, default=1000)
     parser.add_argument("--no-training", action="store_true", help="skip the runs beside a training loop")
+    parser.add_argument("--no-hot-swap", action="store_true", help="skip the hot-swap-under-load check")
     parser.add_argument("--only-merged", action="store_true", help="skip the baseline and the unmerged engine")
     parser.add_argument("--max-batch", type=int, action="append",
                         help="engine max_batch values to compare (default: 1 and 8; 1 = one sequence per step)")
     parser.add_argument("--engines", default=None,
                         help="comma-separated engine kinds: dynamic (the KV cache grows per step), static (static "
-                             "KV + CUDA graphs); default: dynamic,static on cuda, dynamic on cpu")
+                             "KV + CUDA graphs), static+compile (the step torch.compiled, then captured); default: "
+                             "dynamic,static on cuda, dynamic on cpu")
     parser.add_argument("--generate-baselines", action="store_true",
                         help="also time plain model.generate() with the dynamic and the static cache")
     parser.add_argument("--generate-requests", type=int, default=5, help="requests per generate() baseline")

@@ -4,6 +4,7 @@
 #
 #   benchmarks/device/serve_compiled.sh fetch    # here, once: wheels.txt + transformers 5.24.0 into .whl-engine/
 #   benchmarks/device/serve_compiled.sh run      # there: GPU tests, then --shape 0.5b --shape 7b on cuda
+#   benchmarks/device/serve_compiled.sh compiled # there: 0.5B, static KV + graphs with/without torch.compile
 #   benchmarks/device/serve_compiled.sh rehearse # here: the same steps on the CPU, tiny shape, GPU tests skipped
 #
 # transformers 5.24.0 travels so the device runs the version the CPU tests ran (the image has 5.17).
@@ -55,9 +56,23 @@ run() {  # run [cpu]: GPU tests (skipped on cpu), then the benchmark
   return $rc
 }
 
+compiled() {  # the 0.5B shape only: static KV + CUDA graphs with and without torch.compile of the step, same run
+  local t0=$SECONDS
+  mkdir -p "$out"
+  setup
+  timeout 60 python3 -m pytest -p no:cacheprovider -m gpu -q -rs -x --timeout=50 -k cannot_hold \
+    tests/server/test_engine_graphs_gpu.py 2>&1 | tail -4 | tee "$out/gpu_tests.log"
+  timeout ${BENCH_SECONDS:-100} python3 benchmarks/serve_latency.py --shape 0.5b --device cuda --only-merged \
+    --max-batch 8 --engines static,static+compile --requests 6 --requests-per-client 2 --no-training --no-hot-swap \
+    --fixed-tokens 32 --out "$out/serve_compile.json" 2>&1 | grep -v -e "it/s\]" -e "warnings.warn" \
+    | tee "$out/serve_compile.log" | grep -v "^| engine\|^| baseline"
+  echo "total $((SECONDS - t0))s"
+}
+
 case "$1" in
   fetch) fetch ;;
   run) run cuda ;;
+  compiled) compiled ;;
   rehearse) REHEARSE=1 PATH="$PWD/.venv/bin:$PATH" BENCH_SECONDS=${BENCH_SECONDS:-120} run cpu ;;
-  *) sed -n 2,9p "$0"; exit 2 ;;
+  *) sed -n 2,10p "$0"; exit 2 ;;
 esac

@@ -60,9 +60,13 @@ class SlotCache:
 class StaticDecoder:
     """The KV pool, step buffers and captured graphs of one backend (engine thread only)."""
 
-    def __init__(self, backend, slots: int, max_tokens: int, graphs: bool):
+    def __init__(self, backend, slots: int, max_tokens: int, graphs: bool, compile: bool = False):
         self.backend = backend
         self.slots, self.max_tokens, self.use_graphs = slots, max_tokens, graphs
+        # torch.compile the step (inductor fuses the norms, rotary and activations: fewer, larger kernels) before
+        # capturing it; dynamic shapes, so one compile serves every bucket; inductor caches it across restarts
+        self.compile = compile
+        self._compiled = None
         self.ready = False  # verified against the dynamic path; until then batches are dynamic
         self.disabled: str | None = None  # why static decoding is off for good
         self.busy = False  # a StaticBatch holds the pool
@@ -127,9 +131,22 @@ class StaticDecoder:
         if graph is not None:
             graph.replay()
             self.stats["replays"] += 1
+        elif graphable and self.compile and not self.use_graphs:  # CPU: the compiled step without graphs
+            self.traced()(b, span)
+            self.stats["compiled_steps"] = self.stats.get("compiled_steps", 0) + 1
         else:
             self.body(b, span)
             self.stats["eager_steps"] += 1
+
+    def traced(self):
+        """The step compiled by torch.compile (once; later shapes reuse it), or the plain step."""
+        if not self.compile:
+            return self.body
+        if self._compiled is None:
+            import torch
+
+            self._compiled = torch.compile(self.body, dynamic=True)
+        return self._compiled
 
     # ---- graphs --------------------------------------------------------------------------------
     def capture(self, b: int, span: int):
@@ -139,25 +156,30 @@ class StaticDecoder:
 
         t0 = time.perf_counter()
         saved = (self.ids.clone(), self.pos.clone())
+        step = self.traced()
         try:
             stream = torch.cuda.Stream()
             stream.wait_stream(torch.cuda.current_stream())
             with torch.cuda.stream(stream):
-                for _ in range(2):
+                for _ in range(2):  # (the first call of a compiled step compiles it)
                     self.ids.copy_(saved[0]), self.pos.copy_(saved[1])
-                    self.body(b, span)
+                    step(b, span)
             torch.cuda.current_stream().wait_stream(stream)
             self.ids.copy_(saved[0]), self.pos.copy_(saved[1])
             if self._pool_handle is None:
                 self._pool_handle = torch.cuda.graph_pool_handle()
             graph = torch.cuda.CUDAGraph()
             with torch.cuda.graph(graph, pool=self._pool_handle):
-                self.body(b, span)
+                step(b, span)
             self.ids.copy_(saved[0]), self.pos.copy_(saved[1])  # capture does not run the kernels; be sure
         except Exception as err:  # out of memory, an op that cannot be captured: this shape runs eagerly
+            self.ids.copy_(saved[0]), self.pos.copy_(saved[1])
+            if step is not self.body:  # the compiled step failed: capture the plain one from now on
+                log.warning("compiling the decode step failed (%s); capturing it uncompiled", err)
+                self.compile = False
+                return self.capture(b, span)
             log.warning("CUDA graph capture for batch %d, span %d failed (%s); it decodes eagerly", b, span, err)
             self.failed.add((b, span))
-            self.ids.copy_(saved[0]), self.pos.copy_(saved[1])
             return None
         self.graphs[(b, span)] = graph
         self.stats["captures"] += 1

@@ -28,17 +28,19 @@ class TorchBackend(HFTokenizerText):
 
     def __init__(self, model_path: str, device: str = "auto", dtype: str = "auto", quantization: str = "none",
                  max_context_tokens: int | None = None, merge_live: bool | str = "auto", preloaded=None,
-                 static_decode: bool | str = "auto", static_tokens: int = 4096, static_slots: int = 8):
+                 static_decode: bool | str = "auto", static_tokens: int = 4096, static_slots: int = 8,
+                 static_compile: bool = False):
         """`merge_live`: fold the live adapter into the base weights while only it is in use (about 2x faster
         decoding than unmerged LoRA; switching to another adapter unmerges first). "auto" = on CUDA without
         quantization. `preloaded=(model, tokenizer)` serves an already built model (benchmarks, embedding).
         `static_decode`: batched decoding over a preallocated KV pool of `static_slots` rows x `static_tokens`
         columns (static_decode.py), replayed as CUDA graphs on CUDA; "auto" = on CUDA without quantization.
-        Rows that do not fit, and everything until the warm-up has checked it, decode on the dynamic path."""
+        Rows that do not fit, and everything until the warm-up has checked it, decode on the dynamic path.
+        `static_compile`: torch.compile the static step before capturing it (a longer warm-up, fewer kernels)."""
         self.model_path = model_path
         self.merge_live = merge_live
         self.static_decode = static_decode
-        self._static_shape = (static_slots, static_tokens)
+        self._static_shape = (static_slots, static_tokens, static_compile)
         self.static = None  # the StaticDecoder, once loaded with static decoding on
         self.cache_kw = "past_key_values"
         self.merge_target: str | None = None  # set by the engine: the live adapter, when all running requests use it
@@ -98,9 +100,10 @@ class TorchBackend(HFTokenizerText):
         if self.static_decode:
             from penwright.server.engine.static_decode import StaticDecoder
 
-            slots, tokens = self._static_shape
+            slots, tokens, compile_step = self._static_shape
             graphs = self.device.type == "cuda"
-            self.static = StaticDecoder(self, slots, min(tokens, self.context_length), graphs=graphs)
+            self.static = StaticDecoder(self, slots, min(tokens, self.context_length), graphs=graphs,
+                                        compile=compile_step)
 
     def share_cpu(self, busy_elsewhere: int) -> None:
         """On CPU, leave `busy_elsewhere` cores to another process (the training child): the engine's threads
