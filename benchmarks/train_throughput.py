@@ -1,31 +1,31 @@
-"""Training throughput: the plain transformers + PEFT loop vs Penwright's trainer, in ONE run, on the same data.
+"""Training throughput: the plain transformers + PEFT loop, TRL's packed peer and Penwright's trainer, in ONE run,
+on the same data, each loop in a FRESH child process (its peak memory is its own).
 
     python benchmarks/train_throughput.py --shape 31m          # CPU here, the real 31M base
-    python benchmarks/train_throughput.py --shape 0.5b --shape 7b --qlora   # on a CUDA GPU (random-init weights)
-    python benchmarks/train_throughput.py --shape 7b --ckpt 1 --ckpt 0.5 --ckpt 0 --ckpt 0e   # ours, 4 checkpointings
+    benchmarks/device/train_bench.sh run                        # the device run: 0.5b, 7b, 7b nf4 (see that script)
+    python benchmarks/train_throughput.py --shape 7b --ours 1 --ours 1:fused --ours 0:compile+fused --ours budget
+    python benchmarks/train_throughput.py --held --shape 7b     # activation memory per token and layer, by mode
     python benchmarks/train_throughput.py --make-lengths        # rebuild benchmarks/chunk_lengths.json
-
-Each loop (the baseline, ours per attention kind, ours 4-bit) runs in a FRESH child process, so its peak
-memory is its own (CUDA allocations or RSS), with nothing left over from the model build or another loop;
-each line also gives the memory the loop held before its timed steps began (weights, adapter, optimizer).
-Both loops train in train mode (`model.train()`, as HF's Trainer and `run_training` do): LoRA dropout
-and gradient checkpointing are only active there (from_pretrained leaves a model in eval mode).
 
 Data is manuscript-shaped: sample lengths are drawn from `chunk_lengths.json`, the token lengths
 of paragraph-aligned chunks of the Austen and Doyle corpora (target 600, max 1000 tokens of the
 31M model's tokenizer), so padding waste counts. The first quarter of each sample is prompt
-(masked, as in a continuation pair); both loops learn only the rest.
+(masked, as in a continuation pair); every loop learns only the rest. All loops train in train mode.
 
 Baseline (../shared/docs/baselines.md): bf16 `get_peft_model` LoRA r16/alpha32/dropout 0.05 on the
 seven projections, AdamW, SDPA, HF's loss over full logits, batches padded to their longest sample.
-Ours: the same LoRA, through `TorchBackend.loss_sums` + `optimizer_step` (the code `run_training`
-runs): best-fit packing into full rows with per-sample position ids, loss only on target positions
-in chunks (no full-vocabulary fp32 logits), fused AdamW, and selective gradient checkpointing (`--ckpt`:
-the share of decoder layers recomputed whole, with `e` the others recompute their elementwise work only;
-one model load, changed between configs), so the fastest setting at or under the baseline's peak memory
-can be picked. Tokens/s counts real (non-pad) tokens.
-MFU = 4 * N * tokens/s / peak (LoRA: forward plus activation gradients, no weight gradients), as
-in baselines.md, with peak 790 TFLOP/s on an H200 (measured bf16 matmul rate).
+Packed peer (`train_peer.py`, `--peer`): TRL's SFTTrainer, packing (bfd) + padding_free, TRL's fused LM head,
+the same LoRA, attention `varlen` (torch's built-in FlashAttention varlen kernel, as flash_attention_2 would
+give) or transformers' flex/sdpa, optionally with Liger's kernels.
+Ours (`--ours`): the same LoRA through `TorchBackend.loss_sums` + `optimizer_step` (the code `run_training`
+runs): best-fit packing into one padding-free row, FlashAttention varlen, loss only on target positions,
+fused AdamW; per config the checkpointing (share of layers recomputed whole; `e`: the rest recompute their
+elementwise work), the levers (`compile`: regional torch.compile of the decoder layers; `fused`: Liger's fused
+linear cross-entropy) or `budget`: rows and checkpointing picked by the memory budget from the baseline's
+measured peak. One model load for all of ours' configs; compiled configs run last.
+Tokens/s counts real (non-pad) tokens. MFU = 4 * N * tokens/s / peak (LoRA: forward plus activation
+gradients, no weight gradients), as in baselines.md, with peak 790 TFLOP/s (an H200's measured bf16 rate;
+an H100 measured 798 here). `--deadline` bounds the whole run: a loop is skipped, not cut, when time is short.
 """
 
 from __future__ import annotations
@@ -46,14 +46,16 @@ LENGTHS = HERE / "chunk_lengths.json"
 SHARED = HERE.parent.parent / "shared"
 PEAK_FLOPS = {"cuda": 790e12, "cpu": None}
 RESULT = "RESULT "  # prefix of the child process's answer line on stdout
-DEFAULT_CKPT = ["1", "0.5", "0", "0.75e", "0.5e", "0.25e", "0e"]  # --ckpt values where the baseline checkpoints
-QLORA_CKPT = [(1.0, False), (0.0, True), (0.0, False)]  # the 4-bit loop runs those of them that were asked for
+DEFAULT_OURS_CKPT = ["1", "1:fused", "0:fused", "budget:fused", "1:compile", "0:compile+fused"]  # 7b
+DEFAULT_OURS = ["0@4", "0:fused@4", "budget:fused", "0:compile@4", "0:compile+fused@4", "0:compile+fused@8"]  # 0.5b
 
 SHAPES = {  # Qwen2.5 dims (config.json of the published models); random-init weights
     "0.5b": dict(hidden_size=896, intermediate_size=4864, num_hidden_layers=24, num_attention_heads=14,
-                 num_key_value_heads=2, vocab_size=151936, tie_word_embeddings=True, batch=8, checkpointing=False),
+                 num_key_value_heads=2, vocab_size=151936, tie_word_embeddings=True, batch=8, checkpointing=False,
+                 rows=8),
     "7b": dict(hidden_size=3584, intermediate_size=18944, num_hidden_layers=28, num_attention_heads=28,
-               num_key_value_heads=4, vocab_size=152064, tie_word_embeddings=False, batch=4, checkpointing=True),
+               num_key_value_heads=4, vocab_size=152064, tie_word_embeddings=False, batch=4, checkpointing=True,
+               rows=2),
 }
 
 
@@ -108,7 +110,7 @@ def held_per_layer(shape: str, ckpts: list[tuple[float, bool]], tokens: int = 25
 
     from penwright.trainer.backends.checkpointing import set_checkpointing
 
-    dims = {k: v for k, v in SHAPES[shape].items() if k not in ("batch", "checkpointing")}
+    dims = {k: v for k, v in SHAPES[shape].items() if k not in ("batch", "checkpointing", "rows")}
     dims.update(num_hidden_layers=layers, vocab_size=1024)
     torch.manual_seed(0)
     model = get_peft_model(AutoModelForCausalLM.from_config(Qwen2Config(**dims, use_cache=False), dtype=torch.bfloat16),
@@ -150,7 +152,7 @@ def build_model(shape: str, device: str, folder: Path | None):
 
     if shape == "31m":
         return str(SHARED / "models" / "gutenberg-qwen2-31m")
-    dims = {k: v for k, v in SHAPES[shape].items() if k not in ("batch", "checkpointing")}
+    dims = {k: v for k, v in SHAPES[shape].items() if k not in ("batch", "checkpointing", "rows")}
     config = Qwen2Config(**dims, max_position_embeddings=4096, rope_theta=1e6)
     torch.manual_seed(0)
     with torch.device(device):
@@ -257,48 +259,72 @@ def run_baseline(path: str, data, batch: int, checkpointing: bool, device: str, 
     return result
 
 
-def run_ours(path: str, data, configs: list[tuple[int, int, float, bool]], device: str, steps: int, warmup: int,
+def run_ours(path: str, data, configs: list[dict], device: str, steps: int, warmup: int,
              quantization: str = "none", attention: str = "auto") -> list[dict]:
-    """Penwright's path: TorchBackend + packing + chunked target-only loss + optimizer_step, one model load,
-    for each (rows per batch, row length, share of layers checkpointed, the rest recompute elementwise work)."""
-    from penwright.trainer import data as D
+    """Penwright's path: TorchBackend + packing + target-only loss + optimizer_step, one model load, for each
+    config: rows per batch, row length, share of layers checkpointed (`fraction`), the rest recompute
+    elementwise work (`elementwise`), the levers (`compile`, `fused`) and, with `budget` (bytes), rows and
+    checkpointing picked by the backend's memory budget instead. Compiled configs go last: compilation stays."""
+    from penwright.trainer.backends.levers import Levers
     from penwright.trainer.backends.torch_backend import TorchBackend
     from penwright.trainer.settings import ModelSettings, TrainingSettings
-    from penwright.trainer.train import make_optimizer, optimizer_step
+    from penwright.trainer.train import make_optimizer
 
     leftover = resident(device)
-    width = max(c[1] for c in configs)
-    s = TrainingSettings(rank=16, alpha=32, dropout=0.05, targets="attn_mlp", gradient_checkpointing=configs[0][2],
-                         recompute_elementwise=configs[0][3], quantization=quantization, max_seq_length=width, attention=attention)
-    backend = TorchBackend(path, s, ModelSettings(max_context_tokens=width), device).load()
+    width = max(c["width"] for c in configs)
+    s = TrainingSettings(rank=16, alpha=32, dropout=0.05, targets="attn_mlp",
+                         gradient_checkpointing=configs[0]["fraction"], recompute_elementwise=configs[0]["elementwise"],
+                         quantization=quantization, max_seq_length=width, attention=attention)
+    backend = TorchBackend(path, s, ModelSettings(max_context_tokens=width), device, levers=Levers()).load()
     backend.model.train()  # as run_training does
     opt = make_optimizer(backend.trainable_parameters(), s, device)
-    n_layers = backend.model.get_base_model().config.num_hidden_layers
     results = []
-    for rows_per_batch, max_len, fraction, elementwise in configs:
-        layers = backend.set_checkpointing(fraction, elementwise)
-        rows = D.pack(data, max_len)
-        random.Random(1).shuffle(rows)
-        batches = [rows[k:k + rows_per_batch] for k in range(0, len(rows) - rows_per_batch + 1, rows_per_batch)]
-
-        def step(group):
-            loss, _ = optimizer_step(backend, opt, [backend.collate(group)], s)
-            return sum(len(r.input_ids) for r in group), loss
-
-        try:
-            r = _timed(step, batches, steps, warmup, device)
-        except Exception as err:  # noqa: BLE001 - an out-of-memory config is reported, not fatal
-            if "out of memory" not in str(err).lower():
-                raise
-            opt.zero_grad(set_to_none=True)
-            r = {"oom": True}
-        r.update(rows=rows_per_batch, width=max_len, attention=backend.attention, leftover_bytes=leftover,
-                 ckpt_layers=len(layers["full"]), elementwise_layers=len(layers["elementwise"]), n_layers=n_layers,
-                 padding_share=round(1 - sum(len(x.input_ids) for x in rows) / (len(rows) * max_len), 4))
+    for c in configs:
+        r = _ours_config(backend, opt, s, data, c, device, steps, warmup)
+        r.update(attention=backend.attention, leftover_bytes=leftover,
+                 n_layers=backend.model.get_base_model().config.num_hidden_layers)
         results.append(r)
+        print(f"  ours {c}: {r.get('tokens_per_s', r)}", file=sys.stderr, flush=True)
         free()
     del backend, opt
     return results
+
+
+def _ours_config(backend, opt, s, data, c: dict, device: str, steps: int, warmup: int) -> dict:
+    from penwright.trainer import data as D
+    from penwright.trainer.backends.levers import Levers
+    from penwright.trainer.train import optimizer_step
+
+    levers = backend.set_levers(Levers(compile_layers=c.get("compile", False), fused_loss=c.get("fused", False)))
+    rows = D.pack(data, c["width"])
+    random.Random(1).shuffle(rows)
+    row_tokens = sum(len(x.input_ids) for x in rows) // len(rows)
+    n_rows, fraction, elementwise, planned = c["rows"], c["fraction"], c["elementwise"], None
+    if c.get("budget"):
+        free()
+        planned = backend.plan_memory(c["budget"], row_tokens, max_rows=8)
+        if planned is None:
+            return {"failed": "the memory budget fits nothing", "budget": c["budget"]}
+        n_rows, fraction, elementwise = planned.rows, planned.fraction, False
+    layers = backend.set_checkpointing(fraction, elementwise)
+    batches = [rows[k:k + n_rows] for k in range(0, len(rows) - n_rows + 1, n_rows)]
+    predicted = backend.predicted_peak(n_rows * row_tokens, fraction) if device == "cuda" else None
+
+    def step(group):
+        loss, _ = optimizer_step(backend, opt, [backend.collate(group)], s)
+        return sum(len(r.input_ids) for r in group), loss
+
+    try:
+        r = _timed(step, batches, steps, warmup + (2 if levers.compile_layers else 0), device)
+    except Exception as err:  # noqa: BLE001 - an out-of-memory or failing config is reported, not fatal
+        if "out of memory" not in str(err).lower() and levers.tag() == "none":
+            raise
+        opt.zero_grad(set_to_none=True)
+        r = {"oom": True} if "out of memory" in str(err).lower() else {"failed": f"{type(err).__name__}: {err}"[:300]}
+    r.update(rows=n_rows, width=c["width"], ckpt_layers=len(layers["full"]), levers=levers.tag(),
+             elementwise_layers=len(layers["elementwise"]), predicted_bytes=predicted, budget=c.get("budget"),
+             padding_share=round(1 - sum(len(x.input_ids) for x in rows) / (len(rows) * c["width"]), 4))
+    return r
 
 
 def _timed(step, batches, steps: int, warmup: int, device: str) -> dict:
@@ -330,22 +356,25 @@ def n_params(path: str) -> int:
     return c.num_hidden_layers * per_layer + embed
 
 
-def report(shape: str, name: str, r: dict, n: int, device: str, base: dict | None) -> str:
+def report(shape: str, name: str, r: dict, n: int, device: str, base: dict | None, peer: dict | None = None) -> str:
     if r.get("failed"):
-        return f"| {shape} | {name} | failed: {r['failed']} | | | | | | |"
+        return f"| {shape} | {name} | failed: {r['failed']} | | | | | | | |"
     if r.get("oom"):
-        return f"| {shape} | {name} | out of memory | | | | | | |"
+        return f"| {shape} | {name} | out of memory | | | | | | | |"
     peak = PEAK_FLOPS[device]
     mfu = f"{100 * 4 * n * r['tokens_per_s'] / peak:5.1f}%" if peak else "  n/a"
     ratio = f"{r['tokens_per_s'] / base['tokens_per_s']:.2f}x" if base and base.get("tokens_per_s") else "1.00x"
+    vs_peer = f"{r['tokens_per_s'] / peer['tokens_per_s']:.2f}x" if peer and peer.get("tokens_per_s") else ""
     mem = f"{r['peak_bytes'] / 2**30:6.2f} GiB"
     if base and base.get("peak_bytes"):
         mem += " (under)" if r["peak_bytes"] <= base["peak_bytes"] else " (OVER)"
+    if r.get("predicted_bytes"):
+        mem += f", predicted {r['predicted_bytes'] / 2**30:.1f}"
     held = f"{r.get('held_bytes', 0) / 2**30:.2f} GiB" if device == "cuda" else "n/a"
     if r.get("leftover_bytes"):  # allocated before this loop loaded its model: not its own footprint
         held += f" (+{r['leftover_bytes'] / 2**30:.2f} GiB from before)"
     pad = f"{r['padding_share']:.1%}" if "padding_share" in r else f"{r.get('pad_share', 0):.1%}"
-    return (f"| {shape} | {name} | {r['tokens_per_s']:,.0f} | {ratio} | {mem} | {held} | {mfu} | {pad} "
+    return (f"| {shape} | {name} | {r['tokens_per_s']:,.0f} | {ratio} | {vs_peer} | {mem} | {held} | {mfu} | {pad} "
             f"| {r['last_loss']:.3f} |")
 
 
@@ -366,16 +395,32 @@ def parse_ckpt(value: str) -> tuple[float, bool]:
     return fraction, value.endswith("e")
 
 
+def parse_ours(value: str) -> dict:
+    """An ours config: `CKPT[:LEVER+LEVER][@ROWS]`, CKPT as --ckpt or `budget` (rows and checkpointing from the
+    memory budget, set to the baseline's measured peak); levers `compile`, `fused`. E.g. `1`, `0:compile+fused@4`."""
+    spec, _, rows = value.partition("@")
+    mode, _, levers = spec.partition(":")
+    wanted = set(filter(None, levers.split("+")))
+    if wanted - {"compile", "fused"}:
+        raise argparse.ArgumentTypeError(f"{value}: levers are compile and fused")
+    fraction, elementwise = (1.0, False) if mode == "budget" else parse_ckpt(mode)
+    return {"fraction": fraction, "elementwise": elementwise, "compile": "compile" in wanted,
+            "fused": "fused" in wanted, "budget": mode == "budget", "rows": int(rows) if rows else None}
+
+
 def held_estimate(ckpt: tuple[float, bool]) -> float:
     """Relative activation memory of a checkpointing choice (for ordering only)."""
     fraction, elementwise = ckpt
     return (1 - fraction) * (0.25 if elementwise else 1.0)
 
 
-def in_fresh_process(job: dict) -> dict:
+def in_fresh_process(job: dict, timeout: float | None = None) -> dict:
     """Runs one loop (`child`) in a new Python process: its peak memory is its own."""
     cmd = [sys.executable, str(Path(__file__).resolve()), "--child", json.dumps(job)]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired:
+        return {"failed": f"stopped after {timeout:.0f} s (the run's deadline)"}
     answers = [line for line in proc.stdout.splitlines() if line.startswith(RESULT)]
     if proc.returncode or not answers:
         tail = " / ".join((proc.stderr or proc.stdout).strip().splitlines()[-3:])[-300:]
@@ -390,35 +435,98 @@ def child(job: dict) -> dict:
     data = samples(job["samples"], job["vocab"])
     if job["loop"] == "baseline":
         return run_baseline(job["path"], data, job["batch"], job["ckpt"], device, job["steps"], job["warmup"])
-    configs = [tuple(c) for c in job["configs"]]
+    if job["loop"] == "trl":
+        sys.path.insert(0, str(HERE))  # train_peer.py beside this file (PYTHONSAFEPATH leaves it off sys.path)
+        from train_peer import run_trl
+
+        return run_trl(job["path"], data, job, device)
     if job.get("liger"):  # before the model is built: Liger patches the Qwen2 module classes
         from liger_kernel.transformers import apply_liger_kernel_to_qwen2
 
         apply_liger_kernel_to_qwen2(rope=True, rms_norm=True, swiglu=True, cross_entropy=False,
                                     fused_linear_cross_entropy=False)
-    return {"results": run_ours(job["path"], data, configs, device, job["steps"], job["warmup"],
+    return {"results": run_ours(job["path"], data, job["configs"], device, job["steps"], job["warmup"],
                                 quantization=job["quantization"], attention=job["attention"])}
 
 
-def ours_lines(shape: str, label: str, job: dict, n: int, device: str, base: dict) -> list[tuple[str, dict]]:
-    out = in_fresh_process(job)
+def ours_label(label: str, r: dict) -> str:
+    if "rows" not in r:  # the memory budget found nothing that fits
+        return f"{label} {r.get('attention', '')}, memory budget {r.get('budget', 0) / 2**30:.1f} GiB"
+    name = f"{label} {r['attention']}, {r['rows']} packed rows x {r['width']}, {ckpt_tag(r)}"
+    if r.get("budget"):
+        name += f" (memory budget {r['budget'] / 2**30:.1f} GiB)"
+    return name + (f", {r['levers']}" if r.get("levers", "none") != "none" else "")
+
+
+def ours_lines(shape: str, label: str, job: dict, n: int, device: str, base: dict, peer: dict | None,
+               timeout: float) -> list[tuple[str, dict]]:
+    out = in_fresh_process(job, timeout)
     if "failed" in out:
         return [(report(shape, f"{label} {job['attention']}", out, n, device, base), out)]
-    return [(report(shape, f"{label} {r['attention']}, {r['rows']} packed rows x {r['width']}, {ckpt_tag(r)}",
-                    r, n, device, base), r) for r in out["results"]]
+    return [(report(shape, ours_label(label, r), r, n, device, base, peer), r) for r in out["results"]]
 
 
-def fastest_within(base: dict, lines: list[tuple[str, dict]]) -> str:
-    """The fastest line of ours at or under the baseline's peak memory (what the 2x target is judged on)."""
+def fastest_within(limit: int | None, lines: list[tuple[str, dict]], what: str) -> str:
+    """The fastest line of ours at or under `limit` bytes of peak memory (what the targets are judged on)."""
     fits = [(r["tokens_per_s"], line) for line, r in lines
-            if r.get("tokens_per_s") and base.get("peak_bytes") and r["peak_bytes"] <= base["peak_bytes"]]
+            if r.get("tokens_per_s") and limit and r["peak_bytes"] <= limit]
     if not fits:
-        return "fastest at or under the baseline's peak memory: none of ours fits"
-    speed, line = max(fits)
-    return f"fastest at or under the baseline's peak memory ({speed / base['tokens_per_s']:.2f}x): {line}"
+        return f"fastest at or under {what}: none of ours fits"
+    return f"fastest at or under {what}: {max(fits)[1]}"
 
 
-def bench_shape(shape: str, device: str, args, workdir: Path) -> list[str]:
+class Deadline:
+    """The whole run's time limit: each loop gets what is left, and a loop is skipped under `reserve` seconds."""
+
+    def __init__(self, seconds: float | None):
+        self.end = time.monotonic() + seconds if seconds else None
+
+    def left(self) -> float | None:
+        return None if self.end is None else max(0.0, self.end - time.monotonic())
+
+    def allows(self, reserve: float) -> bool:
+        return self.end is None or self.left() >= reserve
+
+
+def peer_variants(values: list[str]) -> list[tuple[str, bool]]:
+    """`varlen`, `flex`, `sdpa`, each optionally `+liger` -> (attention, liger)."""
+    return [(v.removesuffix("+liger"), v.endswith("+liger")) for v in values]
+
+
+def run_peers(shape: str, common: dict, rows: int, ckpt: bool, args, n: int, device: str, base: dict,
+              clock: Deadline, quantization: str = "none") -> list[tuple[str, dict]]:
+    out = []
+    for attention, liger in peer_variants(args.peer):
+        if quantization != "none" and (liger or out):  # 4-bit: the first variant only
+            continue
+        label = f"TRL SFTTrainer packed + padding-free, {attention}" + (" + Liger" if liger else "")
+        label += f", {rows} rows x 2048" + (", ckpt" if ckpt else "") + (" QLoRA nf4" if quantization != "none" else "")
+        if not clock.allows(args.reserve):
+            out.append((f"| {shape} | {label} | skipped: the run's deadline | | | | | | | |", {}))
+            continue
+        r = in_fresh_process({**common, "loop": "trl", "rows": rows, "width": 2048, "ckpt": ckpt,
+                              "attention": attention, "liger": liger, "quantization": quantization}, clock.left())
+        out.append((report(shape, label, r, n, device, base), r))
+        print(out[-1][0], flush=True)
+    return out
+
+
+def ours_configs(specs: list[dict], rows: int, budget: int | None) -> list[dict]:
+    """Plain configs first, then the compiled ones (compilation stays on the layers once applied)."""
+    configs = [{**c, "rows": c["rows"] or rows, "width": 2048, "budget": budget if c["budget"] else None}
+               for c in specs if not (c["budget"] and not budget)]
+    return sorted(configs, key=lambda c: c["compile"])
+
+
+def budget_for(base: dict, peer: dict | None, ckpt: bool) -> int | None:
+    """The memory budget of ours' `budget` configs: the baseline's measured peak (7b's target), and where the
+    baseline does not checkpoint (0.5b), no more than half the packed peer's peak either (0.5b's target)."""
+    limits = [base.get("peak_bytes")] + ([peer.get("peak_bytes", 0) // 2] if peer and not ckpt else [])
+    limits = [x for x in limits if x]
+    return min(limits) if limits else None
+
+
+def bench_shape(shape: str, device: str, args, workdir: Path, clock: Deadline) -> list[str]:
     folder = workdir / shape
     path = build_model(shape, device, folder)
     spec = SHAPES.get(shape, {"batch": 2, "checkpointing": False, "vocab_size": 16384})
@@ -426,67 +534,55 @@ def bench_shape(shape: str, device: str, args, workdir: Path) -> list[str]:
     common = {"path": path, "samples": args.samples, "vocab": spec["vocab_size"], "steps": args.steps,
               "warmup": args.warmup}
     n = n_params(path)
-    base = in_fresh_process({**common, "loop": "baseline", "batch": batch, "ckpt": ckpt})
-    lines = [report(shape, f"baseline HF+PEFT, batch {batch} padded" + (", ckpt" if ckpt else ""), base, n, device, None)]
-    print(lines[-1], flush=True)
-    # least memory first: on the CPU peak RSS is the process's running maximum
-    choices = sorted(args.ckpt or [parse_ckpt(v) for v in (DEFAULT_CKPT if ckpt else ["0"])], key=held_estimate)
-    configs = [(max(1, batch * k // 2), 2048, f, e) for k in args.scale for f, e in choices]
-    ours = []
-    for attention in args.attention:
-        ours += ours_lines(shape, "penwright", {**common, "loop": "ours", "configs": configs, "quantization": "none",
-                                               "attention": attention}, n, device, base)
-        print("\n".join(line for line, _ in ours[-len(configs):]), flush=True)
-    if args.liger and device == "cuda":  # Liger's triton kernels (fused RMSNorm, SwiGLU, RoPE): CUDA only
-        ours += ours_lines(shape, "penwright+liger", {**common, "loop": "ours", "configs": configs, "liger": True,
-                                                     "quantization": "none", "attention": args.attention[-1]},
-                           n, device, base)
-        print("\n".join(line for line, _ in ours[-len(configs):]), flush=True)
+    base = in_fresh_process({**common, "loop": "baseline", "batch": batch, "ckpt": ckpt}, clock.left())
+    lines = [(report(shape, f"baseline HF+PEFT, batch {batch} padded" + (", ckpt" if ckpt else ""), base, n, device,
+                     None), base)]
+    print(lines[-1][0], flush=True)
+    rows = args.rows or spec.get("rows", max(1, batch // 2))  # the issue's peer: 8 x 2048 (0.5b), 2 x 2048 (7b)
+    peers = run_peers(shape, common, rows, ckpt, args, n, device, base, clock)
+    lines += peers
+    peer = peers[0][1] if peers else None
+    specs = args.ours or [parse_ours(v) for v in (DEFAULT_OURS_CKPT if ckpt else DEFAULT_OURS)]
+    job = {**common, "loop": "ours", "quantization": "none", "attention": args.attention[-1],
+           "configs": ours_configs(specs, rows, budget_for(base, peer, ckpt) if device == "cuda" else None)}
+    if clock.allows(args.reserve):
+        lines += ours_lines(shape, "penwright", job, n, device, base, peer, clock.left())
+        print("\n".join(line for line, _ in lines[-len(job["configs"]):]), flush=True)
     if args.qlora and shape == "7b" and device == "cuda":
-        first = [c for c in configs if c[0] == configs[0][0]]
-        job = {**common, "loop": "ours", "configs": [c for c in first if c[2:] in QLORA_CKPT] or first[:1],
-               "quantization": "4bit", "attention": args.attention[-1]}
-        ours += ours_lines(shape, "penwright QLoRA nf4", job, n, device, base)
+        lines += qlora_lines(shape, common, rows, args, n, device, base, clock)
     if shape != "31m":
         import shutil
 
         shutil.rmtree(folder, ignore_errors=True)
-    lines += [line for line, _ in ours]
-    print("\n".join(lines), flush=True)
-    if "failed" not in base:
-        print(fastest_within(base, ours), flush=True)
-    return lines
+    summary = [line for line, _ in lines]
+    ours = [(line, r) for line, r in lines if "penwright" in line and "QLoRA" not in line]
+    summary.append(fastest_within(base.get("peak_bytes"), ours, "the baseline's peak memory"))
+    if peer and peer.get("peak_bytes"):
+        summary.append(fastest_within(peer["peak_bytes"] // 2, ours, "half the packed peer's peak memory"))
+    print("\n".join(summary), flush=True)
+    return summary
+
+
+def qlora_lines(shape: str, common: dict, rows: int, args, n: int, device: str, base: dict,
+                clock: Deadline) -> list[tuple[str, dict]]:
+    """The 4-bit pair: the first peer variant in nf4, and ours in nf4 (no compilation: bitsandbytes layers)."""
+    out = run_peers(shape, common, rows, True, args, n, device, base, clock, quantization="4bit")
+    peer = out[0][1] if out else None
+    specs = [c for c in (args.ours or [parse_ours(v) for v in DEFAULT_OURS_CKPT]) if not c["compile"]]
+    job = {**common, "loop": "ours", "quantization": "4bit", "attention": args.attention[-1],
+           "configs": ours_configs([c for c in specs if c["fraction"] == 1 and not c["budget"]], rows, None)}
+    if clock.allows(args.reserve):
+        out += ours_lines(shape, "penwright QLoRA nf4", job, n, device, base, peer, clock.left())
+        print("\n".join(line for line, _ in out[1:]), flush=True)
+    return out
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--shape", action="append", choices=["31m", "0.5b", "7b"], help="repeatable (default: 31m)")
-    parser.add_argument("--qlora", action="store_true", help="also a 4-bit (nf4) run of the 7b shape")
-    parser.add_argument("--steps", type=int, default=8)
-    parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--samples", type=int, default=400)
-    parser.add_argument("--batch", type=int, default=None, help="override the shape's baseline batch")
-    parser.add_argument("--scale", type=int, action="append", default=None,
-                        help="ours: tokens per step as a multiple of baseline batch x 1024 (rows of 2048); repeatable")
-    parser.add_argument("--attention", action="append", choices=["auto", "sdpa", "varlen"],
-                        help="ours: packed-row attention (repeatable; default auto = varlen on CUDA)")
-    parser.add_argument("--ckpt", type=parse_ckpt, action="append", default=None,
-                        help="ours: share of decoder layers recomputed whole in backward, 0..1, with a trailing e "
-                             "the others recompute their elementwise work only (repeatable; default where the "
-                             f"baseline checkpoints (7b): {' '.join(DEFAULT_CKPT)}; else 0)")
-    parser.add_argument("--liger", action="store_true", help="also ours with Liger's fused RMSNorm/SwiGLU/RoPE "
-                        "kernels (CUDA; pip install --no-deps .whl/liger_kernel-0.8.5-py3-none-any.whl)")
-    parser.add_argument("--held", action="store_true", help="only print the activation memory per token and layer "
-                        "held for backward in each --ckpt mode (a few layers of each --shape on the CPU)")
-    parser.add_argument("--make-lengths", action="store_true", help="rebuild chunk_lengths.json from ../shared/corpora")
-    parser.add_argument("--child", help=argparse.SUPPRESS)  # internal: one loop, in a fresh process
-    args = parser.parse_args()
+    args = parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     if args.child:
         print(RESULT + json.dumps(child(json.loads(args.child))), flush=True)
         return 0
-    args.scale = args.scale or [1, 2]
-    args.attention = args.attention or ["auto"]
     if args.held:
         print("| shape | checkpointing | held per token per layer | | all layers at 3,700 tokens (2 packed rows) |")
         print("| --- | --- | --- | --- | --- |")
@@ -503,13 +599,53 @@ def main() -> int:
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     print(f"device: {torch.cuda.get_device_name(0) if device == 'cuda' else 'cpu'}; torch {torch.__version__}")
-    print("| shape | loop | tokens/s | vs baseline | peak memory (vs baseline) | held before steps | MFU | padding "
-          "| last loss |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("| shape | loop | tokens/s | vs baseline | vs packed peer | peak memory (vs baseline) | held before steps "
+          "| MFU | padding | last loss |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    clock = Deadline(args.deadline)
     with tempfile.TemporaryDirectory(prefix="penwright-bench-") as tmp:
         for shape in args.shape or ["31m"]:
-            bench_shape(shape, device, args, Path(tmp))
+            if clock.allows(args.reserve):
+                bench_shape(shape, device, args, Path(tmp), clock)
+            else:
+                print(f"{shape}: skipped, the run's deadline", flush=True)
     return 0
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--shape", action="append", choices=["31m", "0.5b", "7b"], help="repeatable (default: 31m)")
+    parser.add_argument("--qlora", action="store_true", help="also a 4-bit (nf4) pair, the peer's and ours, of 7b")
+    parser.add_argument("--steps", type=int, default=8)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--samples", type=int, default=400)
+    parser.add_argument("--batch", type=int, default=None, help="override the shape's baseline batch")
+    parser.add_argument("--rows", type=int, default=None,
+                        help="rows of 2048 per step for the peer and ours (default: 8 for 0.5b, 2 for 7b; ours' "
+                             "configs can override with @ROWS)")
+    parser.add_argument("--attention", action="append", choices=["auto", "sdpa", "varlen"],
+                        help="ours: packed-row attention (the last one given; default auto = varlen on CUDA)")
+    parser.add_argument("--peer", action="append", default=None,
+                        help="the packed peer, TRL SFTTrainer with packing and padding-free, one fresh process each: "
+                             "attention varlen, flex or sdpa, optionally +liger (repeatable; the first is the "
+                             "reference of `vs packed peer`; default: varlen, varlen+liger)")
+    parser.add_argument("--ours", type=parse_ours, action="append", default=None,
+                        help="ours, in one process: CKPT[:LEVER+LEVER][@ROWS], CKPT a share of layers recomputed "
+                             "whole (0..1, trailing e: the rest recompute elementwise work) or `budget`; levers "
+                             f"compile, fused (repeatable; default with checkpointing: {' '.join(DEFAULT_OURS_CKPT)}; "
+                             f"else {' '.join(DEFAULT_OURS)})")
+    parser.add_argument("--ckpt", type=parse_ckpt, action="append", default=None, help="--held: the modes to measure")
+    parser.add_argument("--deadline", type=float, default=None,
+                        help="seconds for the whole run: each loop gets what is left, none starts with under --reserve")
+    parser.add_argument("--reserve", type=float, default=30.0)
+    parser.add_argument("--held", action="store_true", help="only print the activation memory per token and layer "
+                        "held for backward in each --ckpt mode (a few layers of each --shape on the CPU)")
+    parser.add_argument("--make-lengths", action="store_true", help="rebuild chunk_lengths.json from ../shared/corpora")
+    parser.add_argument("--child", help=argparse.SUPPRESS)  # internal: one loop, in a fresh process
+    args = parser.parse_args()
+    args.attention = args.attention or ["auto"]
+    args.peer = args.peer or ["varlen", "varlen+liger"]
+    return args
 
 
 if __name__ == "__main__":

@@ -1,0 +1,160 @@
+"""Ours against the plain loop on the same batch: loss and LoRA gradients equal, for each speed lever that runs
+on the CPU (packed varlen rows with the target-only chunked loss; regional compilation of the decoder layers);
+the memory budget's plan (pure arithmetic). The CUDA-only levers are in test_train_levers_gpu.py."""
+
+from __future__ import annotations
+
+import pytest
+from train_fixtures import EXAMPLE_MANUSCRIPT, paragraphs, row
+
+from penwright.trainer import data as D
+from penwright.trainer.backends.levers import Levers, levers_for
+from penwright.trainer.backends.memory_budget import Shape, plan, predict_peak
+from penwright.trainer.settings import ModelSettings, TrainingSettings
+
+SETTINGS = {"rank": 4, "alpha": 8, "dropout": 0.0, "loss_chunk_tokens": 64}
+
+
+def _backend(model_dir, **overrides):
+    import torch
+
+    from penwright.trainer.backends.torch_backend import TorchBackend
+
+    torch.manual_seed(0)
+    backend = TorchBackend(str(model_dir), TrainingSettings(**{**SETTINGS, **overrides}), ModelSettings(), "cpu").load()
+    backend.model.train()
+    with torch.no_grad():  # LoRA B starts at zero, which would leave A's gradients at zero: move it, reproducibly
+        g = torch.Generator().manual_seed(1)
+        for name, p in backend.model.named_parameters():
+            if "lora_B" in name:
+                p.copy_(0.05 * torch.randn(p.shape, generator=g))
+    return backend
+
+
+def _lora_grads(model) -> dict:
+    grads = {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+    model.zero_grad(set_to_none=True)
+    return grads
+
+
+def plain_step(backend, samples):
+    """The plain recipe: padded batch, HF's own loss over full logits (labels unshifted, the model shifts)."""
+    import torch
+
+    width, pad = max(len(s) for s in samples), backend.tokenizer.pad_token_id
+    ids = torch.full((len(samples), width), pad)
+    mask, labels = torch.zeros_like(ids), torch.full_like(ids, D.IGNORE)
+    for i, s in enumerate(samples):
+        ids[i, :len(s)], mask[i, :len(s)] = torch.tensor(s.input_ids), 1
+        labels[i, :len(s)] = torch.tensor([D.IGNORE] + s.labels[:-1])
+    loss = backend.model(input_ids=ids, attention_mask=mask, labels=labels).loss
+    loss.backward()
+    return float(loss.detach()), _lora_grads(backend.model)
+
+
+def ours_step(backend, samples):
+    """Ours: samples packed into one padding-free row, loss on the target positions only (`loss_sums`)."""
+    ce, _, n = backend.loss_sums(backend.collate(D.pack(samples, 1024)), kl=False)
+    (ce / n).backward()
+    return float(ce.detach()) / n, _lora_grads(backend.model)
+
+
+def assert_same(a, b, rel: float):
+    import torch
+
+    loss_a, grads_a = a
+    loss_b, grads_b = b
+    assert loss_a == pytest.approx(loss_b, rel=rel)
+    assert grads_a.keys() == grads_b.keys() and grads_a
+    for name, g in grads_a.items():
+        ref = grads_b[name]
+        assert float(ref.norm()) > 0, name  # a zero gradient would make the comparison empty
+        assert float((g - ref).norm() / ref.norm()) < rel, name
+    assert not torch.equal(next(iter(grads_a.values())), torch.zeros(1))
+
+
+@pytest.fixture(scope="module")
+def samples(tiny_model_dir):
+    backend = _backend(tiny_model_dir)
+    texts = paragraphs(EXAMPLE_MANUSCRIPT)[:4]
+    return [D.encode_row(backend.tokenizer, row(i, t), 200)[0] for i, t in enumerate(texts)]
+
+
+def test_packed_varlen_rows_and_target_only_loss_match_the_plain_loop(tiny_model_dir, samples):
+    """Same weights, same samples: the padded full-logits loop and ours (one packed row, per-sample attention,
+    chunked loss on the targets) give the same loss and the same LoRA gradients."""
+    assert len({len(s) for s in samples}) > 1  # lengths differ: the plain loop pads, ours packs
+    plain = plain_step(_backend(tiny_model_dir, packing=False), samples)
+    ours = ours_step(_backend(tiny_model_dir, attention="varlen"), samples)
+    assert_same(ours, plain, rel=1e-4)
+
+
+def test_compiled_decoder_layers_match_the_plain_loop(tiny_model_dir, samples):
+    """Regional compilation (each decoder layer through torch.compile, here Inductor's CPU backend) changes no
+    number beyond float rounding, with checkpointing on half the layers and on packed rows of another length.
+    (The CPU's varlen stand-in loops over samples in Python; SDPA with the packed mask runs compiled here.)"""
+    import torch
+
+    from penwright.trainer.backends.levers import compile_decoder_layers
+
+    plain = plain_step(_backend(tiny_model_dir, packing=False), samples)
+    backend = _backend(tiny_model_dir, attention="sdpa", gradient_checkpointing=0.5)
+    torch._dynamo.reset()
+    model = backend.model.get_base_model()
+    assert compile_decoder_layers(model) == model.config.num_hidden_layers
+    assert_same(ours_step(backend, samples), plain, rel=1e-4)
+    assert_same(ours_step(backend, samples[:3]), plain_step(_backend(tiny_model_dir, packing=False), samples[:3]),
+                rel=1e-4)
+
+
+def test_layers_that_recompute_by_operation_stay_eager(tiny_model_dir):
+    from penwright.trainer.backends.levers import compile_decoder_layers
+
+    backend = _backend(tiny_model_dir, gradient_checkpointing=0.5, recompute_elementwise=True)
+    model = backend.model.get_base_model()
+    light = set(backend.layers["elementwise"])
+    assert light and compile_decoder_layers(model, skip=light) == model.config.num_hidden_layers - len(light)
+    layers = model.model.layers
+    assert all((layers[i]._compiled_call_impl is None) == (i in light) for i in range(len(layers)))
+
+
+def test_the_cpu_takes_no_lever():
+    assert levers_for("cpu", Levers(compile_layers=True, fused_loss=True)) == Levers()
+
+
+# -- the memory budget ----------------------------------------------------------------------------------------------
+
+SEVEN_B = Shape(hidden=3584, layers=28, vocab=152064, dropout=0.05, loss_chunk=2048)
+GIB = 2**30
+
+
+def test_the_plan_fits_its_budget_and_uses_more_of_it_when_there_is_more():
+    static = 15 * GIB
+    plans = [plan(SEVEN_B, b * GIB, static, row_tokens=1850, max_rows=8) for b in (20, 30, 50, 80, 140)]
+    assert all(p is not None for p in plans)
+    for budget, p in zip((20, 30, 50, 80, 140), plans, strict=True):
+        assert p.predicted_bytes <= budget * GIB
+    fractions = [p.fraction for p in plans]
+    assert fractions == sorted(fractions, reverse=True) and fractions[0] == 1.0 and fractions[-1] == 0.0
+    assert plans[-1].rows > 1  # with memory to spare, more rows rather than nothing
+
+
+def test_the_plan_takes_the_fewest_checkpointed_layers_that_fit():
+    """The chosen mode fits; every mode with fewer checkpointed layers would not, even with one row."""
+    static, budget = 15 * GIB, 40 * GIB
+    p = plan(SEVEN_B, budget, static, row_tokens=1850, max_rows=8)
+    assert 0 < p.fraction < 1
+    faster = [f for f in (0.0, 0.125, 0.25, 0.375, 0.5, 0.625, 0.75, 0.875) if f < p.fraction]
+    assert all(predict_peak(SEVEN_B, static, 1850, f) > budget for f in faster)
+    assert predict_peak(SEVEN_B, static, (p.rows + 1) * 1850, p.fraction) > budget or p.rows == 8
+
+
+def test_nothing_fits_below_the_weights():
+    assert plan(SEVEN_B, 14 * GIB, 15 * GIB, row_tokens=1850, max_rows=8) is None
+
+
+def test_the_fused_loss_and_no_dropout_need_less_memory():
+    fused = Shape(**{**SEVEN_B.__dict__, "loss_chunk": 0})
+    no_dropout = Shape(**{**SEVEN_B.__dict__, "dropout": 0.0})
+    for shape in (fused, no_dropout):
+        assert predict_peak(shape, 15 * GIB, 3700, 0.0) < predict_peak(SEVEN_B, 15 * GIB, 3700, 0.0)
