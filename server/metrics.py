@@ -6,9 +6,12 @@ engine channel (tokens and timings) and callbacks read at scrape time (queue dep
 
 from __future__ import annotations
 
+import logging
 import time
 
 from penwright.server.engine import Delta, Finished
+
+log = logging.getLogger(__name__)
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 STEP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
@@ -103,28 +106,41 @@ def metrics_of(app) -> Metrics:
 
 
 def metered_route_class():
-    """An APIRoute that counts and times each request by its route template (`/v1/models/{model_id:path}`).
-    Errors are counted with the status they carry (ApiError, the engine's RequestError), 400 for validation."""
+    """The API routes' APIRoute: counts and times each request by its route template
+    (`/v1/models/{model_id:path}`) and status, and answers an error itself in OpenAI's shape with one log line
+    (a 4xx is the client's mistake, not a traceback; an unexpected error is logged once, with its traceback,
+    by `api_error`). Validation errors go on to the app's handler, which names every bad field."""
     from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import JSONResponse
     from fastapi.routing import APIRoute
+    from starlette.exceptions import HTTPException
+
+    from penwright.server.services.errors import api_error
 
     class MeteredRoute(APIRoute):
         def get_route_handler(self):
             handler, path = super().get_route_handler(), self.path
 
             async def metered(request):
-                m, t0 = metrics_of(request.app), time.perf_counter()
-                status = 500
+                m, t0, status = metrics_of(request.app), time.perf_counter(), 500
                 try:
                     response = await handler(request)
                     status = response.status_code
                     return response
-                except RequestValidationError:
+                except RequestValidationError as err:
                     status = 400
+                    first = (err.errors() or [{}])[0]
+                    log.info("%s %s: 400 %s: %s", request.method, request.url.path,
+                             ".".join(str(p) for p in first.get("loc", ())[1:]) or "body", first.get("msg"))
                     raise
-                except Exception as err:  # the app's handlers turn it into a response; counted with its status
-                    status = err.status if isinstance(getattr(err, "status", None), int) else 500
+                except HTTPException:
                     raise
+                except Exception as err:
+                    api = api_error(err)
+                    status = api.status
+                    if status < 500:
+                        log.info("%s %s: %d %s", request.method, request.url.path, status, api.message[:300])
+                    return JSONResponse(api.body(), status_code=status)
                 finally:
                     m.requests.labels(path, str(status)).inc()
                     m.request_seconds.labels(path).observe(time.perf_counter() - t0)

@@ -115,10 +115,10 @@ def test_models_retrieve_created_and_context(stack, client):
 
 
 @pytest.mark.parametrize("extra, param", [
-    ({"tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}]}, "tools"),
     ({"response_format": {"type": "json_object"}}, "response_format"),
     ({"logit_bias": {"50": 5}}, "logit_bias"),
     ({"best_of": 2}, "best_of"),
+    ({"tool_choice": "required"}, "tool_choice"),
 ])
 def test_fields_we_cannot_honour_are_a_400(client, caplog, extra, param):
     with caplog.at_level(logging.INFO):
@@ -128,21 +128,26 @@ def test_fields_we_cannot_honour_are_a_400(client, caplog, extra, param):
     assert "Traceback" not in caplog.text
 
 
-def test_chat_tools_and_n_are_a_400_and_harmless_values_pass(client):
+LOOKUP = [{"type": "function", "function": {"name": "lookup", "parameters": {"type": "object"}}}]
+
+
+def test_chat_forced_tools_and_n_are_a_400_and_harmless_values_pass(client):
     msgs = [{"role": "user", "content": "Maren"}]
-    with pytest.raises(openai.BadRequestError) as err:
-        client.chat.completions.create(model="penwright", messages=msgs, max_tokens=2, tools=[
-            {"type": "function", "function": {"name": "lookup", "parameters": {"type": "object"}}}])
-    assert "tools" in err.value.body["message"]
+    for choice in ("required", {"type": "function", "function": {"name": "lookup"}}):
+        with pytest.raises(openai.BadRequestError) as err:
+            client.chat.completions.create(model="penwright", messages=msgs, max_tokens=2, tools=LOOKUP,
+                                           tool_choice=choice)
+        assert err.value.body["param"] == "tool_choice"
     with pytest.raises(openai.BadRequestError) as err:
         client.chat.completions.create(model="penwright", messages=msgs, max_tokens=2, n=2)
     assert err.value.body["param"] == "n"
     with pytest.raises(openai.BadRequestError) as err:
         client.completions.create(model="penwright", prompt="x", max_tokens=2, logprobs=1, stream=True)
     assert err.value.body["param"] == "logprobs"
-    ok = client.chat.completions.create(model="penwright", messages=msgs, max_tokens=2,
-                                        response_format={"type": "text"}, tool_choice="none")
-    assert ok.choices[0].message.content is not None
+    # offered tools (tool_choice auto, as Continue's agent sends them): answered in plain text, no tool calls
+    ok = client.chat.completions.create(model="penwright", messages=msgs, max_tokens=2, tools=LOOKUP,
+                                        response_format={"type": "text"})
+    assert ok.choices[0].message.content is not None and not ok.choices[0].message.tool_calls
 
 
 def test_tokenize_and_detokenize(stack):
@@ -168,7 +173,7 @@ def test_version_and_metrics(stack, client):
     client.completions.create(model="penwright", prompt=PROMPT, max_tokens=5, temperature=0)
     list(client.completions.create(model="penwright", prompt=PROMPT, max_tokens=5, temperature=0, stream=True))
     with pytest.raises(openai.BadRequestError):
-        client.completions.create(model="penwright", prompt="x", max_tokens=2, extra_body={"tools": [{"x": 1}]})
+        client.completions.create(model="penwright", prompt="x", max_tokens=2, extra_body={"best_of": 3})
     r = httpx.get(server.url + "/metrics")
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
     samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
@@ -185,3 +190,18 @@ def test_version_and_metrics(stack, client):
     assert value("penwright_inter_token_seconds_count") >= 8
     assert value("penwright_queue_depth") == 0
     assert value("penwright_training", figure="running") == 0
+
+
+def test_client_errors_log_one_line(stack, client, caplog):
+    with caplog.at_level(logging.INFO):
+        with pytest.raises(openai.NotFoundError):
+            client.completions.create(model="penwright@v99", prompt="x", max_tokens=2)
+        with pytest.raises(openai.BadRequestError):
+            client.completions.create(model="penwright", prompt="x", max_tokens=2, extra_body={"best_of": 4})
+        with pytest.raises(openai.BadRequestError):
+            client.completions.create(model="penwright", prompt="x", max_tokens=0)
+    lines = [r for r in caplog.records if r.name == "penwright.server.metrics"]
+    assert [r.getMessage().split(": ")[1][:3] for r in lines] == ["404", "400", "400"]
+    assert "POST /v1/completions" in lines[0].getMessage() and "penwright@v99" in lines[0].getMessage()
+    assert "max_tokens" in lines[2].getMessage()
+    assert not any(r.exc_info for r in caplog.records) and "Traceback" not in caplog.text
