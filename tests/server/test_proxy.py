@@ -64,8 +64,17 @@ def scripted_upstream(log: list):
 
     @app.post("/v1/load_lora_adapter")
     async def load_lora(request: Request):
+        """vLLM's LoadLoRAAdapterRequest {lora_name, lora_path, load_inplace=False} and its answers."""
         body = await request.json()
         log.append(("load_lora_adapter", body, None))
+        if not body.get("lora_name") or not body.get("lora_path"):
+            return JSONResponse({"error": {"message": "Both 'lora_name' and 'lora_path' must be provided.",
+                                           "type": "InvalidUserInput", "code": 400}}, status_code=400)
+        if body["lora_name"] in state.setdefault("vllm_loaded", set()) and not body.get("load_inplace"):
+            return JSONResponse({"error": {"message": f"The lora adapter '{body['lora_name']}' has already been "
+                                           "loaded. If you want to load the adapter in place, set 'load_inplace' to "
+                                           "True.", "type": "InvalidUserInput", "code": 400}}, status_code=400)
+        state["vllm_loaded"].add(body["lora_name"])
         return JSONResponse(f"Success: LoRA adapter '{body['lora_name']}' added successfully.")
 
     @app.get("/lora-adapters")
@@ -265,3 +274,16 @@ def test_lore_is_injected_before_forwarding(upstream, registry, tmp_path, tmp_pa
     system = log[-2][1]["messages"][0]
     assert system["role"] == "system" and "<lore>" in system["content"]
     assert log[-1][1]["prompt"] == "Maren Vell" and off.json()["penwright"]["lore"] == []
+
+
+def test_vllm_publish_again_after_a_restart(upstream, registry, tmp_path):
+    """A restarted daemon publishes the live version again; vLLM answers 400 "already been loaded" and the
+    adapter is served all the same."""
+    server, log = upstream
+    registry.promote(1)
+    for _ in range(2):  # two daemons in turn: the second finds it loaded
+        services = proxy_stack(server, registry, "vllm", tmp_path)
+        services.sync_live()
+        assert services.upstream.live_adapter == "penwright@v1"
+    bodies = [b for k, b, _ in log if k == "load_lora_adapter" and b["lora_name"] == "penwright@v1"]
+    assert len(bodies) >= 2 and set(bodies[-1]) == {"lora_name", "lora_path"}
