@@ -35,6 +35,24 @@ from penwright.server.services.errors import ApiError
 log = logging.getLogger(__name__)
 
 
+def ollama_adapter(version, folder: Path) -> str:
+    """What a Modelfile's ADAPTER names for this version: a GGUF LoRA written into `folder` (Ollama reads
+    safetensors adapters only for Llama, Mistral and Gemma), or the PEFT folder when the base cannot be
+    converted here (its config is not on this machine, or an architecture the GGUF export does not cover)."""
+    from penwright.trainer.gguf_export import GgufExportError, base_config, write_adapter_gguf
+
+    adapter_dir = Path(version.path).resolve()
+    try:
+        saved = json.loads((adapter_dir / "adapter_config.json").read_text(encoding="utf-8"))
+        base = saved.get("base_model_name_or_path") or version.base_model
+        write_adapter_gguf(base_config(base), adapter_dir, folder / "adapter.gguf")
+        return "./adapter.gguf"
+    except (GgufExportError, OSError, ValueError, KeyError) as err:
+        log.warning("v%s: no GGUF adapter for Ollama (%s); the Modelfile names the safetensors folder, which Ollama "
+                    "loads only for Llama, Mistral and Gemma bases", version.version, err)
+        return str(adapter_dir)
+
+
 class Upstream:
     def __init__(self, settings, export_dir: Path | str, context_length: int = 4096, ollama: str = "ollama"):
         self.settings = settings
@@ -210,7 +228,8 @@ class Upstream:
         folder = self.export_dir / "ollama" / f"v{version.version}"
         folder.mkdir(parents=True, exist_ok=True)
         modelfile = folder / "Modelfile"
-        modelfile.write_text(f"FROM {self.settings.model}\nADAPTER {Path(version.path).resolve()}\n", encoding="utf-8")
+        adapter = ollama_adapter(version, folder)
+        modelfile.write_text(f"FROM {self.settings.model}\nADAPTER {adapter}\n", encoding="utf-8")
         return [self.ollama, "create", f"{version.name}-v{version.version}", "-f", str(modelfile)], modelfile
 
     def _publish_ollama(self, version) -> dict:

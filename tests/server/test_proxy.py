@@ -287,3 +287,23 @@ def test_vllm_publish_again_after_a_restart(upstream, registry, tmp_path):
         assert services.upstream.live_adapter == "penwright@v1"
     bodies = [b for k, b, _ in log if k == "load_lora_adapter" and b["lora_name"] == "penwright@v1"]
     assert len(bodies) >= 2 and set(bodies[-1]) == {"lora_name", "lora_path"}
+
+
+def test_ollama_publish_writes_a_gguf_adapter(upstream, tiny_model_dir, tmp_path, tmp_path_factory, monkeypatch):
+    """A real adapter on the tiny Qwen2 base: the Modelfile's ADAPTER is a GGUF LoRA beside it (Ollama reads
+    safetensors adapters only for Llama, Mistral and Gemma)."""
+    import gguf
+    from serving_fixtures import adapters_for
+
+    server, _ = upstream
+    monkeypatch.setenv("PATH", str(tmp_path))  # no ollama: the Modelfile and the command are written
+    reg = Registry(tmp_path / "real.db", tmp_path / "real-adapters")
+    v = reg.publish(adapters_for(tiny_model_dir, tmp_path_factory.getbasetemp())["lighthouse"],
+                    base_model="builtin:tiny")
+    services = proxy_stack(server, reg, "ollama", tmp_path)
+    done = services.upstream.publish(v)
+    folder = tmp_path / "exports" / "ollama" / f"v{v.version}"
+    assert (folder / "Modelfile").read_text() == "FROM qwen2.5:0.5b\nADAPTER ./adapter.gguf\n"
+    fields = gguf.GGUFReader(str(folder / "adapter.gguf")).fields
+    assert fields["general.type"].contents() == "adapter" and fields["general.architecture"].contents() == "qwen2"
+    assert done["ran"] is False and done["modelfile"] == str(folder / "Modelfile")
