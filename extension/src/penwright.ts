@@ -176,6 +176,10 @@ export class Penwright {
     if (!r || typeof r.yaml !== "string") return;
     const doc = await this.vs.workspace.openTextDocument({ language: "yaml", content: r.yaml });
     await this.vs.window.showTextDocument(doc);
-    void this.vs.window.showInformationMessage("Penwright: paste this into Continue's config.yaml (~/.continue/config.yaml).");
+    const where = typeof r.path === "string" ? r.path : ".continue/assistants/penwright.yaml";
+    void this.vs.window.showInformationMessage(
+      `Penwright: save this as ${where} in the project; Continue loads it as a local assistant ` +
+        "(or run `penwright continue-config --write`). Do not paste it into ~/.continue/config.yaml.",
+    );
   }
 }

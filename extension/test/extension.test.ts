@@ -180,6 +180,7 @@ describe("commands", () => {
     expect(recorded.opened).toEqual(["http://127.0.0.1:8765/"]);
     await vscode.commands.executeCommand(PALETTE.generateContinueConfig);
     expect(recorded.documents[0]).toEqual({ language: "yaml", content: "models:\n- provider: openai\n" });
+    expect(recorded.info.at(-1)).toMatch(/save this as \.continue\/assistants\/penwright\.yaml in the project/);
   });
 
   it("rejects a malformed adapter version before asking the server", async () => {
