@@ -10,7 +10,9 @@ router = APIRouter(tags=["metrics"])
 
 @router.get("/metrics")
 async def metrics(request: Request):
-    body, content_type = request.app.state.metrics.render()
+    from penwright.server.metrics import metrics_of
+
+    body, content_type = metrics_of(request.app).render()
     return Response(body, media_type=content_type)
 
 

@@ -205,3 +205,25 @@ def test_client_errors_log_one_line(stack, client, caplog):
     assert "POST /v1/completions" in lines[0].getMessage() and "penwright@v99" in lines[0].getMessage()
     assert "max_tokens" in lines[2].getMessage()
     assert not any(r.exc_info for r in caplog.records) and "Traceback" not in caplog.text
+
+
+def test_metrics_report_the_training_job(stack, tmp_path):
+    """The daemon's job queue (a real SQLite JobQueue) as /metrics shows it: running, step, total, loss, queued."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from penwright.server.app import create_app
+    from penwright.server.jobs import JobQueue
+    from serving_fixtures import LiveServer
+
+    services, _ = stack
+    jobs = JobQueue(tmp_path / "penwright.db")
+    job = jobs.start(jobs.enqueue("manual").id, "run-1")
+    jobs.update(job.id, step=7, total=20, loss=2.5)
+    jobs.enqueue("auto")
+    app = create_app(services)
+    app.state.daemon = type("Daemon", (), {"jobs": jobs})()  # what the daemon's build_app sets
+    with LiveServer(app) as server:
+        text = httpx.get(server.url + "/metrics").text
+    figures = {s.labels["figure"]: s.value for fam in text_string_to_metric_families(text) for s in fam.samples
+               if s.name == "penwright_training"}
+    assert figures == {"running": 1.0, "step": 7.0, "total_steps": 20.0, "loss": 2.5, "queued": 1.0}
