@@ -82,7 +82,8 @@ def test_continue_cli_chat_uses_the_live_adapter_and_lore(tiny_model_dir, tmp_pa
             config = config_block("The Lighthouse", server.url, None)
             config["models"][0]["defaultCompletionOptions"] = {"temperature": 0, "maxTokens": 40}
             (tmp_path / "penwright.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
-            env = {**os.environ, "HOME": str(tmp_path / "home"), "CONTINUE_GLOBAL_DIR": str(tmp_path / "home" / ".continue")}
+            home = tmp_path / "home"
+            env = {**os.environ, "HOME": str(home), "CONTINUE_GLOBAL_DIR": str(home / ".continue")}
             run = subprocess.run([cli, "-p", QUESTION, "--config", str(tmp_path / "penwright.yaml")], cwd=tmp_path,
                                  env=env, capture_output=True, text=True, timeout=180)
     finally:

@@ -32,7 +32,8 @@ def scalars(log_dir: Path) -> dict[str, list[tuple[int, float]]]:
 def test_tensorboard_event_files_hold_the_runs_curves(dataset, tiny_model_dir, tmp_path):
     seen = []
     run = tmp_path / "run"
-    run_training(dataset, TrainingSettings(**RUN, report_to="tensorboard"), tiny_model_dir, run, on_progress=seen.append)
+    settings = TrainingSettings(**RUN, report_to="tensorboard")
+    run_training(dataset, settings, tiny_model_dir, run, on_progress=seen.append)
     assert [p["step"] for p in seen] == list(range(1, 7))  # the callback still gets every step
     curves = scalars(run / "tensorboard")
     with open(run / "train_log.csv") as fh:
