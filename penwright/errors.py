@@ -98,3 +98,14 @@ class DaemonLockedError(ServeError):
             f"Another Penwright daemon{who} is already running for {project}.",
             "One daemon per project: use the running one (`penwright status`), or stop it first.",
         )
+
+
+class ProtectedPathError(PenwrightError):
+    """An output would land inside the manuscript or lore folders, which Penwright never writes into."""
+
+    def __init__(self, path: Path | str, folder: Path | str):
+        super().__init__(
+            f"{path} is inside {folder}, where your manuscript or lore lives; Penwright never writes there.",
+            "Choose an output folder outside the manuscript and lore folders (e.g. exports/ in the project).",
+        )
+        self.path, self.folder = str(path), str(folder)

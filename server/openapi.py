@@ -27,6 +27,9 @@ SERVING = {
 }
 STREAMED = {"/v1/completions", "/v1/chat/completions"}
 EVENT_STREAMS = {"/api/events"}
+PLAIN_TEXT = {"/metrics"}  # Prometheus' text format
+SSE = {"type": "object", "description": "One server-sent event: `data` is a JSON object as text.",
+       "properties": {"data": {"type": "string"}, "event": {"type": "string"}, "id": {"type": "string"}}}
 
 
 def published_schema(app) -> dict:
@@ -60,7 +63,9 @@ def _fix_operation(path: str, op: dict) -> None:
         return
     if path in STREAMED:
         ok["description"] = "The completion as JSON, or with `stream: true` as server-sent events."
-        ok.setdefault("content", {})["text/event-stream"] = {"schema": {"type": "string"}}
+        ok.setdefault("content", {})["text/event-stream"] = {"schema": SSE}
     elif path in EVENT_STREAMS:
         ok["description"] = "Server-sent events (one `data:` JSON object per event)."
-        ok["content"] = {"text/event-stream": {"schema": {"type": "string"}}}
+        ok["content"] = {"text/event-stream": {"schema": SSE}}
+    elif path in PLAIN_TEXT:
+        ok["content"] = {"text/plain": {"schema": {"type": "string"}}}

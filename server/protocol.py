@@ -274,14 +274,12 @@ class ModelList(BaseModel):
     data: list[ModelCard]
 
 
-class TokenizeRequest(BaseModel):
+class TokenizeRequest(_Request):
     """vLLM's `POST /tokenize`: a prompt, or chat messages rendered with the model's chat template."""
 
-    model_config = ConfigDict(extra="allow")
-
-    model: str = DEFAULT_MODEL
+    model: str = Field(DEFAULT_MODEL, max_length=256)
     prompt: str | None = None
-    messages: list[ChatMessage] | None = None
+    messages: list[ChatMessage] | None = Field(None, min_length=1)
     add_special_tokens: StrictBool = False  # accepted for vLLM's clients; Penwright's prompts carry their own
     return_token_strs: StrictBool = False
 
@@ -293,11 +291,9 @@ class TokenizeResponse(BaseModel):
     token_strs: list[str] | None = None
 
 
-class DetokenizeRequest(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-    model: str = DEFAULT_MODEL
-    tokens: list[int]
+class DetokenizeRequest(_Request):
+    model: str = Field(DEFAULT_MODEL, max_length=256)
+    tokens: list[Annotated[int, Field(ge=0, le=MAX_TOKEN_ID)]]
 
 
 class DetokenizeResponse(BaseModel):

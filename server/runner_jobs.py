@@ -17,7 +17,7 @@ import time
 import uuid
 from pathlib import Path
 
-from penwright.server.gate import Gate
+from penwright.server.gate import Gate, decide
 from penwright.server.jobs import Job
 from penwright.server.runner import ChildRun, RunOutcome, kill_stale_child, train_threads
 from penwright.server.scheduler import build_warm_dataset, seen_rows, write_seen
@@ -144,6 +144,10 @@ class TrainingLoop:
 
     def _run(self, job: Job) -> None:
         d = self.d
+        published = d.registry.for_run(job.run_id) if job.run_id else None
+        if published is not None:  # the daemon died after publishing this run: finish the job, never publish twice
+            self._settle(job, published)
+            return
         resume = bool(job.resume and job.run_id and (d.paths.runs / job.run_id).is_dir())
         run_id = job.run_id if resume else f"{time.strftime('%Y%m%d-%H%M%S')}-j{job.id}-{uuid.uuid4().hex[:4]}"
         run_dir = d.paths.runs / run_id
@@ -220,6 +224,10 @@ class TrainingLoop:
             self.publish("job.failed", job_id=job.id, error=outcome.error)
             return
         result = outcome.result
+        published = d.registry.for_run(result.get("run_id") or job.run_id)
+        if published is not None:
+            self._settle(job, published)
+            return
         self.publish("job.finished", job_id=job.id, run_id=result.get("run_id"), metrics=result.get("metrics"),
                      timings=result.get("timings"))
         version, decision = self.gate.judge(result, job_id=job.id)
@@ -227,6 +235,28 @@ class TrainingLoop:
         d.jobs.finish(job.id, "succeeded", decision=decision.decision, adapter_version=version,
                       eval_loss=(result.get("metrics") or {}).get("eval_loss"),
                       info={**job.info, "gate": decision.to_dict(), "timings": result.get("timings")})
+
+    def _settle(self, job: Job, version) -> None:
+        """Finish a job whose run is already in the registry (published before a kill): decide it if the kill
+        came before the gate did, and record the outcome. The gate and publishing happen once per run."""
+        if version.status == "candidate":
+            metrics = dict(version.metrics)
+            reference, ref_name = metrics.pop("reference", {}) or {}, metrics.pop("reference_name", "base")
+            decision = decide(metrics, reference, self.gate.margin, ref_name)
+            if decision.promote:
+                self.gate.promote(version.version, decision.reason)
+            else:
+                self.d.registry.reject(version.version, decision.reason)
+                self.publish("adapter.rejected", version=version.version, reason=decision.reason, job_id=job.id)
+            gate = decision.to_dict()
+        else:
+            gate = {"decision": "reject" if version.status == "rejected" else "promote", "reason": version.reason}
+        self.publish("job.finished", job_id=job.id, run_id=version.run_id, version=version.version,
+                     message=f"run {version.run_id} was already published as v{version.version} before the daemon "
+                             "stopped; it was not trained or published again")
+        self.d.dataset.refresh_pending()
+        self.d.jobs.finish(job.id, "succeeded", decision=gate["decision"], adapter_version=version.version,
+                           info={**job.info, "gate": gate})
 
     # -- serving side --------------------------------------------------------------------------------------------
     def _swap(self, adapter) -> None:

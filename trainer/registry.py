@@ -196,6 +196,8 @@ class Registry:
         return [self._row(r) for r in rows]
 
     def get(self, version: int) -> AdapterVersion:
+        if not 0 < int(version) < 2**63:  # SQLite's INTEGER: a larger number can name no version
+            raise RegistryError(f"There is no adapter version v{version}.", "`penwright adapters list` shows them.")
         with self._tx(write=False) as db:
             row = db.execute(f"SELECT {self._COLS} FROM adapter_versions WHERE version=?", (int(version),)).fetchone()
         if row is None:
@@ -212,6 +214,13 @@ class Registry:
     def latest(self, name: str = DEFAULT_NAME) -> AdapterVersion | None:
         versions = self.list(name)
         return versions[-1] if versions else None
+
+    def for_run(self, run_id: str, name: str = DEFAULT_NAME) -> AdapterVersion | None:
+        """The version a training run was published as, if it was (one run publishes at most once)."""
+        with self._tx(write=False) as db:
+            row = db.execute(f"SELECT {self._COLS} FROM adapter_versions WHERE name=? AND run_id=? "
+                             "ORDER BY version LIMIT 1", (name, run_id)).fetchone()
+        return self._row(row) if row else None
 
     def history(self, version: int | None = None) -> list[dict]:
         with self._tx(write=False) as db:

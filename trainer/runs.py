@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import os
 import shutil
 import time
@@ -22,6 +23,7 @@ import yaml
 
 from penwright.trainer.registry import fsync_dir, fsync_tree
 
+log = logging.getLogger(__name__)
 LOG_FIELDS = ["step", "epoch", "loss", "eval_loss", "lr", "grad_norm", "tokens_per_s", "elapsed_s"]
 
 
@@ -53,6 +55,22 @@ class RunResult:
         return d
 
 
+def checkpoint_problem(path: Path) -> str | None:
+    """None when a checkpoint's adapter weights and training state load; else which file fails and why."""
+    import torch
+    from safetensors.torch import load_file
+
+    files = sorted((path / "adapter").glob("*.safetensors"))
+    if not files:
+        return f"{path / 'adapter'} holds no .safetensors weights"
+    for f in [*files, path / "state.pt"]:
+        try:
+            load_file(f) if f.suffix == ".safetensors" else torch.load(f, map_location="cpu", weights_only=False)
+        except Exception as err:  # noqa: BLE001 (any failure to load means: do not resume from it)
+            return f"{f.name}: {err or type(err).__name__}"
+    return None
+
+
 class RunDir:
     def __init__(self, path: Path):
         self.path = Path(path)
@@ -82,6 +100,17 @@ class RunDir:
     def latest_checkpoint(self) -> tuple[int, Path, dict] | None:
         done = self.complete_checkpoints()
         return done[-1] if done else None
+
+    def usable_checkpoint(self) -> tuple[int, Path, dict] | None:
+        """The latest checkpoint whose files all load; a damaged one (truncated by a full disk, a kill during a
+        copy...) is renamed `.damaged-step-N` with the reason logged, and the one before it is tried."""
+        for step, path, meta in reversed(self.complete_checkpoints()):
+            problem = checkpoint_problem(path)
+            if problem is None:
+                return step, path, meta
+            log.warning("checkpoint %s cannot be used (%s); trying the one before it", path, problem)
+            os.replace(path, path.with_name(f".damaged-{path.name}"))
+        return None
 
     def write_checkpoint(self, step: int, save_adapter, state: dict, meta: dict, keep_best: int) -> Path:
         import torch

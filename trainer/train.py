@@ -187,7 +187,7 @@ class _Loop:
         torch.manual_seed(self.s.seed)
         if not (self.dataset_dir / "train.jsonl").is_file():
             raise DatasetError(f"{self.dataset_dir / 'train.jsonl'} does not exist.", "Run `penwright curate` first.")
-        resume = self.run_dir.latest_checkpoint()
+        resume = self.run_dir.usable_checkpoint()  # a damaged latest one falls back to the one before it
         warm = self.init_adapter if resume is None else None
         self.backend = TorchBackend(self.base_model, self.s, self.model_settings, self.device).load(warm)
         D.check_tokenizer(self.dataset_dir, self.backend.tokenizer)

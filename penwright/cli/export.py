@@ -7,7 +7,7 @@ import argparse
 from pathlib import Path
 
 from penwright.cli.common import add_project_argument, project_from
-from penwright.errors import InputFileError
+from penwright.errors import InputFileError, ProtectedPathError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -23,6 +23,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "folder")
 
 
+def check_output(project, out: str, *inner: str) -> Path:
+    """`out` (and the folders written inside it) resolved, refused when inside a manuscript or lore folder."""
+    target = Path(out).expanduser().resolve()
+    for folder in project.protected_dirs():
+        for written in (target, *(target / name for name in inner)):
+            if written == folder or written.is_relative_to(folder):
+                raise ProtectedPathError(target, folder)
+    return target
+
+
+def check_adapter(folder: Path) -> Path:
+    """A folder export can read: a PEFT adapter (adapter_config.json) or an MLX one (adapters.safetensors)."""
+    if not ((folder / "adapter_config.json").is_file() or (folder / "adapters.safetensors").is_file()):
+        raise InputFileError(folder, "is not an adapter folder (it has no adapter_config.json or adapters.safetensors)",
+                             "Name a registry version (`penwright adapters list`), or a folder a training run saved.")
+    return folder
+
+
 def run(args: argparse.Namespace) -> int:
     from penwright.cli.merge import resolve_adapter
     from penwright.trainer.export import export_mlx
@@ -30,7 +48,14 @@ def run(args: argparse.Namespace) -> int:
     project = project_from(args)
     if args.format != "vllm" and not args.out:
         raise InputFileError(Path("--out"), "is required for this format", "Name the folder to write into.")
+    if args.out:
+        args.out = str(check_output(project, args.out, *WRITTEN))
+    names_version = args.adapter is None or (args.adapter.split("@")[-1].lstrip("v").isdigit()
+                                             and not Path(args.adapter).exists())
+    if not names_version:  # checked before the base model is loaded: a wrong folder fails at once
+        check_adapter(Path(args.adapter).expanduser())
     adapter, base = resolve_adapter(project, args.adapter)
+    check_adapter(Path(adapter))
     if args.format == "mlx":
         path = export_mlx(base, adapter, args.out)
         print(f"wrote {path}; then: mlx_lm.generate --model {path}")

@@ -30,15 +30,35 @@ def run(args: argparse.Namespace) -> int:
 
     project = project_from(args)
     url = (args.url or daemon_url(project)).rstrip("/")
+    headers = auth_headers(project)
     console = Console()
     try:
-        status = httpx.get(f"{url}/api/dashboard", timeout=10).json()
+        resp = httpx.get(f"{url}/api/dashboard", headers=headers, timeout=10)
     except httpx.HTTPError as err:
         raise ServeError(f"The daemon at {url} does not answer ({err}).", "Is it still starting? Try again, or restart it.")
-    _print_status(console, status)
+    _print_status(console, _state(resp, url))
     if args.follow:
-        return _follow(console, url)
+        return _follow(console, url, headers)
     return 0
+
+
+def auth_headers(project) -> dict:
+    """The project's own server.api_key, sent as the daemon expects it."""
+    key = project.settings.server.api_key
+    return {"Authorization": f"Bearer {key}"} if key else {}
+
+
+def _state(resp, url: str) -> dict:
+    try:
+        data = resp.json()
+    except ValueError:
+        data = {}
+    if resp.status_code == 200 and isinstance(data, dict) and "status" in data:
+        return data
+    message = ((data.get("error") or {}).get("message") if isinstance(data, dict) else None) or resp.text[:200]
+    hint = {401: "Set server.api_key in this project's penwright.yaml to the daemon's key (or pass --url of "
+                 "this project's daemon)."}.get(resp.status_code, "Check that --url points at a Penwright daemon.")
+    raise ServeError(f"The daemon at {url} answered {resp.status_code}: {message}", hint)
 
 
 def _print_status(console, state: dict) -> None:
@@ -57,7 +77,7 @@ def _print_status(console, state: dict) -> None:
                       + (f"  [red]{job['error']}[/]" if job.get("error") and job["status"] == "failed" else ""))
 
 
-def _follow(console, url: str) -> int:
+def _follow(console, url: str, headers: dict) -> int:
     import httpx
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -66,7 +86,10 @@ def _follow(console, url: str) -> int:
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                   TextColumn("{task.fields[loss]}"), TimeRemainingColumn(), console=console) as progress:
         tasks: dict[int, int] = {}
-        with httpx.stream("GET", f"{url}/api/events", timeout=None) as resp:
+        with httpx.stream("GET", f"{url}/api/events", headers=headers, timeout=None) as resp:
+            if resp.status_code != 200:
+                resp.read()
+                _state(resp, url)
             for ev in parse_sse_lines(resp.iter_lines()):
                 _show(progress, tasks, ev)
     return 0

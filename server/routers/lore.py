@@ -52,7 +52,8 @@ def _index(request: Request):
         services = getattr(request.app.state, "services", None)
         index = getattr(services, "lore", None)
     if index is None:
-        raise HTTPException(503, "This project has no lore index (lore.enabled is false, or there is no lore folder).")
+        raise HTTPException(404, "This project has no lore index (lore.enabled is false, or there is no lore folder): "
+                                 "add a lore/ folder with character and place notes to use these routes.")
     return index
 
 

@@ -5,9 +5,24 @@ const $ = (sel) => document.querySelector(sel);
 // `follow`: the chart shows the newest run until the author picks another one.
 const state = { runs: [], selectedRun: null, follow: true, logs: {}, live: null, running: null, previous: null };
 
+// With server.api_key set, the page (which holds no data) asks for the key once (or takes it from #key=...)
+// and keeps it for this tab only; every call sends it as a Bearer token.
+const KEY_ITEM = "penwright-key";
+const keyInUrl = location.hash.match(/(?:^#|&)key=([^&]+)/);
+if (keyInUrl) {
+  sessionStorage.setItem(KEY_ITEM, decodeURIComponent(keyInUrl[1]));
+  history.replaceState(null, "", location.pathname);
+}
+const authHeaders = () => (sessionStorage.getItem(KEY_ITEM) ? { Authorization: `Bearer ${sessionStorage.getItem(KEY_ITEM)}` } : {});
+
 async function api(method, path, body) {
-  const res = await fetch(path, { method, headers: { "Content-Type": "application/json" },
+  const send = () => fetch(path, { method, headers: { "Content-Type": "application/json", ...authHeaders() },
     body: body === undefined ? undefined : JSON.stringify(body) });
+  let res = await send();
+  if (res.status === 401) {
+    const key = window.prompt("This Penwright daemon asks for its API key (server.api_key in penwright.yaml):");
+    if (key) { sessionStorage.setItem(KEY_ITEM, key.trim()); res = await send(); }
+  }
   const data = await res.json().catch(() => ({}));
   if (!res.ok) throw new Error((data.error && data.error.message) || res.statusText);
   return data;
@@ -173,7 +188,32 @@ $("#run-select").onchange = async (ev) => {
   drawChart(await loadRunLog(state.selectedRun));
 };
 
+// EventSource cannot send a key: with one, the stream is read through fetch (same frames, reconnects after 2 s).
+async function streamEvents() {
+  try {
+    const res = await fetch(state.lastEvent ? `/api/events?since=${state.lastEvent}` : "/api/events", { headers: { Accept: "text/event-stream", ...authHeaders() } });
+    const reader = res.body.getReader();
+    const decoder = new TextDecoder();
+    let buf = "";
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      buf += decoder.decode(value, { stream: true });
+      for (let i = buf.indexOf("\n\n"); i >= 0; i = buf.indexOf("\n\n")) {
+        const lines = buf.slice(0, i).split("\n");
+        buf = buf.slice(i + 2);
+        const id = lines.find((l) => l.startsWith("id:"));
+        if (id) state.lastEvent = +id.slice(3).trim();
+        const data = lines.filter((l) => l.startsWith("data:")).map((l) => l.slice(5).trim()).join("\n");
+        if (data) onEvent(JSON.parse(data));
+      }
+    }
+  } catch (err) { /* the daemon restarted or went away: try again below */ }
+  setTimeout(streamEvents, 2000);
+}
+
 refresh().then(() => {
+  if (sessionStorage.getItem(KEY_ITEM)) { streamEvents(); return; }
   const source = new EventSource("/api/events");
   source.onmessage = (m) => onEvent(JSON.parse(m.data));
   for (const t of ["curate", "job.queued", "job.started", "job.progress", "job.finished", "job.failed", "job.cancelled",

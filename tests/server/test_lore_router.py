@@ -58,10 +58,10 @@ def test_continue_http_context_provider(lore_server):
         assert http.post("/api/lore/context", json={"query": " "}).json() == []
 
 
-def test_no_lore_index_is_a_clear_503():
+def test_no_lore_index_is_a_clear_404():
     from penwright.server.app import create_app
     from penwright.server.context import Services
 
     with LiveServer(create_app(Services())) as server:
         r = httpx.get(f"{server.url}/api/lore/names", timeout=30)
-    assert r.status_code == 503 and "no lore index" in r.json()["error"]["message"]
+    assert r.status_code == 404 and "no lore index" in r.json()["error"]["message"]  # not a server error (issue 14)

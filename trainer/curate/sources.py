@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -137,10 +138,15 @@ def _inside(path: Path, boundary: Path) -> bool:
 def read_bytes(src: SourceFile) -> bytes:
     """The file's bytes, or SkipFile for unreadable, huge or empty files."""
     try:
-        size = src.path.stat().st_size
-        if size > MAX_FILE_BYTES:
-            raise SkipFile(Problem(src.rel, f"is {size / 1e6:.0f} MB, too large to be a manuscript (limit {MAX_FILE_BYTES // 2**20} MB)", "Split it into chapter files, or exclude it."))
-        with open(src.path, "rb") as fh:
+        # O_NONBLOCK: opening a named pipe (FIFO) must not wait for a writer; only regular files are read
+        fd = os.open(src.path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        with open(fd, "rb") as fh:
+            info = os.fstat(fh.fileno())
+            if not stat.S_ISREG(info.st_mode):
+                raise SkipFile(Problem(src.rel, "is not a regular file (a named pipe, socket or device) and was not read",
+                                       "Keep only text files in the manuscript; remove it or add it to .penwrightignore."))
+            if info.st_size > MAX_FILE_BYTES:
+                raise SkipFile(Problem(src.rel, f"is {info.st_size / 1e6:.0f} MB, too large to be a manuscript (limit {MAX_FILE_BYTES // 2**20} MB)", "Split it into chapter files, or exclude it."))
             data = fh.read()
     except PermissionError:
         raise SkipFile(Problem(src.rel, "cannot be read (permission denied)", "Check the file's permissions (chmod u+r)."))
