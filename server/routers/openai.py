@@ -12,7 +12,7 @@ from penwright.server.routers import metrics as metrics_routes
 from penwright.server.protocol import (ChatCompletionRequest, CompletionRequest, DetokenizeRequest,
                                        DetokenizeResponse, TokenizeRequest, TokenizeResponse)
 from penwright.server.services import models
-from penwright.server.services.continue_prefix import strip_continue_prompt
+from penwright.server.services.continue_prefix import chapter_of, split_continue_prompt
 from penwright.server.services.errors import ApiError
 from penwright.server.services.logprobs import Reporting
 from penwright.server.services.responses import respond
@@ -58,7 +58,10 @@ async def completions(body: CompletionRequest, request: Request):
     _log_unknown(body, "/v1/completions")
     _check(request, body)
     if isinstance(body.prompt, str):  # Continue's autocomplete puts file paths and snippets before the prose
-        body.prompt = strip_continue_prompt(body.prompt)
+        found = split_continue_prompt(body.prompt)
+        body.prompt = found.text
+        if body.penwright.chapter is None:  # Continue sends no chapter: the header's file name tells it
+            body.penwright.chapter = chapter_of(found)
     return await _serve(request, body, await request.app.state.completions.prepare_completion(body))
 
 

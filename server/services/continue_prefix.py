@@ -13,6 +13,7 @@ TypeScript's `//`.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 from penwright.server.fim import STYLES
 
@@ -44,23 +45,52 @@ def _header_end(lines: list[str], mark: str) -> int | None:
     return end
 
 
-def strip_continue_snippets(prefix: str) -> str:
-    """The prefix without Continue's snippet header; unchanged when it has none."""
+@dataclass(frozen=True)
+class Stripped:
+    text: str  # the prompt or prefix without the header
+    filepath: str | None  # the current file's last two path parts from the header; None without a header
+
+
+def split_continue_snippets(prefix: str) -> Stripped:
+    """The prefix without Continue's snippet header, and the file path the header named."""
     lines = prefix.split("\n")
     for mark in COMMENT_MARKS:
         end = _header_end(lines, mark)
         if end is not None:
-            return "\n".join(lines[end + 1:])
-    return prefix
+            return Stripped("\n".join(lines[end + 1:]), lines[end][len(mark) + 1:])
+    return Stripped(prefix, None)
 
 
-def strip_continue_prompt(prompt: str) -> str:
-    """`strip_continue_snippets` on a whole autocomplete prompt: after a FIM prefix sentinel that opens it
+def strip_continue_snippets(prefix: str) -> str:
+    """The prefix without Continue's snippet header; unchanged when it has none."""
+    return split_continue_snippets(prefix).text
+
+
+def split_continue_prompt(prompt: str) -> Stripped:
+    """`split_continue_snippets` on a whole autocomplete prompt: after a FIM prefix sentinel that opens it
     (Continue's templates start with one), or on the prompt itself."""
     for pre, _suf, _mid in STYLES.values():
         sentinel = pre.strip()
         if prompt.startswith(sentinel):
             rest = prompt[len(sentinel):]
             pad = " " if pre.endswith(" ") and rest.startswith(" ") else ""
-            return sentinel + pad + strip_continue_snippets(rest[len(pad):])
-    return strip_continue_snippets(prompt)
+            found = split_continue_snippets(rest[len(pad):])
+            return Stripped(sentinel + pad + found.text, found.filepath)
+    return split_continue_snippets(prompt)
+
+
+def strip_continue_prompt(prompt: str) -> str:
+    return split_continue_prompt(prompt).text
+
+
+def chapter_of(found: Stripped) -> int | None:
+    """The chapter Continue's request is in (Continue sends none): the last 'Chapter N' heading before the
+    cursor, else the file name (`03-the-ledger.md`, `chapter-3.md`), as the language server infers it."""
+    if found.filepath is None:
+        return None
+    from penwright.server.fim import parse_fim
+    from penwright.server.lsp.text import infer_chapter
+
+    parts = parse_fim(found.text)
+    before = parts.prefix if parts is not None else found.text
+    return infer_chapter(found.filepath, before, len(before))

@@ -111,3 +111,43 @@ def test_replayed_continue_request_is_served_as_prose(stack):
     plain = continue_request(server, f"<fim_prefix>{PROSE}<fim_suffix>{SUFFIX}<fim_middle>")
     assert with_header == plain and plain.strip()
     assert "chapter-03" not in with_header and "Path:" not in with_header
+
+
+def test_header_names_the_file_and_its_chapter():
+    from penwright.server.services.continue_prefix import chapter_of, split_continue_prompt
+
+    header = continue_prefix(PROSE, "manuscript/03-the-ledger.md", "", [("code", "Path: lore/maren.md\nMaren.")])
+    found = split_continue_prompt(f"<fim_prefix>{header}<fim_suffix>{SUFFIX}<fim_middle>")
+    assert found.filepath == "manuscript/03-the-ledger.md" and chapter_of(found) == 3
+    headed = continue_prefix("# Chapter Seven\n\n" + PROSE, "drafts/notes.txt", "//")
+    assert chapter_of(split_continue_prompt(headed)) == 7  # a heading before the cursor wins over the name
+    assert chapter_of(split_continue_prompt(PROSE)) is None  # not Continue: no header, no guess
+
+
+def test_continue_request_gets_the_chapters_lore(tiny_model_dir, tmp_path_factory):
+    """Lore with `from_chapter: 3` (Josiah Penhallow) stays out of a Continue request in chapter 1's file."""
+    from serving_fixtures import LiveServer, lore_index, tiny_engine
+
+    from penwright.server.app import create_app
+    from penwright.server.context import Services
+    from penwright.server.settings import ServerSettings
+
+    services = Services(settings=ServerSettings(), engine=tiny_engine(tiny_model_dir),
+                        lore=lore_index(tmp_path_factory.getbasetemp()))
+    prose = "Josiah Penhallow opened the ledger and"
+
+    def lore_for(filepath: str | None) -> list[str]:
+        prefix = continue_prefix(prose, filepath, "") if filepath else prose
+        body = {"model": "penwright", "prompt": f"<fim_prefix>{prefix}<fim_suffix>{SUFFIX}<fim_middle>",
+                "max_tokens": 2, "temperature": 0, "stop": CONTINUE_STOPS}
+        r = httpx.post(server.url + "/v1/completions", json=body, timeout=60)
+        assert r.status_code == 200, r.text
+        return [e["id"] for e in r.json()["penwright"]["lore"]]
+
+    try:
+        with LiveServer(create_app(services)) as server:
+            assert any("josiah" in i for i in lore_for(None))  # no chapter known: all lore may apply
+            assert any("josiah" in i for i in lore_for("manuscript/03-the-ledger.md"))
+            assert not any("josiah" in i for i in lore_for("manuscript/01-the-lamp.md"))
+    finally:
+        services.close()
