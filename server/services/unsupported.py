@@ -1,6 +1,9 @@
 """Request fields Penwright cannot honour: a 400 that says so, instead of a 200 that silently ignored them.
 
-Checked for the local engine only; in proxy mode the upstream server gets the fields and decides.
+Offered `tools` are honoured: with `tool_choice` "auto" (the default) or "none" a model may answer in plain
+text, and Penwright's always does (Continue's agent and CLI offer tools with every chat request). Forcing a
+call (`tool_choice` "required" or a named function) cannot be honoured. Checked for the local engine only;
+in proxy mode the upstream server gets the fields and decides.
 """
 
 from __future__ import annotations
@@ -8,8 +11,8 @@ from __future__ import annotations
 from penwright.server.services.errors import ApiError
 
 WHY = {
-    "tools": "Penwright writes prose and does not call tools",
-    "tool_choice": "Penwright writes prose and does not call tools",
+    "tool_choice": "Penwright writes prose and does not call tools (offered tools are fine with tool_choice "
+                   "\"auto\" or \"none\")",
     "functions": "Penwright writes prose and does not call functions",
     "function_call": "Penwright writes prose and does not call functions",
     "response_format": "Penwright cannot constrain output to JSON or a schema (only {\"type\": \"text\"})",
@@ -27,7 +30,7 @@ def _honoured(name: str, value) -> bool:
     if value is None or value == [] or value == {}:
         return True
     if name == "tool_choice":
-        return value == "none"
+        return value in ("none", "auto")
     if name == "response_format":
         return isinstance(value, dict) and value.get("type") == "text"
     if name == "best_of":
