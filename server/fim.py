@@ -12,13 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable
 
-# (prefix, suffix, middle) sentinel triples, in prefix-suffix-middle (PSM) order.
-STYLES: dict[str, tuple[str, str, str]] = {
-    "qwen": ("<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>"),
-    "starcoder": ("<fim_prefix>", "<fim_suffix>", "<fim_middle>"),
-    "deepseek": ("<｜fim▁begin｜>", "<｜fim▁hole｜>", "<｜fim▁end｜>"),
-    "codellama": ("<PRE> ", " <SUF>", " <MID>"),
-}
+from penwright.trainer.prompt_format import FIM_STYLES, completion_prompt, fim_style
+
+STYLES = FIM_STYLES  # the sentinel styles, from the shared prompt format
 
 
 @dataclass(frozen=True)
@@ -53,17 +49,12 @@ def parse_fim(prompt: str) -> FimParts | None:
 
 def model_fim_style(vocab: Iterable[str]) -> str | None:
     """Which sentinel style the model's tokenizer has as tokens (None: the model has no FIM tokens)."""
-    tokens = set(vocab)
-    for style, triple in STYLES.items():
-        if all(t.strip() in tokens for t in triple):
-            return style
-    return None
+    return fim_style(vocab)
 
 
 def render_fim(prefix: str, suffix: str, style: str) -> str:
-    """The PSM prompt for `style`."""
-    pre, suf, mid = STYLES[style]
-    return f"{pre}{prefix}{suf}{suffix}{mid}"
+    """The PSM prompt for `style` (the shared prompt format's FIM route)."""
+    return completion_prompt(prefix, suffix, fim=style)
 
 
 def fit_fim(prefix: str, suffix: str, budget: int, count_tokens) -> tuple[str, str]:

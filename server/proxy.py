@@ -28,9 +28,9 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 from penwright.errors import ServeError
 from penwright.server.engine import BASE, LIVE
-from penwright.server.fim import render_fim
 from penwright.server.protocol import PenwrightMeta
 from penwright.server.services.errors import ApiError
+from penwright.trainer.prompt_format import completion_prompt
 
 log = logging.getLogger(__name__)
 
@@ -80,16 +80,11 @@ class Upstream:
     def completion_body(self, req, prefix: str, suffix: str | None, sel) -> dict:
         body = self._passthrough(req, {"prompt", "suffix"})
         body["max_tokens"] = req.max_tokens or 16
+        lore = sel.text if sel is not None else None
         if suffix is not None and self.settings.kind == "ollama":  # Ollama takes `suffix` and uses the model's FIM
-            body["prompt"], body["suffix"] = prefix, suffix
-        elif suffix is not None:  # vLLM has no `suffix`: Qwen sentinels, the common open FIM format
-            body["prompt"] = render_fim(prefix, suffix, "qwen")
-        else:
-            body["prompt"] = prefix
-        if sel is not None:
-            from penwright.rag.inject import inject_completion
-
-            body["prompt"] = inject_completion(body["prompt"], sel)
+            body["prompt"], body["suffix"] = completion_prompt(prefix, lore=lore), suffix
+        else:  # vLLM has no `suffix`: Qwen sentinels, the common open FIM format
+            body["prompt"] = completion_prompt(prefix, suffix, fim="qwen", lore=lore)
         return body
 
     def chat_body(self, req, messages: list[dict]) -> dict:

@@ -1,7 +1,8 @@
 """Dataset rows -> token samples -> (packed) batches.
 
-Rows are the curated `{"messages": [...], "kind", "source", "chunk"}` lines; the last
-message is the assistant target, everything before it is prompt. A sample keeps its
+Rows are the curated lines in the shared prompt format (`penwright.trainer.prompt_format`):
+inline rows `{"prompt", "completion"}` (the prompt exactly as the server renders it, then the
+author's text) and chat rows `{"messages": [...]}` (the last message is the assistant target). A sample keeps its
 labels ALREADY SHIFTED (labels[t] is the token that should follow input_ids[t]), so
 samples can be concatenated into packed rows without the last token of one sample
 learning to predict the first token of the next.
@@ -70,20 +71,29 @@ def read_rows(path: Path) -> list[dict]:
             except json.JSONDecodeError as err:
                 problems.append(f"{path}:{n}: not JSON ({err.msg})")
                 continue
-            msgs = row.get("messages") if isinstance(row, dict) else None
-            if not isinstance(msgs, list) or len(msgs) < 1 or not all(
-                isinstance(m, dict) and isinstance(m.get("content"), str) and m.get("role") for m in msgs
-            ):
-                problems.append(f"{path}:{n}: needs \"messages\": [{{role, content}}, ...]")
-                continue
-            if msgs[-1]["role"] != "assistant":
-                problems.append(f"{path}:{n}: the last message must be the assistant's (the target)")
+            problem = row_problem(row)
+            if problem:
+                problems.append(f"{path}:{n}: {problem}")
                 continue
             rows.append(row)
     if problems:
         shown = "\n  ".join(problems[:20]) + (f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else "")
         raise DatasetError(f"{len(problems)} bad row(s):\n  {shown}", "Rebuild the set with `penwright curate`.")
     return rows
+
+
+def row_problem(row) -> str | None:
+    """What is wrong with one dataset row, or None."""
+    if isinstance(row, dict) and isinstance(row.get("prompt"), str) and isinstance(row.get("completion"), str):
+        return None
+    msgs = row.get("messages") if isinstance(row, dict) else None
+    if not isinstance(msgs, list) or len(msgs) < 1 or not all(
+        isinstance(m, dict) and isinstance(m.get("content"), str) and m.get("role") for m in msgs
+    ):
+        return 'needs "prompt" and "completion" strings, or "messages": [{role, content}, ...]'
+    if msgs[-1]["role"] != "assistant":
+        return "the last message must be the assistant's (the target)"
+    return None
 
 
 def tokenizer_fingerprint(tokenizer) -> str:
@@ -93,14 +103,7 @@ def tokenizer_fingerprint(tokenizer) -> str:
 
 
 def check_tokenizer(dataset_dir: Path, tokenizer) -> None:
-    """Refuse a tokenizer that cannot render ChatML, or that differs from the one the dataset was curated with."""
-    if not getattr(tokenizer, "chat_template", None):
-        missing = [t for t in ("<|im_start|>", "<|im_end|>") if t not in tokenizer.get_vocab()]
-        if missing:
-            raise DatasetError(
-                f"The base model's tokenizer has no chat template and no ChatML tokens ({', '.join(missing)}).",
-                "Use a ChatML model (Qwen2/2.5 family, builtin:tiny) or one with a chat template.",
-            )
+    """Refuse a tokenizer that differs from the one the dataset was curated with."""
     manifest = dataset_dir / "manifest.json"
     if not manifest.is_file():
         return
@@ -140,26 +143,43 @@ def _curated_fingerprint(recorded, tokenizer) -> str | None:
     return tokenizer_fingerprint(AutoTokenizer.from_pretrained(str(folder)))
 
 
-def chatml(messages: list[dict], add_generation_prompt: bool = False) -> str:
-    text = "".join(f"<|im_start|>{m['role']}\n{m['content']}<|im_end|>\n" for m in messages)
-    return text + ("<|im_start|>assistant\n" if add_generation_prompt else "")
-
-
 def render(tokenizer, messages: list[dict], add_generation_prompt: bool = False) -> str:
-    if getattr(tokenizer, "chat_template", None):
-        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
-    return chatml(messages, add_generation_prompt)
+    from penwright.trainer.prompt_format import chat_prompt
+
+    return chat_prompt(tokenizer, messages, add_generation_prompt)
 
 
-def encode_row(tokenizer, row: dict, max_len: int, completion_only: bool = True) -> tuple[Sample, bool]:
-    """Tokenize one row; returns (sample, truncated). Prompt tokens are masked under completion_only."""
-    msgs = row["messages"]
+def _chat_parts(tokenizer, msgs: list[dict]) -> tuple[list[int], list[int]]:
+    from penwright.trainer.prompt_format import chatml, has_chat_format
+
+    if not has_chat_format(tokenizer):
+        raise DatasetError("The dataset has chat rows but the base model has no chat template and no ChatML tokens.",
+                           "Curate again with this base model (`penwright curate`): it builds inline rows only.")
     prompt = render(tokenizer, msgs[:-1], add_generation_prompt=True)
     full = render(tokenizer, msgs)
     if not full.startswith(prompt):  # template puts something odd between turns: fall back to plain ChatML
         prompt, full = chatml(msgs[:-1], True), chatml(msgs)
-    p_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
-    t_ids = tokenizer(full[len(prompt):], add_special_tokens=False)["input_ids"]
+    return _ids(tokenizer, prompt), _ids(tokenizer, full[len(prompt):])
+
+
+def _ids(tokenizer, text: str) -> list[int]:
+    return tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"]
+
+
+def row_token_parts(tokenizer, row: dict) -> tuple[list[int], list[int]]:
+    """(prompt ids, target ids) of one row. Inline rows: the prompt as the server tokenizes it, then the
+    completion (+ end-of-text when `eos`); chat rows: through the chat template."""
+    if "messages" in row:
+        return _chat_parts(tokenizer, row["messages"])
+    target = _ids(tokenizer, row["completion"])
+    if row.get("eos") and tokenizer.eos_token_id is not None:
+        target = target + [tokenizer.eos_token_id]
+    return _ids(tokenizer, row["prompt"]), target
+
+
+def encode_row(tokenizer, row: dict, max_len: int, completion_only: bool = True) -> tuple[Sample, bool]:
+    """Tokenize one row; returns (sample, truncated). Prompt tokens are masked under completion_only."""
+    p_ids, t_ids = row_token_parts(tokenizer, row)
     truncated = len(p_ids) + len(t_ids) > max_len
     if truncated:  # keep the target's start and as much of the prompt's END as fits
         keep_t = min(len(t_ids), max_len - min(len(p_ids), max_len // 4))
@@ -235,9 +255,12 @@ def epoch_batches(rows: list[Row], batch_size: int, seed: int, epoch: int) -> li
     return [idx[i:i + batch_size] for i in range(0, len(idx), batch_size)]
 
 
-def collate(rows: list[Row], pad_id: int, packed: bool) -> dict:
-    """Right-pad to the longest row. Packed rows carry position_ids and NO attention mask (transformers then
-    builds a block-diagonal causal mask from the restarting positions); unpacked rows carry an attention mask."""
+def collate(rows: list[Row], pad_id: int, packed: bool, causal: bool = False) -> dict:
+    """Right-pad to the longest row. Packed rows carry position_ids and NO attention mask: transformers then
+    builds a block-diagonal causal mask from the restarting positions, or, with `causal`, positions run on
+    through the row and attention is plain causal (samples see the ones before them, as in pretraining on
+    concatenated text; the fast path of CPU attention). Unpacked rows carry an attention mask. Right padding
+    never needs a mask under causal attention: real tokens come first."""
     import torch
 
     width = max(len(r.input_ids) for r in rows)
@@ -249,8 +272,8 @@ def collate(rows: list[Row], pad_id: int, packed: bool) -> dict:
         n = len(r.input_ids)
         ids[i, :n] = torch.tensor(r.input_ids)
         labels[i, :n] = torch.tensor(r.labels)
-        pos[i, :n] = torch.tensor(r.position_ids)
-        pos[i, n:] = torch.arange(width - n)  # padding is its own "sample"; its labels are ignored
+        pos[i, :n] = torch.arange(n) if causal else torch.tensor(r.position_ids)
+        pos[i, n:] = torch.arange(n, width) if causal else torch.arange(width - n)  # padding: its own "sample"
         mask[i, :n] = 1
     batch = {"input_ids": ids, "labels": labels, "position_ids": pos}
     if not packed:

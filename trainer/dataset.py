@@ -1,6 +1,7 @@
 """Training-set rows: user JSONL (ChatML or Alpaca), mixing with weights, dedupe, split, shuffle, writing.
 
-Rows follow docs/architecture.md: `{"messages": [{"role","content"}...], "kind", "source", "chunk"}`.
+Rows follow docs/architecture.md: inline rows `{"prompt", "completion", "kind", "source", "chunk"}` and chat rows
+`{"messages": [{"role","content"}...], "kind", "source", "chunk"}` (`penwright.trainer.prompt_format`).
 The split is by content hash (the row's `chunk` id), so a passage stays on the same
 side across re-runs and all pairs made from one passage go to the same side.
 """
@@ -22,13 +23,25 @@ ROLES = ("system", "user", "assistant")
 SPLIT_SALT = "penwright-split-v1"  # never change: it would move passages between train and valid
 
 
+def row_parts(row: dict) -> list[tuple[str, str]]:
+    """(role, text) of each part of a row: its messages, or ("prompt", ...), ("completion", ...)."""
+    if "messages" in row:
+        return [(m["role"], m["content"]) for m in row["messages"]]
+    return [("prompt", row["prompt"]), ("completion", row["completion"])]
+
+
+def row_target(row: dict) -> str:
+    """The author's own text a row trains on: the completion (inline rows) or the last message (chat rows)."""
+    return row["messages"][-1]["content"] if "messages" in row else row["completion"]
+
+
 def row_key(row: dict) -> str:
-    """Content hash of a row's messages: equal rows dedupe (passages are already deduped whitespace-blind)."""
+    """Content hash of a row's parts: equal rows dedupe (passages are already deduped whitespace-blind)."""
     h = hashlib.sha256()
-    for m in row["messages"]:
-        h.update(m["role"].encode())
+    for role, content in row_parts(row):
+        h.update(role.encode())
         h.update(b"\x1f")
-        h.update(m["content"].encode("utf-8", "surrogatepass"))
+        h.update(content.encode("utf-8", "surrogatepass"))
         h.update(b"\x1e")
     return h.hexdigest()[:16]
 
@@ -66,7 +79,7 @@ def dedupe(rows: Iterable[dict]) -> tuple[list[dict], int]:
 
 def drop_refusals(rows: list[dict]) -> tuple[list[dict], int]:
     """Rows whose target (last message) is an assistant refusal are dropped."""
-    kept = [r for r in rows if not is_refusal(r["messages"][-1]["content"])]
+    kept = [r for r in rows if not is_refusal(row_target(r))]
     return kept, len(rows) - len(kept)
 
 

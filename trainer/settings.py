@@ -46,10 +46,13 @@ class CurationSettings(Strict):
     min_tokens: int = Field(32, ge=1, description="Shorter chunks (after a scene break) are dropped.")
     overlap_tokens: int = Field(0, ge=0, description="Tokens repeated from the end of one chunk at the start of the next.")
     min_paragraph_words: int = Field(0, ge=0, description="Drop paragraphs under this many words (persona preset: 60).")
-    pair_types: list[Literal["continuation", "fim", "neutral", "info_dropout", "abstract", "lore"]] = Field(
-        default_factory=lambda: ["continuation", "fim", "neutral", "info_dropout", "abstract"],
-        description="Which training pairs to build from each chunk.",
+    pair_types: list[Literal["auto", "continuation", "fim", "chat", "neutral", "info_dropout", "abstract", "lore"]] = Field(
+        default_factory=lambda: ["auto"],
+        description="Which training rows to build from each chunk. auto: the inline routes the editor uses "
+        "(continuation + fim), plus a quarter of chat-frame rows on an instruct model; add lore for lore-conditioned "
+        "rows, or the persona pairs (neutral, info_dropout, abstract) for chat rewriting (README: The voice).",
     )
+    context_tokens: int = Field(256, ge=16, description="Text before a passage that its continuation row carries.")
     degrade_with: Literal["rules", "model", "upstream"] = Field(
         "rules", description="How degraded inputs of persona pairs are made: offline rules, the base model, or upstream."
     )
@@ -101,9 +104,11 @@ class TrainingSettings(Strict):
     max_seq_length: int | None = Field(None, ge=32, description="Tokens per row; default model.max_context_tokens.")
     packing: bool = Field(True, description="Pack short samples into full rows; attention stays within each sample.")
     completion_only: bool = Field(True, description="Loss only on the assistant target; the prompt is masked.")
-    attention: Literal["auto", "sdpa", "varlen"] = Field(
+    attention: Literal["auto", "sdpa", "varlen", "causal"] = Field(
         "auto", description="Packed-row attention. varlen: FlashAttention varlen kernel, no padding or mask (CUDA; "
-        "auto picks it there); sdpa: a block-diagonal mask built from the restarting position ids.")
+        "auto picks it there); sdpa: a block-diagonal mask built from the restarting position ids; causal: plain "
+        "causal attention over the whole row, samples see the ones before them (auto picks it on the CPU, where a "
+        "mask leaves SDPA's fast kernel: benchmarks/cpu_train_speed.py).")
     loss_chunk_tokens: int = Field(2048, ge=64, description="Cross-entropy in chunks of this many target tokens "
                                    "(full-vocabulary fp32 logits are never materialised for the whole batch).")
     kl_lambda: float = Field(0.0, ge=0, description="KL-regularised SFT: weight of KL(base || adapter); 0 disables.")

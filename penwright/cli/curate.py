@@ -28,18 +28,18 @@ def dataset_dir(project) -> Path:
 
 
 def lore_context_for(project):
-    """`callable(chunk_text) -> lore preamble` from the project's lore index, when lore pairs are asked for."""
+    """`callable(chunk_text) -> lore text` from the project's lore index, when lore pairs are asked for (the
+    rows wrap it as the server does, through the shared prompt format)."""
     if "lore" not in project.settings.curation.pair_types or not project.lore_dir.is_dir():
         return None
     from penwright.rag.index import LoreIndex
-    from penwright.rag.inject import system_block
 
     index = LoreIndex(project.lore_dir, project.paths.lore_index, project.settings.lore)
     index.sync()
 
     def lore_context(text: str) -> str:
         selection = index.select(text[-2000:])
-        return system_block(selection)  # the block the server adds to the system message when serving
+        return selection.text if selection is not None else ""
 
     digest = hashlib.sha256()
     for path in sorted(p for p in project.lore_dir.rglob("*") if p.is_file()):

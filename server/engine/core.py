@@ -208,12 +208,10 @@ class Engine:
 
     def chat_prompt(self, messages: list[dict]) -> str:
         """Messages -> prompt text through the model's chat template (ChatML when it has none)."""
-        tok = self.backend.tokenizer
-        if getattr(tok, "chat_template", None):
-            with self._tok_lock:
-                return tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-        turns = "".join(f"<|im_start|>{m['role']}\n{m['content']}<|im_end|>\n" for m in messages)
-        return turns + "<|im_start|>assistant\n"
+        from penwright.trainer.prompt_format import chat_prompt
+
+        with self._tok_lock:
+            return chat_prompt(self.backend.tokenizer, messages)
 
     def status(self) -> dict:
         info = self.backend.info() if self.running else {"backend": getattr(self.backend, "name", "?")}
@@ -227,9 +225,9 @@ class Engine:
     def _run(self) -> None:
         try:
             self.backend.load()
-            from penwright.server.fim import model_fim_style
+            from penwright.trainer.prompt_format import fim_style
 
-            self.fim_style = model_fim_style(self.backend.vocab())
+            self.fim_style = fim_style(self.backend.vocab())
         except BaseException as err:  # reported to start()'s caller
             self._load_error = err
             self._ready.set()

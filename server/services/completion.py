@@ -14,10 +14,11 @@ from dataclasses import dataclass, field
 from starlette.concurrency import run_in_threadpool
 
 from penwright.server.engine import BASE, GenerationRequest, SamplingParams
-from penwright.server.fim import fit_fim, parse_fim, render_fim
+from penwright.server.fim import fit_fim, parse_fim
 from penwright.server.protocol import ChatCompletionRequest, CompletionRequest, LoreUsed
 from penwright.server.services import models, prose
 from penwright.server.services.errors import ApiError
+from penwright.trainer.prompt_format import completion_prompt, with_lore_system
 
 log = logging.getLogger(__name__)
 
@@ -147,17 +148,9 @@ class CompletionService:
         return req.prompt, None, False
 
     def render_prompt(self, prefix: str, suffix: str | None, sel) -> str:
-        """The prompt in the served model's own format: its FIM sentinels, lore preamble inside."""
-        style = self.engine.fim_style
-        if suffix is not None and style is not None:
-            prompt = render_fim(prefix, suffix, style)
-        else:  # no suffix, or a model without FIM tokens: continue the prefix
-            prompt = prefix
-        if sel is None:
-            return prompt
-        from penwright.rag.inject import inject_completion
-
-        return inject_completion(prompt, sel)
+        """The prompt in the shared prompt format (what training rows are built with): the model's own FIM
+        sentinels when there is a suffix and the model has them, else the raw prefix; lore preamble inside."""
+        return completion_prompt(prefix, suffix, fim=self.engine.fim_style, lore=sel.text if sel is not None else None)
 
     # ---- /v1/chat/completions ----------------------------------------------------------------------
     async def prepare_chat(self, req: ChatCompletionRequest) -> Prepared:
@@ -170,9 +163,7 @@ class CompletionService:
         sel = await self.select_lore(req.penwright.lore, last_user, "", req.penwright.chapter)
         lore, lore_tokens = self.lore_meta(sel)
         if sel is not None:
-            from penwright.rag.inject import inject_chat
-
-            messages = inject_chat(messages, sel)
+            messages = with_lore_system(messages, sel.text)
         prepared = Prepared("chat", lore=lore, lore_tokens=lore_tokens, target=target)
         stop_check = prose.stop_check(req.penwright.stop_at)
         if self.engine is None:

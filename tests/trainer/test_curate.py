@@ -13,6 +13,7 @@ from pwtest import tree_digest
 from penwright.trainer.curate import Manifest, curate, file_changed, pending_changes
 from penwright.trainer.curate.chunk import chunk_scenes, count_tokens
 from penwright.trainer.curate.clean import clean
+from penwright.trainer import prompt_format as pf
 from penwright.trainer.curate.pairs import fim_tokens
 from penwright.trainer.dataset import read_jsonl
 from penwright.trainer.settings import CurationSettings
@@ -107,31 +108,62 @@ def test_pairs_of_every_kind(project, tokenizer):
     assert manifest.pairs == {k: sum(1 for r in rows if r["kind"] == k) for k in sorted(kinds)}
     chunk_texts = {}
     for r in rows:
+        if r["kind"] in ("continuation", "fim", "lore"):  # inline rows: the prompt as the server renders it
+            assert set(r) - {"eos"} == {"prompt", "completion", "kind", "source", "chunk"}
+            assert r.get("eos", False) == (r["kind"] == "fim")
+            continue
         msgs = r["messages"]
         assert [m["role"] for m in msgs] == ["system", "user", "assistant"]
         assert msgs[0]["content"].startswith(settings.system_prompt)
         assert set(r) == {"messages", "kind", "source", "chunk"}
-        if r["kind"] in ("neutral", "info_dropout", "abstract"):
-            chunk_texts[r["chunk"]] = msgs[2]["content"]
-    fim = fim_tokens(tokenizer)
+        chunk_texts[r["chunk"]] = msgs[2]["content"]
+    fim = pf.FIM_STYLES[fim_tokens(tokenizer)]
     assert fim == ("<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>")
     for r in rows:
-        user, target = r["messages"][1]["content"], r["messages"][2]["content"]
         if r["kind"] == "fim" and r["chunk"] in chunk_texts:
-            pre, rest = user[len(fim[0]):].split(fim[1])
+            pre, rest = r["prompt"][len(fim[0]):].split(fim[1])
             suf = rest[: -len(fim[2])]
-            assert pre + target + suf == chunk_texts[r["chunk"]], "prefix + middle + suffix is the passage"
+            assert pre + r["completion"] + suf in chunk_texts[r["chunk"]], "prefix + middle + suffix is in the passage"
+        if r["kind"] == "continuation" and r["chunk"] in chunk_texts:
+            assert r["completion"].strip() in chunk_texts[r["chunk"]] and not r["prompt"].startswith("<")
         if r["kind"] == "abstract":
+            user = r["messages"][1]["content"]
             assert "[THING1]" in user or "[NAME1]" in user
         if r["kind"] == "info_dropout":
+            user, target = r["messages"][1]["content"], r["messages"][2]["content"]
             assert len(user.split()) < len(target.split()) + 20
             assert user != target
         if r["kind"] == "lore":
-            assert "Maren Vell: keeper of the light." in r["messages"][0]["content"]
+            assert r["prompt"].startswith("<lore>\nMaren Vell: keeper of the light.\n</lore>\n\n")
     assert lore_calls, "lore_context was consulted"
     # persona pairs map several degraded inputs to the same original
     some = next(iter(chunk_texts))
-    assert sum(1 for r in rows if r["chunk"] == some and r["messages"][2]["content"] == chunk_texts[some]) >= 3
+    assert sum(1 for r in rows if r["chunk"] == some and "messages" in r and r["messages"][2]["content"] == chunk_texts[some]) >= 3
+
+
+def test_default_rows_are_the_inline_routes_of_a_base_model(project, tokenizer):
+    """`auto` on a pretrained base (the 31M model: a ChatML template but no instruct name): inline rows only."""
+    manifest = _run(project, tokenizer)
+    assert set(manifest.pairs) == {"continuation", "fim"}
+    assert manifest.notes == []
+
+
+def test_a_model_without_fim_tokens_or_chat_format_still_curates(project):
+    """No FIM sentinels and no chat format: the manifest says what fell back, and inline rows remain."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer, bpe.decoder = pre_tokenizers.ByteLevel(add_prefix_space=False), decoders.ByteLevel()
+    texts = [p.read_text() for p in (project / "manuscript").rglob("*.*")]
+    bpe.train_from_iterator(texts, trainers.BpeTrainer(vocab_size=600, special_tokens=["<|endoftext|>"],
+                                                       initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    tok = PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="<|endoftext|>")
+    settings = CurationSettings(target_tokens=300, max_tokens=500, min_tokens=40, pair_types=["auto", "chat"])
+    manifest = _run(project, tok, settings)
+    assert set(manifest.pairs) == {"continuation"}
+    assert any("no fill-in-the-middle tokens" in n for n in manifest.notes)
+    assert any("no chat template" in n and "chat" in n for n in manifest.notes)
 
 
 def test_manifest_figures(project, tokenizer):
@@ -151,9 +183,10 @@ def test_manifest_figures(project, tokenizer):
     assert manifest.totals["chunks"] == sum(f.chunks for f in manifest.files.values())
     sample = manifest.tokens["sample"]
     assert sample["count"] == len(train) + len(valid)
-    rendered = [tokenizer.apply_chat_template(r["messages"], tokenize=False) if r["kind"] != "fim"
-                else r["messages"][1]["content"] + r["messages"][2]["content"] for r in train + valid]
-    sizes = sorted(n + 1 for n in count_tokens(tokenizer, rendered))
+    rows = train + valid  # each part tokenized as the server and the trainer tokenize it
+    parts = zip(count_tokens(tokenizer, [r["prompt"] for r in rows]), count_tokens(tokenizer, [r["completion"] for r in rows]))
+    eos = [p + c + int(bool(r.get("eos"))) for (p, c), r in zip(parts, rows)]
+    sizes = sorted(eos)
     assert sample["max"] == sizes[-1] and sample["median"] == sizes[len(sizes) // 2]
     assert sample["share_over_limit"] == round(sum(1 for n in sizes if n > 1024) / len(sizes), 4)
     assert manifest.tokens["chunk"]["max"] <= 500
@@ -234,4 +267,4 @@ def test_rows_load_with_datasets(project, tokenizer):
     out = project / ".penwright/datasets/current"
     data = load_dataset("json", data_files={"train": str(out / "train.jsonl"), "valid": str(out / "valid.jsonl")})
     assert data["train"].num_rows == len(_rows(project)[0])
-    assert data["train"][0]["messages"][-1]["role"] == "assistant"
+    assert data["train"][0]["completion"] and data["train"][0]["kind"] in ("continuation", "fim")

@@ -53,16 +53,30 @@ def target_modules(model, targets: str) -> list[str]:
     return found
 
 
+def cpu_bf16_supported() -> bool:
+    """The CPU has native bf16 matmuls (AVX512-BF16 or AMX): autocast to bf16 is then ~2.5x faster there."""
+    import torch
+
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
 def resolve_precision(settings: TrainingSettings, device: str) -> str:
+    """bf16 where the device computes it natively (CUDA; CPUs with AVX512-BF16/AMX, under autocast with fp32
+    weights and adapter), else fp32 on the CPU and fp16 on older GPUs."""
     import torch
 
     if settings.precision != "auto":
-        if device == "cpu" and settings.precision != "fp32":
+        if device == "cpu" and settings.precision == "fp16":
             return "fp32"
         return settings.precision
     if device == "cuda" and torch.cuda.is_bf16_supported():
         return "bf16"
-    return "fp32" if device == "cpu" else "fp16"
+    if device == "cpu":
+        return "bf16" if cpu_bf16_supported() else "fp32"
+    return "fp16"
 
 
 class TorchBackend:
@@ -90,8 +104,10 @@ class TorchBackend:
 
         if not settings.packing:
             return "sdpa"
-        if settings.attention == "auto":
-            return "varlen" if device == "cuda" and cuda_varlen_available() else "sdpa"
+        if settings.attention == "auto":  # each device's fastest, measured (benchmarks/cpu_train_speed.py on the CPU)
+            if device == "cuda":
+                return "varlen" if cuda_varlen_available() else "sdpa"
+            return "causal" if device == "cpu" else "sdpa"
         return settings.attention
 
     # -- loading ---------------------------------------------------------------------------------------------------
@@ -110,6 +126,8 @@ class TorchBackend:
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         dtype = {"bf16": torch.bfloat16, "fp16": torch.float32, "fp32": torch.float32}[self.precision]
+        if self.device == "cpu":
+            dtype = torch.float32  # the CPU's bf16 is autocast: the weights and the optimizer stay fp32
         from penwright.trainer.backends.varlen import register
 
         kwargs = {"dtype": dtype, "attn_implementation": register() if self.attention == "varlen" else "sdpa"}
@@ -207,6 +225,8 @@ class TorchBackend:
 
         if self.device == "cuda" and self.precision in ("bf16", "fp16"):
             return torch.autocast("cuda", dtype=torch.bfloat16 if self.precision == "bf16" else torch.float16)
+        if self.device == "cpu" and self.precision == "bf16":  # fp32 weights and adapter, bf16 matmuls
+            return torch.autocast("cpu", dtype=torch.bfloat16)
         return nullcontext()
 
     def collate(self, rows) -> dict:
@@ -217,7 +237,7 @@ class TorchBackend:
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         if self.attention == "varlen":
             return collate_varlen(rows, pad)
-        return collate(rows, pad, self.settings.packing)
+        return collate(rows, pad, self.settings.packing, causal=self.attention == "causal")
 
     def _hidden(self, decoder, batch: dict):
         extra = {k: batch[k] for k in ("cu_seq_lens_q", "cu_seq_lens_k", "max_length_q", "max_length_k") if k in batch}

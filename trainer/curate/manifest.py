@@ -36,6 +36,7 @@ class Manifest:
     problems: list[dict] = field(default_factory=list)  # {path, line, problem, hint}
     totals: dict = field(default_factory=dict)
     pairs: dict = field(default_factory=dict)  # kind -> rows
+    notes: list[str] = field(default_factory=list)  # what fell back, and to what (no FIM tokens, no chat template)
     tokens: dict = field(default_factory=dict)  # {"chunk": stats, "sample": stats + over_context}
     extra_datasets: dict = field(default_factory=dict)
     settings: dict = field(default_factory=dict)

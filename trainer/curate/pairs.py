@@ -1,25 +1,28 @@
-"""Training pairs in ChatML built from one file's chunks.
+"""Training rows built from one file's chunks, in the shared prompt format (`penwright.trainer.prompt_format`).
 
-Row format (docs/architecture.md): `{"messages": [...], "kind", "source", "chunk"}`;
-the last message is the assistant target, always the author's own text.
+Every row is rendered by the same function the server renders that route with, so an adapter learns
+from the tokens it is served. Inline rows are `{"prompt", "completion", "kind", "source", "chunk"}`
+(`"eos": true` when the completion ends with the end-of-text token); chat rows are `{"messages": [...]}`.
+The completion (last message) is always the author's own text.
 
 Kinds:
-- `continuation`: the previous passage -> the next one.
-- `fim`: prefix and suffix around a gap -> the missing sentences, written with the
-  model's own FIM tokens (`<|fim_prefix|>...<|fim_suffix|>...<|fim_middle|>`);
-  trainers may render these rows raw (prompt + target) instead of through the chat
-  template, as the server does for FIM completions.
-- `neutral`, `info_dropout`, `abstract`: the many-to-one persona pairs, a degraded
-  version of the passage -> the original.
-- `lore`: a continuation whose system prompt carries the lore that applies, in the block
-  `lore_context(chunk_text)` returns (the CLI passes rag's `system_block`, what the server injects).
+- `continuation` (inline): the text before a passage, raw -> the passage (ghost text, `/v1/completions`).
+- `fim` (inline): prefix and suffix around a gap in the model's own FIM sentinels -> the missing sentences.
+- `lore` (inline): a continuation whose prompt starts with the lore preamble the server injects.
+- `chat`: a continuation in the chat frame (system prompt, "Continue the story from here.") for chat clients.
+- `neutral`, `info_dropout`, `abstract` (chat): the many-to-one persona pairs, a degraded version of the
+  passage -> the original. Opt-in: on a small base model they teach copy-editing, not continuing.
+- `auto` (the default): the inline routes, plus a share of chat rows when the base is an instruct/chat
+  model (`default_pair_types`).
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 from typing import Any, Callable
 
+from penwright.trainer import prompt_format as pf
 from penwright.trainer.curate.chunk import Chunk, split_sentences
 from penwright.trainer.curate.degrade import Degrader
 from penwright.trainer.settings import CurationSettings
@@ -30,21 +33,49 @@ PROMPTS = {
     "info_dropout": "Rewrite this passage in my voice, adding the descriptive words it lacks.\n\n{text}",
     "abstract": "Write this passage in my voice. Each placeholder in [brackets] stands for a person, place or "
     "thing: choose the words for them.\n\n{text}",
-    "fim_text": "Write the missing passage marked [...] in my voice.\n\n{prefix}[...]{suffix}",
-    "lore": "{system}\n\n{lore}",  # as the server injects lore into the system message
 }
-FIM_TOKEN_SETS = [
-    ("<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>"),
-    ("<fim_prefix>", "<fim_suffix>", "<fim_middle>"),
-    ("<PRE>", "<SUF>", "<MID>"),
-]
+INLINE_KINDS = ("continuation", "fim", "lore")
+PERSONA_KINDS = ("neutral", "info_dropout", "abstract")
 LORE_FRACTION = 0.25  # share of chunks that get a lore-conditioned pair when lore is available
+CHAT_FRACTION = 0.25  # share of chunks that get a chat-frame pair under `auto` on an instruct model
+INSTRUCT_NAME = re.compile(r"(instruct|chat|[-_]it\b|[-_]it[-_])", re.IGNORECASE)
 
 
-def fim_tokens(tokenizer: Any) -> tuple[str, str, str] | None:
-    """The tokenizer's FIM sentinels (prefix, suffix, middle), or None when it has none."""
-    vocab = set(tokenizer.get_vocab()) if tokenizer is not None else set()
-    return next((t for t in FIM_TOKEN_SETS if all(x in vocab for x in t)), None)
+def fim_tokens(tokenizer: Any) -> str | None:
+    """The tokenizer's FIM sentinel style (a key of prompt_format.FIM_STYLES), or None when it has none."""
+    return pf.fim_style(tokenizer.get_vocab()) if tokenizer is not None else None
+
+
+def is_instruct(tokenizer: Any) -> bool:
+    """An instruct/chat model: a chat template and a name that says so (base models often ship a template too)."""
+    name = str(getattr(tokenizer, "name_or_path", "") or "")
+    return bool(getattr(tokenizer, "chat_template", None)) and bool(INSTRUCT_NAME.search(name.rsplit("/", 1)[-1]))
+
+
+def default_pair_types(tokenizer: Any) -> list[str]:
+    """`auto`: the inline routes the editor uses; plus chat-frame rows when the base is an instruct model."""
+    kinds = ["continuation", "fim"]
+    return kinds + ["chat"] if is_instruct(tokenizer) else kinds
+
+
+def resolve_pair_types(settings: CurationSettings, tokenizer: Any) -> tuple[list[str], list[str]]:
+    """(pair kinds to build, notes on what fell back): `auto` expanded, kinds the model cannot take dropped."""
+    kinds: list[str] = []
+    for kind in settings.pair_types:
+        for k in default_pair_types(tokenizer) if kind == "auto" else [kind]:
+            if k not in kinds:
+                kinds.append(k)
+    notes = []
+    if "fim" in kinds and fim_tokens(tokenizer) is None:
+        kinds.remove("fim")
+        notes.append("the base model has no fill-in-the-middle tokens: no FIM rows; requests with a suffix are "
+                     "served as continuations of the prefix")
+    chat_kinds = [k for k in kinds if k == "chat" or k in PERSONA_KINDS]
+    if chat_kinds and not pf.has_chat_format(tokenizer):
+        kinds = [k for k in kinds if k not in chat_kinds]
+        notes.append(f"the base model has no chat template and no ChatML tokens: no {', '.join(chat_kinds)} rows; "
+                     "training uses the inline rows only")
+    return kinds, notes
 
 
 def _fraction(key: str) -> float:
@@ -56,6 +87,11 @@ def _row(system: str, user: str, target: str, kind: str, chunk: Chunk) -> dict:
     return {"messages": messages, "kind": kind, "source": chunk.source, "chunk": chunk.id}
 
 
+def _inline(prompt: str, completion: str, kind: str, chunk: Chunk, eos: bool = False) -> dict:
+    row = {"prompt": prompt, "completion": completion, "kind": kind, "source": chunk.source, "chunk": chunk.id}
+    return {**row, "eos": True} if eos else row
+
+
 def _tail(text: str, max_chars: int) -> str:
     """The end of a passage, cut at a paragraph (or sentence) start, at most `max_chars` long."""
     if len(text) <= max_chars:
@@ -65,27 +101,37 @@ def _tail(text: str, max_chars: int) -> str:
     if 0 <= para < len(cut) // 2:
         return cut[para + 2 :]
     sentences = split_sentences(cut)
-    return " ".join(sentences[1:]) if len(sentences) > 1 else cut
+    start = cut.find(sentences[1]) if len(sentences) > 1 else -1
+    return cut[start:] if start > 0 else cut  # sliced, never re-joined: the text keeps its own breaks
 
 
 def continuation_prompt(chunks: list[Chunk], i: int, context_chars: int) -> tuple[str, str] | None:
     """(context, target) for chunk i: the previous chunk's end -> this chunk; the first chunk splits itself."""
     chunk = chunks[i]
-    if i > 0:
-        return _tail(chunks[i - 1].text, context_chars), chunk.text
+    if i > 0:  # the passage starts a paragraph: the break belongs to what the model writes
+        return _tail(chunks[i - 1].text, context_chars), "\n\n" + chunk.text
     paras = chunk.text.split("\n\n")
     if len(paras) < 2:
         sentences = split_sentences(chunk.text)
         if len(sentences) < 4:
             return None
         k = len(sentences) // 3
-        return " ".join(sentences[:k]), " ".join(sentences[k:])
+        return " ".join(sentences[:k]), " " + " ".join(sentences[k:])
     k = max(1, len(paras) // 3)
-    return "\n\n".join(paras[:k]), "\n\n".join(paras[k:])
+    return "\n\n".join(paras[:k]), "\n\n" + "\n\n".join(paras[k:])
 
 
-def fim_pair(chunk: Chunk, tokens: tuple[str, str, str] | None) -> tuple[str, str] | None:
-    """(prompt, middle): one to three sentences taken out of the chunk's middle, chosen by its hash."""
+def _head(text: str, max_chars: int) -> str:
+    """The start of a text, cut at a sentence end, at most `max_chars` long (at least one sentence)."""
+    if len(text) <= max_chars:
+        return text
+    cut = max(text.rfind(". ", 0, max_chars), text.rfind("\n\n", 0, max_chars))
+    return text[: cut + 1] if cut > 0 else text[:max_chars]
+
+
+def fim_pair(chunk: Chunk, style: str | None, context_chars: int = 1 << 30) -> tuple[str, str] | None:
+    """(prompt, middle): one to three sentences taken out of the chunk's middle, chosen by its hash, with at most
+    `context_chars` of text before the gap and half that after it (what an editor sends around the cursor)."""
     pieces: list[tuple[str, str]] = []  # (sentence, separator after it)
     for para in chunk.text.split("\n\n"):
         sentences = split_sentences(para)
@@ -102,43 +148,52 @@ def fim_pair(chunk: Chunk, tokens: tuple[str, str, str] | None) -> tuple[str, st
     prefix = join(pieces[:start])
     middle = join(pieces[start : start + width]).rstrip()
     suffix = pieces[start + width - 1][1] + join(pieces[start + width :]).rstrip()
-    if tokens is None:
-        return PROMPTS["fim_text"].format(prefix=prefix, suffix=suffix), middle
-    pre, suf, mid = tokens
-    return f"{pre}{prefix}{suf}{suffix}{mid}", middle
+    if style is None:
+        return None
+    gap = prefix[len(prefix.rstrip()):]  # the separator before the gap stays in the prompt, as the editor has it
+    prefix, suffix = _tail(prefix.rstrip(), context_chars) + gap, _head(suffix, context_chars // 2)
+    return pf.completion_prompt(prefix, suffix, fim=style), middle
 
 
 def build_pairs(
     chunks: list[Chunk],
     settings: CurationSettings,
     degrader: Degrader,
-    fim: tuple[str, str, str] | None,
+    fim: str | None,
     context_chars: int,
     lore_context: Callable[[str], str] | None = None,
     degraded: dict | None = None,
+    kinds: list[str] | None = None,
 ) -> list[dict]:
-    """All pairs of one file's chunks. `degraded` caches degrader outputs by (kind, chunk id)."""
-    kinds = set(settings.pair_types)
-    system = settings.system_prompt
+    """All rows of one file's chunks. `kinds`: resolved pair types (`resolve_pair_types`; default the settings').
+    `lore_context(text)` returns the lore text that applies; `degraded` caches degrader outputs by (kind, chunk id)."""
+    kinds = list(settings.pair_types if kinds is None else kinds)
     degraded = {} if degraded is None else degraded
     rows: list[dict] = []
     for i, chunk in enumerate(chunks):
         cont = continuation_prompt(chunks, i, context_chars)
         if "continuation" in kinds and cont:
-            rows.append(_row(system, PROMPTS["continuation"].format(text=cont[0]), cont[1], "continuation", chunk))
-        if "fim" in kinds and (f := fim_pair(chunk, fim)):
-            rows.append(_row(system, f[0], f[1], "fim", chunk))
-        for kind in ("neutral", "info_dropout", "abstract"):
-            if kind not in kinds:
-                continue
-            key = f"{kind}:{chunk.id}"
-            if key not in degraded:
-                degraded[key] = degrader.degrade(kind, chunk.text)
-            if degraded[key]:
-                rows.append(_row(system, PROMPTS[kind].format(text=degraded[key]), chunk.text, kind, chunk))
+            rows.append(_inline(cont[0], cont[1], "continuation", chunk))
+        if "fim" in kinds and (f := fim_pair(chunk, fim, context_chars)):
+            rows.append(_inline(f[0], f[1], "fim", chunk, eos=True))
+        if "chat" in kinds and cont and ("auto" not in settings.pair_types or _fraction("chat:" + chunk.id) < CHAT_FRACTION):
+            rows.append(_row(settings.system_prompt, PROMPTS["continuation"].format(text=cont[0]), cont[1].lstrip(), "chat", chunk))
+        rows += _persona_rows(chunk, kinds, settings.system_prompt, degrader, degraded)
         if "lore" in kinds and lore_context and cont and _fraction("lore:" + chunk.id) < LORE_FRACTION:
             lore = (lore_context(chunk.text) or "").strip()
             if lore:
-                lore_system = PROMPTS["lore"].format(system=system, lore=lore)
-                rows.append(_row(lore_system, PROMPTS["continuation"].format(text=cont[0]), cont[1], "lore", chunk))
+                rows.append(_inline(pf.completion_prompt(cont[0], lore=lore), cont[1], "lore", chunk))
+    return rows
+
+
+def _persona_rows(chunk: Chunk, kinds: list[str], system: str, degrader: Degrader, degraded: dict) -> list[dict]:
+    rows = []
+    for kind in PERSONA_KINDS:
+        if kind not in kinds:
+            continue
+        key = f"{kind}:{chunk.id}"
+        if key not in degraded:
+            degraded[key] = degrader.degrade(kind, chunk.text)
+        if degraded[key]:
+            rows.append(_row(system, PROMPTS[kind].format(text=degraded[key]), chunk.text, kind, chunk))
     return rows

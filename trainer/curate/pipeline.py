@@ -22,12 +22,12 @@ from penwright.trainer.curate.chunk import Chunk, chunk_scenes, count_tokens
 from penwright.trainer.curate.clean import CLEAN_VERSION, CleanText
 from penwright.trainer.curate.degrade import Degrader, RuleDegrader
 from penwright.trainer.curate.manifest import FileEntry, Manifest, budget
-from penwright.trainer.curate.pairs import build_pairs, fim_tokens
+from penwright.trainer.curate.pairs import build_pairs, fim_tokens, is_instruct, resolve_pair_types
 from penwright.trainer.curate.sources import Problem, SkipFile, SourceFile, discover, file_sha, read_source
 from penwright.trainer.settings import CurationSettings
 
 log = logging.getLogger(__name__)
-PAIRS_VERSION = 6  # bump when chunking or pair building changes: invalidates cached chunks
+PAIRS_VERSION = 7  # bump when chunking or pair building changes: invalidates cached chunks
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
 
 
@@ -100,34 +100,37 @@ def tokenizer_fingerprint(tokenizer: Any) -> str:
 
 def settings_fingerprint(settings: CurationSettings, tokenizer: Any, context_limit: int, degrader: Degrader, lore_context) -> str:
     relevant = settings.model_dump(exclude={"valid_fraction", "seed", "extra_datasets"})
+    relevant["instruct"] = is_instruct(tokenizer)  # `auto` pair types depend on it
     lore = getattr(lore_context, "fingerprint", "lore") if lore_context else ""
     key = json.dumps([relevant, tokenizer_fingerprint(tokenizer), context_limit, degrader.name, lore, CLEAN_VERSION, PAIRS_VERSION], sort_keys=True)
     return hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
 def sample_tokens(tokenizer: Any, rows: list[dict], memo: dict[str, int] | None = None) -> list[int]:
-    """Tokens of each row as trained: the chat template's rendering (FIM rows: prompt + target), + end-of-text.
+    """Tokens of each row as trained: inline rows prompt + completion (+ end-of-text), chat rows the chat
+    template's rendering + end-of-text.
 
-    Counted per message and summed with the template's own tokens: the template puts special tokens
-    and newlines around every content, so the sum is the rendered count, and texts repeated across rows
+    Counted per text and summed (with the template's own tokens for chat rows): texts repeated across rows
     (system prompt, targets) are tokenized once.
     """
+    from penwright.trainer.dataset import row_parts
+    from penwright.trainer.prompt_format import chat_prompt
+
     memo = {} if memo is None else memo
-    contents = {m["content"] for r in rows for m in r["messages"]} - memo.keys()
+    contents = {text for r in rows for _, text in row_parts(r)} - memo.keys()
     memo.update(zip(contents, count_tokens(tokenizer, list(contents))))
-    chat = bool(getattr(tokenizer, "chat_template", None))
     overhead: dict[tuple, int] = {}
     out = []
     for row in rows:
-        msgs = row["messages"]
-        if row.get("kind") == "fim" or not chat:
-            out.append(sum(memo[m["content"]] for m in msgs[1:]) + 1)
+        parts = row_parts(row)
+        if "messages" not in row:
+            out.append(sum(memo[t] for _, t in parts) + int(bool(row.get("eos"))))
             continue
-        roles = tuple(m["role"] for m in msgs)
+        roles = tuple(r for r, _ in parts)
         if roles not in overhead:
-            empty = tokenizer.apply_chat_template([{"role": r, "content": ""} for r in roles], tokenize=False)
+            empty = chat_prompt(tokenizer, [{"role": r, "content": ""} for r in roles], add_generation_prompt=False)
             overhead[roles] = count_tokens(tokenizer, [empty])[0]
-        out.append(overhead[roles] + sum(memo[m["content"]] for m in msgs) + 1)
+        out.append(overhead[roles] + sum(memo[t] for _, t in parts) + 1)
     return out
 
 
@@ -137,7 +140,8 @@ def build_file(read: _Read, settings: CurationSettings, tokenizer: Any, ctx: dic
     if cached is not None:
         return _Built([Chunk(**c) for c in cached["chunks"]], cached["rows"], cached["tokens"], recomputed=False)
     chunks = chunk_scenes(read.cleaned.scenes, read.src.rel, settings, tokenizer)
-    rows = build_pairs(chunks, settings, ctx["degrader"], ctx["fim"], ctx["context_chars"], ctx["lore_context"])
+    rows = build_pairs(chunks, settings, ctx["degrader"], ctx["fim"], ctx["context_chars"], ctx["lore_context"],
+                       kinds=ctx["kinds"])
     tokens = sample_tokens(tokenizer, rows)
     if not ctx["dry_run"]:
         ctx["cache"].save_chunks(read.sha, ctx["fingerprint"], {
@@ -147,9 +151,9 @@ def build_file(read: _Read, settings: CurationSettings, tokenizer: Any, ctx: dic
 
 
 def _context_chars(settings: CurationSettings, tokenizer: Any, context_limit: int, sample: str) -> int:
-    """How much previous text a continuation prompt may carry so prompt + target fit the context."""
+    """How much previous text a continuation prompt carries: `context_tokens`, within the model's context."""
     system = count_tokens(tokenizer, [settings.system_prompt])[0]
-    room = max(64, min(settings.target_tokens, context_limit - settings.max_tokens - system - 48))
+    room = max(64, min(settings.context_tokens, context_limit - settings.max_tokens - system - 48))
     n = count_tokens(tokenizer, [sample])[0] if sample else 0
     chars_per_token = len(sample) / n if n else 4.0
     return int(room * chars_per_token)
@@ -191,7 +195,8 @@ def curate(
     degrader = degrader or RuleDegrader()
     fingerprint = settings_fingerprint(settings, tokenizer, context_limit, degrader, lore_context)
     sample = next((t[:20000] for t in texts if t), "")
-    ctx = {"cache": cache, "fingerprint": fingerprint, "degrader": degrader, "fim": fim_tokens(tokenizer),
+    kinds, notes = resolve_pair_types(settings, tokenizer)
+    ctx = {"cache": cache, "fingerprint": fingerprint, "degrader": degrader, "fim": fim_tokens(tokenizer), "kinds": kinds,
            "context_chars": _context_chars(settings, tokenizer, context_limit, sample),
            "lore_context": lore_context, "dry_run": dry_run}
     built: dict[str, _Built] = {}
@@ -203,6 +208,9 @@ def curate(
 
     manifest = assemble(reads, built, problems, settings, tokenizer, out_dir, root, context_limit, dry_run)
     manifest.fingerprint = fingerprint
+    manifest.notes = notes
+    for note in notes:
+        log.warning("curation: %s", note)
     manifest.wall_seconds = round(time.perf_counter() - started, 2)
     manifest.created_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
     if out_dir is not None and not dry_run:
