@@ -62,3 +62,18 @@ def test_schemathesis_short_run(daemon, tmp_path, capsys):
 def test_schemathesis_long_run(daemon, tmp_path, capsys):
     """The schema's examples, its coverage cases (each bound and type just inside and outside) and random cases."""
     assert _run_and_report(daemon, tmp_path, capsys, 12, "examples,coverage,fuzzing") >= 1000
+
+
+def test_the_published_schema_says_what_the_daemon_sends(daemon):
+    """It said 422 where the app sends 400, documented streams as JSON only, and 405s carried no `Allow`."""
+    import httpx
+
+    _, server = daemon
+    schema = httpx.get(server.url + "/openapi.json").json()
+    ops = [(path, method, op) for path, item in schema["paths"].items() for method, op in item.items()]
+    assert ops and all("422" not in op["responses"] and "400" in op["responses"] for _, _, op in ops)
+    chat = schema["paths"]["/v1/chat/completions"]["post"]["responses"]["200"]["content"]
+    assert {"application/json", "text/event-stream"} <= set(chat)
+    assert set(schema["paths"]["/api/events"]["get"]["responses"]["200"]["content"]) == {"text/event-stream"}
+    r = httpx.delete(server.url + "/v1/chat/completions")
+    assert r.status_code == 405 and r.headers["allow"] == "POST" and "use POST" in r.json()["error"]["message"]
