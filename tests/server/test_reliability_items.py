@@ -206,3 +206,12 @@ def test_duplicate_yaml_keys_are_refused_with_both_lines(tmp_path):
     settings.write_text(settings.read_text() + "\ntitle: Again\n")
     with pytest.raises(SettingsError, match="'title' is set twice"):
         load_project(project)
+
+
+# -- item 10 (CLI): a huge version number ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("version", [str(2**70), "v99999999999999999999"])
+def test_adapters_show_a_huge_version_says_there_is_none(example_project, version):
+    r = penwright("adapters", "--project", str(example_project), "show", version)
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "There is no adapter version" in r.stderr and "Traceback" not in r.stderr
