@@ -144,8 +144,25 @@ def _vocab(writer, model_dir: Path, vocab_size: int) -> None:
     gguf.SpecialVocab(model_dir, load_merges=True, n_vocab=vocab_size).add_to_gguf(writer)
 
 
-def write_model_gguf(model_dir: Path | str, out: Path | str) -> Path:
-    """A Hugging Face model folder (safetensors, f32 in the file) -> a GGUF model llama.cpp and Ollama load."""
+F32_UP_TO_PARAMS = 1_000_000_000  # "auto": f32 up to 1B parameters (exact), f16 above (a 7B model in f32 is 28 GB)
+
+
+def _params(files: list[Path]) -> int:
+    from safetensors import safe_open
+
+    total = 0
+    for file in files:
+        with safe_open(str(file), framework="pt") as f:
+            for key in f.keys():
+                total += math.prod(f.get_slice(key).get_shape())
+    return total
+
+
+def write_model_gguf(model_dir: Path | str, out: Path | str, outtype: str = "auto") -> Path:
+    """A Hugging Face model folder (safetensors) -> a GGUF model llama.cpp and Ollama load.
+
+    `outtype`: f32, f16 (matrices in f16, norms and biases in f32, as llama.cpp's converter writes MOSTLY_F16),
+    or auto. Tensors go through a temporary file, so memory holds about one tensor at a time."""
     import gguf
     import torch
     from safetensors import safe_open
@@ -154,18 +171,23 @@ def write_model_gguf(model_dir: Path | str, out: Path | str) -> Path:
     config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
     arch = _arch(config)
     names = _name_map(arch, config["num_hidden_layers"])
-    writer = gguf.GGUFWriter(str(out), arch)
+    files = sorted(model_dir.glob("*.safetensors"))
+    if outtype == "auto":
+        outtype = "f32" if _params(files) <= F32_UP_TO_PARAMS else "f16"
+    writer = gguf.GGUFWriter(str(out), arch, use_temp_file=True)
     writer.add_type(gguf.GGUFType.MODEL)
     writer.add_name(model_dir.name)
     _hparams(writer, config)
-    writer.add_file_type(gguf.LlamaFileType.ALL_F32)
+    writer.add_file_type(gguf.LlamaFileType.ALL_F32 if outtype == "f32" else gguf.LlamaFileType.MOSTLY_F16)
     _vocab(writer, model_dir, config["vocab_size"])
-    for file in sorted(model_dir.glob("*.safetensors")):
+    for file in files:
         with safe_open(str(file), framework="pt") as f:
             for key in f.keys():
                 if key == "lm_head.weight" and config.get("tie_word_embeddings"):
                     continue  # llama.cpp uses token_embd for the output when `output` is absent
-                writer.add_tensor(_gguf_name(names, key), f.get_tensor(key).to(torch.float32).numpy())
+                tensor = f.get_tensor(key)
+                dtype = torch.float16 if outtype == "f16" and tensor.dim() > 1 else torch.float32
+                writer.add_tensor(_gguf_name(names, key), tensor.to(dtype).numpy())
     _finish(writer)
     return out
 

@@ -164,3 +164,20 @@ def test_llamacpp_roundtrip_31m(gutenberg_31m, tmp_path):
     pytest.importorskip("llama_cpp")
     adapter = train_lora(gutenberg_31m, tmp_path / "lora", "Maren climbed the lighthouse stairs and lit the lamp. ")
     roundtrip(gutenberg_31m, adapter, tmp_path)
+
+
+def test_model_gguf_in_f16(tiny_model_dir, tmp_path):
+    """f16 (what auto picks above 1B parameters): matrices in f16, norms and biases in f32."""
+    import gguf
+    import numpy as np
+    from safetensors.numpy import load_file
+
+    from penwright.trainer.gguf_export import write_model_gguf
+
+    _, tensors = read(write_model_gguf(tiny_model_dir, tmp_path / "f16.gguf", outtype="f16"))
+    assert tensors["blk.0.attn_q.weight"].tensor_type == gguf.GGMLQuantizationType.F16
+    assert tensors["blk.0.attn_norm.weight"].tensor_type == gguf.GGMLQuantizationType.F32
+    assert tensors["blk.0.attn_q.bias"].tensor_type == gguf.GGMLQuantizationType.F32
+    hf = load_file(str(tiny_model_dir / "model.safetensors"))["model.layers.0.self_attn.q_proj.weight"]
+    q = np.asarray(tensors["blk.0.attn_q.weight"].data).reshape(hf.shape)
+    np.testing.assert_allclose(q.astype(np.float32), hf, rtol=1e-3, atol=1e-4)
