@@ -50,8 +50,11 @@ def export_gguf(base_model: str, adapter_dir: Path | str, out_dir: Path | str, m
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    if merged:
-        folder = merge_adapter(base_model, adapter_dir, out_dir / "merged-hf", dtype="float32")
+    if merged:  # merged in float32 where the GGUF stays float32 (up to 1B parameters), else in the base's dtype
+        from penwright.trainer.gguf_export import F32_UP_TO_PARAMS, params_in
+
+        small = params_in(sorted(Path(base_model).glob("*.safetensors"))) <= F32_UP_TO_PARAMS
+        folder = merge_adapter(base_model, adapter_dir, out_dir / "merged-hf", dtype="float32" if small else "auto")
         return {"model": write_model_gguf(folder, out_dir / "model.gguf")}
     files = {"adapter": write_adapter_gguf(base_config(base_model), adapter_dir, out_dir / "adapter.gguf")}
     if (Path(base_model) / "config.json").is_file():

@@ -147,7 +147,8 @@ def _vocab(writer, model_dir: Path, vocab_size: int) -> None:
 F32_UP_TO_PARAMS = 1_000_000_000  # "auto": f32 up to 1B parameters (exact), f16 above (a 7B model in f32 is 28 GB)
 
 
-def _params(files: list[Path]) -> int:
+def params_in(files: list[Path]) -> int:
+    """Parameters stored in these safetensors files (read from their headers)."""
     from safetensors import safe_open
 
     total = 0
@@ -173,7 +174,7 @@ def write_model_gguf(model_dir: Path | str, out: Path | str, outtype: str = "aut
     names = _name_map(arch, config["num_hidden_layers"])
     files = sorted(model_dir.glob("*.safetensors"))
     if outtype == "auto":
-        outtype = "f32" if _params(files) <= F32_UP_TO_PARAMS else "f16"
+        outtype = "f32" if params_in(files) <= F32_UP_TO_PARAMS else "f16"
     writer = gguf.GGUFWriter(str(out), arch, use_temp_file=True)
     writer.add_type(gguf.GGUFType.MODEL)
     writer.add_name(model_dir.name)
