@@ -227,3 +227,15 @@ def test_metrics_report_the_training_job(stack, tmp_path):
     figures = {s.labels["figure"]: s.value for fam in text_string_to_metric_families(text) for s in fam.samples
                if s.name == "penwright_training"}
     assert figures == {"running": 1.0, "step": 7.0, "total_steps": 20.0, "loss": 2.5, "queued": 1.0}
+
+
+def test_logprobs_stop_where_the_text_stops(client):
+    full = client.completions.create(model="penwright", prompt=PROMPT, max_tokens=12, temperature=0).choices[0].text
+    stop = full.strip()[len(full.strip()) // 2:][:3]  # a stop string from the middle of what greedy writes
+    resp = client.completions.create(model="penwright", prompt=PROMPT, max_tokens=12, temperature=0, logprobs=1,
+                                     stop=[stop])
+    text, lp = resp.choices[0].text, resp.choices[0].logprobs
+    assert stop not in text and full.startswith(text)
+    joined = "".join(lp.tokens)
+    assert joined.startswith(text) and len(lp.tokens) < 12  # the tokens past the stop are not reported
+    assert all(off < len(text) or not text for off in lp.text_offset)  # every reported token starts in the text
