@@ -44,7 +44,7 @@ run() {
   setup 2>&1 | tee "$OUT_DIR/setup.log" || exit 3
   export PYTHONPATH=$R/site:$R/pw PYTHONSAFEPATH=1 PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
   nvidia-smi --query-gpu=name,memory.total,memory.used,clocks.sm,clocks.max.sm --format=csv | tee -a "$OUT_DIR/setup.log"
-  timeout "${TRAIN_TESTS_LIMIT:-100}" python3 -m pytest -p no:cacheprovider -m gpu -q -rs --durations=6 \
+  timeout "${TRAIN_TESTS_LIMIT:-200}" python3 -m pytest -p no:cacheprovider -m gpu -q -rs --durations=6 \
     tests/trainer/test_varlen_gpu.py tests/trainer/test_train_levers_gpu.py 2>&1 | tee "$OUT_DIR/gpu_tests.log"
   echo "gpu tests: rc $? at $((SECONDS - t0))s"
   python3 benchmarks/train_throughput.py --shape 0.5b --shape 7b --qlora --samples 400 --warmup 2 --steps 5 \

@@ -34,7 +34,7 @@ def _backend(model_dir, levers: Levers, **overrides):
     if not torch.cuda.is_available():
         pytest.fail("gpu test run without CUDA")
     torch.manual_seed(0)
-    s = TrainingSettings(**{**SETTINGS, **overrides})
+    s = TrainingSettings(**{**SETTINGS, "precision": "bf16", **overrides})
     backend = TorchBackend(str(model_dir), s, ModelSettings(), "cuda", levers=levers).load()
     backend.model.train()
     with torch.no_grad():

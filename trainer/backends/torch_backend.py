@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from contextlib import nullcontext
+from dataclasses import replace
 from pathlib import Path
 
 from penwright.errors import ModelNotFoundError, TrainingError
@@ -87,7 +88,6 @@ class TorchBackend:
     def __init__(self, base_model: str, settings: TrainingSettings, model_settings: ModelSettings, device: str,
                  levers: Levers | None = None):
         self.base_model, self.settings, self.model_settings, self.device = base_model, settings, model_settings, device
-        self.levers = levers_for(device, levers)  # CUDA speed levers; all off on the CPU
         self.layers = {"full": [], "elementwise": []}  # which decoder layers recompute (set_checkpointing)
         self.precision = resolve_precision(settings, device)
         quant = settings.quantization if settings.quantization != "model" else model_settings.quantization
@@ -95,6 +95,7 @@ class TorchBackend:
             raise TrainingError(f"{quant} base loading needs a CUDA GPU with bitsandbytes; none here.",
                                 "Set model.quantization: none (and training quantization: model), or train on a GPU.")
         self.quant = quant
+        self.levers = levers_for(device, levers, quantized=quant != "none")  # CUDA speed levers; none on the CPU
         self.attention = self._attention(settings, device)
         self.model = self.tokenizer = None
 
@@ -184,7 +185,7 @@ class TorchBackend:
 
     def set_levers(self, levers: Levers) -> Levers:
         """Change the speed levers of the loaded model (CUDA only; a compiled layer stays compiled)."""
-        self.levers = levers_for(self.device, levers)
+        self.levers = levers_for(self.device, levers, quantized=self.quant != "none")
         self._compile(self.model.get_base_model())
         return self.levers
 
@@ -208,7 +209,7 @@ class TorchBackend:
         c = self.model.get_base_model().config
         chunk = 0 if self.levers.fused_loss else self.settings.loss_chunk_tokens
         return Shape(hidden=c.hidden_size, layers=c.num_hidden_layers, vocab=c.vocab_size,
-                     dropout=self.settings.dropout, loss_chunk=chunk)
+                     dropout=self.settings.dropout, loss_chunk=chunk, compiled=self.levers.compile_layers)
 
     def _static_bytes(self) -> int:
         import torch
@@ -240,6 +241,21 @@ class TorchBackend:
         return collate(rows, pad, self.settings.packing, causal=self.attention == "causal")
 
     def _hidden(self, decoder, batch: dict):
+        """The decoder's last hidden states; if compiling the layers fails (no C compiler for Triton, an
+        unsupported op), the layers go back to eager once, with a warning, and training goes on."""
+        from penwright.trainer.backends.levers import eager_decoder_layers, is_compile_error
+
+        try:
+            return self._decoder_forward(decoder, batch)
+        except Exception as err:
+            if not (self.levers.compile_layers and is_compile_error(err)):
+                raise
+            log.warning("compiling the decoder layers failed, training on without: %s", str(err).splitlines()[0])
+            self.levers = replace(self.levers, compile_layers=False)
+            eager_decoder_layers(self.model.get_base_model())
+            return self._decoder_forward(decoder, batch)
+
+    def _decoder_forward(self, decoder, batch: dict):
         extra = {k: batch[k] for k in ("cu_seq_lens_q", "cu_seq_lens_k", "max_length_q", "max_length_k") if k in batch}
         out = decoder(input_ids=batch["input_ids"], position_ids=batch["position_ids"],
                       attention_mask=batch.get("attention_mask"), use_cache=False, **extra)
