@@ -96,10 +96,15 @@ def check(project: Path, before: dict, text_digest: dict, figures: Figures) -> N
         if problem:
             figures.corrupt.append(f"v{v}: {problem}")
     for job_id, (status, error) in after["jobs"].items():
-        if status == "failed" and (not error or any(u in error for u in UNCLEAR)):
+        if status == "failed" and unclear(error):
             figures.unclear.append(f"job {job_id}: {error!r}")
     digest = tree_digest(project / "manuscript") | tree_digest(project / "lore")
     figures.changed_text += digest != text_digest
+
+
+def unclear(message: str | None) -> bool:
+    """A failure message an author cannot act on: empty, a bare exception text (`'messages'`), an errno, a traceback."""
+    return not message or len(message.split()) < 4 or any(u in message for u in UNCLEAR)
 
 
 def adapter_problem(folder: Path) -> str | None:
@@ -133,9 +138,8 @@ def one_round(d: DaemonProcess, phase: str, rng: random.Random) -> str | None:
         d.kill9()
         return "daemon@startup"
     after = d.last_id
-    running = d.api("GET", "/api/jobs").json()["running"]
-    if running is None:
-        d.api("POST", "/api/train", json={"overrides": {"max_steps": rng.choice([6, 8, 10]), "save_every": 2}})
+    # always ask (a resumed job may settle at once without training); one waiting manual job is never doubled
+    d.api("POST", "/api/train", json={"overrides": {"max_steps": rng.choice([6, 8, 10]), "save_every": 2}})
     if phase == "training":
         d.wait_event(lambda e: e["type"] == "job.progress" and (e.get("step") or 0) >= 1, 240, after)
         time.sleep(rng.uniform(0.0, 2.0))
@@ -196,6 +200,9 @@ def main(argv: list[str] | None = None) -> int:
     final.stop()
     check(project, snapshot(project), text_digest, figures)
     figures.print(time.monotonic() - t0)
+    published = snapshot(project)["versions"]
+    print(f"  versions published during the campaign: {len(published)}; jobs: "
+          + ", ".join(f"{k} {v}" for k, v in Counter(s for s, _ in snapshot(project)["jobs"].values()).items()))
     print(f"project and daemon logs: {work}")
     return 0
 
