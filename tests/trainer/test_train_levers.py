@@ -194,3 +194,20 @@ def test_the_fused_loss_and_no_dropout_need_less_memory():
     no_dropout = Shape(**{**SEVEN_B.__dict__, "dropout": 0.0})
     for shape in (fused, no_dropout):
         assert predict_peak(shape, 15 * GIB, 3700, 0.0) < predict_peak(SEVEN_B, 15 * GIB, 3700, 0.0)
+
+
+@pytest.mark.parametrize(("fraction", "ckpt"), [(0.0, False), (0.5, 0.5), (1.0, True)])
+def test_a_plan_becomes_settings_that_keep_the_rows_per_optimizer_step(fraction, ckpt):
+    from penwright.trainer.backends.memory_budget import Plan, settings_for
+
+    s = TrainingSettings(batch_size=4, grad_accumulation=2, gradient_checkpointing=0.25, recompute_elementwise=True)
+    fitted = settings_for(s, Plan(rows=3, fraction=fraction, predicted_bytes=0))
+    assert fitted.batch_size == 3 and fitted.grad_accumulation == 3  # 9 rows a step: no fewer than the 8 asked
+    assert fitted.gradient_checkpointing == ckpt and type(fitted.gradient_checkpointing) is type(ckpt)
+    assert not fitted.recompute_elementwise
+    assert (fitted.learning_rate, fitted.rank) == (s.learning_rate, s.rank)
+
+
+def test_the_cpu_keeps_its_settings(tiny_model_dir):
+    backend = _backend(tiny_model_dir)
+    assert backend.fit_memory(backend.settings, budget_bytes=1) is backend.settings

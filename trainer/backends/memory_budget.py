@@ -93,3 +93,16 @@ def plan(shape: Shape, budget_bytes: int, static_bytes: int, row_tokens: int, ma
             if best is None or speed > best[0] + 1e-12:
                 best = (speed, Plan(rows, fraction, peak))
     return best[1] if best else None
+
+
+def settings_for(settings, chosen: Plan):
+    """`settings` (TrainingSettings) changed to run `chosen`: its rows per micro-batch and share of checkpointed
+    layers, and enough gradient accumulation that an optimizer step still sees at least the rows it did
+    (batch_size x grad_accumulation), so the plan changes speed and memory, not the optimisation."""
+    import math
+
+    per_step = settings.batch_size * settings.grad_accumulation
+    ckpt = chosen.fraction if 0 < chosen.fraction < 1 else chosen.fraction == 1
+    return settings.model_copy(update={"batch_size": chosen.rows, "gradient_checkpointing": ckpt,
+                                       "grad_accumulation": max(1, math.ceil(per_step / chosen.rows)),
+                                       "recompute_elementwise": False})

@@ -197,6 +197,29 @@ class TorchBackend:
 
         return plan(self._budget_shape(), budget_bytes, self._static_bytes(), row_tokens, max_rows)
 
+    def fit_memory(self, settings: TrainingSettings, budget_bytes: int | None = None, fill: float = 0.9,
+                   max_rows: int = 16) -> TrainingSettings:
+        """On CUDA, before the optimizer exists: the settings whose rows per micro-batch and checkpointing are the
+        memory budget's plan for `budget_bytes` (default: what is allocated now plus 92% of what the device has
+        free), the layers set to that checkpointing. Packed rows are taken as `fill` full. Unchanged settings
+        where nothing fits (the OOM ladder still stands behind) or off CUDA."""
+        import torch
+
+        from penwright.trainer.backends.memory_budget import settings_for
+
+        if self.device != "cuda":
+            return settings
+        if budget_bytes is None:
+            budget_bytes = torch.cuda.memory_allocated() + int(0.92 * torch.cuda.mem_get_info()[0])
+        width = settings.max_seq_length or self.model_settings.max_context_tokens
+        chosen = self.plan_memory(budget_bytes, int(fill * width), max_rows)
+        if chosen is None:
+            return settings
+        log.info("memory budget %.1f GiB: %s", budget_bytes / 2**30, chosen.describe())
+        self.settings = settings_for(settings, chosen)
+        self.set_checkpointing(chosen.fraction)
+        return self.settings
+
     def predicted_peak(self, tokens: int, fraction: float) -> int:
         """The memory budget's prediction of a step's peak GPU memory (to check it against the measured one)."""
         from penwright.trainer.backends.memory_budget import predict_peak
