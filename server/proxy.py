@@ -64,6 +64,10 @@ class Upstream:
         self.live_adapter: str | None = None  # the upstream model name serving the live version
         self.published: dict[int, str] = {}  # version -> upstream model name
         self.last_publish: dict | None = None
+        # llamacpp: llama-server's adapter ids, and which one serves each published version
+        self.lora_ids: list[int] = []
+        self.lora_of: dict[int, int] = {}
+        self.live_version: int | None = None
         self._client: httpx.AsyncClient | None = None
 
     # ---- request bodies ------------------------------------------------------------------------
@@ -105,6 +109,18 @@ class Upstream:
                            "version is.", "model_not_found", "model")
         return self.published[version]
 
+    def lora_for(self, target) -> list[dict] | None:
+        """llamacpp: the request's own adapter scales (llama-server's per-request `lora`), or None for other kinds.
+
+        Sent with every request, not only set globally: llama-server keeps a slot's cached prompt across a change
+        of the global scales (`POST /lora-adapters`), so a prompt cached under the old adapter would be reused
+        under the new one; a request whose own `lora` differs from the slot's clears that cache."""
+        if self.settings.kind != "llamacpp" or not self.lora_ids:
+            return None
+        version = {BASE: None, LIVE: self.live_version}.get(target.adapter, getattr(target.version, "version", None))
+        on = self.lora_of.get(version) if version is not None else None
+        return [{"id": i, "scale": 1.0 if i == on else 0.0} for i in self.lora_ids]
+
     # ---- forwarding ----------------------------------------------------------------------------
     def client(self) -> httpx.AsyncClient:
         if self._client is None:
@@ -115,6 +131,9 @@ class Upstream:
         body = dict(prepared.upstream_body)
         body["model"] = self.model_for(prepared.target)
         body["stream"] = stream
+        lora = self.lora_for(prepared.target)
+        if lora is not None:
+            body["lora"] = lora
         path = "/chat/completions" if prepared.kind == "chat" else "/completions"
         meta = PenwrightMeta(adapter=body["model"], lore=prepared.lore, lore_tokens=prepared.lore_tokens)
         headers = {"X-Penwright-Adapter": meta.adapter, "X-Penwright-Lore": ",".join(e.id for e in meta.lore)}
@@ -214,6 +233,8 @@ class Upstream:
             raise ServeError(f"llama-server refused the adapter scales: {r.status_code} {r.text[:300]}")
         self.published[version.version] = self.settings.model or "default"
         self.live_adapter = self.settings.model
+        self.lora_ids, self.live_version = [a["id"] for a in loaded], version.version
+        self.lora_of[version.version] = match[0]["id"]
         return {"kind": "llamacpp", "scales": scales, "request": "POST /lora-adapters"}
 
     def ollama_command(self, version) -> tuple[list[str], Path]:

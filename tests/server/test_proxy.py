@@ -219,6 +219,10 @@ def test_llamacpp_publish_sets_scales(upstream, registry, tmp_path):
     registry.promote(1)  # a rollback publishes the same way
     services.sync_live()
     assert log[-1] == ("lora-adapters", [{"id": 0, "scale": 1.0}, {"id": 1, "scale": 0.0}], None)
+    with LiveServer(create_app(services)) as pw:  # each request names its adapter scales too (llama-server's `lora`)
+        for model, scales in (("penwright", [1.0, 0.0]), ("penwright@v2", [0.0, 1.0]), ("penwright:base", [0.0, 0.0])):
+            assert httpx.post(pw.url + "/v1/completions", json={"model": model, "prompt": "x"}).status_code == 200
+            assert log[-1][1]["lora"] == [{"id": 0, "scale": scales[0]}, {"id": 1, "scale": scales[1]}], model
 
 
 def test_ollama_publish_runs_ollama_create(upstream, registry, tmp_path, monkeypatch):
