@@ -83,32 +83,31 @@ def _as_dict(result) -> dict:
 
 
 def measure(spec: dict, adapter_dir: Path) -> tuple[dict, dict]:
-    """Eval loss + style of candidate and reference on the same held-out rows, one model in memory."""
-    from penwright.trainer.evaluate import gate_metrics
-    from penwright.server.scheduler import read_rows
+    """The voice measures (trainer.evaluate.voice) of the candidate and its reference (the live adapter, or the base
+    for the first adapter), each with its change from the base; one model in memory, adapters switched."""
+    from penwright.trainer.evaluate.gate import gate_voice_metrics
+    from penwright.trainer.evaluate.voice import compare, inputs_from_dataset
 
     import torch
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    valid = read_rows(Path(spec["dataset_dir"]) / "valid.jsonl") or read_rows(Path(spec["dataset_dir"]) / "train.jsonl")
-    references = [r["messages"][-1]["content"] for r in valid if r.get("messages")][:8]
-    train_texts = [r["messages"][-1]["content"] for r in read_rows(Path(spec["dataset_dir"]) / "train.jsonl")
-                   if r.get("messages")][:2000]
+    inputs, notes = inputs_from_dataset(Path(spec["dataset_dir"]), n_samples=int(spec.get("gate_samples", 16)))
     tok = AutoTokenizer.from_pretrained(spec["base_model"])
     base = AutoModelForCausalLM.from_pretrained(spec["base_model"], dtype=torch.float32)
     model = PeftModel.from_pretrained(base, str(adapter_dir), adapter_name="candidate")
     model.eval()
-    n = int(spec.get("gate_samples", 4))
-    run = lambda: gate_metrics(model, tok, valid, references, n_samples=n, train_texts=train_texts)  # noqa: E731
-    candidate = run()
+    candidate = gate_voice_metrics(model, tok, inputs)
+    with model.disable_adapter():
+        base_metrics = gate_voice_metrics(model, tok, inputs)
+    reference = base_metrics
     if spec.get("reference_adapter"):
         model.load_adapter(spec["reference_adapter"], adapter_name="reference")
         model.set_adapter("reference")
-        reference = run()
-    else:
-        with model.disable_adapter():
-            reference = run()
+        reference = gate_voice_metrics(model, tok, inputs)
+    candidate["voice"], reference["voice"] = compare(candidate, base_metrics), compare(reference, base_metrics)
+    candidate["notes"] = notes
+    candidate["demo_base"] = Path(spec["base_model"]).name.startswith("tiny-")  # builtin:tiny, built per project
     return _plain(candidate), _plain(reference)
 
 
@@ -136,7 +135,7 @@ def main(argv: list[str]) -> int:
         metrics, reference = measure(spec, adapter_dir)
         timings["gate_eval_s"] = time.perf_counter() - t1
         metrics["eval_loss"] = result.get("eval_loss")
-        metrics["gate_samples"] = int(spec.get("gate_samples", 4))
+        metrics["gate_samples"] = int(spec.get("gate_samples", 16))
         emit("result", run_id=spec["run_id"], adapter_dir=str(adapter_dir), base_model=spec["base_model"],
              dataset_hash=spec.get("dataset_hash"), metrics={**metrics, "train": _summary(result)},
              reference=reference, reference_name=spec.get("reference_name", "base"), timings=timings)

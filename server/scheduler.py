@@ -50,6 +50,9 @@ def seen_rows(run_dir: Path | None) -> set[str] | None:
 
 
 def target_words(row: dict) -> int:
+    """Words of the author's text a row trains on (inline rows' completion, chat rows' last message)."""
+    if isinstance(row.get("completion"), str):
+        return len(row["completion"].split())
     msgs = row.get("messages") or []
     return len(msgs[-1].get("content", "").split()) if msgs else 0
 

@@ -58,6 +58,8 @@ class RetrainPolicy(_Strict):
     warm_start: bool = True
     replay_share: float = Field(0.3, ge=0, le=1, description="Share of older passages mixed into a warm retrain.")
     gate_margin: float = Field(0.02, ge=0, description="A candidate may be this much worse (relative) and still win.")
+    gate_samples: int = Field(16, ge=4, le=256, description="Continuations the gate generates per model for its "
+                              "Delta and guard measures (README: The voice says what 16 costs).")
     pause_while_typing: bool = Field(False, description="Stop a running training job while completions are being "
                                      "requested (the author is typing) and continue it after pause_quiet_seconds without one.")
     pause_quiet_seconds: float = Field(5.0, gt=0, description="With pause_while_typing: idle seconds before training continues.")

@@ -179,7 +179,7 @@ class DatasetKeeper:
             "init_adapter": str(live.path) if warm else None,
             "reference_adapter": str(live.path) if live is not None and live.base_model == self.base_model() else None,
             "reference_name": live.model_id if live is not None else "base",
-            "dataset_hash": self._fingerprint,
+            "dataset_hash": self._fingerprint, "gate_samples": self.settings.retrain.gate_samples,
         }
 
 

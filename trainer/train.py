@@ -30,6 +30,7 @@ from penwright.trainer.stopping import Plateau
 
 log = logging.getLogger(__name__)
 Progress = Callable[[dict], None]
+TIME_BUDGET_CHECKS = (4, 12)  # steps after which the pace is measured (the first includes warm-up)
 
 
 def run_training(dataset_dir: Path | str, settings: TrainingSettings, base_model_path: str | Path,
@@ -166,6 +167,7 @@ class LoopState:
     train_seconds: float = 0.0
     tokens: int = 0
     log: list = field(default_factory=list)
+    planned_total: int | None = None  # steps that fit max_minutes at the measured pace (the schedule's length)
 
 
 class _Loop:
@@ -206,6 +208,7 @@ class _Loop:
         if resume is not None:
             self._restore(resume)
         self.plateau = Plateau(**(self.state.plateau or plateau_settings(self.s)))
+        self.total = self.state.planned_total or self.total
         self.run_dir.write_config(self._resolved())
 
     def _rows(self, name: str, limit: int | None = None, optional: bool = False):
@@ -251,6 +254,7 @@ class _Loop:
                 break
             loss, grad_norm, tokens, seconds = self._step()
             st.step, st.tokens, st.train_seconds = st.step + 1, st.tokens + tokens, st.train_seconds + seconds
+            self._fit_time_budget()
             plateaued = self.plateau.update(st.step, loss)
             eval_loss = self._maybe_eval()
             self._log(loss, eval_loss, grad_norm, tokens / max(seconds, 1e-9))
@@ -274,6 +278,19 @@ class _Loop:
         if self.device == "cuda":
             torch.cuda.synchronize()
         return loss, grad_norm, tokens, time.perf_counter() - t0
+
+    def _fit_time_budget(self) -> None:
+        """With max_minutes, shorten the run to the steps that fit at the pace measured over the first steps, so the
+        learning-rate schedule ends when time does (instead of a time cap cutting it off at full rate)."""
+        st = self.state
+        if self.s.max_minutes is None or st.step not in TIME_BUDGET_CHECKS:
+            return
+        fits = int(self.s.max_minutes * 60 / (st.train_seconds / st.step))
+        st.planned_total = max(st.step + 1, min(self.total, fits))
+        if st.planned_total < self.total:
+            log.info("%d of %d steps fit in %.1f minutes at this pace: the schedule ends there",
+                     st.planned_total, self.total, self.s.max_minutes)
+        self.total = st.planned_total
 
     def _micro_batch(self) -> tuple[dict, int]:
         epoch, pos = divmod(self.state.micro, self.per_epoch)

@@ -23,12 +23,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _train_texts(paths: list[str]) -> list[str]:
+    from penwright.trainer.dataset import row_target
     from penwright.trainer.evaluate.cli_support import read_texts, rows_texts
 
     out = []
     for p in paths:
         if p.endswith(".jsonl"):
-            out += [r["messages"][-1]["content"] for r in rows_texts(Path(p))]
+            out += [row_target(r) for r in rows_texts(Path(p))]
         else:
             out += read_texts([p])
     return out

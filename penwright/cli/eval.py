@@ -22,6 +22,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_project_argument(parser)
     parser.add_argument("--adapter", default=None, help="adapter version to evaluate, e.g. v3 (default: the live one, else the newest)")
     parser.add_argument("--against", default="base", help="what to compare with: base (default) or a version like v2")
+    parser.add_argument("--heldout", nargs="*", default=None, metavar="FILE",
+                        help="your held-out text files for the voice measures (default: the held-out split's passages)")
+    parser.add_argument("--control", nargs="*", default=None, metavar="FILE",
+                        help="another writer's text for the control perplexity (default: the shipped public-domain passages)")
+    parser.add_argument("--exclude-reference", nargs="*", default=[], metavar="AUTHOR",
+                        help="reference profiles to leave out of the nearest-other-writer Delta (e.g. your own name if listed)")
+    parser.add_argument("--voice-only", action="store_true", help="only the voice measures (no report.html)")
+    parser.add_argument("--json", default=None, metavar="FILE", help="also write the voice figures as JSON")
     add_settings_arguments(parser)
 
 
@@ -58,6 +66,29 @@ def _base_path(project, adapter) -> str:
     return resolve_model(project.settings.model.base, project.paths.models, lambda: manuscript_texts(project))
 
 
+def voice(args, base: str, sides: list[tuple[str, str | None]], dataset: Path, settings) -> list[dict]:
+    """The voice measures of every side against the base, printed side by side (and written with --json)."""
+    import json
+
+    from penwright.trainer.evaluate import voice as V
+    from penwright.trainer.evaluate.cli_support import read_texts
+
+    control = read_texts(args.control) if args.control else None
+    inputs, notes = V.inputs_from_dataset(dataset, control, n_samples=settings.n_samples,
+                                          max_new_tokens=settings.max_new_tokens, seed=settings.seed,
+                                          exclude_authors=tuple(a.lower() for a in args.exclude_reference))
+    if args.heldout:
+        inputs = V.VoiceInputs(read_texts(args.heldout), inputs.control, inputs.train_texts, inputs.n_samples,
+                               inputs.max_new_tokens, seed=inputs.seed, exclude_authors=inputs.exclude_authors)
+    for note in notes if not args.heldout else []:
+        print(f"note: {note}")
+    results = V.evaluate_sides(base, [("base", None), *sides], inputs, args.device)
+    print(V.table(results))
+    if args.json:
+        Path(args.json).write_text(json.dumps({"sides": results, "notes": notes}, indent=1, default=str))
+    return results
+
+
 def run(args: argparse.Namespace) -> int:
     from penwright.trainer.evaluate import core, report
     from penwright.trainer.evaluate.cli_support import rows_texts, settings_from, stamp, text_table
@@ -71,13 +102,21 @@ def run(args: argparse.Namespace) -> int:
     other = None if args.against == "base" else registry.get(_version(args.against))
     dataset = paths.datasets / "current"
     valid = rows_texts(dataset / "valid.jsonl")
-    train = [r["messages"][-1]["content"] for r in rows_texts(dataset / "train.jsonl")]
-    ctx = core.make_context(valid, None, train, settings)
     base = _base_path(project, adapter)
     sides = [("base" if other is None else f"v{other.version}", None if other is None else str(other.path)),
              (f"v{adapter.version}", str(adapter.path))]
+    voiced = voice(args, base, [s for s in sides if s[1] is not None], dataset, settings)
+    if args.voice_only:
+        return 0
+    from penwright.trainer.dataset import row_target
+
+    train = [row_target(r) for r in rows_texts(dataset / "train.jsonl")]
+    ctx = core.make_context(valid, None, train, settings)
     print(f"Evaluating v{adapter.version} against {sides[0][0]} on {len(ctx.prompts)} prompts from the held-out split...")
     results = core.evaluate_sides(base, sides, ctx, args.device)
+    by_label = {v["label"]: v for v in voiced}
+    for r in results:
+        r.update({k: v for k, v in by_label.get(r["label"], {}).items() if k not in ("label", "generations")})
     logs = {}
     for v in (adapter, other):
         log_file = paths.runs / str(v.run_id) / "train_log.json" if v is not None and v.run_id else None

@@ -32,8 +32,10 @@ class EvalContext:
 def row_targets(rows: list[dict]) -> list[str]:
     """The author's own text in dataset rows (the last message), each once, in order."""
     seen, out = set(), []
+    from penwright.trainer.dataset import row_target
+
     for r in rows:
-        t = r["messages"][-1]["content"]
+        t = row_target(r).strip()
         if t not in seen:
             seen.add(t)
             out.append(t)

@@ -15,6 +15,13 @@ from penwright.trainer.evaluate.style import SENTENCE_BUCKETS
 
 COLORS = ["#1b1b1b", "#8a8a8a", "#c0392b", "#2471a3", "#229954", "#b9770e"]
 ROWS = [  # (key, label, how to read it)
+    ("served_perplexity", "Your held-out text: perplexity", "raw text, as the editor sends it; lower = more like you"),
+    ("control_perplexity", "Another writer: perplexity", "the control text in the same layout"),
+    ("own_ratio", "Yours vs base", "own perplexity / the base's (below 1 = learned)"),
+    ("control_ratio", "Other writer vs base", "control perplexity / the base's"),
+    ("voice_margin", "Voice margin", "other writer's ratio - yours: above 0 = it learned YOUR voice, not just prose"),
+    ("delta_author", "Delta to you", "Burrows' Delta of its continuations to your held-out text (lower = closer)"),
+    ("delta_margin", "Delta margin", "nearest other writer's Delta - yours (higher = more clearly you)"),
     ("style_score", "Style score (0-100)", "higher = closer to the author's habits"),
     ("perplexity", "Held-out perplexity", "lower = the author's unseen text surprises the model less"),
     ("copy_longest", "Longest copied span (words)", "verbatim run shared with the training text"),
