@@ -46,5 +46,6 @@ def test_wheel_installs_only_the_penwright_namespace(tmp_path):
     names = zipfile.ZipFile(wheel).namelist()
     top = {n.split("/")[0] for n in names if not n.startswith("penwright-")}
     assert top == {"penwright"}
-    for module in ("penwright/server/settings.py", "penwright/trainer/tiny.py", "penwright/rag/settings.py", "penwright/cli/__init__.py"):
+    for module in ("penwright/server/settings.py", "penwright/trainer/tiny.py", "penwright/rag/settings.py", "penwright/cli/__init__.py",
+                   "penwright/trainer/evaluate/references.json", "penwright/trainer/evaluate/control.txt"):
         assert module in names
