@@ -18,7 +18,7 @@ from penwright.server.openapi import published_schema
 from penwright.server.services.errors import ApiError, api_error, method_not_allowed
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from penwright.errors import ServeError
+from penwright.errors import PenwrightError, ServeError
 
 log = logging.getLogger(__name__)
 
@@ -73,20 +73,24 @@ def _optional_router(module: str):
 def _error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError):
-        return _error(validation_error(exc.errors()))
+        return _error(validation_error(exc.errors()), request)
 
     @app.exception_handler(ApiError)
     async def _api(request: Request, exc: ApiError):
-        return _error(exc)
+        return _error(exc, request)
+
+    @app.exception_handler(PenwrightError)
+    async def _penwright(request: Request, exc: PenwrightError):  # handled here, so no traceback for a 4xx
+        return _error(api_error(exc), request)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException):
         if exc.status_code == 405:
-            return _error(method_not_allowed(request.method, request.url.path, _allowed(request)))
+            return _error(method_not_allowed(request.method, request.url.path, _allowed(request)), request)
         if exc.status_code == 404 and exc.detail == "Not Found":
             return _error(ApiError(404, f"There is no {request.method} {request.url.path} here; /openapi.json "
-                                   "lists every route.", "not_found"))
-        return _error(ApiError(exc.status_code, str(exc.detail), {404: "not_found"}.get(exc.status_code)))
+                                   "lists every route.", "not_found"), request)
+        return _error(ApiError(exc.status_code, str(exc.detail), {404: "not_found"}.get(exc.status_code)), request)
 
     @app.exception_handler(Exception)
     async def _other(request: Request, exc: Exception):
@@ -180,7 +184,11 @@ def _field_path(loc) -> list[str]:
     return out
 
 
-def _error(err: ApiError) -> JSONResponse:
+def _error(err: ApiError, request: Request | None = None) -> JSONResponse:
+    """The OpenAI-shaped error response, logged in one line (never a traceback) when a handler knows the request."""
+    if request is not None:  # a server-side condition the app knows (engine down, upstream gone): one warning line
+        level = logging.INFO if err.status < 500 else logging.WARNING
+        log.log(level, "%s %s: %d %s", request.method, request.url.path, err.status, " ".join(err.message.split())[:300])
     return JSONResponse(err.body(), status_code=err.status, headers=err.headers or None)
 
 

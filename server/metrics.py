@@ -6,12 +6,9 @@ engine channel (tokens and timings) and callbacks read at scrape time (queue dep
 
 from __future__ import annotations
 
-import logging
 import time
 
 from penwright.server.engine import Delta, Finished
-
-log = logging.getLogger(__name__)
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 STEP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
@@ -105,17 +102,27 @@ def metrics_of(app) -> Metrics:
     return app.state.metrics
 
 
-def metered_route_class():
-    """The API routes' APIRoute: counts and times each request by its route template
-    (`/v1/models/{model_id:path}`) and status, and answers an error itself in OpenAI's shape with one log line
-    (a 4xx is the client's mistake, not a traceback; an unexpected error is logged once, with its traceback,
-    by `api_error`). Validation errors go on to the app's handler, which names every bad field."""
+def status_of(err: BaseException) -> int:
+    """The HTTP status the app's handlers will answer `err` with."""
     from fastapi.exceptions import RequestValidationError
-    from fastapi.responses import JSONResponse
-    from fastapi.routing import APIRoute
     from starlette.exceptions import HTTPException
 
+    from penwright.errors import PenwrightError
     from penwright.server.services.errors import api_error
+
+    if isinstance(err, RequestValidationError):
+        return 400
+    if isinstance(err, HTTPException):
+        return err.status_code
+    if isinstance(getattr(err, "status", None), int):
+        return err.status
+    return api_error(err).status if isinstance(err, PenwrightError) else 500
+
+
+def metered_route_class():
+    """The API routes' APIRoute: counts and times each request by its route template
+    (`/v1/models/{model_id:path}`) and status. Errors go on to the app's handlers (one log line for a 4xx)."""
+    from fastapi.routing import APIRoute
 
     class MeteredRoute(APIRoute):
         def get_route_handler(self):
@@ -127,20 +134,9 @@ def metered_route_class():
                     response = await handler(request)
                     status = response.status_code
                     return response
-                except RequestValidationError as err:
-                    status = 400
-                    first = (err.errors() or [{}])[0]
-                    log.info("%s %s: 400 %s: %s", request.method, request.url.path,
-                             ".".join(str(p) for p in first.get("loc", ())[1:]) or "body", first.get("msg"))
-                    raise
-                except HTTPException:
-                    raise
                 except Exception as err:
-                    api = api_error(err)
-                    status = api.status
-                    if status < 500:
-                        log.info("%s %s: %d %s", request.method, request.url.path, status, api.message[:300])
-                    return JSONResponse(api.body(), status_code=status)
+                    status = status_of(err)
+                    raise
                 finally:
                     m.requests.labels(path, str(status)).inc()
                     m.request_seconds.labels(path).observe(time.perf_counter() - t0)

@@ -200,7 +200,7 @@ def test_client_errors_log_one_line(stack, client, caplog):
             client.completions.create(model="penwright", prompt="x", max_tokens=2, extra_body={"best_of": 4})
         with pytest.raises(openai.BadRequestError):
             client.completions.create(model="penwright", prompt="x", max_tokens=0)
-    lines = [r for r in caplog.records if r.name == "penwright.server.metrics"]
+    lines = [r for r in caplog.records if r.name == "penwright.server.app"]
     assert [r.getMessage().split(": ")[1][:3] for r in lines] == ["404", "400", "400"]
     assert "POST /v1/completions" in lines[0].getMessage() and "penwright@v99" in lines[0].getMessage()
     assert "max_tokens" in lines[2].getMessage()
@@ -239,3 +239,27 @@ def test_logprobs_stop_where_the_text_stops(client):
     joined = "".join(lp.tokens)
     assert joined.startswith(text) and len(lp.tokens) < 12  # the tokens past the stop are not reported
     assert all(off < len(text) or not text for off in lp.text_offset)  # every reported token starts in the text
+
+
+def test_a_user_error_from_any_route_logs_one_line(stack, caplog):
+    """A PenwrightError raised by any router (here one passed to create_app, as the daemon passes its own) is
+    answered in OpenAI's shape and logged in one line, not as a traceback."""
+    from fastapi import APIRouter
+
+    from penwright.errors import PenwrightError
+    from penwright.server.app import create_app
+    from serving_fixtures import LiveServer
+
+    extra = APIRouter()
+
+    @extra.get("/api/raises")
+    async def raises():
+        raise PenwrightError("The chapter file is locked.", "Close it in the other program.")
+
+    with caplog.at_level(logging.INFO), LiveServer(create_app(stack[0], routers=(extra,))) as server:
+        r = httpx.get(server.url + "/api/raises")
+    assert r.status_code == 400 and "locked" in r.json()["error"]["message"]
+    lines = [rec.getMessage() for rec in caplog.records if rec.name == "penwright.server.app"]
+    assert len(lines) == 1 and lines[0].startswith("GET /api/raises: 400 The chapter file is locked.")
+    assert "\n" not in lines[0]
+    assert not any(rec.exc_info for rec in caplog.records) and "Traceback" not in caplog.text
