@@ -188,7 +188,8 @@ def _error(err: ApiError, request: Request | None = None) -> JSONResponse:
     """The OpenAI-shaped error response, logged in one line (never a traceback) when a handler knows the request."""
     if request is not None:  # a server-side condition the app knows (engine down, upstream gone): one warning line
         level = logging.INFO if err.status < 500 else logging.WARNING
-        log.log(level, "%s %s: %d %s", request.method, request.url.path, err.status, " ".join(err.message.split())[:300])
+        message = " ".join(err.message.split())[:300]
+        log.log(level, "%s %s: %d %s", request.method, request.url.path, err.status, message)
     return JSONResponse(err.body(), status_code=err.status, headers=err.headers or None)
 
 
