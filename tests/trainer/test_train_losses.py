@@ -13,7 +13,8 @@ from penwright.trainer.settings import ModelSettings, TrainingSettings
 def backend(tiny_model_dir):
     from penwright.trainer.backends.torch_backend import TorchBackend
 
-    s = TrainingSettings(rank=4, alpha=8, dropout=0.0, loss_chunk_tokens=64, kl_lambda=0.5)
+    # fp32: these tests compare loss arithmetic exactly (the CPU's default bf16 autocast is covered in test_train.py)
+    s = TrainingSettings(rank=4, alpha=8, dropout=0.0, loss_chunk_tokens=64, kl_lambda=0.5, precision="fp32")
     return TorchBackend(str(tiny_model_dir), s, ModelSettings(), "cpu").load()
 
 
@@ -117,3 +118,25 @@ def test_varlen_rows_give_the_unpacked_loss(tiny_model_dir, samples, backend):
         ce_u, _, n_u = backend.loss_sums(D.collate(D.single_rows(samples), backend.tokenizer.pad_token_id, False), kl=False)
     assert n_v == n_u
     assert float(ce_v) / n_v == pytest.approx(float(ce_u) / n_u, rel=1e-4)
+
+
+def test_cpu_packing_is_plain_causal_attention(backend, samples):
+    """On the CPU, auto attention packs rows with plain causal attention (positions run on through the row): a
+    row holding one sample scores exactly as that sample alone, and a later sample sees the ones before it."""
+    import torch
+
+    from penwright.trainer.backends.torch_backend import TorchBackend, cpu_bf16_supported
+
+    auto = TorchBackend(backend.base_model, TrainingSettings(), ModelSettings(), "cpu")
+    assert auto.attention == "causal" and auto.precision == ("bf16" if cpu_bf16_supported() else "fp32")
+    pad = backend.tokenizer.pad_token_id
+    one = D.collate(D.single_rows(samples[:1]), pad, packed=True, causal=True)
+    assert one["position_ids"][0].tolist() == list(range(len(samples[0])))
+    packed = D.collate([D._concat(samples[:2])], pad, packed=True, causal=True)
+    assert packed["position_ids"][0].tolist() == list(range(len(samples[0]) + len(samples[1])))
+    block = D.collate([D._concat(samples[:2])], pad, packed=True)
+    with torch.no_grad():
+        alone = float(backend.loss_sums(D.collate(D.single_rows(samples[:1]), pad, packed=False), kl=False)[0])
+        assert float(backend.loss_sums(one, kl=False)[0]) == pytest.approx(alone, rel=1e-5)
+        causal_ce, block_ce = (float(backend.loss_sums(b, kl=False)[0]) for b in (packed, block))
+    assert causal_ce != pytest.approx(block_ce, rel=1e-6)  # the second sample attends to the first

@@ -1,7 +1,8 @@
 """MLX backend: mlx-lm's LoRA/DoRA tuner driven from Python (Apple Silicon; Linux with mlx[cpu]).
 
-Same dataset files as the torch backend (mlx-lm reads `{"messages"}` rows natively,
-with `mask_prompt` for completion-only loss). Writes an mlx-lm adapter folder
+Same dataset files as the torch backend, tokenized by the same code (`trainer.data.encode_split`: inline rows
+in the shared prompt format, chat rows through the chat template), handed to mlx-lm as (tokens, prompt
+offset) pairs with `mask_prompt` for completion-only loss. Writes an mlx-lm adapter folder
 (`adapter_config.json` + `adapters.safetensors`) loadable by `mlx_lm.load(...,
 adapter_path=)`, `mlx_lm.server --adapter-path` and `mlx_lm.fuse`. A quantized MLX
 base (e.g. a 4-bit conversion) trains as QLoRA as is. Progress, cancel and the
