@@ -98,8 +98,13 @@ def measure(spec: dict, adapter_dir: Path) -> tuple[dict, dict]:
     model = PeftModel.from_pretrained(base, str(adapter_dir), adapter_name="candidate")
     model.eval()
     candidate = gate_voice_metrics(model, tok, inputs)
-    with model.disable_adapter():
-        base_metrics = gate_voice_metrics(model, tok, inputs)
+    cache = Path(spec["run_dir"]).parent / "base-voice.json"  # the base's figures are the same for every run
+    key = inputs.fingerprint(spec["base_model"])
+    base_metrics = _cached(cache, key)
+    if base_metrics is None:
+        with model.disable_adapter():
+            base_metrics = gate_voice_metrics(model, tok, inputs)
+        _store(cache, key, base_metrics)
     reference = base_metrics
     if spec.get("reference_adapter"):
         model.load_adapter(spec["reference_adapter"], adapter_name="reference")
@@ -109,6 +114,23 @@ def measure(spec: dict, adapter_dir: Path) -> tuple[dict, dict]:
     candidate["notes"] = notes
     candidate["demo_base"] = Path(spec["base_model"]).name.startswith("tiny-")  # builtin:tiny, built per project
     return _plain(candidate), _plain(reference)
+
+
+def _cached(path: Path, key: str) -> dict | None:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data.get("metrics") if isinstance(data, dict) and data.get("key") == key else None
+
+
+def _store(path: Path, key: str, metrics: dict) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        tmp.write_text(json.dumps({"key": key, "metrics": _plain(metrics)}))
+        os.replace(tmp, path)
+    except OSError:  # a cache: the next gate measures the base again
+        pass
 
 
 def _plain(metrics: dict) -> dict:

@@ -50,7 +50,9 @@ def seen_rows(run_dir: Path | None) -> set[str] | None:
 
 
 def target_words(row: dict) -> int:
-    """Words of the author's text a row trains on (inline rows' completion, chat rows' last message)."""
+    """Words of the author's passage a row stands for (its recorded size, else the completion or last message)."""
+    if isinstance(row.get("words"), int):
+        return row["words"]
     if isinstance(row.get("completion"), str):
         return len(row["completion"].split())
     msgs = row.get("messages") or []

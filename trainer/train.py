@@ -31,6 +31,7 @@ from penwright.trainer.stopping import Plateau
 log = logging.getLogger(__name__)
 Progress = Callable[[dict], None]
 TIME_BUDGET_CHECKS = (4, 12)  # steps after which the pace is measured (the first includes warm-up)
+TIME_BUDGET_SHARE = 0.9  # of max_minutes planned, so a slower stretch still ends the schedule before the cap
 
 
 def run_training(dataset_dir: Path | str, settings: TrainingSettings, base_model_path: str | Path,
@@ -285,8 +286,8 @@ class _Loop:
         st = self.state
         if self.s.max_minutes is None or st.step not in TIME_BUDGET_CHECKS:
             return
-        fits = int(self.s.max_minutes * 60 / (st.train_seconds / st.step))
-        st.planned_total = max(st.step + 1, min(self.total, fits))
+        fits = int(TIME_BUDGET_SHARE * self.s.max_minutes * 60 / (st.train_seconds / st.step))
+        st.planned_total = min(self.total, max(st.step + 1, fits))
         if st.planned_total < self.total:
             log.info("%d of %d steps fit in %.1f minutes at this pace: the schedule ends there",
                      st.planned_total, self.total, self.s.max_minutes)

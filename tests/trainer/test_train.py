@@ -254,3 +254,20 @@ def test_plateau_ignores_a_lucky_first_batch_and_stops_on_a_flat_loss():
     flat = Plateau(smoothing=0.9, min_delta=0.005, patience=5, min_steps=8)
     stops = [flat.update(step, 2.0) for step in range(1, 40)]
     assert stops.index(True) + 1 == 13  # best fixed at step 8 (min of min_steps and the average's warm-up), +5
+
+
+def test_a_time_budget_shortens_the_schedule_to_what_fits(dataset, tiny_model_dir, tmp_path, monkeypatch):
+    """With max_minutes, the pace of the first steps sets the run's length, so the learning rate ends decayed
+    instead of a time cap cutting the run off at full rate."""
+    import penwright.trainer.train as T
+
+    monkeypatch.setattr(T, "TIME_BUDGET_CHECKS", (2,))
+    result = run_training(dataset, settings(max_steps=400, max_minutes=0.2, warmup_steps=1, save_every=50, eval_every=None),
+                          tiny_model_dir, tmp_path / "run")
+    log = read_log(tmp_path / "run")
+    assert 2 < result.total_steps < 400  # planned from the measured pace
+    assert result.stop_reason in ("max_steps", "time_cap")  # time_cap only if this machine slowed down a lot mid-run
+    if result.stop_reason == "max_steps":
+        s = settings()
+        assert result.steps == result.total_steps
+        assert float(log[-1]["lr"]) <= s.learning_rate * (s.min_lr_ratio + 0.2)  # the cosine reached its floor

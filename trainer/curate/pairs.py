@@ -172,8 +172,8 @@ def build_pairs(
     rows: list[dict] = []
     for i, chunk in enumerate(chunks):
         cont = continuation_prompt(chunks, i, context_chars)
-        if "continuation" in kinds and cont:
-            rows.append(_inline(cont[0], cont[1], "continuation", chunk))
+        if "continuation" in kinds and cont:  # `words`: the passage's own size (its start may be the prompt)
+            rows.append({**_inline(cont[0], cont[1], "continuation", chunk), "words": chunk.words})
         if "fim" in kinds and (f := fim_pair(chunk, fim, context_chars)):
             rows.append(_inline(f[0], f[1], "fim", chunk, eos=True))
         if "chat" in kinds and cont and ("auto" not in settings.pair_types or _fraction("chat:" + chunk.id) < CHAT_FRACTION):

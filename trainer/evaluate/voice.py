@@ -25,6 +25,7 @@ from penwright.trainer.evaluate.prompts import text_continuations
 
 log = logging.getLogger(__name__)
 CONTROL_TEXT = Path(__file__).with_name("control.txt")
+CACHE_VERSION = 1  # bump when a measure changes: cached base figures are then measured again
 
 
 def unwrap(text: str) -> str:
@@ -44,12 +45,21 @@ class VoiceInputs:
     control: list[str]  # another writer's text
     train_texts: list[str]  # what the adapter trained on (copy guard); [] skips it
     n_samples: int = 16
-    max_new_tokens: int = 96
+    max_new_tokens: int = 64
     ppl_tokens: int = 512
-    ppl_windows: int = 16
+    ppl_windows: int = 12
     seed: int = 0
     copy_words: int = 12
     exclude_authors: tuple[str, ...] = ()  # reference profiles to leave out (the author's own, in benchmarks)
+
+    def fingerprint(self, model: str) -> str:
+        """What a model's figures depend on besides its weights: a cache key for the base's figures."""
+        import hashlib
+        import json
+
+        blob = json.dumps([model, self.heldout, self.control, self.train_texts, self.n_samples, self.max_new_tokens, self.ppl_tokens,
+                           self.ppl_windows, self.seed, self.copy_words, sorted(self.exclude_authors), CACHE_VERSION])
+        return hashlib.sha256(blob.encode("utf-8", "surrogatepass")).hexdigest()[:24]
 
     def __post_init__(self):
         self.heldout = [unwrap(t) for t in self.heldout if t.strip()]
