@@ -178,7 +178,8 @@ def row_token_parts(tokenizer, row: dict) -> tuple[list[int], list[int]]:
 
 
 def encode_row(tokenizer, row: dict, max_len: int, completion_only: bool = True) -> tuple[Sample, bool]:
-    """Tokenize one row; returns (sample, truncated). Prompt tokens are masked under completion_only."""
+    """Tokenize one row; returns (sample, truncated). Prompt tokens are masked under completion_only, except in rows
+    whose prompt is the author's own unframed text (`"learn_prompt": true`, inline continuations)."""
     p_ids, t_ids = row_token_parts(tokenizer, row)
     truncated = len(p_ids) + len(t_ids) > max_len
     if truncated:  # keep the target's start and as much of the prompt's END as fits
@@ -186,7 +187,8 @@ def encode_row(tokenizer, row: dict, max_len: int, completion_only: bool = True)
         t_ids = t_ids[:keep_t]
         p_ids = p_ids[len(p_ids) - (max_len - keep_t):] if max_len - keep_t > 0 else []
     ids = p_ids + t_ids
-    targets = ([IGNORE] * len(p_ids) if completion_only else list(p_ids)) + list(t_ids)
+    mask = completion_only and not row.get("learn_prompt")  # a continuation's prompt is the author's text too
+    targets = ([IGNORE] * len(p_ids) if mask else list(p_ids)) + list(t_ids)
     labels = targets[1:] + [IGNORE]  # shift: position t predicts t+1
     return Sample(ids, labels), truncated
 

@@ -109,7 +109,8 @@ def test_pairs_of_every_kind(project, tokenizer):
     chunk_texts = {}
     for r in rows:
         if r["kind"] in ("continuation", "fim", "lore"):  # inline rows: the prompt as the server renders it
-            assert set(r) - {"eos", "words"} == {"prompt", "completion", "kind", "source", "chunk"}
+            assert set(r) - {"eos", "words", "learn_prompt"} == {"prompt", "completion", "kind", "source", "chunk"}
+            assert r.get("learn_prompt", False) == (r["kind"] == "continuation")
             assert r.get("eos", False) == (r["kind"] == "fim")
             continue
         msgs = r["messages"]

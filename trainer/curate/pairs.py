@@ -6,7 +6,8 @@ from the tokens it is served. Inline rows are `{"prompt", "completion", "kind", 
 The completion (last message) is always the author's own text.
 
 Kinds:
-- `continuation` (inline): the text before a passage, raw -> the passage (ghost text, `/v1/completions`).
+- `continuation` (inline): the text before a passage, raw -> the passage (ghost text, `/v1/completions`). Its
+  prompt is the author's own text with no frame, so it is learned too (`"learn_prompt": true`).
 - `fim` (inline): prefix and suffix around a gap in the model's own FIM sentinels -> the missing sentences.
 - `lore` (inline): a continuation whose prompt starts with the lore preamble the server injects.
 - `chat`: a continuation in the chat frame (system prompt, "Continue the story from here.") for chat clients.
@@ -38,6 +39,7 @@ INLINE_KINDS = ("continuation", "fim", "lore")
 PERSONA_KINDS = ("neutral", "info_dropout", "abstract")
 LORE_FRACTION = 0.25  # share of chunks that get a lore-conditioned pair when lore is available
 CHAT_FRACTION = 0.25  # share of chunks that get a chat-frame pair under `auto` on an instruct model
+FIM_FRACTION = 0.5  # share of chunks that get a FIM pair under `auto`: a FIM row is mostly context (README: The voice)
 INSTRUCT_NAME = re.compile(r"(instruct|chat|[-_]it\b|[-_]it[-_])", re.IGNORECASE)
 
 
@@ -173,10 +175,12 @@ def build_pairs(
     for i, chunk in enumerate(chunks):
         cont = continuation_prompt(chunks, i, context_chars)
         if "continuation" in kinds and cont:  # `words`: the passage's own size (its start may be the prompt)
-            rows.append({**_inline(cont[0], cont[1], "continuation", chunk), "words": chunk.words})
-        if "fim" in kinds and (f := fim_pair(chunk, fim, context_chars)):
+            rows.append({**_inline(cont[0], cont[1], "continuation", chunk), "words": chunk.words, "learn_prompt": True})
+        auto_share = "auto" in settings.pair_types
+        if "fim" in kinds and (not auto_share or _fraction("fim:" + chunk.id) < FIM_FRACTION) and (
+                f := fim_pair(chunk, fim, context_chars)):
             rows.append(_inline(f[0], f[1], "fim", chunk, eos=True))
-        if "chat" in kinds and cont and ("auto" not in settings.pair_types or _fraction("chat:" + chunk.id) < CHAT_FRACTION):
+        if "chat" in kinds and cont and (not auto_share or _fraction("chat:" + chunk.id) < CHAT_FRACTION):
             rows.append(_row(settings.system_prompt, PROMPTS["continuation"].format(text=cont[0]), cont[1].lstrip(), "chat", chunk))
         rows += _persona_rows(chunk, kinds, settings.system_prompt, degrader, degraded)
         if "lore" in kinds and lore_context and cont and _fraction("lore:" + chunk.id) < LORE_FRACTION:
