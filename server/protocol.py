@@ -35,8 +35,9 @@ def _lone_surrogate(value, path: str = "") -> str | None:
     return None
 
 
-class _Request(BaseModel):
-    """Strict, unknown fields kept, and no lone surrogates anywhere (tokenizers cannot encode them)."""
+class StrictRequest(BaseModel):
+    """Strict, unknown fields kept, and no lone surrogates anywhere (tokenizers cannot encode them, nor can a
+    UTF-8 file). The base of every request body the daemon reads."""
 
     model_config = ConfigDict(extra="allow", strict=True)
 
@@ -51,7 +52,7 @@ class _Request(BaseModel):
         return data
 
 
-class PenwrightOptions(_Request):
+class PenwrightOptions(StrictRequest):
     """The extra `penwright` request field."""
 
     chapter: int | None = Field(None, ge=0, le=1_000_000, description="Chapter being written: lore with progressions applies up to it.")
@@ -60,11 +61,11 @@ class PenwrightOptions(_Request):
     adapter_scale: float | None = Field(None, ge=0.0, le=2.0, description="Multiply the adapter's strength (0.7 softens it).")
 
 
-class StreamOptions(_Request):
+class StreamOptions(StrictRequest):
     include_usage: StrictBool = False
 
 
-class _Sampling(_Request):
+class _Sampling(StrictRequest):
     model: str = Field(DEFAULT_MODEL, max_length=256)
     max_tokens: int | None = Field(None, ge=1)
     temperature: float = Field(1.0, ge=0.0, le=2.0)
@@ -123,14 +124,14 @@ class CompletionRequest(_Sampling):
         return v
 
 
-class ContentPart(_Request):
+class ContentPart(StrictRequest):
     """An OpenAI content part: `{"type": "text", "text": ...}` is read; other types (images...) are ignored."""
 
     type: str = Field(max_length=64)
     text: str | None = None
 
 
-class ChatMessage(_Request):
+class ChatMessage(StrictRequest):
     role: Literal["system", "user", "assistant", "developer", "tool"]
     content: str | list[ContentPart] | None = None
 
@@ -274,7 +275,7 @@ class ModelList(BaseModel):
     data: list[ModelCard]
 
 
-class TokenizeRequest(_Request):
+class TokenizeRequest(StrictRequest):
     """vLLM's `POST /tokenize`: a prompt, or chat messages rendered with the model's chat template."""
 
     model: str = Field(DEFAULT_MODEL, max_length=256)
@@ -291,7 +292,7 @@ class TokenizeResponse(BaseModel):
     token_strs: list[str] | None = None
 
 
-class DetokenizeRequest(_Request):
+class DetokenizeRequest(StrictRequest):
     model: str = Field(DEFAULT_MODEL, max_length=256)
     tokens: list[Annotated[int, Field(ge=0, le=MAX_TOKEN_ID)]]
 

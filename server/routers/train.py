@@ -11,8 +11,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse
+from penwright.server.protocol import StrictRequest
 from penwright.server.services.errors import ApiError
-from pydantic import BaseModel, ConfigDict, Field, StrictBool
+from pydantic import ConfigDict, Field, StrictBool
 
 from penwright.errors import PenwrightError, RegistryError
 
@@ -24,7 +25,7 @@ Id = Annotated[int, Path(ge=1, le=MAX_ID, description="A positive whole number (
 FEEDBACK_TEXT = 20_000  # characters of a suggestion or its context kept in feedback.jsonl
 
 
-class TrainRequest(BaseModel):
+class TrainRequest(StrictRequest):
     model_config = ConfigDict(extra="forbid")
     preset: str | None = Field(None, min_length=1, max_length=200, description="A preset name (fast, regular, ...) "
                                "or the path of a YAML file inside the project; default: penwright.yaml's.")
@@ -32,8 +33,10 @@ class TrainRequest(BaseModel):
                             description="Training fields on top of the preset and penwright.yaml's overrides.")
 
 
-class FeedbackRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class FeedbackRequest(StrictRequest):
+    """A suggestion and what the author did with it; clients add their own fields (the editor: uri, chapter, lore,
+    context), kept as they are within the route's 64 KiB body limit."""
+
     accepted: StrictBool
     text: str = Field("", max_length=FEEDBACK_TEXT)
     adapter: str | None = Field(None, max_length=200)
