@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import statistics
 import sys
 import tempfile
 import threading
@@ -47,7 +46,7 @@ def manuscript_words(corpus: Path, words: int, skip: int = 2000) -> tuple[list[s
     """`words` words of the corpus split into ~5,000-word chapters, plus a later passage to add as an edit."""
     text = " ".join(p.read_text(encoding="utf-8", errors="replace") for p in sorted(corpus.glob("*.txt")))
     paras = [p.strip().replace("\n", " ") for p in text.split("\n\n") if len(p.split()) > 20]
-    out, count, i = [], 0, 0
+    count, i = 0, 0
     while count < skip and i < len(paras):  # past the front matter
         count += len(paras[i].split())
         i += 1
@@ -84,10 +83,19 @@ def build_shape(shape: str, tokenizer_dir: Path, out: Path, seed: int = 0) -> Pa
 
 
 def make_project(root: Path, chapters: list[str], base: str, steps: int, min_new_words: int,
-                 model_extra: str = "", gate_margin: float = 0.5) -> Path:
+                 model_extra: str = "", gate_margin: float = 0.5, defaults: bool = False) -> Path:
     (root / "manuscript").mkdir(parents=True)
     for n, ch in enumerate(chapters, 1):
         (root / "manuscript" / f"{n:02d}.txt").write_text(ch + "\n")
+    if defaults:  # every curation, training and gate setting at its default: what a new author gets
+        (root / "penwright.yaml").write_text(f"""title: turnaround benchmark
+manuscript: {{folders: [manuscript]}}
+lore: {{enabled: false}}
+model: {{base: "{base}"{model_extra}}}
+retrain: {{min_new_words: {min_new_words}, idle_seconds: 0, max_per_hour: 60}}
+watch: {{quiet_seconds: 2.0}}
+""")
+        return root
     (root / "penwright.yaml").write_text(f"""title: turnaround benchmark
 manuscript: {{folders: [manuscript]}}
 lore: {{enabled: false}}
@@ -161,6 +169,8 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--deadline", type=float, default=3600, help="seconds for the whole run")
     ap.add_argument("--json-out", help="write the figures (and the daemon log next to it) here")
     ap.add_argument("--keep", action="store_true")
+    ap.add_argument("--defaults", action="store_true",
+                    help="the project keeps every curation, training and gate default (--steps, --gate-margin unused)")
     return ap.parse_args()
 
 
@@ -229,7 +239,8 @@ def turnaround(d: DaemonProcess, project: Path, edit: str, prompt: str, args, cl
 
 def report(args, words: int, cold: dict, idle: list[float], run: dict, status: dict) -> dict:
     during, stages = run["during"], run["stages"]
-    what = f"{args.steps} training steps, {words} words, base {args.shape or args.base}"
+    steps = "the default preset" if args.defaults else f"{args.steps} training steps"
+    what = f"{steps}, {words} words, base {args.shape or args.base}"
     if run["promoted"]:
         print(f"\nsave-to-live turnaround: {run['turnaround_s']:.1f}s ({what})")
     else:
@@ -268,7 +279,7 @@ def main() -> None:
     chapters, edit = manuscript_words(Path(args.corpus), args.words)
     extra = "".join(f", {k}: {v}" for k, v in (("dtype", args.dtype), ("backend", args.backend)) if v != "auto")
     project = make_project(tmp / "novel", chapters, base, args.steps, min_new_words=min(2000, len(edit.split()) // 2),
-                           model_extra=extra, gate_margin=args.gate_margin)
+                           model_extra=extra, gate_margin=args.gate_margin, defaults=args.defaults)
     words = sum(len(c.split()) for c in chapters)
     print(f"manuscript: {words} words in {len(chapters)} chapters; edit: {len(edit.split())} words; base: {base}")
     d = DaemonProcess(project, tmp / "daemon.log")
