@@ -31,6 +31,7 @@ from penwright.trainer.stopping import Plateau
 log = logging.getLogger(__name__)
 Progress = Callable[[dict], None]
 TIME_BUDGET_CHECKS = (4, 12)  # steps after which the pace is measured (the first includes warm-up)
+TIME_BUDGET_EVERY = 20  # and again every this many steps, as other programs come and go
 TIME_BUDGET_SHARE = 0.9  # of max_minutes planned, so a slower stretch still ends the schedule before the cap
 
 
@@ -209,6 +210,7 @@ class _Loop:
         if resume is not None:
             self._restore(resume)
         self.plateau = Plateau(**(self.state.plateau or plateau_settings(self.s)))
+        self.full_total = self.total  # what max_steps / epochs ask for; max_minutes may plan fewer
         self.total = self.state.planned_total or self.total
         self.run_dir.write_config(self._resolved())
 
@@ -284,14 +286,14 @@ class _Loop:
         """With max_minutes, shorten the run to the steps that fit at the pace measured over the first steps, so the
         learning-rate schedule ends when time does (instead of a time cap cutting it off at full rate)."""
         st = self.state
-        if self.s.max_minutes is None or st.step not in TIME_BUDGET_CHECKS:
+        if self.s.max_minutes is None or not (st.step in TIME_BUDGET_CHECKS or st.step % TIME_BUDGET_EVERY == 0):
             return
         fits = int(TIME_BUDGET_SHARE * self.s.max_minutes * 60 / (st.train_seconds / st.step))
-        st.planned_total = min(self.total, max(st.step + 1, fits))
-        if st.planned_total < self.total:
+        planned = min(self.full_total, max(st.step + 1, fits))  # the pace may change: later checks move it again
+        if planned != self.total:
             log.info("%d of %d steps fit in %.1f minutes at this pace: the schedule ends there",
-                     st.planned_total, self.total, self.s.max_minutes)
-        self.total = st.planned_total
+                     planned, self.full_total, self.s.max_minutes)
+        st.planned_total = self.total = planned
 
     def _micro_batch(self) -> tuple[dict, int]:
         epoch, pos = divmod(self.state.micro, self.per_epoch)
