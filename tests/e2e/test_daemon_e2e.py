@@ -78,7 +78,7 @@ def test_edit_a_chapter_to_promotion_and_a_completion_from_the_new_version(daemo
     assert tree_digest(project / "lore") == lore_before
 
 
-def test_retrain_now_warm_starts_from_the_live_adapter(daemon):
+def test_retrain_now_warm_starts_from_the_live_adapter(daemon, project):
     live_before = daemon.api("GET", "/api/adapters").json()["live"]
     assert live_before is not None, "runs after the first test"
     mark = daemon.last_id
@@ -92,6 +92,14 @@ def test_retrain_now_warm_starts_from_the_live_adapter(daemon):
     assert finished["type"] == "job.finished", finished
     gate = daemon.wait_event(lambda e: e["type"] == "gate" and e["job_id"] == job["id"], 30, mark)
     assert gate["reference_name"] == f"penwright@v{live_before}"  # judged against the live adapter
+    import yaml
+
+    from penwright.server.watch_dataset import WARM_LR_SCALE
+    from penwright.trainer.presets import load_training_settings
+
+    configs = sorted((project / ".penwright" / "runs").glob("*/config.yaml"), key=lambda p: p.stat().st_mtime)
+    trained = yaml.safe_load(configs[-1].read_text())["training"]
+    assert trained["learning_rate"] == pytest.approx(load_training_settings("fast").learning_rate * WARM_LR_SCALE)
     versions = {v["version"]: v for v in daemon.api("GET", "/api/adapters").json()["adapters"]}
     candidate = versions[gate["version"]]
     if gate["decision"] == "promote":
