@@ -22,7 +22,7 @@ from quality import BASE, CONTROL, HELD_OUT, SHARED, manuscript  # noqa: E402
 
 MIXES = {
     "inline (default, base model)": ["auto"],
-    "inline + chat (default, instruct model)": ["continuation", "fim", "chat"],
+    "inline + a chat row for every passage": ["continuation", "fim", "chat"],
     "wave 1 default (chat + persona pairs)": ["chat", "fim", "neutral", "info_dropout", "abstract"],
     "chat continuation only": ["chat"],
 }
@@ -33,6 +33,7 @@ def main(argv=None) -> int:
     ap.add_argument("--author", default="austen")
     ap.add_argument("--words", type=int, default=100_000)
     ap.add_argument("--steps", type=int, default=30)
+    ap.add_argument("--only", type=int, nargs="*", default=[], help="run only these mixes (1-based, in the table's order)")
     args = ap.parse_args(argv)
     from transformers import AutoTokenizer
 
@@ -61,8 +62,9 @@ def main(argv=None) -> int:
           f"control ({other}) {base[1]:.2f}\n")
     print("| rows (curation.pair_types) | rows by kind | own x base | control x base | voice margin |")
     print("| --- | --- | --- | --- | --- |")
-    for name, kinds in MIXES.items():
-        out = root / name.split()[0]
+    picked = [m for i, m in enumerate(MIXES.items()) if not args.only or i + 1 in args.only]
+    for i, (name, kinds) in enumerate(picked):
+        out = root / f"mix{i}"
         manifest = curate([root / "ms"], ["**/*.txt"], [], None, CurationSettings(pair_types=kinds), tokenizer, out / "data")
         result = run_training(out / "data", settings, str(BASE), out / "run")
         model, tok = load_model(BASE, result.adapter_dir, "cpu")
