@@ -10,7 +10,6 @@ The books the quality benchmark holds out (Persuasion, The Hound of the Baskervi
 from __future__ import annotations
 
 import json
-import re
 import sys
 from pathlib import Path
 
@@ -21,13 +20,9 @@ CONTROL = {"austen": "emma.txt", "doyle": "a_study_in_scarlet.txt"}  # a passage
 CONTROL_WORDS = 2500
 
 
-def unwrap(text: str) -> str:
-    """Hard-wrapped lines joined; paragraphs separated by one blank line (the layout a manuscript has)."""
-    paras = [" ".join(p.split()) for p in re.split(r"\n\s*\n", text) if p.strip()]
-    return "\n\n".join(paras)
-
-
 def control_passage(text: str, words: int) -> str:
+    from penwright.trainer.evaluate.voice import unwrap
+
     paras = unwrap(text).split("\n\n")
     start, out, n = len(paras) // 2, [], 0
     for p in paras[start:]:
@@ -41,6 +36,7 @@ def control_passage(text: str, words: int) -> str:
 def main() -> int:
     sys.path.insert(0, str(REPO))
     from penwright.trainer.evaluate.stylometry import build_references
+    from penwright.trainer.evaluate.voice import unwrap
 
     books = {a: [unwrap(p.read_text(encoding="utf-8")) for p in sorted((CORPORA / a).glob("*.txt")) if p.name not in HELD_OUT]
              for a in ("austen", "doyle")}

@@ -17,16 +17,17 @@ import logging
 import math
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from penwright.errors import DatasetError, TrainingError
 from penwright.trainer import data as D
 from penwright.trainer.backends import pick_backend
 from penwright.trainer.runs import Clock, RunDir, RunResult
 from penwright.trainer.settings import ModelSettings, TrainingSettings
 from penwright.trainer.stopping import Plateau
+
+from penwright.errors import DatasetError, TrainingError
 
 log = logging.getLogger(__name__)
 Progress = Callable[[dict], None]
@@ -184,9 +185,8 @@ class _Loop:
     # -- setup ---------------------------------------------------------------------------------------------------
 
     def _setup(self) -> None:
-        from penwright.trainer.backends.torch_backend import TorchBackend
-
         import torch
+        from penwright.trainer.backends.torch_backend import TorchBackend
 
         torch.manual_seed(self.s.seed)
         if not (self.dataset_dir / "train.jsonl").is_file():
@@ -345,8 +345,6 @@ class _Loop:
 
     def _checkpoint(self, eval_loss: float | None) -> Path:
         import torch
-
-        from dataclasses import asdict
 
         self.state.plateau = self.plateau.to_dict()
         state = {"optimizer": self.opt.state_dict(), "scheduler": self.sched.state_dict(),

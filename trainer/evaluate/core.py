@@ -11,7 +11,8 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from penwright.trainer.evaluate import guards, model as lm, style
+from penwright.trainer.evaluate import guards, style
+from penwright.trainer.evaluate import model as lm
 from penwright.trainer.evaluate.prompts import build_prompts
 from penwright.trainer.evaluate.settings import EvalSettings
 
@@ -145,24 +146,4 @@ def evaluate_sides(base: str, adapters: list[tuple[str, str | None]], ctx: EvalC
     PEFT adapters are loaded side by side onto the one base model and switched between.
     """
     model, tokenizer = lm.load_model(base, None, device)
-    peft_model = None
-    results = []
-    for label, path in adapters:
-        if path is None:
-            if peft_model is None:
-                results.append(evaluate_model(model, tokenizer, ctx, label))
-            else:
-                with peft_model.disable_adapter():
-                    results.append(evaluate_model(peft_model, tokenizer, ctx, label))
-            continue
-        name = f"side{len(results)}"
-        if peft_model is None:
-            from peft import PeftModel
-
-            peft_model = PeftModel.from_pretrained(model, str(path), adapter_name=name)
-        else:
-            peft_model.load_adapter(str(path), adapter_name=name)
-        peft_model.set_adapter(name)
-        peft_model.eval()
-        results.append(evaluate_model(peft_model, tokenizer, ctx, label))
-    return results
+    return [evaluate_model(side, tokenizer, ctx, label) for label, side in lm.each_side(model, adapters)]

@@ -66,6 +66,29 @@ def load_model(base: str | Path, adapter: str | Path | None = None, device: str 
     return model, tokenizer
 
 
+def each_side(model, sides: list[tuple[str, str | None]]):
+    """Yield (label, model to measure) for [(label, PEFT adapter folder or None for the bare base)]: adapters are
+    loaded side by side onto the one base model and switched between; None gives the base with adapters off."""
+    from contextlib import nullcontext
+
+    peft_model = None
+    for i, (label, path) in enumerate(sides):
+        if path is None:
+            with peft_model.disable_adapter() if peft_model is not None else nullcontext():
+                yield label, peft_model if peft_model is not None else model
+            continue
+        name = f"side{i}"
+        if peft_model is None:
+            from peft import PeftModel
+
+            peft_model = PeftModel.from_pretrained(model, str(path), adapter_name=name)
+        else:
+            peft_model.load_adapter(str(path), adapter_name=name)
+        peft_model.set_adapter(name)
+        peft_model.eval()
+        yield label, peft_model
+
+
 def _device_of(model):
     return next(model.parameters()).device
 

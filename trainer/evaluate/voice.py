@@ -72,7 +72,6 @@ def generate_batch(model, tokenizer, prompts: list[Prompt], max_new_tokens: int,
                    temperature: float = 0.8, top_p: float = 0.95, max_prompt_tokens: int = 384) -> list[str]:
     """Seeded, batched sampling of continuations (left padding); special tokens that ended a sample dropped."""
     import torch
-
     from penwright.trainer.evaluate.model import stop_token_ids
 
     if not prompts:
@@ -176,25 +175,13 @@ def flat(metrics: dict, change: dict) -> dict:
 def evaluate_sides(base: str, sides: list[tuple[str, str | None]], inputs: VoiceInputs, device: str | None = None) -> list[dict]:
     """Voice figures of each side [(label, PEFT adapter folder or None for the base)], each compared with the base
     (measured once); the base model is loaded once and adapters are switched on it."""
-    from penwright.trainer.evaluate.model import load_model
+    from penwright.trainer.evaluate.model import each_side, load_model
 
     model, tokenizer = load_model(base, None, device)
     base_metrics = voice_metrics(model, tokenizer, inputs)
-    peft_model, out = None, []
-    for i, (label, path) in enumerate(sides):
-        if path is None:
-            metrics = base_metrics
-        else:
-            from peft import PeftModel
-
-            name = f"voice{i}"
-            if peft_model is None:
-                peft_model = PeftModel.from_pretrained(model, str(path), adapter_name=name)
-            else:
-                peft_model.load_adapter(str(path), adapter_name=name)
-            peft_model.set_adapter(name)
-            peft_model.eval()
-            metrics = voice_metrics(peft_model, tokenizer, inputs)
+    out = []
+    for label, side in each_side(model, sides):
+        metrics = base_metrics if side is model else voice_metrics(side, tokenizer, inputs)
         out.append({"label": label, **flat(metrics, compare(metrics, base_metrics)), "generations": metrics["generations"]})
     return out
 
