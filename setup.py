@@ -7,7 +7,12 @@ a new folder needs no edit to pyproject.toml.
 
 from setuptools import find_packages, setup
 
-FOLDERS = {"penwright": "penwright", "penwright.server": "server", "penwright.trainer": "trainer", "penwright.rag": "rag"}
+FOLDERS = {
+    "penwright": "penwright",
+    "penwright.server": "server",
+    "penwright.trainer": "trainer",
+    "penwright.rag": "rag",
+}
 
 
 def _packages() -> list[str]:

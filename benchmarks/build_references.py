@@ -38,17 +38,28 @@ def main() -> int:
     from penwright.trainer.evaluate.stylometry import build_references
     from penwright.trainer.evaluate.voice import unwrap
 
-    books = {a: [unwrap(p.read_text(encoding="utf-8")) for p in sorted((CORPORA / a).glob("*.txt")) if p.name not in HELD_OUT]
-             for a in ("austen", "doyle")}
+    books = {
+        a: [
+            unwrap(p.read_text(encoding="utf-8")) for p in sorted((CORPORA / a).glob("*.txt")) if p.name not in HELD_OUT
+        ]
+        for a in ("austen", "doyle")
+    }
     refs = build_references(books)
     out = REPO / "trainer" / "evaluate"
     (out / "references.json").write_text(json.dumps(refs) + "\n", encoding="utf-8")
-    control = [control_passage((CORPORA / a / name).read_text(encoding="utf-8"), CONTROL_WORDS) for a, name in CONTROL.items()]
-    header = ("Public-domain control passages (Project Gutenberg): Jane Austen, Emma (1815); Arthur Conan Doyle, "
-              "A Study in Scarlet (1887). Another writer's prose: an adapter should improve its author's text "
-              "clearly more than this.\n\n")
+    control = [
+        control_passage((CORPORA / a / name).read_text(encoding="utf-8"), CONTROL_WORDS) for a, name in CONTROL.items()
+    ]
+    header = (
+        "Public-domain control passages (Project Gutenberg): Jane Austen, Emma (1815); Arthur Conan Doyle, "
+        "A Study in Scarlet (1887). Another writer's prose: an adapter should improve its author's text "
+        "clearly more than this.\n\n"
+    )
     (out / "control.txt").write_text(header + "\n\n".join(control) + "\n", encoding="utf-8")
-    print(f"{refs['segments']} segments; authors {list(refs['authors'])}; control {sum(len(c.split()) for c in control)} words")
+    print(
+        f"{refs['segments']} segments; authors {list(refs['authors'])}; control "
+        f"{sum(len(c.split()) for c in control)} words"
+    )
     return 0
 
 

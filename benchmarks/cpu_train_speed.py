@@ -51,7 +51,7 @@ class Plain:
         from transformers import AutoModelForCausalLM
 
         stream = [t for s in samples for t in s.input_ids]
-        self.windows = [stream[i:i + width] for i in range(0, len(stream) - width, width)]
+        self.windows = [stream[i : i + width] for i in range(0, len(stream) - width, width)]
         model = AutoModelForCausalLM.from_pretrained(str(BASE), dtype=torch.float32)
         targets = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
         self.model = get_peft_model(model, LoraConfig(r=16, lora_alpha=32, target_modules=targets, lora_dropout=0.0))
@@ -77,16 +77,27 @@ class Plain:
 
 
 class Ours:
-    def __init__(self, samples, width: int, rows: int, lr: float, attention: str, packing: bool = True,
-                 precision: str = "auto"):
+    def __init__(
+        self, samples, width: int, rows: int, lr: float, attention: str, packing: bool = True, precision: str = "auto"
+    ):
         from penwright.trainer import data as D
         from penwright.trainer.backends.torch_backend import TorchBackend
         from penwright.trainer.settings import ModelSettings, TrainingSettings
         from penwright.trainer.train import make_optimizer
 
         self.name = (f"ours-{attention}" if packing else "ours-unpacked") + ("-fp32" if precision == "fp32" else "")
-        self.s = TrainingSettings(rank=16, alpha=32, dropout=0.0, targets="attn_mlp", learning_rate=lr, batch_size=rows,
-                                  packing=packing, attention=attention, max_seq_length=width, precision=precision)
+        self.s = TrainingSettings(
+            rank=16,
+            alpha=32,
+            dropout=0.0,
+            targets="attn_mlp",
+            learning_rate=lr,
+            batch_size=rows,
+            packing=packing,
+            attention=attention,
+            max_seq_length=width,
+            precision=precision,
+        )
         self.backend = TorchBackend(str(BASE), self.s, ModelSettings(), "cpu").load()
         self.backend.model.train()
         self.rows_all = D.make_rows(samples, width, packing)
@@ -122,12 +133,14 @@ def main(argv=None) -> int:
     tokenizer = AutoTokenizer.from_pretrained(str(BASE))
     samples = curated_samples(args.manuscript, tokenizer, args.width)
     lr = 1e-4
-    make = {"plain": lambda: Plain(samples, args.width, args.rows, lr),
-            "plain-bf16": lambda: Plain(samples, args.width, args.rows, lr, bf16=True),
-            "ours-causal": lambda: Ours(samples, args.width, args.rows, lr, "causal"),
-            "ours-causal-fp32": lambda: Ours(samples, args.width, args.rows, lr, "causal", precision="fp32"),
-            "ours-sdpa": lambda: Ours(samples, args.width, args.rows, lr, "sdpa"),
-            "ours-unpacked": lambda: Ours(samples, args.width, args.rows, lr, "sdpa", packing=False)}
+    make = {
+        "plain": lambda: Plain(samples, args.width, args.rows, lr),
+        "plain-bf16": lambda: Plain(samples, args.width, args.rows, lr, bf16=True),
+        "ours-causal": lambda: Ours(samples, args.width, args.rows, lr, "causal"),
+        "ours-causal-fp32": lambda: Ours(samples, args.width, args.rows, lr, "causal", precision="fp32"),
+        "ours-sdpa": lambda: Ours(samples, args.width, args.rows, lr, "sdpa"),
+        "ours-unpacked": lambda: Ours(samples, args.width, args.rows, lr, "sdpa", packing=False),
+    }
     runners = [make[v]() for v in args.variants.split(",")]
     for r in runners:
         r.step()  # warm-up
@@ -140,7 +153,10 @@ def main(argv=None) -> int:
             totals[r.name][1] += time.perf_counter() - t0
     plain = totals.get("plain")
     base = plain[0] / plain[1] if plain else None
-    print(f"{len(samples)} samples; {args.steps} steps x {args.rows} rows x {args.width} tokens; {torch.get_num_threads()} threads")
+    print(
+        f"{len(samples)} samples; {args.steps} steps x {args.rows} rows x {args.width} tokens; "
+        f"{torch.get_num_threads()} threads"
+    )
     print(f"{'loop':<15} {'tokens/s':>9} {'vs plain':>9}")
     figures = {}
     for name, (tokens, seconds) in totals.items():
@@ -149,8 +165,13 @@ def main(argv=None) -> int:
         ratio = f"{tps / base:.2f}x" if base else "-"
         print(f"{name:<15} {tps:>9.1f} {ratio:>9}")
     if args.json:
-        args.json.write_text(json.dumps({"args": vars(args) | {"manuscript": str(args.manuscript)}, "tokens_per_s": figures},
-                                        default=str, indent=1))
+        args.json.write_text(
+            json.dumps(
+                {"args": vars(args) | {"manuscript": str(args.manuscript)}, "tokens_per_s": figures},
+                default=str,
+                indent=1,
+            )
+        )
     return 0
 
 

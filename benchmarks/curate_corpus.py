@@ -50,21 +50,31 @@ def main() -> int:
         cold, cold_s = run(root)
         warm, warm_s = run(root)
         victim = sorted((root / "manuscript").glob("*.txt"))[0]
-        victim.write_text(victim.read_text(encoding="utf-8") + "\n\nA new closing paragraph, written today by the author.\n",
-                          encoding="utf-8")
+        victim.write_text(
+            victim.read_text(encoding="utf-8") + "\n\nA new closing paragraph, written today by the author.\n",
+            encoding="utf-8",
+        )
         inc, inc_s = run(root)
         from penwright.cli.curate import print_report
 
         print_report(cold)
         t, tok = cold.totals, cold.tokens
-        print(f"\ncorpus {args.corpus}: {t['files']} files, {t['words']:,} words, {t['chunks']:,} chunks, {t['rows']:,} rows "
-              f"(train {t['train']:,} / valid {t['valid']:,}); pairs {cold.pairs}")
-        print(f"chunk tokens median/p75/max {tok['chunk']['median']}/{tok['chunk']['p75']}/{tok['chunk']['max']}; "
-              f"sample tokens median/p75/max {tok['sample']['median']}/{tok['sample']['p75']}/{tok['sample']['max']}, "
-              f"{tok['sample']['share_over_limit']:.2%} over {tok['sample']['limit']}")
+        print(
+            f"\ncorpus {args.corpus}: {t['files']} files, {t['words']:,} words, {t['chunks']:,} chunks, "
+            f"{t['rows']:,} rows "
+            f"(train {t['train']:,} / valid {t['valid']:,}); pairs {cold.pairs}"
+        )
+        print(
+            f"chunk tokens median/p75/max {tok['chunk']['median']}/{tok['chunk']['p75']}/{tok['chunk']['max']}; "
+            f"sample tokens median/p75/max {tok['sample']['median']}/{tok['sample']['p75']}/{tok['sample']['max']}, "
+            f"{tok['sample']['share_over_limit']:.2%} over {tok['sample']['limit']}"
+        )
         print(f"{'run':<34}{'wall s':>8}{'re-chunked':>12}{'rows':>8}")
-        for label, m, s in (("cold (empty cache)", cold, cold_s), ("warm (nothing changed)", warm, warm_s),
-                            (f"incremental ({victim.name} edited)", inc, inc_s)):
+        for label, m, s in (
+            ("cold (empty cache)", cold, cold_s),
+            ("warm (nothing changed)", warm, warm_s),
+            (f"incremental ({victim.name} edited)", inc, inc_s),
+        ):
             print(f"{label:<34}{s:>8.1f}{m.totals['recomputed_files']:>12}{m.totals['rows']:>8}")
         print(f"incremental / cold wall time: {inc_s / cold_s:.2f}; warm / cold: {warm_s / cold_s:.2f}")
         same = sum(1 for n, f in inc.files.items() if not f.recomputed and f.train == cold.files[n].train)

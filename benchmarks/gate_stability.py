@@ -35,7 +35,10 @@ def main(argv=None) -> int:
     model = PeftModel.from_pretrained(model, str(adapter.path))
     model.eval()
     print(f"v{adapter.version} against the base; held-out passages and the shipped control")
-    print(f"{'samples':>7} {'seed':>4} {'own x':>7} {'ctl x':>7} {'margin':>7} {'Delta':>15} {'decision':>9} {'seconds':>8}")
+    print(
+        f"{'samples':>7} {'seed':>4} {'own x':>7} {'ctl x':>7} {'margin':>7} {'Delta':>15} {'decision':>9} "
+        f"{'seconds':>8}"
+    )
     for n in (int(x) for x in args.samples.split(",")):
         for seed in (int(x) for x in args.seeds.split(",")):
             inputs, _ = inputs_from_dataset(state / "datasets" / "current", n_samples=n, seed=seed)
@@ -48,8 +51,10 @@ def main(argv=None) -> int:
             ok, _ = voice_decision(cand, base, 0.02)
             v = cand["voice"]
             delta = f"{base['delta'].get('delta_author', '-')}->{cand['delta'].get('delta_author', '-')}"
-            print(f"{n:>7} {seed:>4} {v['own_ratio']:>7.3f} {v['control_ratio']:>7.3f} {v['voice_margin']:>+7.3f} "
-                  f"{delta:>15} {'promote' if ok else 'reject':>9} {seconds:>8.1f}")
+            print(
+                f"{n:>7} {seed:>4} {v['own_ratio']:>7.3f} {v['control_ratio']:>7.3f} {v['voice_margin']:>+7.3f} "
+                f"{delta:>15} {'promote' if ok else 'reject':>9} {seconds:>8.1f}"
+            )
     return 0
 
 

@@ -35,8 +35,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(REPO / "tests" / "e2e"))
 
-from daemon_proc import EXAMPLE, DaemonProcess, configure
-from pwtest import tree_digest
+from daemon_proc import EXAMPLE, DaemonProcess, configure  # noqa: E402 (tests/ on sys.path above)
+from pwtest import tree_digest  # noqa: E402
 
 PHASES = ("startup", "training", "publishing")
 UNCLEAR = ("[Errno", "Traceback", "KeyError", "NoneType")
@@ -56,7 +56,10 @@ class Figures:
     def print(self, seconds: float) -> None:
         total = sum(self.kills.values())
         by = ", ".join(f"{k}: {v}" for k, v in sorted(self.kills.items()))
-        print(f"\nkill -9 campaign: {total} kills ({by}) in {seconds / 60:.1f} min; {self.missed} rounds missed their phase")
+        print(
+            f"\nkill -9 campaign: {total} kills ({by}) in {seconds / 60:.1f} min; {self.missed} rounds "
+            "missed their phase"
+        )
         print(f"  lost: {self.lost_versions} adapter versions, {self.lost_jobs} jobs")
         print(f"  corrupt registries: {len(self.corrupt)}" + (f" {self.corrupt[:3]}" if self.corrupt else ""))
         print(f"  double publishes (two versions from one run): {self.double_publishes}")
@@ -71,8 +74,10 @@ def snapshot(project: Path) -> dict:
         return {"versions": {}, "jobs": {}}
     con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
     try:
-        versions = {v: (name, status, run_id) for v, name, status, run_id in
-                    con.execute("SELECT version, name, status, run_id FROM adapter_versions")}
+        versions = {
+            v: (name, status, run_id)
+            for v, name, status, run_id in con.execute("SELECT version, name, status, run_id FROM adapter_versions")
+        }
         jobs = {i: (status, error) for i, status, error in con.execute("SELECT id, status, error FROM jobs")}
     except sqlite3.OperationalError:  # tables not made yet (killed during the first start-up)
         versions, jobs = {}, {}
@@ -144,8 +149,14 @@ def one_round(d: DaemonProcess, phase: str, rng: random.Random) -> str | None:
         d.wait_event(lambda e: e["type"] == "job.progress" and (e.get("step") or 0) >= 1, 240, after)
         time.sleep(rng.uniform(0.0, 2.0))
     else:  # publishing: the gate's evaluation in the child, or the daemon publishing and promoting
-        d.wait_event(lambda e: e["type"] in ("job.progress", "job.finished", "gate")
-                     and (e.get("phase") == "gate" or e["type"] != "job.progress"), 300, after)
+        d.wait_event(
+            lambda e: (
+                e["type"] in ("job.progress", "job.finished", "gate")
+                and (e.get("phase") == "gate" or e["type"] != "job.progress")
+            ),
+            300,
+            after,
+        )
         time.sleep(rng.uniform(0.0, 0.4))
     child = running_child(d)
     if child is not None and rng.random() < 0.5:
@@ -201,8 +212,10 @@ def main(argv: list[str] | None = None) -> int:
     check(project, snapshot(project), text_digest, figures)
     figures.print(time.monotonic() - t0)
     published = snapshot(project)["versions"]
-    print(f"  versions published during the campaign: {len(published)}; jobs: "
-          + ", ".join(f"{k} {v}" for k, v in Counter(s for s, _ in snapshot(project)["jobs"].values()).items()))
+    print(
+        f"  versions published during the campaign: {len(published)}; jobs: "
+        + ", ".join(f"{k} {v}" for k, v in Counter(s for s, _ in snapshot(project)["jobs"].values()).items())
+    )
     print(f"project and daemon logs: {work}")
     return 0
 
@@ -213,8 +226,12 @@ def _spawn(d: DaemonProcess) -> None:
 
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     d.log = open(d.log_path, "a")  # noqa: SIM115 (closed with the process)
-    d.proc = subprocess.Popen([sys.executable, "-m", "penwright", "serve", "--project", str(d.project), "--port", "0"],
-                              stdout=d.log, stderr=subprocess.STDOUT, env=env)
+    d.proc = subprocess.Popen(
+        [sys.executable, "-m", "penwright", "serve", "--project", str(d.project), "--port", "0"],
+        stdout=d.log,
+        stderr=subprocess.STDOUT,
+        env=env,
+    )
 
 
 if __name__ == "__main__":

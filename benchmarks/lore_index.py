@@ -30,7 +30,6 @@ import os
 import random
 import re
 import shutil
-import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -42,8 +41,38 @@ os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 REPO = Path(__file__).resolve().parents[1]
 TOKENIZER = REPO.parent / "shared" / "models" / "gutenberg-qwen2-31m"
 TYPES = ["character", "location", "object", "lore"]
-SYL = ["mar", "en", "vel", "tor", "ash", "lin", "car", "row", "hes", "ter", "bel", "dun", "cra", "ne", "os", "wyn",
-       "gal", "rith", "ol", "dra", "ken", "sa", "mor", "thi", "el", "quin", "bry", "lo", "fen", "ric"]
+SYL = [
+    "mar",
+    "en",
+    "vel",
+    "tor",
+    "ash",
+    "lin",
+    "car",
+    "row",
+    "hes",
+    "ter",
+    "bel",
+    "dun",
+    "cra",
+    "ne",
+    "os",
+    "wyn",
+    "gal",
+    "rith",
+    "ol",
+    "dra",
+    "ken",
+    "sa",
+    "mor",
+    "thi",
+    "el",
+    "quin",
+    "bry",
+    "lo",
+    "fen",
+    "ric",
+]
 
 
 class Clock:
@@ -144,10 +173,12 @@ def bench_reindex(index, lore: Path, seed: int, vocab, names, mode: str) -> dict
         r_one = index.update_file(path)
     path.unlink()
     index.remove_file(path)  # the next mode starts from the same state
-    print(f"[{mode:6s}] re-index one {len(text.split())}-word file ({r_full.embedded} sections):  "
-          f"first write {add.wall:5.2f} s ({r_add.embedded} embedded)   "
-          f"every section new {full.wall:5.2f} s wall {full.cpu:5.2f} s cpu ({r_full.embedded} embedded)   "
-          f"one paragraph edit {one.wall:5.2f} s wall {one.cpu:5.2f} s cpu ({r_one.embedded} embedded)")
+    print(
+        f"[{mode:6s}] re-index one {len(text.split())}-word file ({r_full.embedded} sections):  "
+        f"first write {add.wall:5.2f} s ({r_add.embedded} embedded)   "
+        f"every section new {full.wall:5.2f} s wall {full.cpu:5.2f} s cpu ({r_full.embedded} embedded)   "
+        f"one paragraph edit {one.wall:5.2f} s wall {one.cpu:5.2f} s cpu ({r_one.embedded} embedded)"
+    )
     return {"full": full, "edit": one}
 
 
@@ -196,9 +227,11 @@ def bench_select(index, modes: dict, texts: list[str], count_tokens, typing_step
         for k in range(typing_steps):
             for mode in modes:
                 timed(mode, " ".join(ws[: len(ws) - typing_steps + k]), typing)
-    print(f"hybrid select over {index._store.count()} sections ({len(texts)} passages of ~1,500 chars, "
-          f"budget {index.settings.budget_tokens} tokens by the Qwen2 tokenizer, query of the last "
-          f"{index.settings.query_chars} chars; last: {len(sel.entries)} sections, {sel.tokens} tokens):")
+    print(
+        f"hybrid select over {index._store.count()} sections ({len(texts)} passages of ~1,500 chars, "
+        f"budget {index.settings.budget_tokens} tokens by the Qwen2 tokenizer, query of the last "
+        f"{index.settings.query_chars} chars; last: {len(sel.entries)} sections, {sel.tokens} tokens):"
+    )
     for mode in modes:
         print(f"  [{mode:6s}] cold (new passage)  wall {fmt(cold[mode][0])}   cpu {fmt(cold[mode][1])}")
         print(f"  [{mode:6s}] typing (+1 word)    wall {fmt(typing[mode][0])}   cpu {fmt(typing[mode][1])}")
@@ -213,8 +246,9 @@ def stage_profile(index, texts: list[str], count_tokens) -> None:
     """Process CPU per stage of a cold selection (the current code paths), to show where the time goes."""
     from penwright.rag.select import TokenMeter, fit, query_text, rank
 
-    stages: dict[str, list[float]] = {k: [] for k in ("query embedding", "chroma query", "names + always",
-                                                        "rank + token budget")}
+    stages: dict[str, list[float]] = {
+        k: [] for k in ("query embedding", "chroma query", "names + always", "rank + token budget")
+    }
     for t in texts:
         meter = TokenMeter(count_tokens)
         c = time.process_time()
@@ -230,8 +264,11 @@ def stage_profile(index, texts: list[str], count_tokens) -> None:
         c5 = time.process_time()
         for k, v in zip(stages, (c1 - c, c2 - c1, c3 - c2, c5 - c4)):
             stages[k].append(v * 1000)
-    print("  where a cold selection spends its CPU (new code, fresh token counts): " +
-          ", ".join(f"{k} {pct(v, .5):.1f}/{pct(v, .95):.1f} ms" for k, v in stages.items()) + " (p50/p95)")
+    print(
+        "  where a cold selection spends its CPU (new code, fresh token counts): "
+        + ", ".join(f"{k} {pct(v, 0.5):.1f}/{pct(v, 0.95):.1f} ms" for k, v in stages.items())
+        + " (p50/p95)"
+    )
 
 
 def bench_matcher(index, texts: list[str], names: list[str]) -> None:
@@ -244,8 +281,10 @@ def bench_matcher(index, texts: list[str], names: list[str]) -> None:
         for t in texts:
             [p.search(t[-3000:]) for p in naive]
     n = len(texts)
-    print(f"name/key matching, {len(naive)} keys: first-word index {fast.wall / n * 1000:6.2f} ms/passage   "
-          f"naive regex per key {slow.wall / n * 1000:7.2f} ms/passage   ({slow.wall / fast.wall:5.1f}x)")
+    print(
+        f"name/key matching, {len(naive)} keys: first-word index {fast.wall / n * 1000:6.2f} ms/passage   "
+        f"naive regex per key {slow.wall / n * 1000:7.2f} ms/passage   ({slow.wall / fast.wall:5.1f}x)"
+    )
 
 
 def before_class():
@@ -283,7 +322,9 @@ def main() -> None:
     ap.add_argument("--queries", type=int, default=200)
     ap.add_argument("--typing-steps", type=int, default=20)
     ap.add_argument("--keep", type=Path, default=None, help="build here and keep it (default: a temp folder)")
-    ap.add_argument("--reuse", action="store_true", help="with --keep: reuse the lore and index built by an earlier run")
+    ap.add_argument(
+        "--reuse", action="store_true", help="with --keep: reuse the lore and index built by an earlier run"
+    )
     ap.add_argument("--repeats", type=int, default=3, help="re-index measurements per mode (best one shown last)")
     ap.add_argument("--build-only", action="store_true", help="stop after the build (then measure later with --reuse)")
     args = ap.parse_args()
@@ -313,9 +354,11 @@ def main() -> None:
     with Clock() as nothing:
         index.sync()
     if report.embedded:
-        print(f"full build of {report.embedded} sections ({len(report.added)} files): {build.wall:7.1f} s wall, "
-              f"{build.cpu:7.1f} s cpu ({report.embedded / build.wall:5.1f} sections/s)   "
-              f"sync with nothing changed: {nothing.wall:5.2f} s")
+        print(
+            f"full build of {report.embedded} sections ({len(report.added)} files): {build.wall:7.1f} s wall, "
+            f"{build.cpu:7.1f} s cpu ({report.embedded / build.wall:5.1f} sections/s)   "
+            f"sync with nothing changed: {nothing.wall:5.2f} s"
+        )
     else:
         print(f"reused the index built earlier: first sync {build.wall:5.2f} s, second {nothing.wall:5.2f} s")
     if args.build_only:
@@ -327,8 +370,10 @@ def main() -> None:
     rng = random.Random(1)
     vocab = words_source(rng)
     # before: batches of 64, all of torch's threads, the old select/manifest paths; after: as shipped
-    modes = {"before": (before_class(), PenwrightEmbeddings(batch_size=64, threads=0), (OrderedDict(), OrderedDict())),
-             "after": (LoreIndex, index.embedder, (OrderedDict(), OrderedDict()))}
+    modes = {
+        "before": (before_class(), PenwrightEmbeddings(batch_size=64, threads=0), (OrderedDict(), OrderedDict())),
+        "after": (LoreIndex, index.embedder, (OrderedDict(), OrderedDict())),
+    }
     print(f"embedding arithmetic: {index.embedder.precision}; torch threads {__import__('torch').get_num_threads()}")
     reindex: dict[str, list[dict]] = {mode: [] for mode in modes}
     for _ in range(args.repeats):  # alternating, so machine load hits all alike
@@ -353,17 +398,23 @@ def summary(reindex: dict, cold: dict, repeats: int) -> None:
     best = {m: {k: min(r[k].wall for r in runs) for k in ("full", "edit")} for m, runs in reindex.items()}
     best_cpu = {m: {k: min(r[k].cpu for r in runs) for k in ("full", "edit")} for m, runs in reindex.items()}
     print("\nsummary (wall; cpu = this process's CPU time)          before       after   speed-up   target")
-    for k, label in (("full", "re-index, every section new (best of %d)" % repeats),
-                     ("edit", "re-index, one paragraph edited (best of %d)" % repeats)):
+    for k, label in (
+        ("full", "re-index, every section new (best of %d)" % repeats),
+        ("edit", "re-index, one paragraph edited (best of %d)" % repeats),
+    ):
         b, a = best["before"][k], best["after"][k]
-        print(f"  {label:50s} {b:7.2f} s  {a:7.2f} s   {b / a:5.2f}x   < 1 s: {'met' if a < 1 else 'missed'}"
-              f"   (cpu {best_cpu['before'][k]:.2f} -> {best_cpu['after'][k]:.2f} s)")
+        print(
+            f"  {label:50s} {b:7.2f} s  {a:7.2f} s   {b / a:5.2f}x   < 1 s: {'met' if a < 1 else 'missed'}"
+            f"   (cpu {best_cpu['before'][k]:.2f} -> {best_cpu['after'][k]:.2f} s)"
+        )
     for q in (0.5, 0.95):
         b, a = pct(cold["before"][0], q), pct(cold["after"][0], q)
         bc, ac = pct(cold["before"][1], q), pct(cold["after"][1], q)
         tail = f"< 25 ms: {'met' if a < 25 else 'missed'}" if q == 0.95 else ""
-        print(f"  {'cold select p%d' % round(q * 100):50s} {b:6.1f} ms {a:6.1f} ms   {b / a:5.2f}x   {tail}"
-              f"   (cpu {bc:.1f} -> {ac:.1f} ms, {bc / ac:.2f}x)")
+        print(
+            f"  {'cold select p%d' % round(q * 100):50s} {b:6.1f} ms {a:6.1f} ms   {b / a:5.2f}x   {tail}"
+            f"   (cpu {bc:.1f} -> {ac:.1f} ms, {bc / ac:.2f}x)"
+        )
 
 
 if __name__ == "__main__":

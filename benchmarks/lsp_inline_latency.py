@@ -26,8 +26,14 @@ TEXT = "# Chapter One\n\nMaren Vell climbed the hundred and twelve steps with th
 
 async def measure(root: Path, url: str, runs: int) -> dict[str, list[float]]:
     out: dict[str, list[float]] = {"direct HTTP": [], "through the LSP": [], "typed into a shown suggestion": []}
-    body = {"model": "penwright", "prompt": TEXT, "suffix": "", "max_tokens": 40, "temperature": 0.8,
-            "penwright": {"chapter": 1, "stop_at": "paragraph", "lore": True}}
+    body = {
+        "model": "penwright",
+        "prompt": TEXT,
+        "suffix": "",
+        "max_tokens": 40,
+        "temperature": 0.8,
+        "penwright": {"chapter": 1, "stop_at": "paragraph", "lore": True},
+    }
     async with httpx.AsyncClient(timeout=120) as http, lsp_session(root, paragraphTokens=40, debounceMs=0) as client:
         uri = open_doc(client, root / "manuscript" / "bench.md", TEXT)
         for i in range(runs + 1):  # the first of each is a warm-up
@@ -42,15 +48,23 @@ async def measure(root: Path, url: str, runs: int) -> dict[str, list[float]]:
                 out["through the LSP"].append(via)
             if result.items and len(result.items[0].insert_text) > 1 and i:
                 typed = result.items[0].insert_text[:1]
-                client.text_document_did_change(types.DidChangeTextDocumentParams(
-                    text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=2 * i + 2),
-                    content_changes=[types.TextDocumentContentChangeWholeDocument(text=TEXT + typed)]))
+                client.text_document_did_change(
+                    types.DidChangeTextDocumentParams(
+                        text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=2 * i + 2),
+                        content_changes=[types.TextDocumentContentChangeWholeDocument(text=TEXT + typed)],
+                    )
+                )
                 t0 = time.perf_counter()
-                await client.text_document_inline_completion_async(inline_params(uri, end_position(TEXT + typed), invoked=False))
+                await client.text_document_inline_completion_async(
+                    inline_params(uri, end_position(TEXT + typed), invoked=False)
+                )
                 out["typed into a shown suggestion"].append(time.perf_counter() - t0)
-                client.text_document_did_change(types.DidChangeTextDocumentParams(
-                    text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=2 * i + 3),
-                    content_changes=[types.TextDocumentContentChangeWholeDocument(text=TEXT)]))
+                client.text_document_did_change(
+                    types.DidChangeTextDocumentParams(
+                        text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=2 * i + 3),
+                        content_changes=[types.TextDocumentContentChangeWholeDocument(text=TEXT)],
+                    )
+                )
     return out
 
 

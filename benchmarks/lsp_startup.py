@@ -25,7 +25,8 @@ async def once() -> float:
     t0 = time.perf_counter()
     client = await ClientServerConfig(server_command=[sys.executable, "-m", "penwright", "lsp"]).start()
     params = types.InitializeParams(
-        capabilities=types.ClientCapabilities(), root_uri=EXAMPLE.as_uri(),
+        capabilities=types.ClientCapabilities(),
+        root_uri=EXAMPLE.as_uri(),
         initialization_options={"autoStartDaemon": False, "daemonUrl": "http://127.0.0.1:9"},
     )
     await client.initialize_session(params)
@@ -43,7 +44,9 @@ def timed(code: str) -> float:
 
 def main(runs: int) -> None:
     bare = statistics.median(timed("pass") for _ in range(runs))
-    imports = statistics.median(timed("from penwright.server.lsp.server import build_server; build_server()") for _ in range(runs))
+    imports = statistics.median(
+        timed("from penwright.server.lsp.server import build_server; build_server()") for _ in range(runs)
+    )
     spawn = [asyncio.run(once()) for _ in range(runs)]
     print(f"runs={runs}")
     print(f"python -c pass              median {bare:.3f}s")

@@ -33,7 +33,9 @@ def main(argv=None) -> int:
     ap.add_argument("--author", default="austen")
     ap.add_argument("--words", type=int, default=100_000)
     ap.add_argument("--steps", type=int, default=30)
-    ap.add_argument("--only", type=int, nargs="*", default=[], help="run only these mixes (1-based, in the table's order)")
+    ap.add_argument(
+        "--only", type=int, nargs="*", default=[], help="run only these mixes (1-based, in the table's order)"
+    )
     args = ap.parse_args(argv)
     from transformers import AutoTokenizer
 
@@ -58,14 +60,19 @@ def main(argv=None) -> int:
     base = ppl(model, tok)
     tokenizer = AutoTokenizer.from_pretrained(str(BASE))
     settings = load_training_settings("fast", {"max_minutes": None, "max_steps": args.steps})
-    print(f"{args.author}, {args.words:,} words, {args.steps} steps of the fast preset; base perplexity own {base[0]:.2f}, "
-          f"control ({other}) {base[1]:.2f}\n")
+    print(
+        f"{args.author}, {args.words:,} words, {args.steps} steps of the fast preset; base perplexity own "
+        f"{base[0]:.2f}, "
+        f"control ({other}) {base[1]:.2f}\n"
+    )
     print("| rows (curation.pair_types) | rows by kind | own x base | control x base | voice margin |")
     print("| --- | --- | --- | --- | --- |")
     picked = [m for i, m in enumerate(MIXES.items()) if not args.only or i + 1 in args.only]
     for i, (name, kinds) in enumerate(picked):
         out = root / f"mix{i}"
-        manifest = curate([root / "ms"], ["**/*.txt"], [], None, CurationSettings(pair_types=kinds), tokenizer, out / "data")
+        manifest = curate(
+            [root / "ms"], ["**/*.txt"], [], None, CurationSettings(pair_types=kinds), tokenizer, out / "data"
+        )
         result = run_training(out / "data", settings, str(BASE), out / "run")
         model, tok = load_model(BASE, result.adapter_dir, "cpu")
         o, c = ppl(model, tok)

@@ -31,7 +31,7 @@ def excerpts(corpora: Path, tokenizer, n: int, context: int, seed: int) -> list[
     for i in range(n):
         text = books[i % len(books)].read_text(encoding="utf-8", errors="replace")
         start = rng.randrange(0, max(1, len(text) - 8 * context))
-        ids = tokenizer.encode(text[start: start + 8 * context], add_special_tokens=False)
+        ids = tokenizer.encode(text[start : start + 8 * context], add_special_tokens=False)
         out.append(ids[-context:])
     return out
 
@@ -41,8 +41,8 @@ def draft(seq: list[int], k: int, max_ngram: int = 3) -> list[int]:
     for n in range(max_ngram, 0, -1):
         tail = seq[-n:]
         for start in range(len(seq) - n - 1, -1, -1):
-            if seq[start: start + n] == tail:
-                return seq[start + n: start + n + k]
+            if seq[start : start + n] == tail:
+                return seq[start + n : start + n + k]
     return []
 
 
@@ -80,11 +80,19 @@ def main() -> int:
     with torch.inference_mode():
         for ids in excerpts(Path(args.corpora), tok, args.excerpts, args.context, seed=12):
             x = torch.tensor([ids])
-            y = model.generate(x, attention_mask=torch.ones_like(x), max_new_tokens=args.new_tokens,
-                               min_new_tokens=args.new_tokens, do_sample=False, pad_token_id=tok.eos_token_id)
-            runs.append((ids, y[0, len(ids):].tolist()))
-    print(f"{len(runs)} excerpts of {args.context} tokens from {args.corpora}, {args.new_tokens} greedy tokens each "
-          f"({Path(args.model).name}, {time.perf_counter() - t0:.0f} s)")
+            y = model.generate(
+                x,
+                attention_mask=torch.ones_like(x),
+                max_new_tokens=args.new_tokens,
+                min_new_tokens=args.new_tokens,
+                do_sample=False,
+                pad_token_id=tok.eos_token_id,
+            )
+            runs.append((ids, y[0, len(ids) :].tolist()))
+    print(
+        f"{len(runs)} excerpts of {args.context} tokens from {args.corpora}, {args.new_tokens} greedy tokens each "
+        f"({Path(args.model).name}, {time.perf_counter() - t0:.0f} s)"
+    )
     print("| draft tokens k | steps with a draft | acceptance (accepted / drafted) | tokens per verify step |")
     print("| --- | --- | --- | --- |")
     for k in (2, 4, 8):

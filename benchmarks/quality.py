@@ -40,7 +40,9 @@ SAMPLES = 32  # x 128 tokens: ~3,000 generated words, enough for a Delta that do
 
 def cli(*args: str, cwd: Path | None = None) -> tuple[float, str]:
     t0 = time.perf_counter()
-    out = subprocess.run([*PENWRIGHT, *args], capture_output=True, text=True, cwd=cwd, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    out = subprocess.run(
+        [*PENWRIGHT, *args], capture_output=True, text=True, cwd=cwd, env={**os.environ, "HF_HUB_OFFLINE": "1"}
+    )
     if out.returncode != 0:
         raise SystemExit(f"penwright {' '.join(args)} failed:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}")
     return time.perf_counter() - t0, out.stdout
@@ -71,31 +73,81 @@ def run_author(author: str, words: int, root: Path) -> dict:
     heldout = SHARED / "corpora" / author / HELD_OUT[author]
     control = SHARED / "corpora" / CONTROL[author] / HELD_OUT[CONTROL[author]]
     out_json = root / f"{author}-voice.json"
-    eval_s, table = cli("eval", "-p", str(project), "--voice-only", "--heldout", str(heldout), "--control", str(control),
-                        "--exclude-reference", author, "--json", str(out_json), "--n-samples", str(SAMPLES),
-                        "--max-new-tokens", "128")
+    eval_s, table = cli(
+        "eval",
+        "-p",
+        str(project),
+        "--voice-only",
+        "--heldout",
+        str(heldout),
+        "--control",
+        str(control),
+        "--exclude-reference",
+        author,
+        "--json",
+        str(out_json),
+        "--n-samples",
+        str(SAMPLES),
+        "--max-new-tokens",
+        "128",
+    )
     result = json.loads(out_json.read_text())
     run = sorted((project / ".penwright" / "runs").glob("*/time_metrics.json"))
     metrics = json.loads(run[-1].read_text()) if run else {}
-    return {"author": author, "words": n, "curate_s": round(curate_s, 1), "train_s": round(train_s, 1),
-            "eval_s": round(eval_s, 1), "train_metrics": metrics, "sides": result["sides"], "table": table}
+    return {
+        "author": author,
+        "words": n,
+        "curate_s": round(curate_s, 1),
+        "train_s": round(train_s, 1),
+        "eval_s": round(eval_s, 1),
+        "train_metrics": metrics,
+        "sides": result["sides"],
+        "table": table,
+    }
 
 
 def targets(r: dict) -> list[tuple[str, str, str, bool]]:
     base, ad = r["sides"][0], r["sides"][1]
     own, ctl = ad["own_ratio"], ad["control_ratio"]
-    rows = [("own held-out perplexity (served format)", "<= 0.85x base", f"x{own:.3f}", own <= 0.85),
-            ("control author perplexity", ">= own + 0.08", f"x{ctl:.3f} (margin {ctl - own:+.3f})", ctl - own >= 0.08)]
+    rows = [
+        ("own held-out perplexity (served format)", "<= 0.85x base", f"x{own:.3f}", own <= 0.85),
+        ("control author perplexity", ">= own + 0.08", f"x{ctl:.3f} (margin {ctl - own:+.3f})", ctl - own >= 0.08),
+    ]
     if ad.get("delta_author") is not None and base.get("delta_author") is not None:
-        rows.append(("Delta to the author (generated)", "lower than base", f"{base['delta_author']:.3f} -> {ad['delta_author']:.3f}",
-                     ad["delta_author"] < base["delta_author"]))
-        rows.append(("Delta margin to the nearest other", "larger than base", f"{base['delta_margin']:+.3f} -> {ad['delta_margin']:+.3f}",
-                     ad["delta_margin"] > base["delta_margin"]))
+        rows.append(
+            (
+                "Delta to the author (generated)",
+                "lower than base",
+                f"{base['delta_author']:.3f} -> {ad['delta_author']:.3f}",
+                ad["delta_author"] < base["delta_author"],
+            )
+        )
+        rows.append(
+            (
+                "Delta margin to the nearest other",
+                "larger than base",
+                f"{base['delta_margin']:+.3f} -> {ad['delta_margin']:+.3f}",
+                ad["delta_margin"] > base["delta_margin"],
+            )
+        )
     copy = ad.get("copy_share_voice")
-    rows.append(("no verbatim run over 12 words", ">= 95% of generations", "-" if copy is None else f"{1 - copy:.0%}",
-                 copy is not None and copy <= 0.05))
+    rows.append(
+        (
+            "no verbatim run over 12 words",
+            ">= 95% of generations",
+            "-" if copy is None else f"{1 - copy:.0%}",
+            copy is not None and copy <= 0.05,
+        )
+    )
     total = r["curate_s"] + r["train_s"]
-    rows.append(("data -> first adapter (curate + train)", "<= 5 min wall", f"{total / 60:.1f} min ({r['words']:,} words)", total <= 300))
+    rows.append(
+        (
+            "data -> first adapter (curate + train)",
+            "<= 5 min wall",
+            f"{total / 60:.1f} min ({r['words']:,} words)",
+            total <= 300,
+        )
+    )
     return rows
 
 
@@ -103,7 +155,9 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--words", type=int, default=100_000)
     ap.add_argument("--authors", default="austen,doyle")
-    ap.add_argument("--out", type=Path, default=None, help="keep the projects and figures here (default: a temp folder)")
+    ap.add_argument(
+        "--out", type=Path, default=None, help="keep the projects and figures here (default: a temp folder)"
+    )
     args = ap.parse_args(argv)
     root = args.out or Path(tempfile.mkdtemp(prefix="pw-quality-"))
     root.mkdir(parents=True, exist_ok=True)
@@ -112,16 +166,19 @@ def main(argv=None) -> int:
         r = run_author(author, args.words, root)
         results.append(r)
         tm = r["train_metrics"]
-        print(f"\n## {author}: {r['words']:,} words; curate {r['curate_s']} s, train {r['train_s']} s "
-              f"({tm.get('steps')} steps, {tm.get('tokens_per_s')} tokens/s), eval {r['eval_s']} s\n")
+        print(
+            f"\n## {author}: {r['words']:,} words; curate {r['curate_s']} s, train {r['train_s']} s "
+            f"({tm.get('steps')} steps, {tm.get('tokens_per_s')} tokens/s), eval {r['eval_s']} s\n"
+        )
         print(r["table"])
     print("\n## Targets (31M base, this machine, defaults)\n")
     print("| author | measure | target | measured | met |\n| --- | --- | --- | --- | --- |")
     for r in results:
         for measure, target, got, ok in targets(r):
             print(f"| {r['author']} | {measure} | {target} | {got} | {'yes' if ok else 'NO'} |")
-    (root / "quality.json").write_text(json.dumps([{k: v for k, v in r.items() if k != "table"} for r in results],
-                                                  indent=1, default=str))
+    (root / "quality.json").write_text(
+        json.dumps([{k: v for k, v in r.items() if k != "table"} for r in results], indent=1, default=str)
+    )
     print(f"\nfigures: {root / 'quality.json'}")
     return 0
 

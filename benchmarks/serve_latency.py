@@ -11,7 +11,7 @@ side-by-side table gives their ratios. Then the hot-swap check on the last confi
 clients streaming while 10 promotions happen; failed requests and the engine's pause per swap.
 
     python benchmarks/serve_latency.py --model ../shared/models/gutenberg-qwen2-31m      # CPU
-    python benchmarks/serve_latency.py --shape 0.5b --shape 7b --device cuda             # GPU, random-init Qwen2.5 shapes
+    python benchmarks/serve_latency.py --shape 0.5b --shape 7b --device cuda  # GPU, random-init Qwen2.5 shapes
     python benchmarks/serve_latency.py --shape 0.5b --shape 7b --device cuda --only-merged --requests 12 \
         --requests-per-client 2                                                            # the H200 run (~5 min)
 """
@@ -32,12 +32,33 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 SHAPES = {  # Qwen2.5 configurations (the weights' values do not change the timing)
-    "0.5b": dict(hidden_size=896, intermediate_size=4864, num_hidden_layers=24, num_attention_heads=14,
-                 num_key_value_heads=2, vocab_size=151936, tie_word_embeddings=True),
-    "tiny": dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,  # rehearsals
-                 num_key_value_heads=2, vocab_size=1000, tie_word_embeddings=True),
-    "7b": dict(hidden_size=3584, intermediate_size=18944, num_hidden_layers=28, num_attention_heads=28,
-               num_key_value_heads=4, vocab_size=152064, tie_word_embeddings=False),
+    "0.5b": dict(
+        hidden_size=896,
+        intermediate_size=4864,
+        num_hidden_layers=24,
+        num_attention_heads=14,
+        num_key_value_heads=2,
+        vocab_size=151936,
+        tie_word_embeddings=True,
+    ),
+    "tiny": dict(
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,  # rehearsals
+        num_key_value_heads=2,
+        vocab_size=1000,
+        tie_word_embeddings=True,
+    ),
+    "7b": dict(
+        hidden_size=3584,
+        intermediate_size=18944,
+        num_hidden_layers=28,
+        num_attention_heads=28,
+        num_key_value_heads=4,
+        vocab_size=152064,
+        tie_word_embeddings=False,
+    ),
 }
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
@@ -46,6 +67,7 @@ def _bootstrap_imports() -> None:
     """Let an uninstalled checkout (e.g. on the GPU machine) import penwright.server from the folders."""
     try:
         import penwright.server.engine  # noqa: F401
+
         return
     except ImportError:
         pass
@@ -56,8 +78,9 @@ def _bootstrap_imports() -> None:
     import penwright
 
     for name, folder in (("penwright.server", "server"), ("penwright.trainer", "trainer"), ("penwright.rag", "rag")):
-        spec = importlib.util.spec_from_file_location(name, ROOT / folder / "__init__.py",
-                                                      submodule_search_locations=[str(ROOT / folder)])
+        spec = importlib.util.spec_from_file_location(
+            name, ROOT / folder / "__init__.py", submodule_search_locations=[str(ROOT / folder)]
+        )
         module = importlib.util.module_from_spec(spec)
         sys.modules[name] = module
         spec.loader.exec_module(module)
@@ -91,7 +114,9 @@ def build_model(args, shape: str | None):
     if shape is None:
         model = AutoModelForCausalLM.from_pretrained(args.model, dtype=dtype).to(device)
         return model.eval(), AutoTokenizer.from_pretrained(args.model), Path(args.model).name
-    config = Qwen2Config(**SHAPES[shape], max_position_embeddings=32768, rope_theta=1e6, eos_token_id=SHAPES[shape]["vocab_size"] - 1)
+    config = Qwen2Config(
+        **SHAPES[shape], max_position_embeddings=32768, rope_theta=1e6, eos_token_id=SHAPES[shape]["vocab_size"] - 1
+    )
     torch.manual_seed(0)
     old = torch.get_default_dtype()
     torch.set_default_dtype(dtype)
@@ -164,12 +189,16 @@ def run_clients(engine, work: list, clients: int) -> dict:
         t.join()
     wall = time.perf_counter() - t0
     decode = sum(t - f for t, f in zip(total, ttft))
-    return {"clients": clients, "requests": len(total), "errors": len(errors),
-            "ttft_ms": {p: 1000 * pct(ttft, p) for p in (50, 95, 99)},
-            "total_ms": {p: 1000 * pct(total, p) for p in (50, 95, 99)},
-            "tok_s_per_client": sum(tokens) / sum(total) * 1 if total else 0.0,
-            "decode_tok_s": sum(n - 1 for n in tokens) / decode if decode > 0 else 0.0,
-            "tok_s_overall": sum(tokens) / wall}
+    return {
+        "clients": clients,
+        "requests": len(total),
+        "errors": len(errors),
+        "ttft_ms": {p: 1000 * pct(ttft, p) for p in (50, 95, 99)},
+        "total_ms": {p: 1000 * pct(total, p) for p in (50, 95, 99)},
+        "tok_s_per_client": sum(tokens) / sum(total) * 1 if total else 0.0,
+        "decode_tok_s": sum(n - 1 for n in tokens) / decode if decode > 0 else 0.0,
+        "tok_s_overall": sum(tokens) / wall,
+    }
 
 
 def baseline(model, tokenizer, adapter: Path, work: list) -> dict:
@@ -195,10 +224,15 @@ def baseline(model, tokenizer, adapter: Path, work: list) -> dict:
             if i >= 2:  # warm-up
                 ttft.append(t1 - t0), total.append(t2 - t1), tokens.append(n)
     peft_model.unload()
-    return {"clients": 1, "requests": len(total), "errors": 0,
-            "ttft_ms": {p: 1000 * pct(ttft, p) for p in (50, 95, 99)},
-            "total_ms": {p: 1000 * pct(total, p) for p in (50, 95, 99)},
-            "tok_s_per_client": sum(tokens) / sum(total), "tok_s_overall": sum(tokens) / sum(total)}
+    return {
+        "clients": 1,
+        "requests": len(total),
+        "errors": 0,
+        "ttft_ms": {p: 1000 * pct(ttft, p) for p in (50, 95, 99)},
+        "total_ms": {p: 1000 * pct(total, p) for p in (50, 95, 99)},
+        "tok_s_per_client": sum(tokens) / sum(total),
+        "tok_s_overall": sum(tokens) / sum(total),
+    }
 
 
 def swap_under_load(engine, adapters: list[Path], work: list, promotions: int = 10) -> dict:
@@ -219,10 +253,15 @@ def swap_under_load(engine, adapters: list[Path], work: list, promotions: int = 
         pauses.append(engine.set_live(f"v{10 + i}", adapters[i % len(adapters)]))
         walls.append(time.perf_counter() - t0)
     t.join()
-    return {"promotions": promotions, "failed_requests": result["load"]["errors"], "requests": result["load"]["requests"],
-            "engine_pause_ms": {"p50": 1000 * pct(pauses, 50), "p95": 1000 * pct(pauses, 95), "max": 1000 * max(pauses)},
-            "swap_wall_ms": {"p50": 1000 * pct(walls, 50), "max": 1000 * max(walls)},
-            "during_swaps": result["load"], "loaded_after": engine.adapters()}
+    return {
+        "promotions": promotions,
+        "failed_requests": result["load"]["errors"],
+        "requests": result["load"]["requests"],
+        "engine_pause_ms": {"p50": 1000 * pct(pauses, 50), "p95": 1000 * pct(pauses, 95), "max": 1000 * max(pauses)},
+        "swap_wall_ms": {"p50": 1000 * pct(walls, 50), "max": 1000 * max(walls)},
+        "during_swaps": result["load"],
+        "loaded_after": engine.adapters(),
+    }
 
 
 # ---- a training run beside the server --------------------------------------------------------------
@@ -274,7 +313,9 @@ def bench_model(args, shape: str | None, out: dict) -> None:
     res = out.setdefault(label, {})
     n1, n8 = args.requests, args.requests_per_client * 8
     if not args.only_merged:
-        res["baseline: generate() + unmerged PEFT"] = baseline(model, tok, adapters[0], prompts(tok, n1 + 2, args.prompt_tokens, 1))
+        res["baseline: generate() + unmerged PEFT"] = baseline(
+            model, tok, adapters[0], prompts(tok, n1 + 2, args.prompt_tokens, 1)
+        )
         report(label, res, args)
     if args.generate_baselines:
         generate_baselines(model, tok, args, res)
@@ -293,7 +334,8 @@ def bench_model(args, shape: str | None, out: dict) -> None:
             res[f"{name}, 8 clients, idle"] = run_clients(engine, prompts(tok, n8, args.prompt_tokens, 4), 8)
             if (merge, mb, kind) == variants[-1] and not args.no_hot_swap:
                 res[f"hot-swap: 8 clients streaming, 10 promotions ({name})"] = swap_under_load(
-                    engine, adapters, prompts(tok, n8, args.prompt_tokens, 7))
+                    engine, adapters, prompts(tok, n8, args.prompt_tokens, 7)
+                )
             if kind != "dynamic":
                 res[f"{name}: static decode"] = engine.status().get("static_decode")
         report(label, res, args)
@@ -305,7 +347,9 @@ def bench_model(args, shape: str | None, out: dict) -> None:
                 name = variant_name(True, mb, kind)
                 with serving(model, tok, label, adapters, True, mb, args.prompt_tokens, kind, res) as engine:
                     res[f"{name}, 1 client, training"] = run_clients(engine, prompts(tok, n1, args.prompt_tokens, 5), 1)
-                    res[f"{name}, 8 clients, training"] = run_clients(engine, prompts(tok, n8, args.prompt_tokens, 6), 8)
+                    res[f"{name}, 8 clients, training"] = run_clients(
+                        engine, prompts(tok, n8, args.prompt_tokens, 6), 8
+                    )
         finally:
             trainer.kill()
             trainer.wait()
@@ -328,22 +372,39 @@ def release_memory() -> None:
 
 def variant_name(merge: bool, max_batch: int, kind: str = "dynamic") -> str:
     name = f"engine, {'live adapter merged' if merge else 'unmerged PEFT'}, max_batch {max_batch}"
-    labels = {"dynamic": "", "static": ", static KV + CUDA graphs",
-              "static+compile": ", static KV + CUDA graphs + torch.compile"}
+    labels = {
+        "dynamic": "",
+        "static": ", static KV + CUDA graphs",
+        "static+compile": ", static KV + CUDA graphs + torch.compile",
+    }
     return name + labels.get(kind, f", {kind}")
 
 
 @contextlib.contextmanager
-def serving(model, tok, label: str, adapters: list[Path], merge: bool, max_batch: int, prompt_tokens: int,
-            kind: str = "dynamic", res: dict | None = None):
+def serving(
+    model,
+    tok,
+    label: str,
+    adapters: list[Path],
+    merge: bool,
+    max_batch: int,
+    prompt_tokens: int,
+    kind: str = "dynamic",
+    res: dict | None = None,
+):
     """An Engine over the shared model with adapter v1 live, warmed up; the plain model is restored after.
     `kind` "static": static KV + CUDA graphs (the CUDA default), its start and warm-up timed; "dynamic": off."""
     from penwright.server.engine import Engine
     from penwright.server.engine.torch_backend import TorchBackend
 
     t0 = time.perf_counter()
-    backend = TorchBackend(label, merge_live=merge, preloaded=(model, tok), static_decode=kind.startswith("static"),
-                           static_compile=kind == "static+compile")
+    backend = TorchBackend(
+        label,
+        merge_live=merge,
+        preloaded=(model, tok),
+        static_decode=kind.startswith("static"),
+        static_compile=kind == "static+compile",
+    )
     engine = Engine(backend, max_active=16, max_batch=max_batch).start()
     started = time.perf_counter() - t0
     try:
@@ -351,7 +412,10 @@ def serving(model, tok, label: str, adapters: list[Path], merge: bool, max_batch
         if res is not None and kind != "dynamic":
             again = f"{variant_name(merge, max_batch, kind)}: start" in res  # a later engine in this process
             res[f"{variant_name(merge, max_batch, kind)}: start{' (again, warm process)' if again else ''}"] = {
-                "engine_start_s": started, "warm_up_s": warm, "cold_start_s": time.perf_counter() - t0}
+                "engine_start_s": started,
+                "warm_up_s": warm,
+                "cold_start_s": time.perf_counter() - t0,
+            }
         engine.set_live("v1", adapters[0])
         run_clients(engine, prompts(tok, 3, prompt_tokens, 2), 1)  # warm-up
         run_clients(engine, prompts(tok, 8, 64, 2), 8)  # and of the batched shapes
@@ -396,34 +460,50 @@ def generate_baselines(model, tok, args, res: dict) -> None:
             gen(work[0], 8)
             t8, t32 = [gen(ids, 8) for ids in work], [gen(ids, 32) for ids in work]
         d8, d32 = pct(t8, 50), pct(t32, 50)
-        res[f"generate() {impl} cache"] = {"completion_32_ms": 1000 * d32, "completion_8_ms": 1000 * d8,
-                                            "decode_tok_s": 24 / (d32 - d8) if d32 > d8 else float("nan"),
-                                            "first_call_s": first, "requests": len(work)}
+        res[f"generate() {impl} cache"] = {
+            "completion_32_ms": 1000 * d32,
+            "completion_8_ms": 1000 * d8,
+            "decode_tok_s": 24 / (d32 - d8) if d32 > d8 else float("nan"),
+            "first_call_s": first,
+            "requests": len(work),
+        }
         r = res[f"generate() {impl} cache"]
-        print(f"generate() {impl} cache: 32-token completion p50 {r['completion_32_ms']:.0f} ms, decode "
-              f"{r['decode_tok_s']:.0f} tok/s (first call {first:.1f} s)", flush=True)
+        print(
+            f"generate() {impl} cache: 32-token completion p50 {r['completion_32_ms']:.0f} ms, decode "
+            f"{r['decode_tok_s']:.0f} tok/s (first call {first:.1f} s)",
+            flush=True,
+        )
 
 
 def report(label: str, res: dict, args) -> None:
     rows = [(k, v) for k, v in res.items() if isinstance(v, dict) and "ttft_ms" in v]
     base = res.get("baseline: generate() + unmerged PEFT")
     print(f"\n### {label}: {args.prompt_tokens}-token prompts, 24-48 new tokens, greedy, LoRA r=16 on 7 projections")
-    print("| configuration | requests | TTFT p50 / p95 / p99 ms | total p50 / p95 / p99 ms | tok/s per request "
-          "| aggregate tok/s | baseline TTFT p50 / this |")
+    print(
+        "| configuration | requests | TTFT p50 / p95 / p99 ms | total p50 / p95 / p99 ms | tok/s per request "
+        "| aggregate tok/s | baseline TTFT p50 / this |"
+    )
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for k, v in rows:
         ratio = f"{base['ttft_ms'][50] / v['ttft_ms'][50]:.2f}x" if base else "(baseline not run)"
         t, tt = v["ttft_ms"], v["total_ms"]
-        print(f"| {k} | {v['requests']} ({v['errors']} failed) | {t[50]:.1f} / {t[95]:.1f} / {t[99]:.1f} | "
-              f"{tt[50]:.0f} / {tt[95]:.0f} / {tt[99]:.0f} | {v['tok_s_per_client']:.1f} | {v['tok_s_overall']:.1f} | {ratio} |")
+        print(
+            f"| {k} | {v['requests']} ({v['errors']} failed) | {t[50]:.1f} / {t[95]:.1f} / {t[99]:.1f} | "
+            f"{tt[50]:.0f} / {tt[95]:.0f} / {tt[99]:.0f} | {v['tok_s_per_client']:.1f} | "
+            f"{v['tok_s_overall']:.1f} | {ratio} |"
+        )
     for key, swap in res.items():
         if key.startswith("hot-swap"):
-            print(f"\n{key}: {swap['promotions']} promotions during {swap['requests']} streamed requests: "
-                  f"{swap['failed_requests']} failed; engine paused p50 {swap['engine_pause_ms']['p50']:.1f} ms, "
-                  f"p95 {swap['engine_pause_ms']['p95']:.1f} ms, "
-                  f"max {swap['engine_pause_ms']['max']:.1f} ms per swap (set_live wall p50 {swap['swap_wall_ms']['p50']:.1f} ms); "
-                  f"TTFT p50/p95 during swaps {swap['during_swaps']['ttft_ms'][50]:.1f}/{swap['during_swaps']['ttft_ms'][95]:.1f} ms; "
-                  f"adapters loaded after: {swap['loaded_after']}")
+            print(
+                f"\n{key}: {swap['promotions']} promotions during {swap['requests']} streamed requests: "
+                f"{swap['failed_requests']} failed; engine paused p50 {swap['engine_pause_ms']['p50']:.1f} ms, "
+                f"p95 {swap['engine_pause_ms']['p95']:.1f} ms, "
+                f"max {swap['engine_pause_ms']['max']:.1f} ms per swap (set_live wall p50 "
+                f"{swap['swap_wall_ms']['p50']:.1f} ms); "
+                "TTFT p50/p95 during swaps "
+                f"{swap['during_swaps']['ttft_ms'][50]:.1f}/{swap['during_swaps']['ttft_ms'][95]:.1f} ms; "
+                f"adapters loaded after: {swap['loaded_after']}"
+            )
     if args.out:
         Path(args.out).write_text(json.dumps(OUT, indent=1, default=str))
     sys.stdout.flush()
@@ -435,10 +515,14 @@ def compare(label: str, res: dict, args) -> None:
     others = [mb for mb in args.max_batch if mb != 1]
     if one is None or not others:
         return
-    print(f"\n### {label}: max_batch 1 vs batched, side by side (ratio = max_batch 1 / batched; >1 = batched better,"
-          " for tok/s batched / max_batch 1)")
-    print("| engine, load | max_batch | TTFT p50 / p95 ms | total p50 / p95 ms | aggregate tok/s | TTFT p95 ratio "
-          "| total p50 ratio | tok/s ratio |")
+    print(
+        f"\n### {label}: max_batch 1 vs batched, side by side (ratio = max_batch 1 / batched; >1 = batched better,"
+        " for tok/s batched / max_batch 1)"
+    )
+    print(
+        "| engine, load | max_batch | TTFT p50 / p95 ms | total p50 / p95 ms | aggregate tok/s | TTFT p95 ratio "
+        "| total p50 ratio | tok/s ratio |"
+    )
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for key in res:
         if ", max_batch 1, " not in key:
@@ -451,10 +535,18 @@ def compare(label: str, res: dict, args) -> None:
             where = key.replace(", max_batch 1", "").replace("engine, ", "")
             for m, v in ((1, a), (mb, b)):
                 t, tt = v["ttft_ms"], v["total_ms"]
-                ratios = (f"{a['ttft_ms'][95] / t[95]:.2f}x | {a['total_ms'][50] / tt[50]:.2f}x | "
-                          f"{v['tok_s_overall'] / a['tok_s_overall']:.2f}x") if m != 1 else " | | "
-                print(f"| {where} | {m} | {t[50]:.1f} / {t[95]:.1f} | {tt[50]:.0f} / {tt[95]:.0f} | "
-                      f"{v['tok_s_overall']:.1f} | {ratios} |")
+                ratios = (
+                    (
+                        f"{a['ttft_ms'][95] / t[95]:.2f}x | {a['total_ms'][50] / tt[50]:.2f}x | "
+                        f"{v['tok_s_overall'] / a['tok_s_overall']:.2f}x"
+                    )
+                    if m != 1
+                    else " | | "
+                )
+                print(
+                    f"| {where} | {m} | {t[50]:.1f} / {t[95]:.1f} | {tt[50]:.0f} / {tt[95]:.0f} | "
+                    f"{v['tok_s_overall']:.1f} | {ratios} |"
+                )
     sys.stdout.flush()
 
 
@@ -479,20 +571,37 @@ def summary(label: str, res: dict, args) -> None:
         return "-" if v is None else format(v, spec)
 
     cols = [k for k, _ in names] + ["generate() dynamic", "generate() static"]
-    rows = [("1 client decode tok/s", f">= {tgt[0]}" if tgt[0] else "",
-             [get(f"{n}, 1 client, idle", "decode_tok_s") for _, n in names]
-             + [get("generate() dynamic cache", "decode_tok_s"), get("generate() static cache", "decode_tok_s")]),
-            (f"{args.fixed_tokens}-token completion, 1 client, total p50 ms", f"<= {tgt[1]}" if tgt[1] else "",
-             [get(f"{n}, 1 client, {args.fixed_tokens} tokens", "total_ms", 50) for _, n in names]
-             + [get("generate() dynamic cache", "completion_32_ms"), get("generate() static cache", "completion_32_ms")]),
-            ("1 client TTFT p50 ms", "", [get(f"{n}, 1 client, idle", "ttft_ms", 50) for _, n in names] + [None, None]),
-            ("8 clients TTFT p50 ms", "", [get(f"{n}, 8 clients, idle", "ttft_ms", 50) for _, n in names] + [None, None]),
-            ("8 clients TTFT p95 ms", f"< {tgt[2]}" if tgt[2] else "",
-             [get(f"{n}, 8 clients, idle", "ttft_ms", 95) for _, n in names] + [None, None]),
-            ("8 clients aggregate tok/s", "", [get(f"{n}, 8 clients, idle", "tok_s_overall") for _, n in names]
-             + [None, None]),
-            ("8 clients while training TTFT p95 ms", "<= 1.5x idle",
-             [get(f"{n}, 8 clients, training", "ttft_ms", 95) for _, n in names] + [None, None])]
+    rows = [
+        (
+            "1 client decode tok/s",
+            f">= {tgt[0]}" if tgt[0] else "",
+            [get(f"{n}, 1 client, idle", "decode_tok_s") for _, n in names]
+            + [get("generate() dynamic cache", "decode_tok_s"), get("generate() static cache", "decode_tok_s")],
+        ),
+        (
+            f"{args.fixed_tokens}-token completion, 1 client, total p50 ms",
+            f"<= {tgt[1]}" if tgt[1] else "",
+            [get(f"{n}, 1 client, {args.fixed_tokens} tokens", "total_ms", 50) for _, n in names]
+            + [get("generate() dynamic cache", "completion_32_ms"), get("generate() static cache", "completion_32_ms")],
+        ),
+        ("1 client TTFT p50 ms", "", [get(f"{n}, 1 client, idle", "ttft_ms", 50) for _, n in names] + [None, None]),
+        ("8 clients TTFT p50 ms", "", [get(f"{n}, 8 clients, idle", "ttft_ms", 50) for _, n in names] + [None, None]),
+        (
+            "8 clients TTFT p95 ms",
+            f"< {tgt[2]}" if tgt[2] else "",
+            [get(f"{n}, 8 clients, idle", "ttft_ms", 95) for _, n in names] + [None, None],
+        ),
+        (
+            "8 clients aggregate tok/s",
+            "",
+            [get(f"{n}, 8 clients, idle", "tok_s_overall") for _, n in names] + [None, None],
+        ),
+        (
+            "8 clients while training TTFT p95 ms",
+            "<= 1.5x idle",
+            [get(f"{n}, 8 clients, training", "ttft_ms", 95) for _, n in names] + [None, None],
+        ),
+    ]
     print(f"\n### {label}: summary (max_batch {mb}, live adapter merged; `-` = not run)")
     print("| measure | target | " + " | ".join(cols) + " |")
     print("| --- | --- |" + " --- |" * len(cols))
@@ -500,11 +609,15 @@ def summary(label: str, res: dict, args) -> None:
         print(f"| {title} | {target} | " + " | ".join(fmt(v) for v in values) + " |")
     for key, v in res.items():
         if key.startswith("hot-swap"):
-            print(f"{key}: {v['failed_requests']} failed of {v['requests']}, engine pause p95 "
-                  f"{v['engine_pause_ms']['p95']:.1f} ms (target: 0 failed, < 50 ms)")
+            print(
+                f"{key}: {v['failed_requests']} failed of {v['requests']}, engine pause p95 "
+                f"{v['engine_pause_ms']['p95']:.1f} ms (target: 0 failed, < 50 ms)"
+            )
         elif ": start" in key:
-            print(f"{key}: engine start {v['engine_start_s']:.2f} s, then warm-up (check + CUDA graph captures) "
-                  f"{v['warm_up_s']:.2f} s; cold start {v['cold_start_s']:.2f} s")
+            print(
+                f"{key}: engine start {v['engine_start_s']:.2f} s, then warm-up (check + CUDA graph captures) "
+                f"{v['warm_up_s']:.2f} s; cold start {v['cold_start_s']:.2f} s"
+            )
         elif key.endswith(": static decode") and v:
             print(f"{key}: {json.dumps(v, default=str)}")
     sys.stdout.flush()
@@ -525,17 +638,28 @@ def main() -> int:
     parser.add_argument("--no-training", action="store_true", help="skip the runs beside a training loop")
     parser.add_argument("--no-hot-swap", action="store_true", help="skip the hot-swap-under-load check")
     parser.add_argument("--only-merged", action="store_true", help="skip the baseline and the unmerged engine")
-    parser.add_argument("--max-batch", type=int, action="append",
-                        help="engine max_batch values to compare (default: 1 and 8; 1 = one sequence per step)")
-    parser.add_argument("--engines", default=None,
-                        help="comma-separated engine kinds: dynamic (the KV cache grows per step), static (static "
-                             "KV + CUDA graphs), static+compile (the step torch.compiled, then captured); default: "
-                             "dynamic,static on cuda, dynamic on cpu")
-    parser.add_argument("--generate-baselines", action="store_true",
-                        help="also time plain model.generate() with the dynamic and the static cache")
+    parser.add_argument(
+        "--max-batch",
+        type=int,
+        action="append",
+        help="engine max_batch values to compare (default: 1 and 8; 1 = one sequence per step)",
+    )
+    parser.add_argument(
+        "--engines",
+        default=None,
+        help="comma-separated engine kinds: dynamic (the KV cache grows per step), static (static "
+        "KV + CUDA graphs), static+compile (the step torch.compiled, then captured); default: "
+        "dynamic,static on cuda, dynamic on cpu",
+    )
+    parser.add_argument(
+        "--generate-baselines",
+        action="store_true",
+        help="also time plain model.generate() with the dynamic and the static cache",
+    )
     parser.add_argument("--generate-requests", type=int, default=5, help="requests per generate() baseline")
-    parser.add_argument("--fixed-tokens", type=int, default=32, help="1-client inline completions of exactly this "
-                                                                     "many tokens (0: skip)")
+    parser.add_argument(
+        "--fixed-tokens", type=int, default=32, help="1-client inline completions of exactly this many tokens (0: skip)"
+    )
     parser.add_argument("--deadline", type=float, help="skip phases that would start after this many seconds")
     parser.add_argument("--out", help="also write the figures as JSON here")
     parser.add_argument("--train-loop", action="store_true", help=argparse.SUPPRESS)
@@ -549,8 +673,10 @@ def main() -> int:
         return 0
     import torch
 
-    print(f"torch {torch.__version__}, device {args.device}"
-          + (f" ({torch.cuda.get_device_name()})" if args.device == "cuda" else f", {torch.get_num_threads()} threads"))
+    print(
+        f"torch {torch.__version__}, device {args.device}"
+        + (f" ({torch.cuda.get_device_name()})" if args.device == "cuda" else f", {torch.get_num_threads()} threads")
+    )
     for shape in args.shape or [None]:
         bench_model(args, shape, OUT)
     return 0

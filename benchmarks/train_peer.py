@@ -26,8 +26,9 @@ def dataset(data):
 
     from penwright.trainer.data import IGNORE
 
-    return Dataset.from_dict({"input_ids": [s.input_ids for s in data],
-                              "labels": [[IGNORE] + s.labels[:-1] for s in data]})
+    return Dataset.from_dict(
+        {"input_ids": [s.input_ids for s in data], "labels": [[IGNORE] + s.labels[:-1] for s in data]}
+    )
 
 
 def load_model(path: str, attention: str, quantization: str, device: str):
@@ -41,8 +42,11 @@ def load_model(path: str, attention: str, quantization: str, device: str):
     kwargs = {"dtype": torch.bfloat16 if device == "cuda" else torch.float32, "attn_implementation": attention}
     if quantization == "4bit":
         kwargs["quantization_config"] = BitsAndBytesConfig(
-            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-            bnb_4bit_compute_dtype=torch.bfloat16)
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=torch.bfloat16,
+        )
     if device == "cuda":
         kwargs["device_map"] = {"": 0}
     return AutoModelForCausalLM.from_pretrained(path, **kwargs)
@@ -52,24 +56,39 @@ def config(out_dir: str, job: dict, device: str):
     from trl import SFTConfig
 
     return SFTConfig(
-        output_dir=out_dir, max_steps=job["warmup"] + job["steps"], per_device_train_batch_size=job["rows"],
-        learning_rate=1e-4, lr_scheduler_type="constant", warmup_steps=0, max_grad_norm=1.0,
-        bf16=device == "cuda", use_cpu=device == "cpu",
+        output_dir=out_dir,
+        max_steps=job["warmup"] + job["steps"],
+        per_device_train_batch_size=job["rows"],
+        learning_rate=1e-4,
+        lr_scheduler_type="constant",
+        warmup_steps=0,
+        max_grad_norm=1.0,
+        bf16=device == "cuda",
+        use_cpu=device == "cpu",
         optim="adamw_torch_fused" if device == "cuda" else "adamw_torch",
-        gradient_checkpointing=job["ckpt"], gradient_checkpointing_kwargs={"use_reentrant": False},
-        packing=True, packing_strategy="bfd", padding_free=True, max_length=job["width"],
-        use_liger_kernel=job.get("liger", False), logging_strategy="no", save_strategy="no", eval_strategy="no",
-        report_to="none", disable_tqdm=True, dataloader_num_workers=0, seed=0,
+        gradient_checkpointing=job["ckpt"],
+        gradient_checkpointing_kwargs={"use_reentrant": False},
+        packing=True,
+        packing_strategy="bfd",
+        padding_free=True,
+        max_length=job["width"],
+        use_liger_kernel=job.get("liger", False),
+        logging_strategy="no",
+        save_strategy="no",
+        eval_strategy="no",
+        report_to="none",
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+        seed=0,
     )
 
 
 def run_trl(path: str, data, job: dict, device: str) -> dict:
     """One TRL training run of warmup + steps optimizer steps; throughput over the timed steps."""
     import torch
+    from train_throughput import lora_config, peak_bytes, resident, sync
     from transformers import TrainerCallback
     from trl import SFTTrainer
-
-    from train_throughput import lora_config, peak_bytes, resident, sync
 
     marks, tokens, losses, held = [], [], [], {}
 
@@ -92,12 +111,26 @@ def run_trl(path: str, data, job: dict, device: str) -> dict:
 
     model = load_model(path, job["attention"], job.get("quantization", "none"), device)
     with tempfile.TemporaryDirectory(prefix="penwright-trl-") as out:
-        trainer = Counted(model=model, args=config(out, job, device), train_dataset=dataset(data),
-                          peft_config=lora_config(), callbacks=[Clock()])
+        trainer = Counted(
+            model=model,
+            args=config(out, job, device),
+            train_dataset=dataset(data),
+            peft_config=lora_config(),
+            callbacks=[Clock()],
+        )
         trainer.train()
     w = job["warmup"]
     seconds = marks[-1] - marks[w - 1]
     timed = sum(tokens[w:])
-    return {"tokens_per_s": timed / seconds, "peak_bytes": peak_bytes(device), "held_bytes": held.get("bytes", 0),
-            "seconds": seconds, "tokens": timed, "last_loss": float(losses[-1]), "padding_share": 0.0,
-            "rows": job["rows"], "width": job["width"], "mean_row_tokens": sum(tokens) / len(tokens) / job["rows"]}
+    return {
+        "tokens_per_s": timed / seconds,
+        "peak_bytes": peak_bytes(device),
+        "held_bytes": held.get("bytes", 0),
+        "seconds": seconds,
+        "tokens": timed,
+        "last_loss": float(losses[-1]),
+        "padding_share": 0.0,
+        "rows": job["rows"],
+        "width": job["width"],
+        "mean_row_tokens": sum(tokens) / len(tokens) / job["rows"],
+    }

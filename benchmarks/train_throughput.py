@@ -50,12 +50,30 @@ DEFAULT_OURS_CKPT = ["1", "1:fused", "0:fused", "budget:fused", "1:compile", "0:
 DEFAULT_OURS = ["0@4", "0:fused@4", "budget:fused", "0:compile@4", "0:compile+fused@4", "0:compile+fused@8"]  # 0.5b
 
 SHAPES = {  # Qwen2.5 dims (config.json of the published models); random-init weights
-    "0.5b": dict(hidden_size=896, intermediate_size=4864, num_hidden_layers=24, num_attention_heads=14,
-                 num_key_value_heads=2, vocab_size=151936, tie_word_embeddings=True, batch=8, checkpointing=False,
-                 rows=8),
-    "7b": dict(hidden_size=3584, intermediate_size=18944, num_hidden_layers=28, num_attention_heads=28,
-               num_key_value_heads=4, vocab_size=152064, tie_word_embeddings=False, batch=4, checkpointing=True,
-               rows=2),
+    "0.5b": dict(
+        hidden_size=896,
+        intermediate_size=4864,
+        num_hidden_layers=24,
+        num_attention_heads=14,
+        num_key_value_heads=2,
+        vocab_size=151936,
+        tie_word_embeddings=True,
+        batch=8,
+        checkpointing=False,
+        rows=8,
+    ),
+    "7b": dict(
+        hidden_size=3584,
+        intermediate_size=18944,
+        num_hidden_layers=28,
+        num_attention_heads=28,
+        num_key_value_heads=4,
+        vocab_size=152064,
+        tie_word_embeddings=False,
+        batch=4,
+        checkpointing=True,
+        rows=2,
+    ),
 }
 
 
@@ -113,8 +131,9 @@ def held_per_layer(shape: str, ckpts: list[tuple[float, bool]], tokens: int = 25
     dims = {k: v for k, v in SHAPES[shape].items() if k not in ("batch", "checkpointing", "rows")}
     dims.update(num_hidden_layers=layers, vocab_size=1024)
     torch.manual_seed(0)
-    model = get_peft_model(AutoModelForCausalLM.from_config(Qwen2Config(**dims, use_cache=False), dtype=torch.bfloat16),
-                           lora_config())
+    model = get_peft_model(
+        AutoModelForCausalLM.from_config(Qwen2Config(**dims, use_cache=False), dtype=torch.bfloat16), lora_config()
+    )
     model.train()
     weights = {p.untyped_storage().data_ptr() for p in model.parameters()}
     ids = torch.randint(0, 1024, (1, tokens))
@@ -132,13 +151,17 @@ def held_per_layer(shape: str, ckpts: list[tuple[float, bool]], tokens: int = 25
         with Record():
             hidden = model.get_base_model().model(input_ids=ids).last_hidden_state
         gc.collect()
-        live = {x.untyped_storage().data_ptr(): x.untyped_storage().nbytes() for x in (r() for r in refs) if x is not None}
+        live = {
+            x.untyped_storage().data_ptr(): x.untyped_storage().nbytes() for x in (r() for r in refs) if x is not None
+        }
         per_token = sum(n for ptr, n in live.items() if ptr not in weights) / tokens / layers
         tag = "no ckpt" if fraction == 0 else "ckpt" if fraction == 1 else f"ckpt {fraction:g} of the layers"
         if elementwise:
             tag = "ckpt elementwise only" if fraction == 0 else f"{tag}, the rest elementwise only"
-        out.append(f"| {shape} | {tag} | {per_token / 1024:,.0f} KiB | {per_token / dims['hidden_size']:.1f} x hidden "
-                   f"| {per_token * 3700 * SHAPES[shape]['num_hidden_layers'] / 2**30:.2f} GiB |")
+        out.append(
+            f"| {shape} | {tag} | {per_token / 1024:,.0f} KiB | {per_token / dims['hidden_size']:.1f} x hidden "
+            f"| {per_token * 3700 * SHAPES[shape]['num_hidden_layers'] / 2**30:.2f} GiB |"
+        )
         print(out[-1], flush=True)
         hidden.float().sum().backward()
         model.zero_grad(set_to_none=True)
@@ -207,8 +230,14 @@ def sync(device: str) -> None:
 def lora_config():
     from peft import LoraConfig
 
-    return LoraConfig(r=16, lora_alpha=32, lora_dropout=0.05, bias="none", task_type="CAUSAL_LM",
-                      target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
+    return LoraConfig(
+        r=16,
+        lora_alpha=32,
+        lora_dropout=0.05,
+        bias="none",
+        task_type="CAUSAL_LM",
+        target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+    )
 
 
 def run_baseline(path: str, data, batch: int, checkpointing: bool, device: str, steps: int, warmup: int) -> dict:
@@ -221,8 +250,9 @@ def run_baseline(path: str, data, batch: int, checkpointing: bool, device: str, 
 
     leftover = resident(device)
     dtype = torch.bfloat16 if device == "cuda" else torch.float32
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, attn_implementation="sdpa",
-                                                 device_map={"": 0} if device == "cuda" else None)
+    model = AutoModelForCausalLM.from_pretrained(
+        path, dtype=dtype, attn_implementation="sdpa", device_map={"": 0} if device == "cuda" else None
+    )
     if checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.enable_input_require_grads()
@@ -232,7 +262,7 @@ def run_baseline(path: str, data, batch: int, checkpointing: bool, device: str, 
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
     order = list(range(len(data)))
     random.Random(1).shuffle(order)
-    batches = [[data[i] for i in order[k:k + batch]] for k in range(0, len(order) - batch + 1, batch)]
+    batches = [[data[i] for i in order[k : k + batch]] for k in range(0, len(order) - batch + 1, batch)]
 
     def step(rows):
         width = max(len(s) for s in rows)
@@ -240,10 +270,10 @@ def run_baseline(path: str, data, batch: int, checkpointing: bool, device: str, 
         mask = torch.zeros_like(ids)
         labels = torch.full_like(ids, IGNORE)
         for i, s in enumerate(rows):
-            ids[i, :len(s)] = torch.tensor(s.input_ids)
-            mask[i, :len(s)] = 1
+            ids[i, : len(s)] = torch.tensor(s.input_ids)
+            mask[i, : len(s)] = 1
             unshifted = [IGNORE] + s.labels[:-1]  # HF shifts labels itself
-            labels[i, :len(s)] = torch.tensor(unshifted)
+            labels[i, : len(s)] = torch.tensor(unshifted)
         out = model(input_ids=ids.to(device), attention_mask=mask.to(device), labels=labels.to(device))
         out.loss.backward()
         opt.step()
@@ -251,16 +281,23 @@ def run_baseline(path: str, data, batch: int, checkpointing: bool, device: str, 
         return sum(len(s) for s in rows), float(out.loss.detach())
 
     result = _timed(step, batches, steps, warmup, device)
-    timed = batches[warmup:warmup + steps]
+    timed = batches[warmup : warmup + steps]
     capacity = sum(len(b) * max(len(x) for x in b) for b in timed)
     result["pad_share"] = 1 - sum(len(x) for b in timed for x in b) / capacity
     result["leftover_bytes"] = leftover
-    del model, opt
     return result
 
 
-def run_ours(path: str, data, configs: list[dict], device: str, steps: int, warmup: int,
-             quantization: str = "none", attention: str = "auto") -> list[dict]:
+def run_ours(
+    path: str,
+    data,
+    configs: list[dict],
+    device: str,
+    steps: int,
+    warmup: int,
+    quantization: str = "none",
+    attention: str = "auto",
+) -> list[dict]:
     """Penwright's path: TorchBackend + packing + target-only loss + optimizer_step, one model load, for each
     config: rows per batch, row length, share of layers checkpointed (`fraction`), the rest recompute
     elementwise work (`elementwise`), the levers (`compile`, `fused`) and, with `budget` (bytes), rows and
@@ -272,17 +309,28 @@ def run_ours(path: str, data, configs: list[dict], device: str, steps: int, warm
 
     leftover = resident(device)
     width = max(c["width"] for c in configs)
-    s = TrainingSettings(rank=16, alpha=32, dropout=0.05, targets="attn_mlp",
-                         gradient_checkpointing=configs[0]["fraction"], recompute_elementwise=configs[0]["elementwise"],
-                         quantization=quantization, max_seq_length=width, attention=attention)
+    s = TrainingSettings(
+        rank=16,
+        alpha=32,
+        dropout=0.05,
+        targets="attn_mlp",
+        gradient_checkpointing=configs[0]["fraction"],
+        recompute_elementwise=configs[0]["elementwise"],
+        quantization=quantization,
+        max_seq_length=width,
+        attention=attention,
+    )
     backend = TorchBackend(path, s, ModelSettings(max_context_tokens=width), device, levers=Levers()).load()
     backend.model.train()  # as run_training does
     opt = make_optimizer(backend.trainable_parameters(), s, device)
     results = []
     for c in configs:
         r = _ours_config(backend, opt, s, data, c, device, steps, warmup)
-        r.update(attention=backend.attention, leftover_bytes=leftover,
-                 n_layers=backend.model.get_base_model().config.num_hidden_layers)
+        r.update(
+            attention=backend.attention,
+            leftover_bytes=leftover,
+            n_layers=backend.model.get_base_model().config.num_hidden_layers,
+        )
         results.append(r)
         print(f"  ours {c}: {r.get('tokens_per_s', r)}", file=sys.stderr, flush=True)
         free()
@@ -307,7 +355,7 @@ def _ours_config(backend, opt, s, data, c: dict, device: str, steps: int, warmup
             return {"failed": "the memory budget fits nothing", "budget": c["budget"]}
         n_rows, fraction, elementwise = planned.rows, planned.fraction, False
     layers = backend.set_checkpointing(fraction, elementwise)
-    batches = [rows[k:k + n_rows] for k in range(0, len(rows) - n_rows + 1, n_rows)]
+    batches = [rows[k : k + n_rows] for k in range(0, len(rows) - n_rows + 1, n_rows)]
     predicted = backend.predicted_peak(n_rows * row_tokens, fraction) if device == "cuda" else None
 
     def step(group):
@@ -321,9 +369,16 @@ def _ours_config(backend, opt, s, data, c: dict, device: str, steps: int, warmup
             raise
         opt.zero_grad(set_to_none=True)
         r = {"oom": True} if "out of memory" in str(err).lower() else {"failed": f"{type(err).__name__}: {err}"[:300]}
-    r.update(rows=n_rows, width=c["width"], ckpt_layers=len(layers["full"]), levers=levers.tag(),
-             elementwise_layers=len(layers["elementwise"]), predicted_bytes=predicted, budget=c.get("budget"),
-             padding_share=round(1 - sum(len(x.input_ids) for x in rows) / (len(rows) * c["width"]), 4))
+    r.update(
+        rows=n_rows,
+        width=c["width"],
+        ckpt_layers=len(layers["full"]),
+        levers=levers.tag(),
+        elementwise_layers=len(layers["elementwise"]),
+        predicted_bytes=predicted,
+        budget=c.get("budget"),
+        padding_share=round(1 - sum(len(x.input_ids) for x in rows) / (len(rows) * c["width"]), 4),
+    )
     return r
 
 
@@ -336,22 +391,31 @@ def _timed(step, batches, steps: int, warmup: int, device: str) -> dict:
         step(b)
     sync(device)
     t0, tokens, losses = time.perf_counter(), 0, []
-    for b in batches[warmup:warmup + steps]:
+    for b in batches[warmup : warmup + steps]:
         n, loss = step(b)
         tokens += n
         losses.append(loss)
     sync(device)
     seconds = time.perf_counter() - t0
-    return {"tokens_per_s": tokens / seconds, "peak_bytes": peak_bytes(device), "held_bytes": held,
-            "seconds": seconds, "tokens": tokens, "last_loss": losses[-1]}
+    return {
+        "tokens_per_s": tokens / seconds,
+        "peak_bytes": peak_bytes(device),
+        "held_bytes": held,
+        "seconds": seconds,
+        "tokens": tokens,
+        "last_loss": losses[-1],
+    }
 
 
 def n_params(path: str) -> int:
     from transformers import AutoConfig
 
     c = AutoConfig.from_pretrained(path)
-    per_layer = (c.hidden_size * (c.hidden_size + 2 * c.num_key_value_heads * c.hidden_size // c.num_attention_heads)
-                 + c.hidden_size * c.hidden_size + 3 * c.hidden_size * c.intermediate_size)
+    per_layer = (
+        c.hidden_size * (c.hidden_size + 2 * c.num_key_value_heads * c.hidden_size // c.num_attention_heads)
+        + c.hidden_size * c.hidden_size
+        + 3 * c.hidden_size * c.intermediate_size
+    )
     embed = c.vocab_size * c.hidden_size * (1 if c.tie_word_embeddings else 2)
     return c.num_hidden_layers * per_layer + embed
 
@@ -374,8 +438,10 @@ def report(shape: str, name: str, r: dict, n: int, device: str, base: dict | Non
     if r.get("leftover_bytes"):  # allocated before this loop loaded its model: not its own footprint
         held += f" (+{r['leftover_bytes'] / 2**30:.2f} GiB from before)"
     pad = f"{r['padding_share']:.1%}" if "padding_share" in r else f"{r.get('pad_share', 0):.1%}"
-    return (f"| {shape} | {name} | {r['tokens_per_s']:,.0f} | {ratio} | {vs_peer} | {mem} | {held} | {mfu} | {pad} "
-            f"| {r['last_loss']:.3f} |")
+    return (
+        f"| {shape} | {name} | {r['tokens_per_s']:,.0f} | {ratio} | {vs_peer} | {mem} | {held} | {mfu} | {pad} "
+        f"| {r['last_loss']:.3f} |"
+    )
 
 
 def ckpt_tag(r: dict) -> str:
@@ -404,8 +470,14 @@ def parse_ours(value: str) -> dict:
     if wanted - {"compile", "fused"}:
         raise argparse.ArgumentTypeError(f"{value}: levers are compile and fused")
     fraction, elementwise = (1.0, False) if mode == "budget" else parse_ckpt(mode)
-    return {"fraction": fraction, "elementwise": elementwise, "compile": "compile" in wanted,
-            "fused": "fused" in wanted, "budget": mode == "budget", "rows": int(rows) if rows else None}
+    return {
+        "fraction": fraction,
+        "elementwise": elementwise,
+        "compile": "compile" in wanted,
+        "fused": "fused" in wanted,
+        "budget": mode == "budget",
+        "rows": int(rows) if rows else None,
+    }
 
 
 def held_estimate(ckpt: tuple[float, bool]) -> float:
@@ -425,7 +497,7 @@ def in_fresh_process(job: dict, timeout: float | None = None) -> dict:
     if proc.returncode or not answers:
         tail = " / ".join((proc.stderr or proc.stdout).strip().splitlines()[-3:])[-300:]
         return {"failed": f"exit {proc.returncode}: {tail}"}
-    return json.loads(answers[-1][len(RESULT):])
+    return json.loads(answers[-1][len(RESULT) :])
 
 
 def child(job: dict) -> dict:
@@ -443,10 +515,21 @@ def child(job: dict) -> dict:
     if job.get("liger"):  # before the model is built: Liger patches the Qwen2 module classes
         from liger_kernel.transformers import apply_liger_kernel_to_qwen2
 
-        apply_liger_kernel_to_qwen2(rope=True, rms_norm=True, swiglu=True, cross_entropy=False,
-                                    fused_linear_cross_entropy=False)
-    return {"results": run_ours(job["path"], data, job["configs"], device, job["steps"], job["warmup"],
-                                quantization=job["quantization"], attention=job["attention"])}
+        apply_liger_kernel_to_qwen2(
+            rope=True, rms_norm=True, swiglu=True, cross_entropy=False, fused_linear_cross_entropy=False
+        )
+    return {
+        "results": run_ours(
+            job["path"],
+            data,
+            job["configs"],
+            device,
+            job["steps"],
+            job["warmup"],
+            quantization=job["quantization"],
+            attention=job["attention"],
+        )
+    }
 
 
 def ours_label(label: str, r: dict) -> str:
@@ -458,8 +541,9 @@ def ours_label(label: str, r: dict) -> str:
     return name + (f", {r['levers']}" if r.get("levers", "none") != "none" else "")
 
 
-def ours_lines(shape: str, label: str, job: dict, n: int, device: str, base: dict, peer: dict | None,
-               timeout: float) -> list[tuple[str, dict]]:
+def ours_lines(
+    shape: str, label: str, job: dict, n: int, device: str, base: dict, peer: dict | None, timeout: float
+) -> list[tuple[str, dict]]:
     out = in_fresh_process(job, timeout)
     if "failed" in out:
         return [(report(shape, f"{label} {job['attention']}", out, n, device, base), out)]
@@ -468,8 +552,9 @@ def ours_lines(shape: str, label: str, job: dict, n: int, device: str, base: dic
 
 def fastest_within(limit: int | None, lines: list[tuple[str, dict]], what: str) -> str:
     """The fastest line of ours at or under `limit` bytes of peak memory (what the targets are judged on)."""
-    fits = [(r["tokens_per_s"], line) for line, r in lines
-            if r.get("tokens_per_s") and limit and r["peak_bytes"] <= limit]
+    fits = [
+        (r["tokens_per_s"], line) for line, r in lines if r.get("tokens_per_s") and limit and r["peak_bytes"] <= limit
+    ]
     if not fits:
         return f"fastest at or under {what}: none of ours fits"
     return f"fastest at or under {what}: {max(fits)[1]}"
@@ -493,8 +578,18 @@ def peer_variants(values: list[str]) -> list[tuple[str, bool]]:
     return [(v.removesuffix("+liger"), v.endswith("+liger")) for v in values]
 
 
-def run_peers(shape: str, common: dict, rows: int, ckpt: bool, args, n: int, device: str, base: dict,
-              clock: Deadline, quantization: str = "none") -> list[tuple[str, dict]]:
+def run_peers(
+    shape: str,
+    common: dict,
+    rows: int,
+    ckpt: bool,
+    args,
+    n: int,
+    device: str,
+    base: dict,
+    clock: Deadline,
+    quantization: str = "none",
+) -> list[tuple[str, dict]]:
     out = []
     for attention, liger in peer_variants(args.peer):
         if quantization != "none" and (liger or out):  # 4-bit: the first variant only
@@ -504,8 +599,19 @@ def run_peers(shape: str, common: dict, rows: int, ckpt: bool, args, n: int, dev
         if not clock.allows(args.reserve):
             out.append((f"| {shape} | {label} | skipped: the run's deadline | | | | | | | |", {}))
             continue
-        r = in_fresh_process({**common, "loop": "trl", "rows": rows, "width": 2048, "ckpt": ckpt,
-                              "attention": attention, "liger": liger, "quantization": quantization}, clock.left())
+        r = in_fresh_process(
+            {
+                **common,
+                "loop": "trl",
+                "rows": rows,
+                "width": 2048,
+                "ckpt": ckpt,
+                "attention": attention,
+                "liger": liger,
+                "quantization": quantization,
+            },
+            clock.left(),
+        )
         out.append((report(shape, label, r, n, device, base), r))
         print(out[-1][0], flush=True)
     return out
@@ -513,8 +619,11 @@ def run_peers(shape: str, common: dict, rows: int, ckpt: bool, args, n: int, dev
 
 def ours_configs(specs: list[dict], rows: int, budget: int | None) -> list[dict]:
     """Plain configs first, then the compiled ones (compilation stays on the layers once applied)."""
-    configs = [{**c, "rows": c["rows"] or rows, "width": 2048, "budget": budget if c["budget"] else None}
-               for c in specs if not (c["budget"] and not budget)]
+    configs = [
+        {**c, "rows": c["rows"] or rows, "width": 2048, "budget": budget if c["budget"] else None}
+        for c in specs
+        if not (c["budget"] and not budget)
+    ]
     return sorted(configs, key=lambda c: c["compile"])
 
 
@@ -531,23 +640,39 @@ def bench_shape(shape: str, device: str, args, workdir: Path, clock: Deadline) -
     path = build_model(shape, device, folder)
     spec = SHAPES.get(shape, {"batch": 2, "checkpointing": False, "vocab_size": 16384})
     batch, ckpt = args.batch or spec["batch"], spec["checkpointing"]
-    common = {"path": path, "samples": args.samples, "vocab": spec["vocab_size"], "steps": args.steps,
-              "warmup": args.warmup}
+    common = {
+        "path": path,
+        "samples": args.samples,
+        "vocab": spec["vocab_size"],
+        "steps": args.steps,
+        "warmup": args.warmup,
+    }
     n = n_params(path)
     base = in_fresh_process({**common, "loop": "baseline", "batch": batch, "ckpt": ckpt}, clock.left())
-    lines = [(report(shape, f"baseline HF+PEFT, batch {batch} padded" + (", ckpt" if ckpt else ""), base, n, device,
-                     None), base)]
+    lines = [
+        (
+            report(
+                shape, f"baseline HF+PEFT, batch {batch} padded" + (", ckpt" if ckpt else ""), base, n, device, None
+            ),
+            base,
+        )
+    ]
     print(lines[-1][0], flush=True)
     rows = args.rows or spec.get("rows", max(1, batch // 2))  # the issue's peer: 8 x 2048 (0.5b), 2 x 2048 (7b)
     peers = run_peers(shape, common, rows, ckpt, args, n, device, base, clock)
     lines += peers
     peer = peers[0][1] if peers else None
     specs = args.ours or [parse_ours(v) for v in (DEFAULT_OURS_CKPT if ckpt else DEFAULT_OURS)]
-    job = {**common, "loop": "ours", "quantization": "none", "attention": args.attention[-1],
-           "configs": ours_configs(specs, rows, budget_for(base, peer, ckpt) if device == "cuda" else None)}
+    job = {
+        **common,
+        "loop": "ours",
+        "quantization": "none",
+        "attention": args.attention[-1],
+        "configs": ours_configs(specs, rows, budget_for(base, peer, ckpt) if device == "cuda" else None),
+    }
     if clock.allows(args.reserve):
         lines += ours_lines(shape, "penwright", job, n, device, base, peer, clock.left())
-        print("\n".join(line for line, _ in lines[-len(job["configs"]):]), flush=True)
+        print("\n".join(line for line, _ in lines[-len(job["configs"]) :]), flush=True)
     if args.qlora and shape == "7b" and device == "cuda":
         lines += qlora_lines(shape, common, rows, args, n, device, base, clock)
     if shape != "31m":
@@ -563,14 +688,20 @@ def bench_shape(shape: str, device: str, args, workdir: Path, clock: Deadline) -
     return summary
 
 
-def qlora_lines(shape: str, common: dict, rows: int, args, n: int, device: str, base: dict,
-                clock: Deadline) -> list[tuple[str, dict]]:
+def qlora_lines(
+    shape: str, common: dict, rows: int, args, n: int, device: str, base: dict, clock: Deadline
+) -> list[tuple[str, dict]]:
     """The 4-bit pair: the first peer variant in nf4, and ours in nf4 (no compilation: bitsandbytes layers)."""
     out = run_peers(shape, common, rows, True, args, n, device, base, clock, quantization="4bit")
     peer = out[0][1] if out else None
     specs = [c for c in (args.ours or [parse_ours(v) for v in DEFAULT_OURS_CKPT]) if not c["compile"]]
-    job = {**common, "loop": "ours", "quantization": "4bit", "attention": args.attention[-1],
-           "configs": ours_configs([c for c in specs if c["fraction"] == 1 and not c["budget"]], rows, None)}
+    job = {
+        **common,
+        "loop": "ours",
+        "quantization": "4bit",
+        "attention": args.attention[-1],
+        "configs": ours_configs([c for c in specs if c["fraction"] == 1 and not c["budget"]], rows, None),
+    }
     if clock.allows(args.reserve):
         out += ours_lines(shape, "penwright QLoRA nf4", job, n, device, base, peer, clock.left())
         print("\n".join(line for line, _ in out[1:]), flush=True)
@@ -591,16 +722,25 @@ def main() -> int:
         return 0
     if args.make_lengths:
         lengths = make_lengths()
-        LENGTHS.write_text(json.dumps({"source": "../shared/corpora (austen, doyle) paragraph chunks, target 600, "
-                                       "max 1000 tokens, gutenberg-qwen2-31m tokenizer", "lengths": lengths}))
+        LENGTHS.write_text(
+            json.dumps(
+                {
+                    "source": "../shared/corpora (austen, doyle) paragraph chunks, target 600, "
+                    "max 1000 tokens, gutenberg-qwen2-31m tokenizer",
+                    "lengths": lengths,
+                }
+            )
+        )
         print(f"{len(lengths)} chunks, mean {sum(lengths) / len(lengths):.0f} tokens -> {LENGTHS}")
         return 0
     import torch
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     print(f"device: {torch.cuda.get_device_name(0) if device == 'cuda' else 'cpu'}; torch {torch.__version__}")
-    print("| shape | loop | tokens/s | vs baseline | vs packed peer | peak memory (vs baseline) | held before steps "
-          "| MFU | padding | last loss |")
+    print(
+        "| shape | loop | tokens/s | vs baseline | vs packed peer | peak memory (vs baseline) | held before steps "
+        "| MFU | padding | last loss |"
+    )
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     clock = Deadline(args.deadline)
     with tempfile.TemporaryDirectory(prefix="penwright-bench-") as tmp:
@@ -620,26 +760,51 @@ def parse_args():
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--samples", type=int, default=400)
     parser.add_argument("--batch", type=int, default=None, help="override the shape's baseline batch")
-    parser.add_argument("--rows", type=int, default=None,
-                        help="rows of 2048 per step for the peer and ours (default: 8 for 0.5b, 2 for 7b; ours' "
-                             "configs can override with @ROWS)")
-    parser.add_argument("--attention", action="append", choices=["auto", "sdpa", "varlen"],
-                        help="ours: packed-row attention (the last one given; default auto = varlen on CUDA)")
-    parser.add_argument("--peer", action="append", default=None,
-                        help="the packed peer, TRL SFTTrainer with packing and padding-free, one fresh process each: "
-                             "attention varlen, flex or sdpa, optionally +liger (repeatable; the first is the "
-                             "reference of `vs packed peer`; default: varlen, varlen+liger)")
-    parser.add_argument("--ours", type=parse_ours, action="append", default=None,
-                        help="ours, in one process: CKPT[:LEVER+LEVER][@ROWS], CKPT a share of layers recomputed "
-                             "whole (0..1, trailing e: the rest recompute elementwise work) or `budget`; levers "
-                             f"compile, fused (repeatable; default with checkpointing: {' '.join(DEFAULT_OURS_CKPT)}; "
-                             f"else {' '.join(DEFAULT_OURS)})")
+    parser.add_argument(
+        "--rows",
+        type=int,
+        default=None,
+        help="rows of 2048 per step for the peer and ours (default: 8 for 0.5b, 2 for 7b; ours' "
+        "configs can override with @ROWS)",
+    )
+    parser.add_argument(
+        "--attention",
+        action="append",
+        choices=["auto", "sdpa", "varlen"],
+        help="ours: packed-row attention (the last one given; default auto = varlen on CUDA)",
+    )
+    parser.add_argument(
+        "--peer",
+        action="append",
+        default=None,
+        help="the packed peer, TRL SFTTrainer with packing and padding-free, one fresh process each: "
+        "attention varlen, flex or sdpa, optionally +liger (repeatable; the first is the "
+        "reference of `vs packed peer`; default: varlen, varlen+liger)",
+    )
+    parser.add_argument(
+        "--ours",
+        type=parse_ours,
+        action="append",
+        default=None,
+        help="ours, in one process: CKPT[:LEVER+LEVER][@ROWS], CKPT a share of layers recomputed "
+        "whole (0..1, trailing e: the rest recompute elementwise work) or `budget`; levers "
+        f"compile, fused (repeatable; default with checkpointing: {' '.join(DEFAULT_OURS_CKPT)}; "
+        f"else {' '.join(DEFAULT_OURS)})",
+    )
     parser.add_argument("--ckpt", type=parse_ckpt, action="append", default=None, help="--held: the modes to measure")
-    parser.add_argument("--deadline", type=float, default=None,
-                        help="seconds for the whole run: each loop gets what is left, none starts with under --reserve")
+    parser.add_argument(
+        "--deadline",
+        type=float,
+        default=None,
+        help="seconds for the whole run: each loop gets what is left, none starts with under --reserve",
+    )
     parser.add_argument("--reserve", type=float, default=30.0)
-    parser.add_argument("--held", action="store_true", help="only print the activation memory per token and layer "
-                        "held for backward in each --ckpt mode (a few layers of each --shape on the CPU)")
+    parser.add_argument(
+        "--held",
+        action="store_true",
+        help="only print the activation memory per token and layer "
+        "held for backward in each --ckpt mode (a few layers of each --shape on the CPU)",
+    )
     parser.add_argument("--make-lengths", action="store_true", help="rebuild chunk_lengths.json from ../shared/corpora")
     parser.add_argument("--child", help=argparse.SUPPRESS)  # internal: one loop, in a fresh process
     args = parser.parse_args()

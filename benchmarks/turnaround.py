@@ -33,10 +33,26 @@ sys.path[:0] = [str(REPO / "tests" / "e2e"), str(REPO / "tests")]  # daemon_proc
 SHARED = REPO.parent / "shared"
 # Qwen2.5-0.5B's published shape; "small" runs the same flow on a CPU in seconds
 SHAPES = {
-    "0.5b": dict(hidden_size=896, intermediate_size=4864, num_hidden_layers=24, num_attention_heads=14,
-                 num_key_value_heads=2, vocab_size=151936, max_position_embeddings=32768, rope_theta=1e6),
-    "small": dict(hidden_size=128, intermediate_size=352, num_hidden_layers=2, num_attention_heads=4,
-                  num_key_value_heads=2, vocab_size=16384, max_position_embeddings=4096, rope_theta=1e4),
+    "0.5b": dict(
+        hidden_size=896,
+        intermediate_size=4864,
+        num_hidden_layers=24,
+        num_attention_heads=14,
+        num_key_value_heads=2,
+        vocab_size=151936,
+        max_position_embeddings=32768,
+        rope_theta=1e6,
+    ),
+    "small": dict(
+        hidden_size=128,
+        intermediate_size=352,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        vocab_size=16384,
+        max_position_embeddings=4096,
+        rope_theta=1e4,
+    ),
 }
 
 from daemon_proc import DaemonProcess  # noqa: E402
@@ -61,7 +77,7 @@ def manuscript_words(corpus: Path, words: int, skip: int = 2000) -> tuple[list[s
         i += 1
     if current:
         chapters.append("\n\n".join(current))
-    edit = "\n\n".join(paras[i + 50:i + 50 + 30])
+    edit = "\n\n".join(paras[i + 50 : i + 50 + 30])
     return chapters, edit
 
 
@@ -71,19 +87,34 @@ def build_shape(shape: str, tokenizer_dir: Path, out: Path, seed: int = 0) -> Pa
     from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
 
     tok = AutoTokenizer.from_pretrained(tokenizer_dir)
-    config = Qwen2Config(**SHAPES[shape], tie_word_embeddings=True, bos_token_id=tok.eos_token_id,
-                         eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    config = Qwen2Config(
+        **SHAPES[shape],
+        tie_word_embeddings=True,
+        bos_token_id=tok.eos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+    )
     torch.manual_seed(seed)
     with torch.device("cuda" if torch.cuda.is_available() else "cpu"):  # 0.5B inits in a second on a GPU
         model = Qwen2ForCausalLM(config).to(torch.bfloat16)
     model.save_pretrained(out)
     tok.save_pretrained(out)
-    print(f"built {shape}: {sum(p.numel() for p in model.parameters()) / 1e6:.0f}M parameters (random init, seed {seed})")
+    print(
+        f"built {shape}: {sum(p.numel() for p in model.parameters()) / 1e6:.0f}M parameters (random init, seed {seed})"
+    )
     return out
 
 
-def make_project(root: Path, chapters: list[str], base: str, steps: int, min_new_words: int,
-                 model_extra: str = "", gate_margin: float = 0.5, defaults: bool = False) -> Path:
+def make_project(
+    root: Path,
+    chapters: list[str],
+    base: str,
+    steps: int,
+    min_new_words: int,
+    model_extra: str = "",
+    gate_margin: float = 0.5,
+    defaults: bool = False,
+) -> Path:
     (root / "manuscript").mkdir(parents=True)
     for n, ch in enumerate(chapters, 1):
         (root / "manuscript" / f"{n:02d}.txt").write_text(ch + "\n")
@@ -120,7 +151,9 @@ def completion_latencies(url: str, prompt: str, n: int, stop: threading.Event | 
             if stop is not None and stop.is_set():
                 break
             t0 = time.perf_counter()
-            r = c.post("/v1/completions", json={"model": "penwright", "prompt": prompt, "max_tokens": 24, "temperature": 0})
+            r = c.post(
+                "/v1/completions", json={"model": "penwright", "prompt": prompt, "max_tokens": 24, "temperature": 0}
+            )
             r.raise_for_status()
             out.append(time.perf_counter() - t0)
     return out
@@ -136,7 +169,9 @@ def wait_version(d: DaemonProcess, version: int, timeout: float = 60) -> float:
 
     end = time.monotonic() + timeout
     while time.monotonic() < end:
-        r = httpx.post(d.url + "/v1/completions", json={"model": "penwright", "prompt": "The", "max_tokens": 1}, timeout=60)
+        r = httpx.post(
+            d.url + "/v1/completions", json={"model": "penwright", "prompt": "The", "max_tokens": 1}, timeout=60
+        )
         if r.headers.get("X-Penwright-Adapter") == f"penwright@v{version}":
             return time.time()
         time.sleep(0.05)
@@ -169,8 +204,11 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--deadline", type=float, default=3600, help="seconds for the whole run")
     ap.add_argument("--json-out", help="write the figures (and the daemon log next to it) here")
     ap.add_argument("--keep", action="store_true")
-    ap.add_argument("--defaults", action="store_true",
-                    help="the project keeps every curation, training and gate default (--steps, --gate-margin unused)")
+    ap.add_argument(
+        "--defaults",
+        action="store_true",
+        help="the project keeps every curation, training and gate default (--steps, --gate-margin unused)",
+    )
     return ap.parse_args()
 
 
@@ -182,8 +220,10 @@ def cold_start(d: DaemonProcess, t_start: float, clock: Clock) -> dict:
     if gate["decision"] == "promote":
         first = d.wait_event(lambda e: e["type"] == "adapter.swapped", clock.left(600), gate["id"])
         out["first_live_s"] = round(first["time"] - t_start, 2)
-    print(f"cold start: daemon up + first curation {out['ready_s']:.1f}s; first adapter {gate['decision']}d "
-          f"({gate['reason']}) {out.get('first_live_s', gate['time'] - t_start):.1f}s after start")
+    print(
+        f"cold start: daemon up + first curation {out['ready_s']:.1f}s; first adapter {gate['decision']}d "
+        f"({gate['reason']}) {out.get('first_live_s', gate['time'] - t_start):.1f}s after start"
+    )
     return out
 
 
@@ -196,15 +236,19 @@ def turnaround(d: DaemonProcess, project: Path, edit: str, prompt: str, args, cl
     curate = d.wait_event(lambda e: e["type"] == "curate" and e.get("files"), clock.left(600), mark)
     started = d.wait_event(lambda e: e["type"] == "job.started", clock.left(600), curate["id"])
     job = started["job_id"]
-    d.wait_event(lambda e: e["type"] == "job.progress" and e.get("job_id") == job and e.get("step"),
-                 clock.left(3600), started["id"])
+    d.wait_event(
+        lambda e: e["type"] == "job.progress" and e.get("job_id") == job and e.get("step"),
+        clock.left(3600),
+        started["id"],
+    )
     stop = threading.Event()
     during: list[float] = []
     t = threading.Thread(target=lambda: during.extend(completion_latencies(d.url, prompt, args.requests, stop)))
     t.start()
     try:
-        finished = d.wait_event(lambda e: e["type"] in ("job.finished", "job.failed") and e.get("job_id") == job,
-                                clock.left(3600), mark)
+        finished = d.wait_event(
+            lambda e: e["type"] in ("job.finished", "job.failed") and e.get("job_id") == job, clock.left(3600), mark
+        )
     finally:
         stop.set()
         t.join()
@@ -222,8 +266,9 @@ def turnaround(d: DaemonProcess, project: Path, edit: str, prompt: str, args, cl
     ]
     out = {"during": during, "promoted": gate["decision"] == "promote", "gate_reason": gate["reason"], "t_save": t_save}
     if out["promoted"]:
-        swapped = d.wait_event(lambda e: e["type"] == "adapter.swapped" and e["version"] == gate["version"],
-                               clock.left(600), mark)
+        swapped = d.wait_event(
+            lambda e: e["type"] == "adapter.swapped" and e["version"] == gate["version"], clock.left(600), mark
+        )
         t_live = wait_version(d, gate["version"], clock.left(60))
         stages += [
             ("publish + decide", swapped["time"] - swapped.get("seconds", 0) - finished["time"]),
@@ -247,16 +292,28 @@ def report(args, words: int, cold: dict, idle: list[float], run: dict, status: d
         print(f"\nthe candidate was rejected ({run['gate_reason']}): stages up to the gate only ({what})")
     for name, s in stages:
         print(f"  {name:<38} {s:8.2f}s")
-    print(f"\ncompletion latency (~{args.prompt_tokens} prompt tokens, 24 new tokens), "
-          f"n={len(idle)} idle / {len(during)} training, engine on {status.get('device', '?')}:")
+    print(
+        f"\ncompletion latency (~{args.prompt_tokens} prompt tokens, 24 new tokens), "
+        f"n={len(idle)} idle / {len(during)} training, engine on {status.get('device', '?')}:"
+    )
     for q in (0.5, 0.95):
         a, b = pct(idle, q), pct(during, q)
         print(f"  p{int(q * 100):<3} idle {a * 1000:8.0f} ms   while training {b * 1000:8.0f} ms   ratio {b / a:5.2f}x")
-    return {"turnaround_s": round(run["turnaround_s"], 2), "promoted": run["promoted"], "gate_reason": run["gate_reason"],
-            "stages": {n: round(s, 3) for n, s in stages}, "cold_start": cold, "words": words, "steps": args.steps,
-            "base": args.shape or args.base, "engine": status,
-            "idle_ms": [round(x * 1000, 1) for x in idle], "training_ms": [round(x * 1000, 1) for x in during],
-            "idle_p50_ms": round(pct(idle, .5) * 1000), "training_p50_ms": round(pct(during, .5) * 1000)}
+    return {
+        "turnaround_s": round(run["turnaround_s"], 2),
+        "promoted": run["promoted"],
+        "gate_reason": run["gate_reason"],
+        "stages": {n: round(s, 3) for n, s in stages},
+        "cold_start": cold,
+        "words": words,
+        "steps": args.steps,
+        "base": args.shape or args.base,
+        "engine": status,
+        "idle_ms": [round(x * 1000, 1) for x in idle],
+        "training_ms": [round(x * 1000, 1) for x in during],
+        "idle_p50_ms": round(pct(idle, 0.5) * 1000),
+        "training_p50_ms": round(pct(during, 0.5) * 1000),
+    }
 
 
 def engine_status(url: str) -> dict:
@@ -278,8 +335,16 @@ def main() -> None:
     base = str(build_shape(args.shape, Path(args.tokenizer), tmp / f"base-{args.shape}")) if args.shape else args.base
     chapters, edit = manuscript_words(Path(args.corpus), args.words)
     extra = "".join(f", {k}: {v}" for k, v in (("dtype", args.dtype), ("backend", args.backend)) if v != "auto")
-    project = make_project(tmp / "novel", chapters, base, args.steps, min_new_words=min(2000, len(edit.split()) // 2),
-                           model_extra=extra, gate_margin=args.gate_margin, defaults=args.defaults)
+    project = make_project(
+        tmp / "novel",
+        chapters,
+        base,
+        args.steps,
+        min_new_words=min(2000, len(edit.split()) // 2),
+        model_extra=extra,
+        gate_margin=args.gate_margin,
+        defaults=args.defaults,
+    )
     words = sum(len(c.split()) for c in chapters)
     print(f"manuscript: {words} words in {len(chapters)} chapters; edit: {len(edit.split())} words; base: {base}")
     d = DaemonProcess(project, tmp / "daemon.log")
@@ -292,7 +357,9 @@ def main() -> None:
         idle = completion_latencies(d.url, prompt, args.requests)
         run = turnaround(d, project, edit, prompt, args, clock)
         result = report(args, words, cold, idle, run, engine_status(d.url))
-        print(json.dumps({k: result[k] for k in ("turnaround_s", "promoted", "stages", "idle_p50_ms", "training_p50_ms")}))
+        print(
+            json.dumps({k: result[k] for k in ("turnaround_s", "promoted", "stages", "idle_p50_ms", "training_p50_ms")})
+        )
         if args.json_out:
             Path(args.json_out).write_text(json.dumps(result, indent=1))
     finally:

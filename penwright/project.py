@@ -31,7 +31,9 @@ IGNORE_FILE = ".penwrightignore"
 class ManuscriptSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
-    folders: list[str] = Field(default_factory=lambda: ["manuscript"], description="Manuscript folders, relative to the project.")
+    folders: list[str] = Field(
+        default_factory=lambda: ["manuscript"], description="Manuscript folders, relative to the project."
+    )
     include: list[str] = Field(default_factory=lambda: ["**/*.md", "**/*.txt", "**/*.docx"])
     exclude: list[str] = Field(default_factory=list, description="Globs to skip (also see .penwrightignore).")
 
@@ -107,7 +109,7 @@ class StatePaths:
     def feedback(self) -> Path:
         return self.state / "feedback.jsonl"
 
-    def ensure(self) -> "StatePaths":
+    def ensure(self) -> StatePaths:
         for p in (self.datasets, self.runs, self.adapters, self.lore_index, self.models, self.logs, self.reports):
             p.mkdir(parents=True, exist_ok=True)
         return self
@@ -180,11 +182,15 @@ def startup_problems(project: Project) -> list[str]:
     from penwright.trainer.presets import load_training_settings
 
     s = project.settings
-    problems = [f"manuscript.folders: {d} does not exist (create it, or fix the folder name)"
-                for d in project.manuscript_dirs if not d.is_dir()]
+    problems = [
+        f"manuscript.folders: {d} does not exist (create it, or fix the folder name)"
+        for d in project.manuscript_dirs
+        if not d.is_dir()
+    ]
     if s.lore.enabled and not project.lore_dir.is_dir():
-        problems.append(f"lore.folder: {project.lore_dir} does not exist (create it, even empty, or set "
-                        "lore.enabled: false)")
+        problems.append(
+            f"lore.folder: {project.lore_dir} does not exist (create it, even empty, or set lore.enabled: false)"
+        )
     try:
         load_training_settings(s.training, None, project.root)
     except SettingsError as err:
@@ -195,5 +201,8 @@ def startup_problems(project: Project) -> list[str]:
 def check_startup(project: Project) -> None:
     problems = startup_problems(project)
     if problems:
-        raise SettingsError(problems, project.root / SETTINGS_FILE, "Fix these in penwright.yaml (or create the "
-                            "folders), then start again; `penwright doctor` checks them.")
+        raise SettingsError(
+            problems,
+            project.root / SETTINGS_FILE,
+            "Fix these in penwright.yaml (or create the folders), then start again; `penwright doctor` checks them.",
+        )

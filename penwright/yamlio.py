@@ -50,8 +50,10 @@ def _construct(node: yaml.Node, loader: _Loader, loc: Loc, lines: dict[Loc, int]
             key = loader.construct_object(key_node, deep=True)
             if key in out:  # YAML readers differ (last wins here): say so rather than pick one silently
                 dotted = ".".join(str(p) for p in loc + (key,))
-                raise _DuplicateKey(f"line {key_node.start_mark.line + 1}: '{dotted}' is set twice (first at line "
-                                    f"{lines[loc + (key,)]}); keep one")
+                raise _DuplicateKey(
+                    f"line {key_node.start_mark.line + 1}: '{dotted}' is set twice (first at line "
+                    f"{lines[loc + (key,)]}); keep one"
+                )
             lines[loc + (key,)] = key_node.start_mark.line + 1
             out[key] = _construct(value_node, loader, loc + (key,), lines)
         return out

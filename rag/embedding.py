@@ -42,8 +42,10 @@ def native_bf16() -> bool:
 def resolve_precision(precision: str, device: str = "cpu") -> str:
     """`float32` or `bfloat16` for a precision setting (auto: bf16 only on a CPU that has it natively)."""
     if precision not in PRECISIONS:
-        raise LoreError(f"lore.embedding_precision '{precision}' is not one of {', '.join(PRECISIONS)}.",
-                        "Use auto (the default), float32 or bfloat16.")
+        raise LoreError(
+            f"lore.embedding_precision '{precision}' is not one of {', '.join(PRECISIONS)}.",
+            "Use auto (the default), float32 or bfloat16.",
+        )
     if precision == "auto":
         return "bfloat16" if device == "cpu" and native_bf16() else "float32"
     return precision
@@ -59,7 +61,7 @@ def _running_here() -> int:
                     stat = f.read()
             except OSError:  # the thread ended meanwhile
                 continue
-            n += stat[stat.rindex(b")") + 2:stat.rindex(b")") + 3] == b"R"  # "pid (name) R ..."
+            n += stat[stat.rindex(b")") + 2 : stat.rindex(b")") + 3] == b"R"  # "pid (name) R ..."
     return max(1, n)
 
 
@@ -146,7 +148,8 @@ def resolve_model_path(spec: str) -> Path:
     path = Path(spec).expanduser()
     if not (path / "config.json").is_file() and not (path / "modules.json").is_file():
         raise LoreError(
-            f"lore.embedding_model '{spec}' is not a sentence-transformers model folder (no modules.json or config.json).",
+            f"lore.embedding_model '{spec}' is not a sentence-transformers model folder (no modules.json "
+            "or config.json).",
             f"Point it at a local model folder, or use {BUILTIN} (works offline).",
         )
     return path
@@ -161,8 +164,14 @@ class PenwrightEmbeddings(EmbeddingFunction[Documents]):
     CPU a batch of 8 already keeps the matrix units busy. `threads`: see `pick_threads` (an int: that many).
     """
 
-    def __init__(self, model: str = BUILTIN, device: str = "cpu", batch_size: int = 8, precision: str = "auto",
-                 threads: int | str = "auto"):
+    def __init__(
+        self,
+        model: str = BUILTIN,
+        device: str = "cpu",
+        batch_size: int = 8,
+        precision: str = "auto",
+        threads: int | str = "auto",
+    ):
         self.model = model
         self.device = device
         self.batch_size = batch_size
@@ -203,13 +212,23 @@ class PenwrightEmbeddings(EmbeddingFunction[Documents]):
         parts = []
         step = _CHUNK_BATCHES * self.batch_size  # threads chosen again now and then: a full build takes minutes
         for i in range(0, len(texts), step):
-            chunk = texts[i:i + step]
+            chunk = texts[i : i + step]
             threads = pick_threads(self.threads, len(chunk)) if self.device == "cpu" else 0
             # bf16 autocast keeps LayerNorm and pooling in float32 (cosine 0.9999 to plain float32)
-            with intra_op_threads(threads), torch.inference_mode(), torch.autocast(
-                    self.device, dtype=torch.bfloat16, enabled=self._dtype == "bfloat16"):
-                parts.append(model.encode(chunk, batch_size=self.batch_size, convert_to_numpy=True,
-                                          normalize_embeddings=True, show_progress_bar=False))
+            with (
+                intra_op_threads(threads),
+                torch.inference_mode(),
+                torch.autocast(self.device, dtype=torch.bfloat16, enabled=self._dtype == "bfloat16"),
+            ):
+                parts.append(
+                    model.encode(
+                        chunk,
+                        batch_size=self.batch_size,
+                        convert_to_numpy=True,
+                        normalize_embeddings=True,
+                        show_progress_bar=False,
+                    )
+                )
         return np.asarray(np.concatenate(parts), dtype=np.float32)
 
     def default_space(self) -> str:
@@ -219,14 +238,23 @@ class PenwrightEmbeddings(EmbeddingFunction[Documents]):
         return ["cosine", "l2", "ip"]
 
     def get_config(self) -> dict[str, Any]:
-        return {"model": self.model, "device": self.device, "batch_size": self.batch_size, "precision": self.precision,
-                "threads": self.threads}
+        return {
+            "model": self.model,
+            "device": self.device,
+            "batch_size": self.batch_size,
+            "precision": self.precision,
+            "threads": self.threads,
+        }
 
     @staticmethod
-    def build_from_config(config: dict[str, Any]) -> "PenwrightEmbeddings":
-        return PenwrightEmbeddings(config.get("model", BUILTIN), config.get("device", "cpu"),
-                                   int(config.get("batch_size", 8)), config.get("precision", "auto"),
-                                   config.get("threads", "auto"))
+    def build_from_config(config: dict[str, Any]) -> PenwrightEmbeddings:
+        return PenwrightEmbeddings(
+            config.get("model", BUILTIN),
+            config.get("device", "cpu"),
+            int(config.get("batch_size", 8)),
+            config.get("precision", "auto"),
+            config.get("threads", "auto"),
+        )
 
     def validate_config_update(self, old_config: dict[str, Any], new_config: dict[str, Any]) -> None:
         return None

@@ -32,7 +32,7 @@ _HEADING = re.compile(r"^(#{1,6})[ \t]+(.+?)[ \t#]*$", re.M)
 @dataclass
 class Section:
     id: str  # "<file>::<slug>", stable while the file and heading keep their names
-    entry: "LoreEntry"
+    entry: LoreEntry
     heading: str
     text: str  # the section's prose, without its heading
 
@@ -78,9 +78,15 @@ class LoreEntry:
 
     def summary(self) -> dict[str, Any]:
         return {
-            "name": self.name, "type": self.type, "aliases": list(self.aliases), "tags": list(self.tags),
-            "file": self.file, "always": self.always, "priority": self.priority,
-            "from_chapter": self.from_chapter, "until_chapter": self.until_chapter,
+            "name": self.name,
+            "type": self.type,
+            "aliases": list(self.aliases),
+            "tags": list(self.tags),
+            "file": self.file,
+            "always": self.always,
+            "priority": self.priority,
+            "from_chapter": self.from_chapter,
+            "until_chapter": self.until_chapter,
         }
 
 
@@ -120,8 +126,10 @@ def parse_file(path: Path, root: Path, max_bytes: int) -> ParsedFile:
 
 def _content_problem(data: bytes, max_bytes: int) -> str | None:
     if len(data) > max_bytes:
-        return (f"is {len(data) / 1e6:.1f} MB, more than the {max_bytes / 1e6:.1f} MB a lore file may be "
-                "(split it into one file per character or place, or raise lore.max_file_bytes)")
+        return (
+            f"is {len(data) / 1e6:.1f} MB, more than the {max_bytes / 1e6:.1f} MB a lore file may be "
+            "(split it into one file per character or place, or raise lore.max_file_bytes)"
+        )
     if b"\x00" in data[:8192]:
         return "is a binary file, not Markdown or text"
     try:
@@ -145,8 +153,12 @@ def parse_text(text: str, rel: str, path: Path | str | None = None) -> tuple[Lor
     entry = LoreEntry(file=rel, name=name, **fields)
     entry.sections = _make_sections(entry, sections)
     if not entry.sections:
-        raise InputFileError(where, "has front matter but no text to inject", line=body_line,
-                             hint="Write the entry's description under the front matter; the file was skipped.")
+        raise InputFileError(
+            where,
+            "has front matter but no text to inject",
+            line=body_line,
+            hint="Write the entry's description under the front matter; the file was skipped.",
+        )
     return entry, problems
 
 
@@ -159,23 +171,35 @@ def _split_front_matter(text: str, where: Any) -> tuple[dict, str, int]:
     m = _FRONT.match(text)
     if not m:
         if text.lstrip("\ufeff").startswith("---\n") or text.startswith("---\r\n"):
-            raise InputFileError(where, "front matter starts with '---' but has no closing '---' line", line=1,
-                                 hint="Close the front matter with a line of three dashes; the file was skipped.")
+            raise InputFileError(
+                where,
+                "front matter starts with '---' but has no closing '---' line",
+                line=1,
+                hint="Close the front matter with a line of three dashes; the file was skipped.",
+            )
         return {}, text, 1
     try:
         data, _ = parse_yaml(m.group(1), str(where))
     except SettingsError as err:
         detail = err.problems[0] if err.problems else "malformed YAML"
         line = _yaml_line(detail)
-        raise InputFileError(where, f"broken front matter: {re.sub(r' at line [0-9]+, column [0-9]+', '', detail)}",
-                             line=line, hint="Fix the YAML between the '---' lines; the file was skipped.") from None
+        raise InputFileError(
+            where,
+            f"broken front matter: {re.sub(r' at line [0-9]+, column [0-9]+', '', detail)}",
+            line=line,
+            hint="Fix the YAML between the '---' lines; the file was skipped.",
+        ) from None
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise InputFileError(where, "front matter must be 'key: value' lines (name:, aliases:, type: ...)", line=2,
-                             hint="Fix the YAML between the '---' lines; the file was skipped.")
+        raise InputFileError(
+            where,
+            "front matter must be 'key: value' lines (name:, aliases:, type: ...)",
+            line=2,
+            hint="Fix the YAML between the '---' lines; the file was skipped.",
+        )
     body_line = text[: m.end()].count("\n") + 1
-    return data, text[m.end():], body_line
+    return data, text[m.end() :], body_line
 
 
 def _yaml_line(detail: str) -> int | None:
@@ -195,8 +219,13 @@ def _as_chapter(key: str, value: Any, where: Any, problems: list) -> int | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, str)) or not str(value).strip().isdigit():
-        problems.append(InputFileError(where, f"'{key}' must be a chapter number, got {value!r}; ignored",
-                                       hint="Use a whole number, e.g. from_chapter: 3."))
+        problems.append(
+            InputFileError(
+                where,
+                f"'{key}' must be a chapter number, got {value!r}; ignored",
+                hint="Use a whole number, e.g. from_chapter: 3.",
+            )
+        )
         return None
     return int(value)
 
@@ -205,14 +234,20 @@ def _check_fields(meta: dict, where: Any, problems: list[InputFileError]) -> dic
     out: dict[str, Any] = {}
     for key in meta:
         if key not in FIELDS:
-            problems.append(InputFileError(where, f"unknown front-matter key '{key}' ignored",
-                                           hint=f"Known keys: {', '.join(FIELDS)}."))
+            problems.append(
+                InputFileError(
+                    where, f"unknown front-matter key '{key}' ignored", hint=f"Known keys: {', '.join(FIELDS)}."
+                )
+            )
     if meta.get("name") is not None:
         out["name"] = str(meta["name"]).strip()
     kind = str(meta.get("type") or "other").strip().lower()
     if kind not in TYPES:
-        problems.append(InputFileError(where, f"unknown type '{meta.get('type')}', treated as 'other'",
-                                       hint=f"Use one of: {', '.join(TYPES)}."))
+        problems.append(
+            InputFileError(
+                where, f"unknown type '{meta.get('type')}', treated as 'other'", hint=f"Use one of: {', '.join(TYPES)}."
+            )
+        )
         kind = "other"
     out["type"] = kind
     out["aliases"] = _as_list(meta.get("aliases"))
@@ -247,7 +282,7 @@ def _split_sections(body: str) -> tuple[str | None, list[tuple[str, str]]]:
     for h in headings:
         if len(h.group(1)) != level:
             continue
-        sections.append((heading, body[start: h.start()].strip()))
+        sections.append((heading, body[start : h.start()].strip()))
         heading, start = h.group(2).strip(), h.end()
     sections.append((heading, body[start:].strip()))
     return title, [(h, t) for h, t in sections if t]
@@ -296,8 +331,10 @@ def lint(entries: list[LoreEntry]) -> list[str]:
     owner: dict[str, LoreEntry] = {}
     for e in sorted(entries, key=lambda e: e.file):
         if e.from_chapter is not None and e.until_chapter is not None and e.until_chapter < e.from_chapter:
-            problems.append(f"{e.file}: until_chapter {e.until_chapter} is before from_chapter {e.from_chapter}; "
-                            "the entry never applies")
+            problems.append(
+                f"{e.file}: until_chapter {e.until_chapter} is before from_chapter {e.from_chapter}; "
+                "the entry never applies"
+            )
         for label in [e.name, *e.aliases]:
             key = label.casefold()
             first = owner.get(key)
@@ -305,6 +342,8 @@ def lint(entries: list[LoreEntry]) -> list[str]:
                 owner[key] = e
             elif first is not e:
                 what = "name" if label == e.name and key == first.name.casefold() else "alias"
-                problems.append(f"{e.file}: {what} '{label}' is also claimed by {first.file} ('{first.name}'); "
-                                "rename one, or merge the two entries")
+                problems.append(
+                    f"{e.file}: {what} '{label}' is also claimed by {first.file} ('{first.name}'); "
+                    "rename one, or merge the two entries"
+                )
     return problems

@@ -25,10 +25,25 @@ from penwright.errors import LoreError
 from penwright.rag.entries import LORE_SUFFIXES, TYPES, slugify
 
 _FOLDER_TYPES = {
-    "character": "character", "characters": "character", "people": "character", "cast": "character",
-    "place": "location", "places": "location", "location": "location", "locations": "location", "settings": "location",
-    "object": "object", "objects": "object", "items": "object", "item": "object", "artifacts": "object",
-    "lore": "lore", "history": "lore", "world": "lore", "worldbuilding": "lore", "magic": "lore",
+    "character": "character",
+    "characters": "character",
+    "people": "character",
+    "cast": "character",
+    "place": "location",
+    "places": "location",
+    "location": "location",
+    "locations": "location",
+    "settings": "location",
+    "object": "object",
+    "objects": "object",
+    "items": "object",
+    "item": "object",
+    "artifacts": "object",
+    "lore": "lore",
+    "history": "lore",
+    "world": "lore",
+    "worldbuilding": "lore",
+    "magic": "lore",
     "style": "style",
 }
 _FIELD_LINE = re.compile(r"^\s*(name|aliases|also known as|aka|type|tags)\s*:\s*(.+?)\s*$", re.I | re.M)
@@ -46,8 +61,12 @@ def _write_entry(out: Path, meta: dict[str, Any], body: str, report: ImportRepor
     path, n = out / f"{base}.md", 2
     while path.exists():
         path, n = out / f"{base}-{n}.md", n + 1
-    front = yaml.safe_dump({k: v for k, v in meta.items() if v not in (None, [], "", False, 0)},
-                           sort_keys=False, allow_unicode=True, default_flow_style=None).strip()
+    front = yaml.safe_dump(
+        {k: v for k, v in meta.items() if v not in (None, [], "", False, 0)},
+        sort_keys=False,
+        allow_unicode=True,
+        default_flow_style=None,
+    ).strip()
     path.write_text(f"---\n{front}\n---\n# {meta['name']}\n\n{body.strip()}\n", encoding="utf-8")
     report.written.append(path)
 
@@ -114,8 +133,10 @@ def _lorebook_entries(data: Any) -> list[dict]:
     if isinstance(entries, dict):  # SillyTavern World Info: {"0": {...}, "1": {...}}
         entries = [entries[k] for k in sorted(entries, key=lambda k: (len(str(k)), str(k)))]
     if not isinstance(entries, list):
-        raise LoreError("The JSON file has no lorebook entries (expected an 'entries' list or object).",
-                        "Export the lorebook from SillyTavern (World Info) or pass a {\"entries\": [...]} file.")
+        raise LoreError(
+            "The JSON file has no lorebook entries (expected an 'entries' list or object).",
+            'Export the lorebook from SillyTavern (World Info) or pass a {"entries": [...]} file.',
+        )
     return entries
 
 
@@ -135,7 +156,9 @@ def import_lorebook(path: Path, out: Path) -> ImportReport:
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise LoreError(f"{path} is not a readable JSON lorebook ({err}).", "Check the file, or export it again.") from None
+        raise LoreError(
+            f"{path} is not a readable JSON lorebook ({err}).", "Check the file, or export it again."
+        ) from None
     for i, e in enumerate(_lorebook_entries(data)):
         label = f"{path}: entry {i}"
         if not isinstance(e, dict):
@@ -152,11 +175,18 @@ def import_lorebook(path: Path, out: Path) -> ImportReport:
         keys = _split_list(keys) if isinstance(keys, str) else [str(k).strip() for k in keys if str(k).strip()]
         plain = [k for k in keys if not (k.startswith("/") and k.rstrip("gimsuy").endswith("/") and len(k) > 2)]
         name = str(e.get("comment") or e.get("name") or (plain[0] if plain else "") or _first_words(content)).strip()
-        meta = {"name": name, "aliases": [k for k in plain if k.casefold() != name.casefold()], "type": "other",
-                "priority": int(e.get("priority") or 0) if str(e.get("priority") or 0).lstrip("-").isdigit() else 0,
-                "always": bool(e.get("constant")), "keys": [_regex_key(k) for k in keys if k not in plain]}
+        meta = {
+            "name": name,
+            "aliases": [k for k in plain if k.casefold() != name.casefold()],
+            "type": "other",
+            "priority": int(e.get("priority") or 0) if str(e.get("priority") or 0).lstrip("-").isdigit() else 0,
+            "always": bool(e.get("constant")),
+            "keys": [_regex_key(k) for k in keys if k not in plain],
+        }
         secondary = e.get("keysecondary") or e.get("secondary_keys") or []
         if secondary:
-            report.skipped.append(f"{label} ('{name}'): secondary keys {secondary} have no equivalent and were left out")
+            report.skipped.append(
+                f"{label} ('{name}'): secondary keys {secondary} have no equivalent and were left out"
+            )
         _write_entry(out, meta, content, report)
     return report

@@ -33,8 +33,18 @@ from typing import Any
 from penwright.errors import LoreError
 from penwright.rag.entries import LORE_SUFFIXES, LoreEntry, ParsedFile, Section, lint, parse_file
 from penwright.rag.keys import KeyMatcher
-from penwright.rag.select import (Candidate, Selection, TokenCounter, TokenMeter, always_candidates, approx_tokens,
-                                  fit, named_candidates, query_text, rank)
+from penwright.rag.select import (
+    Candidate,
+    Selection,
+    TokenCounter,
+    TokenMeter,
+    always_candidates,
+    approx_tokens,
+    fit,
+    named_candidates,
+    query_text,
+    rank,
+)
 from penwright.rag.settings import LoreSettings
 
 log = logging.getLogger(__name__)
@@ -64,8 +74,9 @@ def _section_hash(s: Section) -> str:
 
 
 class LoreIndex:
-    def __init__(self, lore_dir: Path | str, index_dir: Path | str, settings: LoreSettings | None = None,
-                 embedder: Any = None):
+    def __init__(
+        self, lore_dir: Path | str, index_dir: Path | str, settings: LoreSettings | None = None, embedder: Any = None
+    ):
         self.lore_dir = Path(lore_dir).resolve()
         self.index_dir = Path(index_dir).resolve()
         self.settings = settings or LoreSettings()
@@ -76,7 +87,11 @@ class LoreIndex:
         self._sections: dict[str, Section] = {}
         self._matcher = KeyMatcher(self.settings.min_key_length, self.settings.common_word_zipf)
         self._key_notes: dict[str, list[str]] = {}
-        self._manifest: dict[str, Any] = {"version": MANIFEST_VERSION, "model": self.settings.embedding_model, "files": {}}
+        self._manifest: dict[str, Any] = {
+            "version": MANIFEST_VERSION,
+            "model": self.settings.embedding_model,
+            "files": {},
+        }
         self._qcache: OrderedDict[str, Any] = OrderedDict()  # meaning query -> vector
         self._meters: OrderedDict[TokenCounter, TokenMeter] = OrderedDict()  # counter -> its counts
         self._always_cands: list[Candidate] | None = None  # always entries' candidates, until a file changes
@@ -90,8 +105,9 @@ class LoreIndex:
         if self._embedder is None:
             from penwright.rag.embedding import PenwrightEmbeddings
 
-            self._embedder = PenwrightEmbeddings(self.settings.embedding_model,
-                                                 precision=self.settings.embedding_precision)
+            self._embedder = PenwrightEmbeddings(
+                self.settings.embedding_model, precision=self.settings.embedding_precision
+            )
         return self._embedder
 
     @property
@@ -140,8 +156,9 @@ class LoreIndex:
         try:
             return p.relative_to(self.lore_dir).as_posix()
         except ValueError:
-            raise LoreError(f"{p} is not inside the lore folder {self.lore_dir}.",
-                            "Only files in the lore folder are indexed.") from None
+            raise LoreError(
+                f"{p} is not inside the lore folder {self.lore_dir}.", "Only files in the lore folder are indexed."
+            ) from None
 
     def _scan(self) -> list[str]:
         if not self.lore_dir.is_dir():
@@ -184,7 +201,9 @@ class LoreIndex:
     def problems(self) -> list[str]:
         """Every file problem, duplicate and dead key known now, one line each."""
         with self._lock:
-            out = [str(p.message) + (f" ({p.hint})" if p.hint else "") for f in self._files.values() for p in f.problems]
+            out = [
+                str(p.message) + (f" ({p.hint})" if p.hint else "") for f in self._files.values() for p in f.problems
+            ]
             out += lint(self.entries)
             out += [n for notes in self._key_notes.values() for n in notes]
             return out
@@ -195,8 +214,9 @@ class LoreIndex:
         old = self._manifest["files"].get(parsed.file, {}).get("sections", {})
         return [s for s in (parsed.entry.sections if parsed.entry else []) if old.get(s.id) != _section_hash(s)]
 
-    def _apply(self, parsed: ParsedFile, donors: dict[str, str] | None = None,
-               vectors: dict[str, Any] | None = None) -> tuple[list[str], int]:
+    def _apply(
+        self, parsed: ParsedFile, donors: dict[str, str] | None = None, vectors: dict[str, Any] | None = None
+    ) -> tuple[list[str], int]:
         """Make chroma and the manifest match one parsed file; returns (section ids written, how many embedded here)."""
         self._open_store()
         old = self._manifest["files"].get(parsed.file, {}).get("sections", {})
@@ -212,8 +232,9 @@ class LoreIndex:
             self._manifest["files"].pop(parsed.file, None)
         return [s.id for s in fresh], embedded
 
-    def _write_sections(self, fresh: list[Section], donors: dict[str, str], stale: list[str],
-                        given: dict[str, Any]) -> int:
+    def _write_sections(
+        self, fresh: list[Section], donors: dict[str, str], stale: list[str], given: dict[str, Any]
+    ) -> int:
         """Delete `stale` ids, then add `fresh` sections. Vectors: `given` (id -> vector, embedded in a batch
         by the caller), else moved from `donors` (text hash -> old id), else embedded here."""
         store = self._store
@@ -229,7 +250,9 @@ class LoreIndex:
         if need:
             have.update(zip((s.id for s in need), self.embedder.encode([s.embed_text for s in need])))
         vectors = np.stack([have[s.id] for s in fresh])
-        metas = [{"file": s.entry.file, "name": s.entry.name, "type": s.entry.type, "heading": s.heading} for s in fresh]
+        metas = [
+            {"file": s.entry.file, "name": s.entry.name, "type": s.entry.type, "heading": s.heading} for s in fresh
+        ]
         store.add([s.id for s in fresh], vectors, [s.text for s in fresh], metas)
         return len(need)
 
@@ -242,8 +265,11 @@ class LoreIndex:
             return
         missing = store.unreachable(ids if ids is not None else sorted(expected))
         if missing:
-            self._rebuild(f"recall check: {len(missing)} record(s) unreachable by query, e.g. {missing[0]} "
-                          "(chroma-core/chroma#7758)", report)
+            self._rebuild(
+                f"recall check: {len(missing)} record(s) unreachable by query, e.g. {missing[0]} "
+                "(chroma-core/chroma#7758)",
+                report,
+            )
 
     def _rebuild(self, reason: str, report: SyncReport) -> None:
         log.warning("rebuilding the lore index: %s", reason)
@@ -265,9 +291,13 @@ class LoreIndex:
         if missing:
             # A fresh collection can still miss a handful of records in a large index (approximate nearest-neighbour
             # search); rebuilding again would loop. Those entries still come in by name and key, so warn and go on.
-            log.warning("after a rebuild, %d of %d lore record(s) are not found by meaning (e.g. %s); they are still "
-                        "found by name and keys. If this persists, report the chromadb version.",
-                        len(missing), store.count(), missing[0])
+            log.warning(
+                "after a rebuild, %d of %d lore record(s) are not found by meaning (e.g. %s); they are still "
+                "found by name and keys. If this persists, report the chromadb version.",
+                len(missing),
+                store.count(),
+                missing[0],
+            )
             report.unreachable = missing
 
     # -- public: keeping the index current -------------------------------------
@@ -448,8 +478,11 @@ class LoreIndex:
             self._ensure()
             for e in sorted(self.entries, key=lambda e: (e.name.casefold() != want, e.file)):
                 if want == e.name.casefold() or want in (a.casefold() for a in e.aliases):
-                    return {**e.summary(), "text": e.text,
-                            "sections": [{"id": s.id, "heading": s.heading, "text": s.text} for s in e.sections]}
+                    return {
+                        **e.summary(),
+                        "text": e.text,
+                        "sections": [{"id": s.id, "heading": s.heading, "text": s.text} for s in e.sections],
+                    }
         return None
 
     def search(self, query: str, k: int = 5) -> list[dict[str, Any]]:
@@ -466,8 +499,15 @@ class LoreIndex:
             return [self._hit(self._sections[sid], score) for sid, score in best if sid in self._sections]
 
     def _hit(self, s: Section, score: float) -> dict[str, Any]:
-        return {"id": s.id, "name": s.entry.name, "type": s.entry.type, "file": s.entry.file,
-                "heading": s.heading, "text": s.text, "score": round(float(score), 4)}
+        return {
+            "id": s.id,
+            "name": s.entry.name,
+            "type": s.entry.type,
+            "file": s.entry.file,
+            "heading": s.heading,
+            "text": s.text,
+            "score": round(float(score), 4),
+        }
 
     def _entry_sections(self, rel: str) -> list[Section]:
         p = self._files.get(rel)
@@ -491,8 +531,14 @@ class LoreIndex:
             self._rebuild(f"query failed ({type(err).__name__}: {err})", SyncReport())
             return self._store.query(vec, n)
 
-    def select(self, prefix: str, suffix: str = "", chapter: int | None = None, budget_tokens: int | None = None,
-               count_tokens: TokenCounter | None = None) -> Selection:
+    def select(
+        self,
+        prefix: str,
+        suffix: str = "",
+        chapter: int | None = None,
+        budget_tokens: int | None = None,
+        count_tokens: TokenCounter | None = None,
+    ) -> Selection:
         """The lore for the passage around the cursor, ranked and cut to the token budget."""
         if not self.settings.enabled:
             return Selection()

@@ -65,5 +65,5 @@ def inject_completion(prompt: str, selection: Selection | str) -> str:
         return prompt
     for sentinel in FIM_PREFIXES:
         if prompt.startswith(sentinel):
-            return sentinel + pre + prompt[len(sentinel):]
+            return sentinel + pre + prompt[len(sentinel) :]
     return pre + prompt

@@ -103,13 +103,16 @@ class KeyMatcher:
         if not words:
             return None, f"key '{label}' has no letters or digits; it never triggers"
         if len("".join(words)) < self.min_key_length:
-            return None, (f"key '{label}' is shorter than lore.min_key_length ({self.min_key_length}) "
-                          "and never triggers on its own")
+            return None, (
+                f"key '{label}' is shorter than lore.min_key_length ({self.min_key_length}) "
+                "and never triggers on its own"
+            )
         body = r"\W+".join(re.escape(w) for w in words)
         common = len(words) == 1 and self._zipf(words[0].casefold()) >= self.common_zipf
         if common and not words[0][0].isupper():
-            return None, (f"key '{label}' is a common word and never triggers on its own; "
-                          "use a longer phrase or a /regex/")
+            return None, (
+                f"key '{label}' is a common word and never triggers on its own; use a longer phrase or a /regex/"
+            )
         flags = 0 if common else re.I
         return Key(entry_id, label, re.compile(rf"(?<!\w){body}(?!\w)", flags), exact_case=common), None
 
@@ -132,7 +135,7 @@ class KeyMatcher:
                 note(key, found.end())
         for key in self._regex:
             last = None
-            for last in key.pattern.finditer(text):
+            for last in key.pattern.finditer(text):  # noqa: B007 (the last match is wanted)
                 pass
             if last is not None:
                 note(key, last.end())
@@ -145,4 +148,4 @@ def _sentence_initial(text: str, pos: int) -> bool:
     before = text[start:pos].rstrip(_OPENERS)
     if not before:
         return start == 0 or text[start - 1] in _ENDERS  # only markup in a 12-character window: guess
-    return before[-1] in _ENDERS or before[-1] in "\u201c\u2018\""
+    return before[-1] in _ENDERS or before[-1] in '\u201c\u2018"'

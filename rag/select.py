@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import re
 from collections import OrderedDict
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Callable, Iterable
 
 from penwright.rag.entries import LoreEntry, Section
 from penwright.rag.keys import KeyMatcher
@@ -66,12 +66,17 @@ class Selection:
 
 
 def always_candidates(entries: Iterable[LoreEntry]) -> list[Candidate]:
-    return [Candidate(s, ALWAYS + e.priority - i * 0.01, "always")
-            for e in entries if e.always for i, s in enumerate(e.sections)]
+    return [
+        Candidate(s, ALWAYS + e.priority - i * 0.01, "always")
+        for e in entries
+        if e.always
+        for i, s in enumerate(e.sections)
+    ]
 
 
-def named_candidates(matcher: KeyMatcher, sections_of: Callable[[str], list[Section]], prefix: str, suffix: str,
-                     scan_chars: int) -> list[Candidate]:
+def named_candidates(
+    matcher: KeyMatcher, sections_of: Callable[[str], list[Section]], prefix: str, suffix: str, scan_chars: int
+) -> list[Candidate]:
     """Entries named (by name, alias or key) near the cursor: the lead section high, the others lower."""
     before, after = prefix[-scan_chars:], suffix[: scan_chars // 3]
     out = []
@@ -164,8 +169,7 @@ class TokenMeter:
         return int(len(text) * self._density * 0.5) if self._density else 0
 
 
-def fit(ranked: list[Candidate], budget: int, count: TokenCounter,
-        at_least: TokenCounter | None = None) -> Selection:
+def fit(ranked: list[Candidate], budget: int, count: TokenCounter, at_least: TokenCounter | None = None) -> Selection:
     """Greedy by rank: take each section that still fits; the rendered block never exceeds `budget`.
 
     `at_least(text)`, a cheap lower bound of `count(text)` (`TokenMeter.at_least`), skips sections that
@@ -191,8 +195,16 @@ def fit(ranked: list[Candidate], budget: int, count: TokenCounter,
         text = render([c.section for c in chosen])
         tokens = count(text) if chosen else 0
     entries = [
-        SelectedEntry(id=c.section.id, name=c.section.entry.name, type=c.section.entry.type, file=c.section.entry.file,
-                      heading=c.section.heading, reason=c.reason, score=round(c.score, 3), tokens=cost[c.section.id])
+        SelectedEntry(
+            id=c.section.id,
+            name=c.section.entry.name,
+            type=c.section.entry.type,
+            file=c.section.entry.file,
+            heading=c.section.heading,
+            reason=c.reason,
+            score=round(c.score, 3),
+            tokens=cost[c.section.id],
+        )
         for c in chosen
     ]
     return Selection(entries=entries, text=text, tokens=tokens)

@@ -8,7 +8,9 @@ from pydantic import BaseModel, ConfigDict, Field
 class LoreSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
-    folder: str = Field("lore", description="The lore folder (characters, places, world notes), relative to the project.")
+    folder: str = Field(
+        "lore", description="The lore folder (characters, places, world notes), relative to the project."
+    )
     embedding_model: str = Field(
         "builtin:all-MiniLM-L6-v2",
         description="A sentence-transformers model folder; builtin:all-MiniLM-L6-v2 loads offline from its package.",
@@ -28,8 +30,14 @@ class LoreSettings(BaseModel):
         description="A one-word name or key at least this common in English (wordfreq Zipf scale) triggers only "
         "capitalised and mid-sentence; in lower case it never triggers.",
     )
-    min_similarity: float = Field(0.3, ge=-1, le=1, description="Entries recalled by meaning need at least this cosine similarity.")
+    min_similarity: float = Field(
+        0.3, ge=-1, le=1, description="Entries recalled by meaning need at least this cosine similarity."
+    )
     scan_chars: int = Field(3000, ge=100, description="Characters before the cursor searched for names and keys.")
-    query_chars: int = Field(400, ge=50, description="Characters before the cursor used as the meaning query (about 90 tokens).")
-    max_file_bytes: int = Field(1_000_000, ge=1000, description="Lore files larger than this are skipped with a message.")
+    query_chars: int = Field(
+        400, ge=50, description="Characters before the cursor used as the meaning query (about 90 tokens)."
+    )
+    max_file_bytes: int = Field(
+        1_000_000, ge=1000, description="Lore files larger than this are skipped with a message."
+    )
     enabled: bool = True

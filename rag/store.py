@@ -30,7 +30,7 @@ class ChromaStore:
         self._col: Any = None
 
     # -- lifecycle -------------------------------------------------------
-    def open(self) -> "ChromaStore":
+    def open(self) -> ChromaStore:
         import chromadb
 
         self.path.mkdir(parents=True, exist_ok=True)
@@ -38,7 +38,9 @@ class ChromaStore:
             path=str(self.path), settings=chromadb.Settings(anonymized_telemetry=False, allow_reset=True)
         )
         self._col = self._client.get_or_create_collection(
-            COLLECTION, embedding_function=self.embedder, configuration={"hnsw": {"space": "cosine", "ef_construction": 200, "ef_search": 200}}
+            COLLECTION,
+            embedding_function=self.embedder,
+            configuration={"hnsw": {"space": "cosine", "ef_construction": 200, "ef_search": 200}},
         )
         return self
 
@@ -87,8 +89,12 @@ class ChromaStore:
     def add(self, ids: list[str], vectors: np.ndarray, documents: list[str], metadatas: list[dict]) -> None:
         step = max(1, int(self._client.get_max_batch_size()))
         for i in range(0, len(ids), step):
-            self._col.add(ids=ids[i:i + step], embeddings=vectors[i:i + step],
-                          documents=documents[i:i + step], metadatas=metadatas[i:i + step])
+            self._col.add(
+                ids=ids[i : i + step],
+                embeddings=vectors[i : i + step],
+                documents=documents[i : i + step],
+                metadatas=metadatas[i : i + step],
+            )
 
     def delete(self, ids: list[str]) -> None:
         if ids:
@@ -125,14 +131,15 @@ class ChromaStore:
         missing: list[str] = []
         n = min(10, total)
         for start in range(0, len(ids), batch):
-            part = ids[start:start + batch]
+            part = ids[start : start + batch]
             vecs = self.vectors(part, lenient=True)
             missing += [i for i in part if i not in vecs]
             asked = [i for i in part if i in vecs]
             if not asked:
                 continue
-            res = self._col.query(query_embeddings=np.stack([vecs[i] for i in asked]), n_results=n,
-                                  include=["distances"])
+            res = self._col.query(
+                query_embeddings=np.stack([vecs[i] for i in asked]), n_results=n, include=["distances"]
+            )
             for i, got, dist in zip(asked, res["ids"], res["distances"]):
                 # an exact duplicate (distance ~0 under another id) is as good as the record itself
                 if i not in got and not (dist and float(dist[0]) < 1e-4):

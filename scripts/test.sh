@@ -21,6 +21,10 @@ else
   echo "warning: npm not found; skipping the extension's unit tests" >&2
 fi
 
+# Lint and format (ruff; config in pyproject.toml): a style slip fails here, before the long suite.
+"$VENV/bin/ruff" check .
+"$VENV/bin/ruff" format --check .
+
 export HF_HUB_OFFLINE=1 HF_HUB_DISABLE_TELEMETRY=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 args=()
 for a in "$@"; do

@@ -13,12 +13,12 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from penwright.server.boundary import Boundary, Policy, is_loopback
-from penwright.server.openapi import published_schema
-from penwright.server.services.errors import ApiError, api_error, method_not_allowed
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from penwright.errors import PenwrightError, ServeError
+from penwright.server.boundary import Boundary, Policy, is_loopback
+from penwright.server.openapi import published_schema
+from penwright.server.services.errors import ApiError, api_error, method_not_allowed
 
 log = logging.getLogger(__name__)
 
@@ -28,9 +28,11 @@ def check_bind(settings, host: str | None = None) -> None:
     host = settings.host if host is None else host
     if not is_loopback(host) and not settings.api_key:
         shown = host or "every interface"
-        raise ServeError(f"The daemon would listen on {shown}, which other machines can reach, and server.api_key "
-                         "is not set.", "Set server.api_key in penwright.yaml (clients send it as a Bearer token), "
-                         "or bind 127.0.0.1 (the default).")
+        raise ServeError(
+            f"The daemon would listen on {shown}, which other machines can reach, and server.api_key is not set.",
+            "Set server.api_key in penwright.yaml (clients send it as a Bearer token), "
+            "or bind 127.0.0.1 (the default).",
+        )
 
 
 def create_app(services, routers=(), bound_host: str | None = None) -> FastAPI:
@@ -49,8 +51,13 @@ def create_app(services, routers=(), bound_host: str | None = None) -> FastAPI:
     if services.settings.cors_origins:
         from fastapi.middleware.cors import CORSMiddleware
 
-        app.add_middleware(CORSMiddleware, allow_origins=services.settings.cors_origins, allow_methods=["*"],
-                           allow_headers=["*"], expose_headers=["X-Penwright-Adapter", "X-Penwright-Lore"])
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=services.settings.cors_origins,
+            allow_methods=["*"],
+            allow_headers=["*"],
+            expose_headers=["X-Penwright-Adapter", "X-Penwright-Lore"],
+        )
     app.add_middleware(Boundary, policy=Policy.for_bind(services.settings, bound_host))  # outermost: first to run
     app.include_router(openai.router)
     app.include_router(health.router)
@@ -88,8 +95,14 @@ def _error_handlers(app: FastAPI) -> None:
         if exc.status_code == 405:
             return _error(method_not_allowed(request.method, request.url.path, _allowed(request)), request)
         if exc.status_code == 404 and exc.detail == "Not Found":
-            return _error(ApiError(404, f"There is no {request.method} {request.url.path} here; /openapi.json "
-                                   "lists every route.", "not_found"), request)
+            return _error(
+                ApiError(
+                    404,
+                    f"There is no {request.method} {request.url.path} here; /openapi.json lists every route.",
+                    "not_found",
+                ),
+                request,
+            )
         return _error(ApiError(exc.status_code, str(exc.detail), {404: "not_found"}.get(exc.status_code)), request)
 
     @app.exception_handler(Exception)
@@ -144,8 +157,12 @@ def _union_error(group: list[dict]) -> dict:
             tags.append(tag)
     loc = group[0].get("loc", ())
     cut = next((i for i, p in enumerate(loc) if isinstance(p, str) and (p in _TYPE_TAGS or "[" in p)), len(loc))
-    return {"type": "union_type", "loc": loc[:cut], "input": group[0].get("input"),
-            "msg": f"should be {' or '.join(tags) or 'another type'}"}
+    return {
+        "type": "union_type",
+        "loc": loc[:cut],
+        "input": group[0].get("input"),
+        "msg": f"should be {' or '.join(tags) or 'another type'}",
+    }
 
 
 def _readable(err: dict) -> str:
@@ -164,8 +181,12 @@ def _allowed(request: Request) -> list[str]:
     """The methods the requested path does answer (for a 405's `Allow`)."""
     from starlette.routing import Match
 
-    methods = {m for route in request.app.router.routes for m in ("GET", "POST", "PUT", "PATCH", "DELETE")
-               if route.matches({**request.scope, "method": m})[0] == Match.FULL}
+    methods = {
+        m
+        for route in request.app.router.routes
+        for m in ("GET", "POST", "PUT", "PATCH", "DELETE")
+        if route.matches({**request.scope, "method": m})[0] == Match.FULL
+    }
     return sorted(methods | ({"HEAD"} if "GET" in methods else set()))
 
 
@@ -195,11 +216,13 @@ def _error(err: ApiError, request: Request | None = None) -> JSONResponse:
 
 def main(argv: list[str] | None = None) -> int:
     import uvicorn
-    from penwright.server.context import build_services
 
     from penwright.project import load_project
+    from penwright.server.context import build_services
 
-    parser = argparse.ArgumentParser(prog="python -m penwright.server.app", description="Serve a project's model over HTTP.")
+    parser = argparse.ArgumentParser(
+        prog="python -m penwright.server.app", description="Serve a project's model over HTTP."
+    )
     parser.add_argument("--project", "-p", default=None, help="project folder (default: this one or above)")
     parser.add_argument("--host", default=None, help="override server.host")
     parser.add_argument("--port", type=int, default=None, help="override server.port")
@@ -207,12 +230,14 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     project = load_project(args.project)
     settings = project.settings.server.model_copy(
-        update={k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None})
+        update={k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
+    )
     check_bind(settings)
     services = build_services(project, settings=settings)
     try:
-        uvicorn.run(create_app(services, bound_host=settings.host), host=settings.host, port=settings.port,
-                    log_level="warning")
+        uvicorn.run(
+            create_app(services, bound_host=settings.host), host=settings.host, port=settings.port, log_level="warning"
+        )
     finally:
         services.close()
     return 0

@@ -19,10 +19,11 @@ import hmac
 import ipaddress
 from dataclasses import dataclass
 
-from penwright.server.services import errors
-from penwright.server.services.errors import ApiError
 from starlette.datastructures import Headers
 from starlette.responses import JSONResponse
+
+from penwright.server.services import errors
+from penwright.server.services.errors import ApiError
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 PUBLIC_PATHS = frozenset({"/health", "/", "/favicon.ico"})
@@ -58,18 +59,24 @@ class Policy:
     def for_bind(cls, settings, bound_host: str | None = None) -> Policy:
         host = (bound_host if bound_host is not None else settings.host).strip("[]").lower()
         names = None if (host in WILDCARDS and settings.api_key) else frozenset({*LOCAL_NAMES, host} - {*WILDCARDS})
-        return cls(settings.api_key or None, names, frozenset(o.rstrip("/") for o in settings.cors_origins),
-                   settings.max_body_bytes)
+        return cls(
+            settings.api_key or None,
+            names,
+            frozenset(o.rstrip("/") for o in settings.cors_origins),
+            settings.max_body_bytes,
+        )
 
     def body_limit(self, path: str) -> int:
-        return self.max_body_bytes if path.startswith(LARGE_BODY_PREFIXES) else min(SMALL_BODY_BYTES, self.max_body_bytes)
+        return (
+            self.max_body_bytes if path.startswith(LARGE_BODY_PREFIXES) else min(SMALL_BODY_BYTES, self.max_body_bytes)
+        )
 
 
 def host_name(host_header: str) -> str:
     """`Host` without its port: `[::1]:8765` -> `::1`, `Example.org:80` -> `example.org`."""
     h = host_header.strip().lower()
     if h.startswith("["):
-        return h[1:h.find("]")] if "]" in h else h
+        return h[1 : h.find("]")] if "]" in h else h
     return h.rsplit(":", 1)[0] if h.count(":") == 1 else h
 
 
@@ -140,7 +147,9 @@ class Boundary:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         headers = Headers(scope=scope)
-        err = check_peer(scope, self.policy) or check_host(headers, self.policy) or check_key(scope, headers, self.policy)
+        err = (
+            check_peer(scope, self.policy) or check_host(headers, self.policy) or check_key(scope, headers, self.policy)
+        )
         if err is None and scope["method"] not in SAFE_METHODS:
             err = check_origin(headers, self.policy)
             if err is None:
@@ -161,8 +170,9 @@ class Boundary:
         while more:
             message = await receive()
             if message["type"] == "http.disconnect":
-                return b"", ApiError(400, "The client closed the connection before sending its whole body.",
-                                     "client_disconnected")
+                return b"", ApiError(
+                    400, "The client closed the connection before sending its whole body.", "client_disconnected"
+                )
             chunk = message.get("body", b"")
             total += len(chunk)
             if total > limit:

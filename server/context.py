@@ -85,14 +85,19 @@ def build_services(project, start_engine: bool = True, settings: ServerSettings 
 
     s = project.settings
     paths = project.paths.ensure()
-    services = Services(settings=settings or s.server, persona=s.persona, lore_budget_tokens=s.lore.budget_tokens,
-                        registry=Registry(paths.database, paths.adapters))
+    services = Services(
+        settings=settings or s.server,
+        persona=s.persona,
+        lore_budget_tokens=s.lore.budget_tokens,
+        registry=Registry(paths.database, paths.adapters),
+    )
     services.lore = _open_lore(project)
     if s.upstream is not None:
         from penwright.server.proxy import Upstream
 
-        services.upstream = Upstream(s.upstream, export_dir=paths.state / "exports",
-                                     context_length=s.model.max_context_tokens)
+        services.upstream = Upstream(
+            s.upstream, export_dir=paths.state / "exports", context_length=s.model.max_context_tokens
+        )
     elif start_engine:
         services.engine = start_engine_for(project)
     services.sync_live()

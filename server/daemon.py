@@ -27,7 +27,6 @@ from penwright.server.watch import Batch, Watcher, WatchRoot
 log = logging.getLogger(__name__)
 
 
-
 class DaemonLock:
     """`flock` on `.penwright/daemon.lock`: released by the kernel when the process dies, even by kill -9."""
 
@@ -80,7 +79,7 @@ class Daemon:
         self._closed = threading.Event()
 
     # -- lifecycle -------------------------------------------------------------------------------------------------
-    def open(self) -> "Daemon":
+    def open(self) -> Daemon:
         """Take the lock and open the state (cheap: no model is loaded here)."""
         self.lock.acquire(self.project.root)
         from penwright.server.runner_jobs import TrainingLoop
@@ -94,14 +93,24 @@ class Daemon:
         self.trainer = TrainingLoop(self)
         self.trainer.recover()
         self.scheduler = Scheduler(
-            self.settings.retrain, self.jobs, self.trainer.start, self.trainer.busy,
-            self.dataset.state, self.events.publish,
+            self.settings.retrain,
+            self.jobs,
+            self.trainer.start,
+            self.trainer.busy,
+            self.dataset.state,
+            self.events.publish,
         )
         return self
 
     def write_info(self, host: str, port: int) -> None:
-        self.info = {"pid": os.getpid(), "host": host, "port": port, "url": f"http://{host}:{port}",
-                     "project": str(self.project.root), "started_at": self.started_at}
+        self.info = {
+            "pid": os.getpid(),
+            "host": host,
+            "port": port,
+            "url": f"http://{host}:{port}",
+            "project": str(self.project.root),
+            "started_at": self.started_at,
+        }
         target = self.paths.state / INFO_FILE
         tmp = target.with_suffix(".json.tmp")
         tmp.write_text(json.dumps(self.info, indent=2))
@@ -109,6 +118,7 @@ class Daemon:
 
     def start_background(self) -> None:
         """Initial curation, then the watcher and the scheduler. Runs on a thread so HTTP answers at once."""
+
         def run() -> None:
             try:
                 self.dataset.initial_sync()
@@ -131,8 +141,11 @@ class Daemon:
         roots = [WatchRoot("manuscript", d, m.include, m.exclude) for d in self.project.manuscript_dirs]
         roots.append(WatchRoot("lore", self.project.lore_dir, ["**/*"], []))
         return Watcher(
-            roots, self._on_batch, on_error=lambda msg: self.events.publish("error", message=msg),
-            quiet_seconds=self.settings.watch.quiet_seconds, ignore_file=self.project.ignore_file,
+            roots,
+            self._on_batch,
+            on_error=lambda msg: self.events.publish("error", message=msg),
+            quiet_seconds=self.settings.watch.quiet_seconds,
+            ignore_file=self.project.ignore_file,
             project_root=self.project.root,
         )
 
@@ -165,11 +178,13 @@ class Daemon:
 
     # -- operations (HTTP routers call these) ----------------------------------------------------------------------
     def retrain_now(self, preset: str | None = None, overrides: dict | None = None) -> Job:
-        """"Retrain now": skips the wait; validates the preset and overrides before queueing."""
+        """ "Retrain now": skips the wait; validates the preset and overrides before queueing."""
         from penwright.trainer.presets import load_training_settings
         from penwright.trainer.settings import TrainingChoice
 
-        choice = TrainingChoice(preset=preset or self.settings.training.preset, overrides=self.settings.training.overrides)
+        choice = TrainingChoice(
+            preset=preset or self.settings.training.preset, overrides=self.settings.training.overrides
+        )
         load_training_settings(choice, overrides or {}, self.project.root)
         info = {"overrides": overrides} if overrides else {}
         for job in self.jobs.with_status("queued"):  # asking again while one waits does not queue another
@@ -189,8 +204,11 @@ class Daemon:
     def status(self) -> dict:
         live = self.registry.live() if self.registry else None
         return {
-            "project": str(self.project.root), "title": self.settings.title, "pid": os.getpid(),
-            "uptime_s": round(time.time() - self.started_at, 1), "live": live.to_dict() if live else None,
+            "project": str(self.project.root),
+            "title": self.settings.title,
+            "pid": os.getpid(),
+            "uptime_s": round(time.time() - self.started_at, 1),
+            "live": live.to_dict() if live else None,
             "pending_words": self.dataset.pending if self.dataset else 0,
             "min_new_words": self.settings.retrain.min_new_words,
             "waiting_for": self.scheduler.why_not() if self.scheduler else None,
@@ -269,8 +287,10 @@ def bind_socket(host: str, port: int):
         sock.close()
         from penwright.errors import ServeError
 
-        raise ServeError(f"Cannot listen on {host}:{port}: {err.strerror}.",
-                         "Another program uses that port: set server.port in penwright.yaml or pass --port.") from None
+        raise ServeError(
+            f"Cannot listen on {host}:{port}: {err.strerror}.",
+            "Another program uses that port: set server.port in penwright.yaml or pass --port.",
+        ) from None
     sock.listen(128)
     sock.set_inheritable(True)
     return sock

@@ -15,7 +15,8 @@ import logging
 import threading
 import time
 from collections import deque
-from typing import Any, AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from typing import Any
 
 log = logging.getLogger(__name__)
 

@@ -9,8 +9,8 @@ back into (prefix, suffix) and render them with the sentinels of the model we se
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 from penwright.trainer.prompt_format import FIM_STYLES, completion_prompt, fim_style
 

@@ -13,11 +13,10 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 log = logging.getLogger(__name__)
-
 
 
 @dataclass
@@ -34,8 +33,11 @@ class GateDecision:
 
     def to_dict(self) -> dict:
         return {
-            "decision": self.decision, "reason": self.reason, "candidate": self.candidate,
-            "reference": self.reference, "reference_name": self.reference_name,
+            "decision": self.decision,
+            "reason": self.reason,
+            "candidate": self.candidate,
+            "reference": self.reference,
+            "reference_name": self.reference_name,
         }
 
 
@@ -60,7 +62,8 @@ def relative_limits(reference: dict, samples: int | None = None):
     ref = lambda k, default: _num(reference.get(k)) if _num(reference.get(k)) is not None else default  # noqa: E731
     one = 1.0 / samples if samples else 0.0
     return GuardLimits(
-        copy_words=d.copy_words, max_copy_share=max(d.max_copy_share, ref("copy_share", 0.0) + one),
+        copy_words=d.copy_words,
+        max_copy_share=max(d.max_copy_share, ref("copy_share", 0.0) + one),
         max_repetition=max(d.max_repetition, ref("repetition", 0.0)),
         min_distinct_2=min(d.min_distinct_2, ref("distinct_2", 1.0)),
         max_leak_share=max(d.max_leak_share, ref("leak_share", 0.0) + one),
@@ -83,8 +86,14 @@ def decide(candidate: dict, reference: dict, margin: float, reference_name: str 
 class Gate:
     """Publishes a run's adapter, decides, promotes or rejects, and tells everyone."""
 
-    def __init__(self, registry, publish: Callable[[str, dict], None], swap: Callable[[object], None],
-                 margin: float, upstream: Callable[[object], None] | None = None):
+    def __init__(
+        self,
+        registry,
+        publish: Callable[[str, dict], None],
+        swap: Callable[[object], None],
+        margin: float,
+        upstream: Callable[[object], None] | None = None,
+    ):
         self.registry, self.publish, self.swap = registry, publish, swap
         self.margin, self.upstream = margin, upstream
 
@@ -94,12 +103,23 @@ class Gate:
         reference = dict(result.get("reference") or {})
         ref_name = result.get("reference_name") or "base"
         version = self.registry.publish(
-            result["adapter_dir"], base_model=result.get("base_model", ""), run_id=result.get("run_id"),
-            dataset_hash=result.get("dataset_hash"), metrics={**metrics, "reference": reference, "reference_name": ref_name},
+            result["adapter_dir"],
+            base_model=result.get("base_model", ""),
+            run_id=result.get("run_id"),
+            dataset_hash=result.get("dataset_hash"),
+            metrics={**metrics, "reference": reference, "reference_name": ref_name},
         )
         decision = decide(metrics, reference, self.margin, ref_name)
-        self.publish("gate", job_id=job_id, version=version.version, decision=decision.decision,
-                     reason=decision.reason, candidate=metrics, reference=reference, reference_name=ref_name)
+        self.publish(
+            "gate",
+            job_id=job_id,
+            version=version.version,
+            decision=decision.decision,
+            reason=decision.reason,
+            candidate=metrics,
+            reference=reference,
+            reference_name=ref_name,
+        )
         if decision.promote:
             self.promote(version.version, decision.reason)
         else:
@@ -109,8 +129,9 @@ class Gate:
 
     def promote(self, version: int, reason: str | None = None, rolled_back: bool = False):
         """Make `version` live in the registry and in the engine (and upstream)."""
-        adapter = (self.registry.rollback(version, reason=reason) if rolled_back
-                   else self.registry.promote(version, reason))
+        adapter = (
+            self.registry.rollback(version, reason=reason) if rolled_back else self.registry.promote(version, reason)
+        )
         self.swap(adapter)
         if self.upstream is not None:
             try:

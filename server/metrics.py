@@ -19,26 +19,39 @@ class Metrics:
         from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
         self.registry = r = CollectorRegistry(auto_describe=True)
-        self.requests = Counter("penwright_requests", "HTTP requests by route and status", ["route", "status"],
-                                registry=r)
-        self.request_seconds = Histogram("penwright_request_seconds", "HTTP request time to the response headers",
-                                         ["route"], buckets=LATENCY_BUCKETS, registry=r)
+        self.requests = Counter(
+            "penwright_requests", "HTTP requests by route and status", ["route", "status"], registry=r
+        )
+        self.request_seconds = Histogram(
+            "penwright_request_seconds",
+            "HTTP request time to the response headers",
+            ["route"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
         self.prompt_tokens = Counter("penwright_prompt_tokens", "Prompt tokens of finished generations", registry=r)
         self.generation_tokens = Counter("penwright_generation_tokens", "Generated tokens", registry=r)
-        self.ttft = Histogram("penwright_time_to_first_token_seconds", "Submit to first text", buckets=LATENCY_BUCKETS,
-                              registry=r)
-        self.step = Histogram("penwright_inter_token_seconds", "Time between text deltas of one request (decode step "
-                              "time as a client sees it)", buckets=STEP_BUCKETS, registry=r)
+        self.ttft = Histogram(
+            "penwright_time_to_first_token_seconds", "Submit to first text", buckets=LATENCY_BUCKETS, registry=r
+        )
+        self.step = Histogram(
+            "penwright_inter_token_seconds",
+            "Time between text deltas of one request (decode step time as a client sees it)",
+            buckets=STEP_BUCKETS,
+            registry=r,
+        )
         self.finished = Counter("penwright_generations", "Finished generations by reason", ["reason"], registry=r)
         Gauge("penwright_queue_depth", "Requests waiting for the engine", registry=r).set_function(
-            lambda: _engine_status(services).get("queue_depth", 0))
+            lambda: _engine_status(services).get("queue_depth", 0)
+        )
         Gauge("penwright_active_requests", "Requests the engine is generating", registry=r).set_function(
-            lambda: _engine_status(services).get("active", 0))
+            lambda: _engine_status(services).get("active", 0)
+        )
         training = Gauge("penwright_training", "Training job figures (0 when none runs)", ["figure"], registry=r)
         for figure in ("running", "step", "total_steps", "loss", "queued"):
             training.labels(figure).set_function(lambda f=figure: _training(app_state).get(f, 0.0))
 
-    def watch(self, channel) -> "MeteredChannel":
+    def watch(self, channel) -> MeteredChannel:
         return MeteredChannel(channel, self)
 
     def render(self) -> tuple[bytes, str]:

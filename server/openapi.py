@@ -28,8 +28,11 @@ SERVING = {
 STREAMED = {"/v1/completions", "/v1/chat/completions"}
 EVENT_STREAMS = {"/api/events"}
 PLAIN_TEXT = {"/metrics"}  # Prometheus' text format
-SSE = {"type": "object", "description": "One server-sent event: `data` is a JSON object as text.",
-       "properties": {"data": {"type": "string"}, "event": {"type": "string"}, "id": {"type": "string"}}}
+SSE = {
+    "type": "object",
+    "description": "One server-sent event: `data` is a JSON object as text.",
+    "properties": {"data": {"type": "string"}, "event": {"type": "string"}, "id": {"type": "string"}},
+}
 
 
 def published_schema(app) -> dict:
@@ -46,9 +49,16 @@ def published_schema(app) -> dict:
 
 
 def _add_error_schema(schema: dict) -> None:
-    detail = {"type": "object", "required": ["message", "type"], "properties": {
-        "message": {"type": "string"}, "type": {"type": "string"},
-        "param": {"type": ["string", "null"]}, "code": {"type": ["string", "null"]}}}
+    detail = {
+        "type": "object",
+        "required": ["message", "type"],
+        "properties": {
+            "message": {"type": "string"},
+            "type": {"type": "string"},
+            "param": {"type": ["string", "null"]},
+            "code": {"type": ["string", "null"]},
+        },
+    }
     schemas = schema.setdefault("components", {}).setdefault("schemas", {})
     schemas["ErrorResponse"] = {"type": "object", "required": ["error"], "properties": {"error": detail}}
 

@@ -47,18 +47,25 @@ class StrictRequest(BaseModel):
         where = _lone_surrogate(data) if isinstance(data, dict) else None
         if where:
             where = where.encode("utf-8", "backslashreplace").decode("utf-8")
-            raise ValueError(f"{where} holds a lone UTF-16 surrogate (like \\ud800), which is not text; "
-                             "send valid Unicode")
+            raise ValueError(
+                f"{where} holds a lone UTF-16 surrogate (like \\ud800), which is not text; send valid Unicode"
+            )
         return data
 
 
 class PenwrightOptions(StrictRequest):
     """The extra `penwright` request field."""
 
-    chapter: int | None = Field(None, ge=0, le=1_000_000, description="Chapter being written: lore with progressions applies up to it.")
-    stop_at: Literal["sentence", "paragraph"] | None = Field(None, description="Stop at the first sentence or paragraph end.")
+    chapter: int | None = Field(
+        None, ge=0, le=1_000_000, description="Chapter being written: lore with progressions applies up to it."
+    )
+    stop_at: Literal["sentence", "paragraph"] | None = Field(
+        None, description="Stop at the first sentence or paragraph end."
+    )
     lore: StrictBool = Field(True, description="Inject lore (when the project has lore).")
-    adapter_scale: float | None = Field(None, ge=0.0, le=2.0, description="Multiply the adapter's strength (0.7 softens it).")
+    adapter_scale: float | None = Field(
+        None, ge=0.0, le=2.0, description="Multiply the adapter's strength (0.7 softens it)."
+    )
 
 
 class StreamOptions(StrictRequest):
@@ -70,7 +77,9 @@ class _Sampling(StrictRequest):
     max_tokens: int | None = Field(None, ge=1)
     temperature: float = Field(1.0, ge=0.0, le=2.0)
     top_p: float = Field(1.0, gt=0.0, le=1.0)
-    top_k: int = Field(-1, ge=-1, description="Sample from the k most likely tokens only; -1 or 0 = all (vLLM's top_k).")
+    top_k: int = Field(
+        -1, ge=-1, description="Sample from the k most likely tokens only; -1 or 0 = all (vLLM's top_k)."
+    )
     min_p: float = Field(0.0, ge=0.0, le=1.0, description="Drop tokens below min_p x the top token's probability.")
     n: int = Field(1, ge=1, le=1, description="One choice per request.")
     stream: StrictBool = False
@@ -107,12 +116,18 @@ class _Sampling(StrictRequest):
 
 class CompletionRequest(_Sampling):
     prompt: str | list[str] | list[Annotated[int, Field(ge=0, le=MAX_TOKEN_ID)]] = Field(
-        "", description="Text, a list with one text, or token ids (each from 0 to the vocabulary size - 1).")
+        "", description="Text, a list with one text, or token ids (each from 0 to the vocabulary size - 1)."
+    )
     suffix: str | None = None
     max_tokens: int | None = Field(16, ge=1)
     echo: StrictBool = False
-    logprobs: int | None = Field(None, ge=0, le=20, description="Also return the log-probabilities of the tokens, "
-                                 "with this many most likely alternatives at each position.")
+    logprobs: int | None = Field(
+        None,
+        ge=0,
+        le=20,
+        description="Also return the log-probabilities of the tokens, "
+        "with this many most likely alternatives at each position.",
+    )
 
     @field_validator("prompt")
     @classmethod

@@ -48,8 +48,12 @@ def ollama_adapter(version, folder: Path) -> str:
         write_adapter_gguf(base_config(base), adapter_dir, folder / "adapter.gguf")
         return "./adapter.gguf"
     except (GgufExportError, OSError, ValueError, KeyError) as err:
-        log.warning("v%s: no GGUF adapter for Ollama (%s); the Modelfile names the safetensors folder, which Ollama "
-                    "loads only for Llama, Mistral and Gemma bases", version.version, err)
+        log.warning(
+            "v%s: no GGUF adapter for Ollama (%s); the Modelfile names the safetensors folder, which Ollama "
+            "loads only for Llama, Mistral and Gemma bases",
+            version.version,
+            err,
+        )
         return str(adapter_dir)
 
 
@@ -105,8 +109,12 @@ class Upstream:
             return self.live_adapter or base
         version = target.version.version
         if version not in self.published:
-            raise ApiError(404, f"penwright@v{version} has not been published to the upstream server; only the live "
-                           "version is.", "model_not_found", "model")
+            raise ApiError(
+                404,
+                f"penwright@v{version} has not been published to the upstream server; only the live version is.",
+                "model_not_found",
+                "model",
+            )
         return self.published[version]
 
     def lora_for(self, target) -> list[dict] | None:
@@ -141,8 +149,11 @@ class Upstream:
         try:
             resp = await self.client().send(request, stream=stream)
         except httpx.HTTPError as err:
-            raise ApiError(502, f"The upstream server at {self.url} did not answer: {err.__class__.__name__}: {err}",
-                           "upstream_unreachable") from None
+            raise ApiError(
+                502,
+                f"The upstream server at {self.url} did not answer: {err.__class__.__name__}: {err}",
+                "upstream_unreachable",
+            ) from None
         if resp.status_code >= 400:
             await resp.aread()
             await resp.aclose()
@@ -160,8 +171,12 @@ class Upstream:
         except (ValueError, AttributeError):
             err = {"message": resp.text[:500]}
         status = resp.status_code if resp.status_code < 500 else 502
-        return ApiError(status, f"upstream: {err.get('message') or resp.reason_phrase}", err.get("code") or "upstream_error",
-                        err.get("param"))
+        return ApiError(
+            status,
+            f"upstream: {err.get('message') or resp.reason_phrase}",
+            err.get("code") or "upstream_error",
+            err.get("param"),
+        )
 
     @staticmethod
     async def _relay(resp: httpx.Response, meta: PenwrightMeta):
@@ -192,7 +207,8 @@ class Upstream:
             self.live_adapter = self.published[version.version]
             return {"kind": kind, "model": self.live_adapter, "already": True}
         done = {"vllm": self._publish_vllm, "llamacpp": self._publish_llamacpp, "ollama": self._publish_ollama}.get(
-            kind, self._publish_none)(version)
+            kind, self._publish_none
+        )(version)
         self.last_publish = {"version": version.version, **done}
         log.info("published v%s upstream: %s", version.version, done)
         return done
@@ -201,16 +217,20 @@ class Upstream:
         try:
             return httpx.post(url, json=payload, headers=self._headers(), timeout=self.settings.timeout_seconds)
         except httpx.HTTPError as err:
-            raise ServeError(f"could not reach the upstream server at {url}: {err}",
-                             "Check upstream.url in penwright.yaml and that the server is running.") from None
+            raise ServeError(
+                f"could not reach the upstream server at {url}: {err}",
+                "Check upstream.url in penwright.yaml and that the server is running.",
+            ) from None
 
     def _publish_vllm(self, version) -> dict:
         name = version.model_id
         r = self._sync_post(self.root + "/v1/load_lora_adapter", {"lora_name": name, "lora_path": str(version.path)})
         if r.status_code >= 400 and "already" not in r.text.lower():
-            raise ServeError(f"vLLM refused adapter {name}: {r.status_code} {r.text[:300]}",
-                             "Start vLLM with --enable-lora and VLLM_ALLOW_RUNTIME_LORA_UPDATING=True, with "
-                             "--max-lora-rank at least the adapter's rank.")
+            raise ServeError(
+                f"vLLM refused adapter {name}: {r.status_code} {r.text[:300]}",
+                "Start vLLM with --enable-lora and VLLM_ALLOW_RUNTIME_LORA_UPDATING=True, with "
+                "--max-lora-rank at least the adapter's rank.",
+            )
         self.published[version.version] = self.live_adapter = name
         return {"kind": "vllm", "model": name, "request": "POST /v1/load_lora_adapter"}
 
@@ -226,7 +246,8 @@ class Upstream:
             raise ServeError(
                 f"llama-server has no adapter for {tag} loaded (it loads adapters only at start).",
                 f"Convert {version.path} to GGUF (llama.cpp's convert_lora_to_gguf.py) into a folder or file named "
-                f"{tag}, and restart llama-server with --lora that file.")
+                f"{tag}, and restart llama-server with --lora that file.",
+            )
         scales = [{"id": a["id"], "scale": 1.0 if a in match[:1] else 0.0} for a in loaded]
         r = self._sync_post(self.root + "/lora-adapters", scales)
         if r.status_code >= 400:
@@ -257,8 +278,10 @@ class Upstream:
             return {"kind": "ollama", "command": cmd, "ran": False, "modelfile": str(modelfile)}
         run = subprocess.run([exe, *cmd[1:]], capture_output=True, text=True, timeout=self.settings.timeout_seconds)
         if run.returncode != 0:
-            raise ServeError(f"`{' '.join(cmd)}` failed: {run.stderr.strip()[:300]}",
-                             "Ollama needs a GGUF or safetensors adapter for the same base model as upstream.model.")
+            raise ServeError(
+                f"`{' '.join(cmd)}` failed: {run.stderr.strip()[:300]}",
+                "Ollama needs a GGUF or safetensors adapter for the same base model as upstream.model.",
+            )
         self.published[version.version] = self.live_adapter = name
         return {"kind": "ollama", "command": cmd, "ran": True, "model": name, "modelfile": str(modelfile)}
 
@@ -268,8 +291,13 @@ class Upstream:
 
     # ---- status ----------------------------------------------------------------------------------
     def status(self) -> dict:
-        return {"url": self.url, "kind": self.settings.kind, "model": self.settings.model,
-                "live_adapter": self.live_adapter, "last_publish": self.last_publish}
+        return {
+            "url": self.url,
+            "kind": self.settings.kind,
+            "model": self.settings.model,
+            "live_adapter": self.live_adapter,
+            "last_publish": self.last_publish,
+        }
 
     def close(self) -> None:
         self._client = None  # the AsyncClient belongs to the server's loop, which is closing too

@@ -65,8 +65,13 @@ def train(spec: dict) -> dict:
         emit("progress", **{k: p.get(k) for k in ("step", "total", "loss", "eval_loss", "lr", "tokens_per_s", "eta_s")})
 
     result = run_training(
-        Path(spec["dataset_dir"]), settings, spec["base_model"], Path(spec["run_dir"]),
-        model_settings=ModelSettings(**spec["model"]), on_progress=on_progress, should_stop=lambda: False,
+        Path(spec["dataset_dir"]),
+        settings,
+        spec["base_model"],
+        Path(spec["run_dir"]),
+        model_settings=ModelSettings(**spec["model"]),
+        on_progress=on_progress,
+        should_stop=lambda: False,
         init_adapter=Path(spec["init_adapter"]) if spec.get("init_adapter") else None,
     )  # the same run_dir again resumes from its latest checkpoint
     return _as_dict(result)
@@ -85,12 +90,12 @@ def _as_dict(result) -> dict:
 def measure(spec: dict, adapter_dir: Path) -> tuple[dict, dict]:
     """The voice measures (trainer.evaluate.voice) of the candidate and its reference (the live adapter, or the base
     for the first adapter), each with its change from the base; one model in memory, adapters switched."""
-    from penwright.trainer.evaluate.gate import gate_voice_metrics
-    from penwright.trainer.evaluate.voice import compare, inputs_from_dataset
-
     import torch
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from penwright.trainer.evaluate.gate import gate_voice_metrics
+    from penwright.trainer.evaluate.voice import compare, inputs_from_dataset
 
     inputs, notes = inputs_from_dataset(Path(spec["dataset_dir"]), n_samples=int(spec.get("gate_samples", 16)))
     tok = AutoTokenizer.from_pretrained(spec["base_model"])
@@ -134,8 +139,11 @@ def _store(path: Path, key: str, metrics: dict) -> None:
 
 
 def _plain(metrics: dict) -> dict:
-    return {k: (float(v) if hasattr(v, "__float__") and not isinstance(v, (bool, int)) else v)
-            for k, v in metrics.items() if isinstance(v, (int, float, str, bool, list, dict)) or hasattr(v, "__float__")}
+    return {
+        k: (float(v) if hasattr(v, "__float__") and not isinstance(v, (bool, int)) else v)
+        for k, v in metrics.items()
+        if isinstance(v, (int, float, str, bool, list, dict)) or hasattr(v, "__float__")
+    }
 
 
 def main(argv: list[str]) -> int:
@@ -158,14 +166,25 @@ def main(argv: list[str]) -> int:
         timings["gate_eval_s"] = time.perf_counter() - t1
         metrics["eval_loss"] = result.get("eval_loss")
         metrics["gate_samples"] = int(spec.get("gate_samples", 16))
-        emit("result", run_id=spec["run_id"], adapter_dir=str(adapter_dir), base_model=spec["base_model"],
-             dataset_hash=spec.get("dataset_hash"), metrics={**metrics, "train": _summary(result)},
-             reference=reference, reference_name=spec.get("reference_name", "base"), timings=timings)
+        emit(
+            "result",
+            run_id=spec["run_id"],
+            adapter_dir=str(adapter_dir),
+            base_model=spec["base_model"],
+            dataset_hash=spec.get("dataset_hash"),
+            metrics={**metrics, "train": _summary(result)},
+            reference=reference,
+            reference_name=spec.get("reference_name", "base"),
+            timings=timings,
+        )
         return 0
     except Exception as err:
         if _disk_full(err, Path(spec["run_dir"])):
-            emit("error", message=f"the disk is full under {spec['run_dir']} (while writing a checkpoint or log): "
-                                  "free some space and retrain; the live adapter and the job queue are unaffected")
+            emit(
+                "error",
+                message=f"the disk is full under {spec['run_dir']} (while writing a checkpoint or log): "
+                "free some space and retrain; the live adapter and the job queue are unaffected",
+            )
             return 4
         emit("error", message=str(err) or type(err).__name__, traceback=traceback.format_exc()[-2000:])
         return 1

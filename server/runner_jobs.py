@@ -60,8 +60,13 @@ class TrainingLoop:
             if kill_stale_child(job.pid):
                 log.warning("killed the training child (pid %s) left by the previous daemon", job.pid)
         for job in self.d.jobs.recover():
-            self.publish("job.queued", job_id=job.id, trigger=job.trigger, resume=True,
-                         message=f"job {job.id} was running when the daemon stopped; it resumes")
+            self.publish(
+                "job.queued",
+                job_id=job.id,
+                trigger=job.trigger,
+                resume=True,
+                message=f"job {job.id} was running when the daemon stopped; it resumes",
+            )
 
     # -- start / cancel ------------------------------------------------------------------------------------------
     def start(self, job: Job) -> None:
@@ -107,7 +112,9 @@ class TrainingLoop:
             self._resume_timer.start()
         if newly:
             child.pause(True)
-            self.publish("job.paused", job_id=job_id, message=f"training paused while you write (resumes after {quiet:g} s idle)")
+            self.publish(
+                "job.paused", job_id=job_id, message=f"training paused while you write (resumes after {quiet:g} s idle)"
+            )
 
     def _continue(self, child: ChildRun, job_id: int | None) -> None:
         with self._lock:
@@ -159,8 +166,15 @@ class TrainingLoop:
             mix = self._prepare_data(run_dir, data_dir, live)
             d.jobs.update(job.id, info={**job.info, "mix": mix})
         spec = d.dataset.child_spec(run_dir, data_dir, job, live, resume)
-        self.publish("job.started", job_id=job.id, run_id=run_id, trigger=job.trigger, resume=resume,
-                     warm_start=spec.get("init_adapter") is not None, dataset=mix)
+        self.publish(
+            "job.started",
+            job_id=job.id,
+            run_id=run_id,
+            trigger=job.trigger,
+            resume=resume,
+            warm_start=spec.get("init_adapter") is not None,
+            dataset=mix,
+        )
         child = ChildRun(spec, run_dir / "job.json", self._relay(job.id), env=self.child_env)
         self._share_cpu(train_threads(self.child_env))
         with self._lock:
@@ -205,8 +219,10 @@ class TrainingLoop:
                     if upd:
                         self.d.jobs.update(job_id, **upd)
             elif kind == "phase":
-                self.publish("job.progress", job_id=job_id, phase=msg.get("phase"), step=msg.get("step"),
-                             total=msg.get("total"))
+                self.publish(
+                    "job.progress", job_id=job_id, phase=msg.get("phase"), step=msg.get("step"), total=msg.get("total")
+                )
+
         return on_event
 
     def _finish(self, job: Job, run_dir: Path, outcome: RunOutcome) -> None:
@@ -228,13 +244,23 @@ class TrainingLoop:
         if published is not None:
             self._settle(job, published)
             return
-        self.publish("job.finished", job_id=job.id, run_id=result.get("run_id"), metrics=result.get("metrics"),
-                     timings=result.get("timings"))
+        self.publish(
+            "job.finished",
+            job_id=job.id,
+            run_id=result.get("run_id"),
+            metrics=result.get("metrics"),
+            timings=result.get("timings"),
+        )
         version, decision = self.gate.judge(result, job_id=job.id)
         d.dataset.refresh_pending()
-        d.jobs.finish(job.id, "succeeded", decision=decision.decision, adapter_version=version,
-                      eval_loss=(result.get("metrics") or {}).get("eval_loss"),
-                      info={**job.info, "gate": decision.to_dict(), "timings": result.get("timings")})
+        d.jobs.finish(
+            job.id,
+            "succeeded",
+            decision=decision.decision,
+            adapter_version=version,
+            eval_loss=(result.get("metrics") or {}).get("eval_loss"),
+            info={**job.info, "gate": decision.to_dict(), "timings": result.get("timings")},
+        )
 
     def _settle(self, job: Job, version) -> None:
         """Finish a job whose run is already in the registry (published before a kill): decide it if the kill
@@ -251,12 +277,22 @@ class TrainingLoop:
             gate = decision.to_dict()
         else:
             gate = {"decision": "reject" if version.status == "rejected" else "promote", "reason": version.reason}
-        self.publish("job.finished", job_id=job.id, run_id=version.run_id, version=version.version,
-                     message=f"run {version.run_id} was already published as v{version.version} before the daemon "
-                             "stopped; it was not trained or published again")
+        self.publish(
+            "job.finished",
+            job_id=job.id,
+            run_id=version.run_id,
+            version=version.version,
+            message=f"run {version.run_id} was already published as v{version.version} before the daemon "
+            "stopped; it was not trained or published again",
+        )
         self.d.dataset.refresh_pending()
-        self.d.jobs.finish(job.id, "succeeded", decision=gate["decision"], adapter_version=version.version,
-                           info={**job.info, "gate": gate})
+        self.d.jobs.finish(
+            job.id,
+            "succeeded",
+            decision=gate["decision"],
+            adapter_version=version.version,
+            info={**job.info, "gate": gate},
+        )
 
     # -- serving side --------------------------------------------------------------------------------------------
     def _swap(self, adapter) -> None:
@@ -267,6 +303,8 @@ class TrainingLoop:
 
 def _describe(err: BaseException) -> str:
     if isinstance(err, OSError) and err.errno == errno.ENOSPC:
-        return (f"the disk is full ({err.filename or 'state folder'}): free some space, then retrain; "
-                "the live adapter and the job queue are unaffected")
+        return (
+            f"the disk is full ({err.filename or 'state folder'}): free some space, then retrain; "
+            "the live adapter and the job queue are unaffected"
+        )
     return str(err) or type(err).__name__

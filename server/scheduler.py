@@ -20,8 +20,8 @@ import random
 import shutil
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +83,11 @@ def build_warm_dataset(current: Path, out: Path, seen: set[str] | None, replay_s
     else:
         weighted = new * NEW_WEIGHT
         # old / (weighted + old) = replay_share
-        n_replay = min(len(old), round(len(weighted) * replay_share / max(1e-9, 1 - replay_share))) if replay_share < 1 else len(old)
+        n_replay = (
+            min(len(old), round(len(weighted) * replay_share / max(1e-9, 1 - replay_share)))
+            if replay_share < 1
+            else len(old)
+        )
         mixed = weighted + random.Random(seed).sample(old, n_replay)
     random.Random(seed).shuffle(mixed)
     with open(out / "train.jsonl", "w", encoding="utf-8") as fh:
@@ -101,8 +105,16 @@ def write_seen(run_dir: Path, current: Path) -> None:
 class Scheduler:
     """Decides when jobs start. `tick()` is one decision; `start()` runs it on a thread."""
 
-    def __init__(self, policy, jobs, start_job: Callable, is_busy: Callable[[], bool],
-                 dataset_state: Callable[[], tuple[int, str]], publish: Callable, clock=time.time):
+    def __init__(
+        self,
+        policy,
+        jobs,
+        start_job: Callable,
+        is_busy: Callable[[], bool],
+        dataset_state: Callable[[], tuple[int, str]],
+        publish: Callable,
+        clock=time.time,
+    ):
         self.policy, self.jobs, self.start_job, self.is_busy = policy, jobs, start_job, is_busy
         self.dataset_state, self.publish, self.clock = dataset_state, publish, clock
         self.last_activity = clock()
@@ -161,7 +173,7 @@ class Scheduler:
             self._wake.wait(timeout=0.5)
             self._wake.clear()
 
-    def start(self) -> "Scheduler":
+    def start(self) -> Scheduler:
         self._thread = threading.Thread(target=self._loop, name="penwright-scheduler", daemon=True)
         self._thread.start()
         return self

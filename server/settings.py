@@ -21,13 +21,25 @@ class ServerSettings(_Strict):
     host: str = Field("127.0.0.1", description="Bind address. Anything but loopback requires api_key.")
     port: int = Field(8765, ge=1, le=65535)
     api_key: str | None = Field(None, description="Bearer key clients must send; required off loopback.")
-    cors_origins: list[str] = Field(default_factory=list, description="Browser origins (e.g. http://localhost:3000) "
-                                    "allowed to call the API and change state; empty = only the daemon's own pages.")
-    max_body_bytes: int = Field(1024 * 1024, ge=1024, le=64 * 1024 * 1024, description="Largest request body of the "
-                                "/v1 and lore routes (other /api routes: 64 KiB); larger ones get 413.")
+    cors_origins: list[str] = Field(
+        default_factory=list,
+        description="Browser origins (e.g. http://localhost:3000) "
+        "allowed to call the API and change state; empty = only the daemon's own pages.",
+    )
+    max_body_bytes: int = Field(
+        1024 * 1024,
+        ge=1024,
+        le=64 * 1024 * 1024,
+        description="Largest request body of the /v1 and lore routes (other /api routes: 64 KiB); larger ones get 413.",
+    )
     model_name: str = Field("penwright", description="Model id clients ask for; versions are penwright@vN.")
-    max_batch: int = Field(8, ge=1, le=256, description="Requests of one adapter decoded together per forward "
-                           "pass (torch); 1 = one request per step, in turn.")
+    max_batch: int = Field(
+        8,
+        ge=1,
+        le=256,
+        description="Requests of one adapter decoded together per forward "
+        "pass (torch); 1 = one request per step, in turn.",
+    )
 
 
 class UpstreamSettings(_Strict):
@@ -58,8 +70,18 @@ class RetrainPolicy(_Strict):
     warm_start: bool = True
     replay_share: float = Field(0.3, ge=0, le=1, description="Share of older passages mixed into a warm retrain.")
     gate_margin: float = Field(0.02, ge=0, description="A candidate may be this much worse (relative) and still win.")
-    gate_samples: int = Field(16, ge=4, le=256, description="Continuations the gate generates per model for its "
-                              "Delta and guard measures (README: The voice says what 16 costs).")
-    pause_while_typing: bool = Field(False, description="Stop a running training job while completions are being "
-                                     "requested (the author is typing) and continue it after pause_quiet_seconds without one.")
-    pause_quiet_seconds: float = Field(5.0, gt=0, description="With pause_while_typing: idle seconds before training continues.")
+    gate_samples: int = Field(
+        16,
+        ge=4,
+        le=256,
+        description="Continuations the gate generates per model for its "
+        "Delta and guard measures (README: The voice says what 16 costs).",
+    )
+    pause_while_typing: bool = Field(
+        False,
+        description="Stop a running training job while completions are being "
+        "requested (the author is typing) and continue it after pause_quiet_seconds without one.",
+    )
+    pause_quiet_seconds: float = Field(
+        5.0, gt=0, description="With pause_while_typing: idle seconds before training continues."
+    )

@@ -19,9 +19,9 @@ import fnmatch
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 log = logging.getLogger(__name__)
 
@@ -192,7 +192,7 @@ class Watcher:
                     self.touch(p)
 
     # -- lifecycle -----------------------------------------------------------
-    def start(self) -> "Watcher":
+    def start(self) -> Watcher:
         from watchdog.observers import Observer
 
         self._observer = Observer(timeout=0.2)
@@ -220,7 +220,8 @@ class Watcher:
             self._missing.add(folder)
             self.on_error(
                 f"The watched folder {folder} is gone (deleted or renamed). The training set and the live adapter "
-                "are kept as they were; watching resumes when the folder is back (or fix the folders in penwright.yaml)."
+                "are kept as they were; watching resumes when the folder is back (or fix the folders in "
+                "penwright.yaml)."
             )
 
     def stop(self) -> None:
@@ -285,7 +286,9 @@ class Watcher:
             self.on_batch(batch)
         except Exception as err:  # the watcher must outlive one bad batch
             log.exception("handling a file change failed")
-            self.on_error(f"Handling changes to {', '.join(p.name for p in batch.changed + batch.deleted)} failed: {err}")
+            self.on_error(
+                f"Handling changes to {', '.join(p.name for p in batch.changed + batch.deleted)} failed: {err}"
+            )
 
     def _check_roots(self) -> None:
         for root in self.roots:

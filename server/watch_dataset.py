@@ -81,9 +81,15 @@ class DatasetKeeper:
 
         m = self.settings.manuscript
         return curate(
-            self.project.manuscript_dirs, m.include, m.exclude, self.project.ignore_file,
-            self.settings.curation, self.tokenizer(), self.current_dir,
-            root=self.project.root, context_limit=self.settings.model.max_context_tokens,
+            self.project.manuscript_dirs,
+            m.include,
+            m.exclude,
+            self.project.ignore_file,
+            self.settings.curation,
+            self.tokenizer(),
+            self.current_dir,
+            root=self.project.root,
+            context_limit=self.settings.model.max_context_tokens,
         )
 
     def initial_sync(self) -> None:
@@ -93,8 +99,14 @@ class DatasetKeeper:
         with self._lock:
             manifest = self._curate(None)
         self.refresh_pending()
-        self.publish("curate", files=[], initial=True, seconds=round(time.perf_counter() - t0, 3),
-                     pending_words=self.pending, problems=_problems(manifest))
+        self.publish(
+            "curate",
+            files=[],
+            initial=True,
+            seconds=round(time.perf_counter() - t0, 3),
+            pending_words=self.pending,
+            problems=_problems(manifest),
+        )
 
     def manuscript_changed(self, batch: Batch) -> None:
         t0 = time.perf_counter()
@@ -104,9 +116,14 @@ class DatasetKeeper:
         self.curate_seconds.append(seconds)
         self.refresh_pending()
         self.publish(
-            "curate", files=[self._rel(p) for p in batch.changed], deleted=[self._rel(p) for p in batch.deleted],
-            rescan=batch.rescan, seconds=round(seconds, 3), pending_words=self.pending,
-            recomputed=list(getattr(manifest, "recomputed", [])), problems=_problems(manifest),
+            "curate",
+            files=[self._rel(p) for p in batch.changed],
+            deleted=[self._rel(p) for p in batch.deleted],
+            rescan=batch.rescan,
+            seconds=round(seconds, 3),
+            pending_words=self.pending,
+            recomputed=list(getattr(manifest, "recomputed", [])),
+            problems=_problems(manifest),
         )
 
     def refresh_pending(self) -> int:
@@ -154,9 +171,13 @@ class DatasetKeeper:
             self.lore.update_file(path)
         for path in batch.deleted:
             self.lore.remove_file(path)
-        self.publish("lore.indexed", files=[self._rel(p) for p in batch.changed],
-                     deleted=[self._rel(p) for p in batch.deleted], entries=self.lore_size(),
-                     seconds=round(time.perf_counter() - t0, 3))
+        self.publish(
+            "lore.indexed",
+            files=[self._rel(p) for p in batch.changed],
+            deleted=[self._rel(p) for p in batch.deleted],
+            entries=self.lore_size(),
+            seconds=round(time.perf_counter() - t0, 3),
+        )
 
     def lore_size(self) -> int | None:
         if self.lore is None:
@@ -183,14 +204,21 @@ class DatasetKeeper:
         preset = job.preset or self.settings.training.preset
         overrides = {**self.settings.training.overrides, **(job.info.get("overrides") or {})}
         return {
-            "job_id": job.id, "run_id": run_dir.name, "run_dir": str(run_dir), "dataset_dir": str(data_dir),
-            "base_model": self.base_model(), "model": self.settings.model.model_dump(),
-            "preset": preset, "overrides": self._warm_rate(preset, overrides) if warm else overrides,
-            "project_root": str(self.project.root), "resume": resume,
+            "job_id": job.id,
+            "run_id": run_dir.name,
+            "run_dir": str(run_dir),
+            "dataset_dir": str(data_dir),
+            "base_model": self.base_model(),
+            "model": self.settings.model.model_dump(),
+            "preset": preset,
+            "overrides": self._warm_rate(preset, overrides) if warm else overrides,
+            "project_root": str(self.project.root),
+            "resume": resume,
             "init_adapter": str(live.path) if warm else None,
             "reference_adapter": str(live.path) if live is not None and live.base_model == self.base_model() else None,
             "reference_name": live.model_id if live is not None else "base",
-            "dataset_hash": self._fingerprint, "gate_samples": self.settings.retrain.gate_samples,
+            "dataset_hash": self._fingerprint,
+            "gate_samples": self.settings.retrain.gate_samples,
         }
 
 

@@ -18,7 +18,9 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "novel"
 # the system Chromium the browser tests drive through Playwright (PENWRIGHT_CHROMIUM overrides)
-CHROMIUM = os.environ.get("PENWRIGHT_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser") or "chromium"
+CHROMIUM = (
+    os.environ.get("PENWRIGHT_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser") or "chromium"
+)
 
 
 def tree_digest(folder: Path) -> dict[str, str]:
@@ -83,8 +85,13 @@ def stop_process(proc: subprocess.Popen, grace: float = 60) -> None:
 def start_daemon(root: Path, log: Path) -> subprocess.Popen:
     """`penwright serve --project ROOT` as a subprocess, output appended to `log`."""
     with open(log, "ab") as out:
-        return subprocess.Popen([sys.executable, "-m", "penwright", "serve", "--project", str(root)],
-                                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=root)
+        return subprocess.Popen(
+            [sys.executable, "-m", "penwright", "serve", "--project", str(root)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=root,
+        )
 
 
 @contextlib.contextmanager

@@ -87,8 +87,10 @@ def row_problem(row) -> str | None:
     if isinstance(row, dict) and isinstance(row.get("prompt"), str) and isinstance(row.get("completion"), str):
         return None
     msgs = row.get("messages") if isinstance(row, dict) else None
-    if not isinstance(msgs, list) or len(msgs) < 1 or not all(
-        isinstance(m, dict) and isinstance(m.get("content"), str) and m.get("role") for m in msgs
+    if (
+        not isinstance(msgs, list)
+        or len(msgs) < 1
+        or not all(isinstance(m, dict) and isinstance(m.get("content"), str) and m.get("role") for m in msgs)
     ):
         return 'needs "prompt" and "completion" strings, or "messages": [{role, content}, ...]'
     if msgs[-1]["role"] != "assistant":
@@ -153,13 +155,15 @@ def _chat_parts(tokenizer, msgs: list[dict]) -> tuple[list[int], list[int]]:
     from penwright.trainer.prompt_format import chatml, has_chat_format
 
     if not has_chat_format(tokenizer):
-        raise DatasetError("The dataset has chat rows but the base model has no chat template and no ChatML tokens.",
-                           "Curate again with this base model (`penwright curate`): it builds inline rows only.")
+        raise DatasetError(
+            "The dataset has chat rows but the base model has no chat template and no ChatML tokens.",
+            "Curate again with this base model (`penwright curate`): it builds inline rows only.",
+        )
     prompt = render(tokenizer, msgs[:-1], add_generation_prompt=True)
     full = render(tokenizer, msgs)
     if not full.startswith(prompt):  # template puts something odd between turns: fall back to plain ChatML
         prompt, full = chatml(msgs[:-1], True), chatml(msgs)
-    return _ids(tokenizer, prompt), _ids(tokenizer, full[len(prompt):])
+    return _ids(tokenizer, prompt), _ids(tokenizer, full[len(prompt) :])
 
 
 def _ids(tokenizer, text: str) -> list[int]:
@@ -185,7 +189,7 @@ def encode_row(tokenizer, row: dict, max_len: int, completion_only: bool = True)
     if truncated:  # keep the target's start and as much of the prompt's END as fits
         keep_t = min(len(t_ids), max_len - min(len(p_ids), max_len // 4))
         t_ids = t_ids[:keep_t]
-        p_ids = p_ids[len(p_ids) - (max_len - keep_t):] if max_len - keep_t > 0 else []
+        p_ids = p_ids[len(p_ids) - (max_len - keep_t) :] if max_len - keep_t > 0 else []
     ids = p_ids + t_ids
     mask = completion_only and not row.get("learn_prompt")  # a continuation's prompt is the author's text too
     targets = ([IGNORE] * len(p_ids) if mask else list(p_ids)) + list(t_ids)
@@ -193,8 +197,9 @@ def encode_row(tokenizer, row: dict, max_len: int, completion_only: bool = True)
     return Sample(ids, labels), truncated
 
 
-def encode_split(path: Path, tokenizer, max_len: int, completion_only: bool = True,
-                 limit: int | None = None) -> tuple[list[Sample], SplitStats]:
+def encode_split(
+    path: Path, tokenizer, max_len: int, completion_only: bool = True, limit: int | None = None
+) -> tuple[list[Sample], SplitStats]:
     rows = read_rows(path)
     if limit is not None:
         rows = rows[:limit]
@@ -254,7 +259,7 @@ def epoch_batches(rows: list[Row], batch_size: int, seed: int, epoch: int) -> li
     """Row indices per micro-batch for one epoch: a fixed shuffle per (seed, epoch), so a resume sees the same order."""
     idx = list(range(len(rows)))
     random.Random(seed * 1_000_003 + epoch).shuffle(idx)
-    return [idx[i:i + batch_size] for i in range(0, len(idx), batch_size)]
+    return [idx[i : i + batch_size] for i in range(0, len(idx), batch_size)]
 
 
 def collate(rows: list[Row], pad_id: int, packed: bool, causal: bool = False) -> dict:

@@ -12,8 +12,8 @@ import hashlib
 import json
 import os
 import random
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 from penwright.trainer.curate.degrade import is_refusal
 from penwright.trainer.curate.sources import Problem
@@ -123,9 +123,11 @@ def _to_chat(obj: object, fmt: str) -> tuple[list[dict] | None, str]:
         if not all(isinstance(p, str) for p in parts) or not isinstance(obj["output"], str):
             return None, "instruction, input and output must be strings"
         user = parts[0] + ("\n\n" + parts[1] if parts[1].strip() else "")
-        msgs = ([{"role": "system", "content": obj["system"]}] if isinstance(obj.get("system"), str) else [])
+        msgs = [{"role": "system", "content": obj["system"]}] if isinstance(obj.get("system"), str) else []
         return msgs + [{"role": "user", "content": user}, {"role": "assistant", "content": obj["output"]}], ""
-    want = {"chatml": "'messages'", "alpaca": "'instruction' and 'output'"}.get(fmt, "'messages' (ChatML) or 'instruction'/'output' (Alpaca)")
+    want = {"chatml": "'messages'", "alpaca": "'instruction' and 'output'"}.get(
+        fmt, "'messages' (ChatML) or 'instruction'/'output' (Alpaca)"
+    )
     return None, f"expected {want}"
 
 
@@ -137,17 +139,28 @@ def load_user_dataset(path: Path, fmt: str = "auto", name: str | None = None) ->
     try:
         data = path.read_bytes()
     except OSError as err:
-        return [], [Problem(name, f"cannot be read ({err.strerror or err})", "Check the path in curation.extra_datasets.")]
+        return [], [
+            Problem(name, f"cannot be read ({err.strerror or err})", "Check the path in curation.extra_datasets.")
+        ]
     for lineno, raw in enumerate(data.split(b"\n"), start=1):
         if not raw.strip():
             continue
         try:
             obj = json.loads(raw.decode("utf-8"))
         except UnicodeDecodeError:
-            problems.append(Problem(name, "is not valid UTF-8", "Re-save the file as UTF-8; the line was skipped.", lineno))
+            problems.append(
+                Problem(name, "is not valid UTF-8", "Re-save the file as UTF-8; the line was skipped.", lineno)
+            )
             continue
         except json.JSONDecodeError as err:
-            problems.append(Problem(name, f"is not valid JSON ({err.msg}, column {err.colno})", "Fix or remove the line; the rest of the file was used.", lineno))
+            problems.append(
+                Problem(
+                    name,
+                    f"is not valid JSON ({err.msg}, column {err.colno})",
+                    "Fix or remove the line; the rest of the file was used.",
+                    lineno,
+                )
+            )
             continue
         msgs, why = _to_chat(obj, fmt)
         if msgs is None:
@@ -180,7 +193,13 @@ def load_extra_datasets(extras: list[ExtraDataset], root: Path, seed: int) -> tu
         n_read = len(got)
         got, dupes = dedupe(got)  # dedupe before weighting: a weight of 2 repeats on purpose
         used = weighted(got, extra.weight, seed)
-        stats[extra.path] = {"rows": n_read, "weight": extra.weight, "used": len(used), "bad_lines": len(probs), "duplicates": dupes}
+        stats[extra.path] = {
+            "rows": n_read,
+            "weight": extra.weight,
+            "used": len(used),
+            "bad_lines": len(probs),
+            "duplicates": dupes,
+        }
         rows += used
     return rows, problems, stats
 

@@ -32,8 +32,9 @@ def ollama_template(fim: tuple[str, str, str] | None) -> str:
     return f"{{{{ if .Suffix }}}}{pre}{{{{ .Prompt }}}}{suf}{{{{ .Suffix }}}}{mid}{{{{ else }}}}{CHATML}{{{{ end }}}}"
 
 
-def modelfile_text(from_: str, adapter: str | None, system: str | None = None,
-                   fim: tuple[str, str, str] | None = None) -> str:
+def modelfile_text(
+    from_: str, adapter: str | None, system: str | None = None, fim: tuple[str, str, str] | None = None
+) -> str:
     lines = [f"FROM {from_}"]
     if adapter:
         lines.append(f"ADAPTER {adapter}")
@@ -62,9 +63,15 @@ def export_gguf(base_model: str, adapter_dir: Path | str, out_dir: Path | str, m
     return files
 
 
-def export_ollama(base_model: str, adapter_dir: Path | str, out_dir: Path | str, merged: bool = False,
-                  system: str | None = None, fim: tuple[str, str, str] | None = None,
-                  ollama_base: str | None = None) -> Path:
+def export_ollama(
+    base_model: str,
+    adapter_dir: Path | str,
+    out_dir: Path | str,
+    merged: bool = False,
+    system: str | None = None,
+    fim: tuple[str, str, str] | None = None,
+    ollama_base: str | None = None,
+) -> Path:
     """Write `out_dir/Modelfile` beside the GGUF files it names. Returns the Modelfile's path.
 
     `ollama_base`: the Ollama model to put the adapter on (e.g. `qwen2.5:1.5b`) when the base is not a local
@@ -73,9 +80,11 @@ def export_ollama(base_model: str, adapter_dir: Path | str, out_dir: Path | str,
 
     out_dir = Path(out_dir)
     if not merged and ollama_base is None and not (Path(base_model) / "config.json").is_file():
-        raise PenwrightError(f"the base {base_model} is not a local folder, so it cannot be converted to GGUF here",
-                             "Pass --ollama-base with Ollama's name for the same model (e.g. qwen2.5:1.5b), "
-                             "or --merged to ship one merged model.gguf.")
+        raise PenwrightError(
+            f"the base {base_model} is not a local folder, so it cannot be converted to GGUF here",
+            "Pass --ollama-base with Ollama's name for the same model (e.g. qwen2.5:1.5b), "
+            "or --merged to ship one merged model.gguf.",
+        )
     export_gguf(base_model, adapter_dir, out_dir, merged)
     if merged:
         text = modelfile_text("./model.gguf", None, system, fim)

@@ -29,8 +29,10 @@ class GgufExportError(PenwrightError):
 def _arch(config: dict) -> str:
     name = (config.get("architectures") or ["?"])[0]
     if name not in SUPPORTED:
-        raise GgufExportError(f"GGUF export supports {', '.join(SUPPORTED)} models; this base is {name}.",
-                              "Convert it with llama.cpp's convert_hf_to_gguf.py / convert_lora_to_gguf.py.")
+        raise GgufExportError(
+            f"GGUF export supports {', '.join(SUPPORTED)} models; this base is {name}.",
+            "Convert it with llama.cpp's convert_hf_to_gguf.py / convert_lora_to_gguf.py.",
+        )
     return SUPPORTED[name]
 
 
@@ -56,8 +58,10 @@ def _lora_pairs(weights: dict) -> dict[str, dict[str, object]]:
     pairs: dict[str, dict[str, object]] = {}
     for key, tensor in weights.items():
         if ".lora_A." not in key and ".lora_B." not in key:
-            raise GgufExportError(f"adapter tensor {key} is not a LoRA A/B weight (DoRA magnitudes, trained "
-                                  "embeddings or modules_to_save cannot go to llama.cpp)")
+            raise GgufExportError(
+                f"adapter tensor {key} is not a LoRA A/B weight (DoRA magnitudes, trained "
+                "embeddings or modules_to_save cannot go to llama.cpp)"
+            )
         base = key.replace("base_model.model.", "", 1)
         which = "A" if ".lora_A." in base else "B"
         base = base.replace(".lora_A.weight", ".weight").replace(".lora_B.weight", ".weight")
@@ -135,8 +139,13 @@ def _vocab(writer, model_dir: Path, vocab_size: int) -> None:
         else:
             tokens.append(by_id[i])
             special = added.get(i, {}).get("special")
-            types.append(gguf.TokenType.CONTROL if special else
-                         gguf.TokenType.USER_DEFINED if i in added else gguf.TokenType.NORMAL)
+            types.append(
+                gguf.TokenType.CONTROL
+                if special
+                else gguf.TokenType.USER_DEFINED
+                if i in added
+                else gguf.TokenType.NORMAL
+            )
     writer.add_tokenizer_model("gpt2")
     writer.add_tokenizer_pre("gpt-2")  # ByteLevel with the GPT-2 split pattern, as builtin:tiny and Qwen use
     writer.add_token_list(tokens)

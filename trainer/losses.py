@@ -43,7 +43,9 @@ def chunked_ce_sum(h, y, head, chunk: int):
 
     total = h.new_zeros((), dtype=torch.float32)
     for i in range(0, h.shape[0], chunk):
-        total = total + checkpoint(_chunk_ce, h[i:i + chunk], head.weight, head.bias, y[i:i + chunk], use_reentrant=False)
+        total = total + checkpoint(
+            _chunk_ce, h[i : i + chunk], head.weight, head.bias, y[i : i + chunk], use_reentrant=False
+        )
     return total
 
 
@@ -54,8 +56,15 @@ def chunked_kl_sum(h, teacher_h, head, chunk: int, tau: float):
 
     total = h.new_zeros((), dtype=torch.float32)
     for i in range(0, h.shape[0], chunk):
-        total = total + checkpoint(_chunk_kl, h[i:i + chunk], head.weight, head.bias, teacher_h[i:i + chunk].detach(),
-                                   tau, use_reentrant=False)
+        total = total + checkpoint(
+            _chunk_kl,
+            h[i : i + chunk],
+            head.weight,
+            head.bias,
+            teacher_h[i : i + chunk].detach(),
+            tau,
+            use_reentrant=False,
+        )
     return total
 
 
@@ -63,5 +72,6 @@ def full_logits_ce_sum(logits, labels):
     """Reference: the plain loss over full logits (B, T, V) with shifted labels (B, T)."""
     import torch.nn.functional as F
 
-    return F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), labels.reshape(-1),
-                           ignore_index=IGNORE, reduction="sum")
+    return F.cross_entropy(
+        logits.float().reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=IGNORE, reduction="sum"
+    )

@@ -20,8 +20,10 @@ from penwright.errors import ModelNotFoundError, TrainingError
 def adapter_format(adapter_dir: Path) -> str:
     adapter_dir = Path(adapter_dir)
     if not (adapter_dir / "adapter_config.json").is_file():
-        raise TrainingError(f"{adapter_dir} is not an adapter folder (no adapter_config.json).",
-                            "Pass a run's adapter folder or a registry version (`penwright adapters list`).")
+        raise TrainingError(
+            f"{adapter_dir} is not an adapter folder (no adapter_config.json).",
+            "Pass a run's adapter folder or a registry version (`penwright adapters list`).",
+        )
     return "mlx" if (adapter_dir / "adapters.safetensors").is_file() else "peft"
 
 
@@ -72,12 +74,16 @@ def merge_peft(base_model: str, adapter_dir: Path, out_dir: Path, dtype: str = "
     try:
         base = AutoModelForCausalLM.from_pretrained(base_model, dtype=_merge_dtype(base_model, dtype))
         if getattr(base.config, "quantization_config", None) is not None:  # a pre-quantized checkpoint
-            raise TrainingError(f"{base_model} is stored quantized; merging needs the full-precision base.",
-                                "Point --base at the bf16/fp16 model the 4-bit one was made from.")
+            raise TrainingError(
+                f"{base_model} is stored quantized; merging needs the full-precision base.",
+                "Point --base at the bf16/fp16 model the 4-bit one was made from.",
+            )
         merged = PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()
         merged.save_pretrained(str(tmp), safe_serialization=True)
         AutoTokenizer.from_pretrained(base_model).save_pretrained(str(tmp))
-        (tmp / "penwright_merge.json").write_text(json.dumps({"base_model": str(base_model), "adapter": str(adapter_dir)}))
+        (tmp / "penwright_merge.json").write_text(
+            json.dumps({"base_model": str(base_model), "adapter": str(adapter_dir)})
+        )
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

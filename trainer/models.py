@@ -7,8 +7,8 @@ offline (HF_HUB_OFFLINE=1); otherwise transformers downloads them as usual.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Callable, Iterable
 
 from penwright.errors import ModelNotFoundError
 

@@ -58,8 +58,9 @@ def _preset_file(preset: str, base_dir: Path | None) -> Path:
     return resolved
 
 
-def load_training_settings(choice: TrainingChoice | str, overrides: dict | None = None,
-                           base_dir: Path | None = None) -> TrainingSettings:
+def load_training_settings(
+    choice: TrainingChoice | str, overrides: dict | None = None, base_dir: Path | None = None
+) -> TrainingSettings:
     """Preset + overrides -> validated TrainingSettings; errors name the file and line of each bad key."""
     if isinstance(choice, str):
         choice = TrainingChoice(preset=choice)
@@ -76,6 +77,8 @@ def load_training_settings(choice: TrainingChoice | str, overrides: dict | None 
         return TrainingSettings.model_validate(merged)
     except ValidationError as err:
         over = set(choice.overrides) | set(overrides or {})
-        problems = [p if not any(f"'{k}'" in p or p.startswith(f"{k}:") for k in over) else p + " (from overrides)"
-                    for p in describe_errors(err, lines)]
+        problems = [
+            p if not any(f"'{k}'" in p or p.startswith(f"{k}:") for k in over) else p + " (from overrides)"
+            for p in describe_errors(err, lines)
+        ]
         raise SettingsError(problems, path) from None

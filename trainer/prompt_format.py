@@ -15,7 +15,8 @@ when `"eos": true`, as a FIM middle must); chat rows are `{"messages": [...]}`.
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 # (prefix, suffix, middle) sentinel triples, in prefix-suffix-middle (PSM) order.
 FIM_STYLES: dict[str, tuple[str, str, str]] = {
@@ -25,7 +26,9 @@ FIM_STYLES: dict[str, tuple[str, str, str]] = {
     "codellama": ("<PRE> ", " <SUF>", " <MID>"),
 }
 LORE_OPEN, LORE_CLOSE = "<lore>", "</lore>"
-LORE_SYSTEM_HEADER = "Story notes for the passage below: keep these facts consistent, and do not copy them into the text."
+LORE_SYSTEM_HEADER = (
+    "Story notes for the passage below: keep these facts consistent, and do not copy them into the text."
+)
 
 
 def fim_style(vocab: Iterable[str]) -> str | None:
@@ -51,7 +54,9 @@ def lore_system(lore: str | None) -> str:
     return f"{LORE_SYSTEM_HEADER}\n{lore_block(lore)}" if lore else ""
 
 
-def completion_prompt(prefix: str, suffix: str | None = None, *, fim: str | None = None, lore: str | None = None) -> str:
+def completion_prompt(
+    prefix: str, suffix: str | None = None, *, fim: str | None = None, lore: str | None = None
+) -> str:
     """The prompt of an inline or fill-in-the-middle request.
 
     With a suffix and a model FIM style: `<pre>{lore preamble}{prefix}<suf>{suffix}<mid>`; otherwise the

@@ -24,11 +24,12 @@ import re
 import shutil
 import sqlite3
 import uuid
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Iterator, Literal
+from typing import Literal
 
 from penwright.errors import RegistryError
 
@@ -88,9 +89,17 @@ class AdapterVersion:
 
     def to_dict(self) -> dict:
         return {
-            "version": self.version, "name": self.name, "path": str(self.path), "status": self.status,
-            "base_model": self.base_model, "run_id": self.run_id, "dataset_hash": self.dataset_hash,
-            "metrics": self.metrics, "reason": self.reason, "created_at": self.created_at, "format": self.format,
+            "version": self.version,
+            "name": self.name,
+            "path": str(self.path),
+            "status": self.status,
+            "base_model": self.base_model,
+            "run_id": self.run_id,
+            "dataset_hash": self.dataset_hash,
+            "metrics": self.metrics,
+            "reason": self.reason,
+            "created_at": self.created_at,
+            "format": self.format,
         }
 
 
@@ -176,9 +185,16 @@ class Registry:
     def _row(self, row: tuple) -> AdapterVersion:
         version, name, status, base, run_id, dhash, metrics, reason, created = row
         return AdapterVersion(
-            version=version, name=name, path=self.adapters_dir / name / f"v{version}", status=status,
-            base_model=base, run_id=run_id, dataset_hash=dhash, metrics=json.loads(metrics or "{}"),
-            reason=reason, created_at=created,
+            version=version,
+            name=name,
+            path=self.adapters_dir / name / f"v{version}",
+            status=status,
+            base_model=base,
+            run_id=run_id,
+            dataset_hash=dhash,
+            metrics=json.loads(metrics or "{}"),
+            reason=reason,
+            created_at=created,
         )
 
     _COLS = "version, name, status, base_model, run_id, dataset_hash, metrics, reason, created_at"
@@ -218,15 +234,18 @@ class Registry:
     def for_run(self, run_id: str, name: str = DEFAULT_NAME) -> AdapterVersion | None:
         """The version a training run was published as, if it was (one run publishes at most once)."""
         with self._tx(write=False) as db:
-            row = db.execute(f"SELECT {self._COLS} FROM adapter_versions WHERE name=? AND run_id=? "
-                             "ORDER BY version LIMIT 1", (name, run_id)).fetchone()
+            row = db.execute(
+                f"SELECT {self._COLS} FROM adapter_versions WHERE name=? AND run_id=? ORDER BY version LIMIT 1",
+                (name, run_id),
+            ).fetchone()
         return self._row(row) if row else None
 
     def history(self, version: int | None = None) -> list[dict]:
         with self._tx(write=False) as db:
             q = "SELECT version, action, reason, at FROM adapter_events"
-            rows = db.execute(q + (" WHERE version=? ORDER BY id" if version else " ORDER BY id"),
-                              (version,) if version else ()).fetchall()
+            rows = db.execute(
+                q + (" WHERE version=? ORDER BY id" if version else " ORDER BY id"), (version,) if version else ()
+            ).fetchall()
         return [dict(zip(("version", "action", "reason", "at"), r)) for r in rows]
 
     # -- writing -------------------------------------------------------------------------------------------------
@@ -245,8 +264,10 @@ class Registry:
         check_name(name)
         source = Path(source)
         if not source.is_dir() or not any(source.iterdir()):
-            raise RegistryError(f"{source} is not an adapter folder (missing or empty).",
-                                "Publish the folder a training run saved (it holds adapter_config.json).")
+            raise RegistryError(
+                f"{source} is not an adapter folder (missing or empty).",
+                "Publish the folder a training run saved (it holds adapter_config.json).",
+            )
         parent = self.adapters_dir / name
         parent.mkdir(parents=True, exist_ok=True)
         staging = parent / f".staging-{uuid.uuid4().hex[:12]}"
@@ -270,15 +291,19 @@ class Registry:
                     shutil.rmtree(final)
                 os.replace(staging, final)
                 fsync_dir(parent)
-                db.execute("INSERT INTO adapter_events (version, action, at) VALUES (?, 'publish', ?)", (version, _now()))
+                db.execute(
+                    "INSERT INTO adapter_events (version, action, at) VALUES (?, 'publish', ?)", (version, _now())
+                )
         finally:
             if staging.exists():
                 shutil.rmtree(staging, ignore_errors=True)
         return self.get(version)
 
     def _event(self, db: sqlite3.Connection, version: int, action: str, reason: str | None = None) -> None:
-        db.execute("INSERT INTO adapter_events (version, action, reason, at) VALUES (?, ?, ?, ?)",
-                   (version, action, reason, _now()))
+        db.execute(
+            "INSERT INTO adapter_events (version, action, reason, at) VALUES (?, ?, ?, ?)",
+            (version, action, reason, _now()),
+        )
 
     def promote(self, version: int, reason: str | None = None) -> AdapterVersion:
         """Make `version` the live one of its name; the previous live version is retired."""
@@ -286,14 +311,20 @@ class Registry:
         if not target.path.is_dir():
             raise RegistryError(f"v{version}'s files are missing ({target.path}).", "Delete it and publish again.")
         with self._tx() as db:
-            db.execute("UPDATE adapter_versions SET status='retired' WHERE name=? AND status='live' AND version<>?",
-                       (target.name, version))
-            db.execute("UPDATE adapter_versions SET status='live', promoted_at=?, reason=COALESCE(?, reason) "
-                       "WHERE version=?", (_now(), reason, version))
+            db.execute(
+                "UPDATE adapter_versions SET status='retired' WHERE name=? AND status='live' AND version<>?",
+                (target.name, version),
+            )
+            db.execute(
+                "UPDATE adapter_versions SET status='live', promoted_at=?, reason=COALESCE(?, reason) WHERE version=?",
+                (_now(), reason, version),
+            )
             self._event(db, version, "promote", reason)
         return self.get(version)
 
-    def rollback(self, to_version: int | None = None, name: str = DEFAULT_NAME, reason: str | None = None) -> AdapterVersion:
+    def rollback(
+        self, to_version: int | None = None, name: str = DEFAULT_NAME, reason: str | None = None
+    ) -> AdapterVersion:
         """Serve an earlier version again: `to_version`, or else the one that was live before the current one."""
         current = self.live(name)
         if to_version is None:
@@ -302,10 +333,14 @@ class Registry:
             with self._tx() as db:
                 row = db.execute(
                     "SELECT version FROM adapter_versions WHERE name=? AND status='retired' AND version<>? "
-                    "ORDER BY promoted_at DESC, version DESC LIMIT 1", (name, current.version)).fetchone()
+                    "ORDER BY promoted_at DESC, version DESC LIMIT 1",
+                    (name, current.version),
+                ).fetchone()
             if row is None:
-                raise RegistryError(f"v{current.version} is the only '{name}' adapter ever promoted.",
-                                    "Use `penwright adapters rollback VERSION` to pick one, or disable the adapter.")
+                raise RegistryError(
+                    f"v{current.version} is the only '{name}' adapter ever promoted.",
+                    "Use `penwright adapters rollback VERSION` to pick one, or disable the adapter.",
+                )
             to_version = row[0]
         target = self.get(to_version)
         if current is not None and target.version == current.version:
@@ -315,7 +350,9 @@ class Registry:
             self._event(db, target.version, "rollback", reason or (f"from v{current.version}" if current else None))
         return promoted
 
-    def rollback_to_checkpoint(self, checkpoint_adapter: Path | str, name: str = DEFAULT_NAME, **meta) -> AdapterVersion:
+    def rollback_to_checkpoint(
+        self, checkpoint_adapter: Path | str, name: str = DEFAULT_NAME, **meta
+    ) -> AdapterVersion:
         """Publish an earlier checkpoint of a run (its adapter folder) as a new version and make it live."""
         version = self.publish(checkpoint_adapter, name, **meta)
         return self.rollback(version.version, name, reason=f"checkpoint {Path(checkpoint_adapter)}")
@@ -334,7 +371,9 @@ class Registry:
         """Merge `metrics` into the version's metrics (e.g. evaluation results after publishing)."""
         merged = {**self.get(version).metrics, **metrics}
         with self._tx() as db:
-            db.execute("UPDATE adapter_versions SET metrics=? WHERE version=?", (json.dumps(merged, sort_keys=True), version))
+            db.execute(
+                "UPDATE adapter_versions SET metrics=? WHERE version=?", (json.dumps(merged, sort_keys=True), version)
+            )
         return self.get(version)
 
     def delete(self, version: int) -> None:

@@ -9,13 +9,17 @@ same dicts). Event files are written locally; nothing leaves the machine.
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from penwright.errors import TrainingError
 
-SCALARS = {"loss": "train/loss", "eval_loss": "eval/loss", "lr": "train/learning_rate",
-           "tokens_per_s": "train/tokens_per_second"}
+SCALARS = {
+    "loss": "train/loss",
+    "eval_loss": "eval/loss",
+    "lr": "train/learning_rate",
+    "tokens_per_s": "train/tokens_per_second",
+}
 
 
 class TensorBoardReport:
@@ -50,6 +54,8 @@ def reporter(report_to: str, run_dir: Path | str) -> TensorBoardReport | None:
     if report_to == "none" or (report_to == "auto" and not installed):
         return None
     if not installed:
-        raise TrainingError("report_to is tensorboard but the tensorboard package is not installed.",
-                            "pip install 'penwright[tensorboard]', or train with --report-to none.")
+        raise TrainingError(
+            "report_to is tensorboard but the tensorboard package is not installed.",
+            "pip install 'penwright[tensorboard]', or train with --report-to none.",
+        )
     return TensorBoardReport(Path(run_dir) / "tensorboard")

@@ -24,7 +24,7 @@ class Plateau:
 
     @property
     def ema(self) -> float | None:
-        return self.raw / (1 - self.smoothing ** self.seen) if self.seen else None
+        return self.raw / (1 - self.smoothing**self.seen) if self.seen else None
 
     @property
     def warm_steps(self) -> int:

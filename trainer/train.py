@@ -17,17 +17,16 @@ import logging
 import math
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
 
+from penwright.errors import DatasetError, TrainingError
 from penwright.trainer import data as D
 from penwright.trainer.backends import pick_backend
 from penwright.trainer.runs import Clock, RunDir, RunResult
 from penwright.trainer.settings import ModelSettings, TrainingSettings
 from penwright.trainer.stopping import Plateau
-
-from penwright.errors import DatasetError, TrainingError
 
 log = logging.getLogger(__name__)
 Progress = Callable[[dict], None]
@@ -36,37 +35,77 @@ TIME_BUDGET_EVERY = 20  # and again every this many steps, as other programs com
 TIME_BUDGET_SHARE = 0.9  # of max_minutes planned, so a slower stretch still ends the schedule before the cap
 
 
-def run_training(dataset_dir: Path | str, settings: TrainingSettings, base_model_path: str | Path,
-                 run_dir: Path | str, *, model_settings: ModelSettings | None = None,
-                 on_progress: Progress | None = None, should_stop: Callable[[], bool] | None = None,
-                 init_adapter: Path | str | None = None) -> RunResult:
+def run_training(
+    dataset_dir: Path | str,
+    settings: TrainingSettings,
+    base_model_path: str | Path,
+    run_dir: Path | str,
+    *,
+    model_settings: ModelSettings | None = None,
+    on_progress: Progress | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    init_adapter: Path | str | None = None,
+) -> RunResult:
     """Train (or resume) one run. Raises DatasetError / TrainingError / ModelNotFoundError with what to fix."""
     from penwright.trainer.reporting import reporter
 
     report = reporter(settings.report_to, run_dir)
     try:
-        return _run_training(dataset_dir, settings, base_model_path, run_dir, model_settings,
-                             report.wrap(on_progress) if report else on_progress, should_stop, init_adapter)
+        return _run_training(
+            dataset_dir,
+            settings,
+            base_model_path,
+            run_dir,
+            model_settings,
+            report.wrap(on_progress) if report else on_progress,
+            should_stop,
+            init_adapter,
+        )
     finally:
         if report is not None:
             report.close()
 
 
-def _run_training(dataset_dir, settings: TrainingSettings, base_model_path, run_dir, model_settings, on_progress,
-                  should_stop, init_adapter) -> RunResult:
+def _run_training(
+    dataset_dir,
+    settings: TrainingSettings,
+    base_model_path,
+    run_dir,
+    model_settings,
+    on_progress,
+    should_stop,
+    init_adapter,
+) -> RunResult:
     model_settings = model_settings or ModelSettings()
     backend = pick_backend(model_settings.backend)
     dataset_dir, run_dir = Path(dataset_dir), Path(run_dir)
     if backend == "mlx":
         from penwright.trainer.backends.mlx_backend import run_mlx_training
 
-        return run_mlx_training(dataset_dir, settings, str(base_model_path), run_dir, model_settings=model_settings,
-                                on_progress=on_progress, should_stop=should_stop, init_adapter=init_adapter)
+        return run_mlx_training(
+            dataset_dir,
+            settings,
+            str(base_model_path),
+            run_dir,
+            model_settings=model_settings,
+            on_progress=on_progress,
+            should_stop=should_stop,
+            init_adapter=init_adapter,
+        )
     rung, history = None, []
     while True:
         try:
-            loop = _Loop(dataset_dir, settings, str(base_model_path), RunDir(run_dir), model_settings, backend,
-                         on_progress, should_stop, Path(init_adapter) if init_adapter else None)
+            loop = _Loop(
+                dataset_dir,
+                settings,
+                str(base_model_path),
+                RunDir(run_dir),
+                model_settings,
+                backend,
+                on_progress,
+                should_stop,
+                Path(init_adapter) if init_adapter else None,
+            )
             result = loop.run(oom_rungs=history)
             return result
         except Exception as err:  # noqa: BLE001 - only CUDA OOM is retried, everything else re-raised
@@ -74,8 +113,10 @@ def _run_training(dataset_dir, settings: TrainingSettings, base_model_path, run_
                 raise
             step = next_rung(settings)
             if step is None:
-                raise TrainingError("Out of GPU memory even at the lowest memory settings.",
-                                    "Use a smaller base model or quantization: 4bit.") from err
+                raise TrainingError(
+                    "Out of GPU memory even at the lowest memory settings.",
+                    "Use a smaller base model or quantization: 4bit.",
+                ) from err
             settings, rung = step
             history.append(rung)
             log.warning("CUDA out of memory; retrying with %s", rung)
@@ -117,8 +158,12 @@ def next_rung(s: TrainingSettings) -> tuple[TrainingSettings, str] | None:
 
 
 def plateau_settings(s: TrainingSettings) -> dict:
-    return {"smoothing": s.plateau_smoothing, "min_delta": s.plateau_min_delta, "patience": s.plateau_patience,
-            "min_steps": s.plateau_min_steps}
+    return {
+        "smoothing": s.plateau_smoothing,
+        "min_delta": s.plateau_min_delta,
+        "patience": s.plateau_patience,
+        "min_steps": s.plateau_min_steps,
+    }
 
 
 def lr_factor(step: int, total: int, s: TrainingSettings) -> float:
@@ -142,7 +187,7 @@ def optimizer_step(backend, opt, batches: list[dict], s: TrainingSettings) -> tu
     total_ce = torch.zeros((), device=backend.device)
     for b in batches:
         ce, kl, _ = backend.loss_sums(b)
-        loss = ce if kl is None else ce + s.kl_lambda * s.kl_tau ** 2 * kl
+        loss = ce if kl is None else ce + s.kl_lambda * s.kl_tau**2 * kl
         (loss / max(n_targets, 1)).backward()
         total_ce += ce.detach()
     grad_norm = torch.nn.utils.clip_grad_norm_(backend.trainable_parameters(), s.max_grad_norm)
@@ -174,8 +219,9 @@ class LoopState:
 
 
 class _Loop:
-    def __init__(self, dataset_dir, settings, base_model, run, model_settings, device, on_progress, should_stop,
-                 init_adapter):
+    def __init__(
+        self, dataset_dir, settings, base_model, run, model_settings, device, on_progress, should_stop, init_adapter
+    ):
         self.dataset_dir, self.s, self.base_model, self.run_dir = dataset_dir, settings, base_model, run
         self.model_settings, self.device = model_settings, device
         self.on_progress, self.should_stop, self.init_adapter = on_progress, should_stop, init_adapter
@@ -186,6 +232,7 @@ class _Loop:
 
     def _setup(self) -> None:
         import torch
+
         from penwright.trainer.backends.torch_backend import TorchBackend
 
         torch.manual_seed(self.s.seed)
@@ -197,8 +244,10 @@ class _Loop:
         D.check_tokenizer(self.dataset_dir, self.backend.tokenizer)
         self.rows, self.train_stats = self._rows("train.jsonl")
         if not self.rows:
-            raise DatasetError(f"{self.dataset_dir / 'train.jsonl'} has no usable rows.",
-                               "Write more (or lower curation.min_tokens) and curate again.")
+            raise DatasetError(
+                f"{self.dataset_dir / 'train.jsonl'} has no usable rows.",
+                "Write more (or lower curation.min_tokens) and curate again.",
+            )
         self.valid, self.valid_stats = self._rows("valid.jsonl", limit=self.s.eval_max_rows, optional=True)
         self.per_epoch = math.ceil(len(self.rows) / self.s.batch_size)
         epochs_steps = math.ceil(self.s.epochs * self.per_epoch / self.s.grad_accumulation)
@@ -237,11 +286,18 @@ class _Loop:
 
     def _resolved(self) -> dict:
         return {
-            "training": self.s.model_dump(), "model": self.model_settings.model_dump(),
-            "base_model": self.base_model, "dataset_dir": str(self.dataset_dir), "backend": self.device,
-            "precision": self.backend.precision, "quantization": self.backend.quant, "attention": self.backend.attention,
-            "init_adapter": str(self.init_adapter) if self.init_adapter else None, "max_seq_length": self.max_len,
-            "rows": len(self.rows), "total_steps": self.total,
+            "training": self.s.model_dump(),
+            "model": self.model_settings.model_dump(),
+            "base_model": self.base_model,
+            "dataset_dir": str(self.dataset_dir),
+            "backend": self.device,
+            "precision": self.backend.precision,
+            "quantization": self.backend.quant,
+            "attention": self.backend.attention,
+            "init_adapter": str(self.init_adapter) if self.init_adapter else None,
+            "max_seq_length": self.max_len,
+            "rows": len(self.rows),
+            "total_steps": self.total,
         }
 
     # -- the loop ------------------------------------------------------------------------------------------------
@@ -291,8 +347,12 @@ class _Loop:
         fits = int(TIME_BUDGET_SHARE * self.s.max_minutes * 60 / (st.train_seconds / st.step))
         planned = min(self.full_total, max(st.step + 1, fits))  # the pace may change: later checks move it again
         if planned != self.total:
-            log.info("%d of %d steps fit in %.1f minutes at this pace: the schedule ends there",
-                     planned, self.full_total, self.s.max_minutes)
+            log.info(
+                "%d of %d steps fit in %.1f minutes at this pace: the schedule ends there",
+                planned,
+                self.full_total,
+                self.s.max_minutes,
+            )
         st.planned_total = self.total = planned
 
     def _micro_batch(self) -> tuple[dict, int]:
@@ -305,7 +365,7 @@ class _Loop:
 
     def _eval_batches(self) -> list[dict]:
         bs = self.s.batch_size
-        return [self.backend.collate(self.valid[i:i + bs]) for i in range(0, len(self.valid), bs)]
+        return [self.backend.collate(self.valid[i : i + bs]) for i in range(0, len(self.valid), bs)]
 
     def _maybe_eval(self, force: bool = False) -> float | None:
         if not self.valid or (not force and (not self.s.eval_every or self.state.step % self.s.eval_every)):
@@ -321,15 +381,31 @@ class _Loop:
     def _log(self, loss: float, eval_loss: float | None, grad_norm: float, tps: float) -> None:
         st = self.state
         lr = self.sched.get_last_lr()[0]
-        row = {"step": st.step, "epoch": round(st.micro / self.per_epoch, 4), "loss": round(loss, 6),
-               "eval_loss": None if eval_loss is None else round(eval_loss, 6), "lr": lr,
-               "grad_norm": round(grad_norm, 6), "tokens_per_s": round(tps, 1), "elapsed_s": round(st.train_seconds, 3)}
+        row = {
+            "step": st.step,
+            "epoch": round(st.micro / self.per_epoch, 4),
+            "loss": round(loss, 6),
+            "eval_loss": None if eval_loss is None else round(eval_loss, 6),
+            "lr": lr,
+            "grad_norm": round(grad_norm, 6),
+            "tokens_per_s": round(tps, 1),
+            "elapsed_s": round(st.train_seconds, 3),
+        }
         if st.step % self.s.log_every == 0 or eval_loss is not None:
             st.log.append(row)
         if self.on_progress:
             rate = st.step / max(st.train_seconds, 1e-9)
-            self.on_progress({"step": st.step, "total": self.total, "loss": loss, "eval_loss": eval_loss, "lr": lr,
-                              "tokens_per_s": tps, "eta_s": (self.total - st.step) / max(rate, 1e-9)})
+            self.on_progress(
+                {
+                    "step": st.step,
+                    "total": self.total,
+                    "loss": loss,
+                    "eval_loss": eval_loss,
+                    "lr": lr,
+                    "tokens_per_s": tps,
+                    "eta_s": (self.total - st.step) / max(rate, 1e-9),
+                }
+            )
 
     def _stop_reason(self, eval_loss: float | None, plateaued: bool) -> str | None:
         s, st = self.s, self.state
@@ -347,8 +423,12 @@ class _Loop:
         import torch
 
         self.state.plateau = self.plateau.to_dict()
-        state = {"optimizer": self.opt.state_dict(), "scheduler": self.sched.state_dict(),
-                 "loop": asdict(self.state), "rng": torch.get_rng_state()}
+        state = {
+            "optimizer": self.opt.state_dict(),
+            "scheduler": self.sched.state_dict(),
+            "loop": asdict(self.state),
+            "rng": torch.get_rng_state(),
+        }
         meta = {"eval_loss": eval_loss, "train_loss_smoothed": self.plateau.ema, "micro": self.state.micro}
         path = self.run_dir.write_checkpoint(self.state.step, self.backend.save, state, meta, self.s.keep_best)
         self.run_dir.write_logs(self.state.log)
@@ -371,12 +451,24 @@ class _Loop:
         status = {"cancelled": "cancelled", "max_steps": "completed", "epochs": "completed"}.get(reason, "stopped")
         best = self.run_dir.best_checkpoint()
         result = RunResult(
-            run_id=self.run_dir.run_id, run_dir=self.run_dir.path, adapter_dir=adapter, status=status,
-            stop_reason=reason, steps=st.step, total_steps=self.total, train_loss=self.plateau.ema, eval_loss=final_eval,
-            best_eval_loss=best[2]["eval_loss"] if best else final_eval, backend=self.device,
+            run_id=self.run_dir.run_id,
+            run_dir=self.run_dir.path,
+            adapter_dir=adapter,
+            status=status,
+            stop_reason=reason,
+            steps=st.step,
+            total_steps=self.total,
+            train_loss=self.plateau.ema,
+            eval_loss=final_eval,
+            best_eval_loss=best[2]["eval_loss"] if best else final_eval,
+            backend=self.device,
             oom_rung=oom_rungs[-1] if oom_rungs else None,
-            metrics={**metrics, "train_rows": len(self.rows), "truncated_rows": self.train_stats.truncated,
-                     "oom_rungs": oom_rungs},
+            metrics={
+                **metrics,
+                "train_rows": len(self.rows),
+                "truncated_rows": self.train_stats.truncated,
+                "oom_rungs": oom_rungs,
+            },
         )
         self.run_dir.write_json("result.json", result.to_dict())
         return result
@@ -399,11 +491,19 @@ class _Loop:
         st = self.state
         train = st.train_seconds
         total = self.clock.elapsed()
-        return {"setup_s": round(total - self.clock.train_elapsed(), 3), "train_s": round(train, 3),
-                "total_s": round(total, 3), "steps": st.step, "steps_per_s": round(st.step / max(train, 1e-9), 4),
-                "tokens": st.tokens, "tokens_per_s": round(st.tokens / max(train, 1e-9), 1),
-                "peak_memory_bytes": self.backend.peak_memory_bytes(), "device": self.device,
-                "precision": self.backend.precision, "padding_share": self._padding_share()}
+        return {
+            "setup_s": round(total - self.clock.train_elapsed(), 3),
+            "train_s": round(train, 3),
+            "total_s": round(total, 3),
+            "steps": st.step,
+            "steps_per_s": round(st.step / max(train, 1e-9), 4),
+            "tokens": st.tokens,
+            "tokens_per_s": round(st.tokens / max(train, 1e-9), 1),
+            "peak_memory_bytes": self.backend.peak_memory_bytes(),
+            "device": self.device,
+            "precision": self.backend.precision,
+            "padding_share": self._padding_share(),
+        }
 
     def _padding_share(self) -> float:
         width = self.max_len if self.s.packing else max(len(r.input_ids) for r in self.rows)

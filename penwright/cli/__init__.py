@@ -29,7 +29,10 @@ VERBS: dict[str, tuple[str, str]] = {
     "serve": ("penwright.cli.serve", "run the daemon: HTTP API, watcher, background retraining, dashboard"),
     "status": ("penwright.cli.status", "show what the daemon is doing (--follow: live training progress)"),
     "lsp": ("penwright.cli.lsp", "run the language server for editors (stdio, or --tcp)"),
-    "continue-config": ("penwright.cli.continue_config", "print (or --write) a Continue.dev config.yaml block for this project"),
+    "continue-config": (
+        "penwright.cli.continue_config",
+        "print (or --write) a Continue.dev config.yaml block for this project",
+    ),
     "eval": ("penwright.cli.eval", "does the adapter write like you? scores vs the base, report.html"),
     "compare": ("penwright.cli.compare", "compare any base model and adapters on your held-out text"),
 }
@@ -51,7 +54,9 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
     parser = _parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
+    )
     if not args.verb:
         parser.print_help()
         return 0

@@ -20,7 +20,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     promote.add_argument("--reason", default=None)
     rollback = sub.add_parser("rollback", help="serve an earlier version again (default: the previously live one)")
     rollback.add_argument("version", type=_version, nargs="?", default=None)
-    rollback.add_argument("--checkpoint", default=None, help="instead: a run checkpoint folder, e.g. runs/<id>/checkpoints/step-40")
+    rollback.add_argument(
+        "--checkpoint", default=None, help="instead: a run checkpoint folder, e.g. runs/<id>/checkpoints/step-40"
+    )
     rollback.add_argument("--reason", default=None)
     delete = sub.add_parser("delete", help="remove a version's files and record (not the live one)")
     delete.add_argument("version", type=_version)
@@ -54,7 +56,9 @@ def run(args: argparse.Namespace) -> int:
         if args.checkpoint:
             ckpt = Path(args.checkpoint)
             ckpt = ckpt / "adapter" if (ckpt / "adapter").is_dir() else ckpt
-            v = reg.rollback_to_checkpoint(ckpt, base_model=project.settings.model.base, run_id=ckpt.parts[-3] if len(ckpt.parts) >= 3 else None)
+            v = reg.rollback_to_checkpoint(
+                ckpt, base_model=project.settings.model.base, run_id=ckpt.parts[-3] if len(ckpt.parts) >= 3 else None
+            )
         else:
             v = reg.rollback(args.version, reason=args.reason)
         print(f"rolled back: v{v.version} is live ({v.model_id})")
@@ -79,7 +83,15 @@ def _list(reg, as_json: bool) -> int:
     for v in versions:
         loss = v.metrics.get("eval_loss")
         style = "bold green" if v.status == "live" else ("red" if v.status == "rejected" else None)
-        table.add_row(f"v{v.version}", v.name, v.status, "-" if loss is None else f"{loss:.4f}", v.run_id or "-",
-                      v.created_at, v.reason or "", style=style)
+        table.add_row(
+            f"v{v.version}",
+            v.name,
+            v.status,
+            "-" if loss is None else f"{loss:.4f}",
+            v.run_id or "-",
+            v.created_at,
+            v.reason or "",
+            style=style,
+        )
     Console().print(table)
     return 0

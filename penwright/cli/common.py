@@ -9,7 +9,10 @@ from penwright.project import Project, load_project
 
 def add_project_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--project", "-p", default=None, help="the writing project's folder or its penwright.yaml (default: search upward from here)"
+        "--project",
+        "-p",
+        default=None,
+        help="the writing project's folder or its penwright.yaml (default: search upward from here)",
     )
 
 

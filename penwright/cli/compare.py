@@ -15,9 +15,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument("--base", required=True, help="base model: a local folder (or a cached hub id)")
     parser.add_argument("--adapters", nargs="*", default=[], help="PEFT adapter folders to compare with the base")
-    parser.add_argument("--reference", nargs="*", default=[], help="the author's held-out text files (prompts and style target)")
+    parser.add_argument(
+        "--reference", nargs="*", default=[], help="the author's held-out text files (prompts and style target)"
+    )
     parser.add_argument("--valid", default=None, help="a held-out valid.jsonl split (rows of {messages})")
-    parser.add_argument("--train", nargs="*", default=[], help="training text files, or a train.jsonl, for the copy guard")
+    parser.add_argument(
+        "--train", nargs="*", default=[], help="training text files, or a train.jsonl, for the copy guard"
+    )
     parser.add_argument("--no-base", action="store_true", help="do not evaluate the bare base model")
     add_settings_arguments(parser)
 
@@ -42,10 +46,14 @@ def run(args: argparse.Namespace) -> int:
     from penwright.trainer.models import resolve_model
 
     if not args.reference and not args.valid:
-        raise PenwrightError("Nothing to evaluate against.", "Pass --reference FILE (the author's held-out text) or --valid valid.jsonl.")
+        raise PenwrightError(
+            "Nothing to evaluate against.", "Pass --reference FILE (the author's held-out text) or --valid valid.jsonl."
+        )
     for a in args.adapters:
         if not (Path(a) / "adapter_config.json").is_file():
-            raise PenwrightError(f"{a} is not a PEFT adapter folder (no adapter_config.json).", "Pass the folder of a trained adapter.")
+            raise PenwrightError(
+                f"{a} is not a PEFT adapter folder (no adapter_config.json).", "Pass the folder of a trained adapter."
+            )
     base = resolve_model(args.base, Path("."))
     valid = rows_texts(Path(args.valid)) if args.valid else None
     from penwright.trainer.evaluate.style import unwrap
@@ -58,7 +66,11 @@ def run(args: argparse.Namespace) -> int:
     results = core.evaluate_sides(base, sides, ctx, args.device)
     logs = {}
     for label, path in sides:  # a run's adapter lives in runs/<id>/adapter, its log in runs/<id>/train_log.json
-        found = [f for f in (Path(path or ".") / "train_log.json", Path(path or ".").parent / "train_log.json") if path and f.is_file()]
+        found = [
+            f
+            for f in (Path(path or ".") / "train_log.json", Path(path or ".").parent / "train_log.json")
+            if path and f.is_file()
+        ]
         if found:
             logs[label] = report.read_train_log(found[0])
     rep = report.build_report(core.author_summary(ctx), results, logs, {"base model": args.base, "created": stamp()})

@@ -32,9 +32,13 @@ AUTOCOMPLETE_TEMPLATE = "<fim_prefix>{{{prefix}}}<fim_suffix>{{{suffix}}}<fim_mi
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_project_argument(parser)
     parser.add_argument(
-        "--write", nargs="?", const="", default=None, metavar="PATH",
+        "--write",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="PATH",
         help="write the config to PATH (default: .continue/assistants/penwright.yaml in the project, which "
-             "Continue loads as a local assistant) instead of printing it",
+        "Continue loads as a local assistant) instead of printing it",
     )
     parser.add_argument("--force", action="store_true", help="overwrite PATH if it exists")
 
@@ -56,13 +60,21 @@ def daemon_base(root: Path) -> tuple[str, str | None]:
     url = url or f"http://127.0.0.1:{ServerSettings().port}"
     running = read_daemon_json(root)
     if running and running.rstrip("/") != url:
-        print(f"note: the running daemon listens on {running}, not {url} as penwright.yaml says; restart it "
-              "so Continue finds it", file=sys.stderr)
+        print(
+            f"note: the running daemon listens on {running}, not {url} as penwright.yaml says; restart it "
+            "so Continue finds it",
+            file=sys.stderr,
+        )
     return url, key
 
 
-def config_block(title: str, base: str, api_key: str | None, model: str = "penwright",
-                 model_timeout_ms: int = MODEL_TIMEOUT_MS["auto"]) -> dict:
+def config_block(
+    title: str,
+    base: str,
+    api_key: str | None,
+    model: str = "penwright",
+    model_timeout_ms: int = MODEL_TIMEOUT_MS["auto"],
+) -> dict:
     return {
         "name": f"Penwright: {title}",
         "version": "0.1.0",
@@ -77,8 +89,12 @@ def config_block(title: str, base: str, api_key: str | None, model: str = "penwr
                 "roles": ["chat", "edit", "autocomplete"],
                 "defaultCompletionOptions": {"temperature": 0.8, "maxTokens": 160},
                 "promptTemplates": {"autocomplete": AUTOCOMPLETE_TEMPLATE},
-                "autocompleteOptions": {"debounceDelay": 350, "maxPromptTokens": 1024, "onlyMyCode": False,
-                                        "modelTimeout": model_timeout_ms},
+                "autocompleteOptions": {
+                    "debounceDelay": 350,
+                    "maxPromptTokens": 1024,
+                    "onlyMyCode": False,
+                    "modelTimeout": model_timeout_ms,
+                },
                 "requestOptions": {"extraBodyProperties": {"penwright": {"lore": True}}},
             }
         ],
@@ -104,9 +120,11 @@ def render(root: Path) -> str:
     base, key = daemon_base(project.root)
     timeout = MODEL_TIMEOUT_MS.get(project.settings.model.backend, MODEL_TIMEOUT_MS["auto"])
     block = config_block(project.settings.title, base, key, project.settings.server.model_name, timeout)
-    head = (f"# Continue.dev config for {project.settings.title}: `penwright continue-config` wrote this.\n"
-            f"# A whole Continue config: save it as {WORKSPACE_FILE.as_posix()} in the project (`--write` does),\n"
-            "# where Continue loads it as a local assistant. Do not paste it into ~/.continue/config.yaml.\n")
+    head = (
+        f"# Continue.dev config for {project.settings.title}: `penwright continue-config` wrote this.\n"
+        f"# A whole Continue config: save it as {WORKSPACE_FILE.as_posix()} in the project (`--write` does),\n"
+        "# where Continue loads it as a local assistant. Do not paste it into ~/.continue/config.yaml.\n"
+    )
     return head + yaml.safe_dump(block, sort_keys=False, allow_unicode=True)
 
 

@@ -57,9 +57,14 @@ def degrader_for(project, tokenizer):
     if how == "upstream":
         up = project.settings.upstream
         if up is None or not up.model:
-            raise SettingsError(["curation.degrade_with is 'upstream' but no upstream (url and model) is set"],
-                                project.root / "penwright.yaml", "Add an upstream: section with url and model, or use degrade_with: rules.")
-        return ChatDegrader(upstream_complete(up.url, up.model, up.api_key, up.timeout_seconds), name=f"upstream:{up.model}")
+            raise SettingsError(
+                ["curation.degrade_with is 'upstream' but no upstream (url and model) is set"],
+                project.root / "penwright.yaml",
+                "Add an upstream: section with url and model, or use degrade_with: rules.",
+            )
+        return ChatDegrader(
+            upstream_complete(up.url, up.model, up.api_key, up.timeout_seconds), name=f"upstream:{up.model}"
+        )
     if how == "model":
         if project.settings.model.base.startswith("builtin:"):
             log.warning("degrade_with: model needs a real base model; builtin:tiny writes word salad. Using rules.")
@@ -78,9 +83,18 @@ def run_curation(project, dry_run: bool, progress_bars: bool):
         project.paths.ensure()
     with _progress(progress_bars) as progress:
         return curate(
-            project.manuscript_dirs, settings.manuscript.include, settings.manuscript.exclude, project.ignore_file,
-            settings.curation, tokenizer, dataset_dir(project), lore_context=None if dry_run else lore_context_for(project),
-            progress=progress, root=project.root, context_limit=settings.model.max_context_tokens, dry_run=dry_run,
+            project.manuscript_dirs,
+            settings.manuscript.include,
+            settings.manuscript.exclude,
+            project.ignore_file,
+            settings.curation,
+            tokenizer,
+            dataset_dir(project),
+            lore_context=None if dry_run else lore_context_for(project),
+            progress=progress,
+            root=project.root,
+            context_limit=settings.model.max_context_tokens,
+            dry_run=dry_run,
             degrader=degrader_for(project, tokenizer),
         )
 
@@ -99,7 +113,9 @@ class _progress:
         if self.enabled:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-            self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), transient=True)
+            self.bar = Progress(
+                TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), transient=True
+            )
             self.bar.__enter__()
         return self
 
@@ -124,9 +140,11 @@ def print_report(manifest, where: Path | None = None) -> None:
     console = Console(highlight=False)
     t, tok = manifest.totals, manifest.tokens
     head = "Would curate" if manifest.dry_run else "Curated"
-    console.print(f"[bold]{head}[/] {t.get('files', 0)} file(s), {t.get('words', 0):,} words -> "
-                  f"{t.get('chunks', 0):,} chunks -> {t.get('rows', 0):,} rows "
-                  f"(train {t.get('train', 0):,}, valid {t.get('valid', 0):,}) in {manifest.wall_seconds:.1f}s")
+    console.print(
+        f"[bold]{head}[/] {t.get('files', 0)} file(s), {t.get('words', 0):,} words -> "
+        f"{t.get('chunks', 0):,} chunks -> {t.get('rows', 0):,} rows "
+        f"(train {t.get('train', 0):,}, valid {t.get('valid', 0):,}) in {manifest.wall_seconds:.1f}s"
+    )
     table = Table(show_header=True, header_style="bold", box=None, pad_edge=False)
     table.add_column("pairs")
     table.add_column("rows", justify="right")
@@ -134,9 +152,13 @@ def print_report(manifest, where: Path | None = None) -> None:
         table.add_row(kind, f"{n:,}")
     console.print(table)
     sample, chunk = tok.get("sample", {}), tok.get("chunk", {})
-    console.print(f"tokens per chunk: median {chunk.get('median', 0)}, p75 {chunk.get('p75', 0)}, max {chunk.get('max', 0)}")
-    console.print(f"tokens per sample: median {sample.get('median', 0)}, p75 {sample.get('p75', 0)}, max {sample.get('max', 0)}; "
-                  f"{sample.get('share_over_limit', 0):.1%} over the {sample.get('limit', 0)}-token context")
+    console.print(
+        f"tokens per chunk: median {chunk.get('median', 0)}, p75 {chunk.get('p75', 0)}, max {chunk.get('max', 0)}"
+    )
+    console.print(
+        f"tokens per sample: median {sample.get('median', 0)}, p75 {sample.get('p75', 0)}, max {sample.get('max', 0)}; "
+        f"{sample.get('share_over_limit', 0):.1%} over the {sample.get('limit', 0)}-token context"
+    )
     extras = [f"{t.get('duplicate_chunks', 0)} duplicate passages", f"{t.get('refusals_dropped', 0)} refusals dropped"]
     if t.get("user_rows"):
         extras.append(f"{t['user_rows']} rows from your datasets")

@@ -12,7 +12,9 @@ from penwright.errors import DatasetError
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_project_argument(parser)
-    parser.add_argument("--dry-run", action="store_true", help="count files, words, chunks and rows without writing anything")
+    parser.add_argument(
+        "--dry-run", action="store_true", help="count files, words, chunks and rows without writing anything"
+    )
     parser.add_argument("--json", action="store_true", help="print the manifest as JSON")
 
 
@@ -26,8 +28,10 @@ def run(args: argparse.Namespace) -> int:
         path = dataset_dir(project) / "manifest.json"
         manifest = Manifest.load_or_none(path)
         if manifest is None:
-            raise DatasetError(f"No training set yet ({path.relative_to(project.root)} is missing).",
-                               "Run `penwright curate` to make one, or `penwright dataset --dry-run` to see what it would hold.")
+            raise DatasetError(
+                f"No training set yet ({path.relative_to(project.root)} is missing).",
+                "Run `penwright curate` to make one, or `penwright dataset --dry-run` to see what it would hold.",
+            )
     if args.json:
         print(json.dumps(manifest.to_dict(), indent=2, ensure_ascii=False))
     else:

@@ -40,8 +40,12 @@ def _torch_checks() -> list[Check]:
     has_bnb = importlib.util.find_spec("bitsandbytes") is not None
     if torch.cuda.is_available():
         checks.append(
-            Check("bitsandbytes", has_bnb, "installed: 4-bit/8-bit (QLoRA) available" if has_bnb else "missing",
-                  "" if has_bnb else "pip install 'penwright[cuda]' for 4-bit/8-bit base models")
+            Check(
+                "bitsandbytes",
+                has_bnb,
+                "installed: 4-bit/8-bit (QLoRA) available" if has_bnb else "missing",
+                "" if has_bnb else "pip install 'penwright[cuda]' for 4-bit/8-bit base models",
+            )
         )
     else:
         checks.append(Check("quantization", None, "4-bit/8-bit needs CUDA; not available here"))
@@ -51,8 +55,12 @@ def _torch_checks() -> list[Check]:
 def _mlx_check() -> Check:
     if importlib.util.find_spec("mlx") is None:
         on_mac = platform.system() == "Darwin" and platform.machine() == "arm64"
-        return Check("mlx", None if not on_mac else False, "not installed",
-                     "pip install 'penwright[mlx]' to train and serve with MLX" if on_mac else "")
+        return Check(
+            "mlx",
+            None if not on_mac else False,
+            "not installed",
+            "pip install 'penwright[mlx]' to train and serve with MLX" if on_mac else "",
+        )
     return Check("mlx", True, "mlx-lm available")
 
 
@@ -61,10 +69,22 @@ def _host_checks(root: Path) -> list[Check]:
 
     mem = psutil.virtual_memory()
     disk = shutil.disk_usage(root)
-    checks = [Check("memory", mem.available > 4 * 2**30, f"{mem.available / 2**30:.1f} GiB free of {mem.total / 2**30:.1f}",
-                    "Close other programs; a 0.5B model needs about 4 GiB to train on CPU.")]
-    checks.append(Check("disk", disk.free > 5 * 2**30, f"{disk.free / 2**30:.1f} GiB free at {root}",
-                        "Free some space: each adapter version is 5-500 MB, checkpoints more."))
+    checks = [
+        Check(
+            "memory",
+            mem.available > 4 * 2**30,
+            f"{mem.available / 2**30:.1f} GiB free of {mem.total / 2**30:.1f}",
+            "Close other programs; a 0.5B model needs about 4 GiB to train on CPU.",
+        )
+    ]
+    checks.append(
+        Check(
+            "disk",
+            disk.free > 5 * 2**30,
+            f"{disk.free / 2**30:.1f} GiB free at {root}",
+            "Free some space: each adapter version is 5-500 MB, checkpoints more.",
+        )
+    )
     return checks
 
 
@@ -73,8 +93,12 @@ def _model_check(project) -> Check:
 
     spec = project.settings.model.base
     if spec == BUILTIN_TINY:
-        return Check("model", None, "builtin:tiny: a demo model built from your text, not for real writing",
-                     "Set model.base to a real model (see README: Real models and GPUs).")
+        return Check(
+            "model",
+            None,
+            "builtin:tiny: a demo model built from your text, not for real writing",
+            "Set model.base to a real model (see README: Real models and GPUs).",
+        )
     try:
         where = resolve_model(spec, project.paths.models)
     except PenwrightError as err:
@@ -90,7 +114,9 @@ def _preset_check(project) -> Check:
         load_training_settings(choice, None, project.root)
     except PenwrightError as err:
         return Check("preset", False, err.message.replace("\n", " "), err.hint)
-    return Check("preset", True, f"{choice.preset}" + (f" with overrides {choice.overrides}" if choice.overrides else ""))
+    return Check(
+        "preset", True, f"{choice.preset}" + (f" with overrides {choice.overrides}" if choice.overrides else "")
+    )
 
 
 def run(args: argparse.Namespace) -> int:

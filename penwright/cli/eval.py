@@ -20,14 +20,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from penwright.trainer.evaluate.cli_support import add_settings_arguments
 
     add_project_argument(parser)
-    parser.add_argument("--adapter", default=None, help="adapter version to evaluate, e.g. v3 (default: the live one, else the newest)")
+    parser.add_argument(
+        "--adapter", default=None, help="adapter version to evaluate, e.g. v3 (default: the live one, else the newest)"
+    )
     parser.add_argument("--against", default="base", help="what to compare with: base (default) or a version like v2")
-    parser.add_argument("--heldout", nargs="*", default=None, metavar="FILE",
-                        help="your held-out text files for the voice measures (default: the held-out split's passages)")
-    parser.add_argument("--control", nargs="*", default=None, metavar="FILE",
-                        help="another writer's text for the control perplexity (default: the shipped public-domain passages)")
-    parser.add_argument("--exclude-reference", nargs="*", default=[], metavar="AUTHOR",
-                        help="reference profiles to leave out of the nearest-other-writer Delta (e.g. your own name if listed)")
+    parser.add_argument(
+        "--heldout",
+        nargs="*",
+        default=None,
+        metavar="FILE",
+        help="your held-out text files for the voice measures (default: the held-out split's passages)",
+    )
+    parser.add_argument(
+        "--control",
+        nargs="*",
+        default=None,
+        metavar="FILE",
+        help="another writer's text for the control perplexity (default: the shipped public-domain passages)",
+    )
+    parser.add_argument(
+        "--exclude-reference",
+        nargs="*",
+        default=[],
+        metavar="AUTHOR",
+        help="reference profiles to leave out of the nearest-other-writer Delta (e.g. your own name if listed)",
+    )
     parser.add_argument("--voice-only", action="store_true", help="only the voice measures (no report.html)")
     parser.add_argument("--json", default=None, metavar="FILE", help="also write the voice figures as JSON")
     add_settings_arguments(parser)
@@ -39,7 +56,9 @@ def _version(text: str) -> int:
     try:
         return int(text.lower().lstrip("v"))
     except ValueError:
-        raise RegistryError(f"'{text}' is not an adapter version.", "Write it as v3 (or 3); `penwright status` lists them.") from None
+        raise RegistryError(
+            f"'{text}' is not an adapter version.", "Write it as v3 (or 3); `penwright status` lists them."
+        ) from None
 
 
 def _pick_adapter(registry, wanted: str | None):
@@ -50,9 +69,14 @@ def _pick_adapter(registry, wanted: str | None):
     else:
         adapter = registry.live() or registry.latest()
     if adapter is None:
-        raise RegistryError("There is no adapter to evaluate yet.", "Train one first (`penwright serve` retrains in the background).")
+        raise RegistryError(
+            "There is no adapter to evaluate yet.", "Train one first (`penwright serve` retrains in the background)."
+        )
     if adapter.format != "peft":
-        raise RegistryError(f"v{adapter.version} is an MLX adapter; evaluation loads PEFT adapters.", "Evaluate on a machine with the torch backend.")
+        raise RegistryError(
+            f"v{adapter.version} is an MLX adapter; evaluation loads PEFT adapters.",
+            "Evaluate on a machine with the torch backend.",
+        )
     return adapter
 
 
@@ -74,12 +98,24 @@ def voice(args, base: str, sides: list[tuple[str, str | None]], dataset: Path, s
     from penwright.trainer.evaluate.cli_support import read_texts
 
     control = read_texts(args.control) if args.control else None
-    inputs, notes = V.inputs_from_dataset(dataset, control, n_samples=settings.n_samples,
-                                          max_new_tokens=settings.max_new_tokens, seed=settings.seed,
-                                          exclude_authors=tuple(a.lower() for a in args.exclude_reference))
+    inputs, notes = V.inputs_from_dataset(
+        dataset,
+        control,
+        n_samples=settings.n_samples,
+        max_new_tokens=settings.max_new_tokens,
+        seed=settings.seed,
+        exclude_authors=tuple(a.lower() for a in args.exclude_reference),
+    )
     if args.heldout:
-        inputs = V.VoiceInputs(read_texts(args.heldout), inputs.control, inputs.train_texts, inputs.n_samples,
-                               inputs.max_new_tokens, seed=inputs.seed, exclude_authors=inputs.exclude_authors)
+        inputs = V.VoiceInputs(
+            read_texts(args.heldout),
+            inputs.control,
+            inputs.train_texts,
+            inputs.n_samples,
+            inputs.max_new_tokens,
+            seed=inputs.seed,
+            exclude_authors=inputs.exclude_authors,
+        )
     for note in notes if not args.heldout else []:
         print(f"note: {note}")
     results = V.evaluate_sides(base, [("base", None), *sides], inputs, args.device)
@@ -103,8 +139,10 @@ def run(args: argparse.Namespace) -> int:
     dataset = paths.datasets / "current"
     valid = rows_texts(dataset / "valid.jsonl")
     base = _base_path(project, adapter)
-    sides = [("base" if other is None else f"v{other.version}", None if other is None else str(other.path)),
-             (f"v{adapter.version}", str(adapter.path))]
+    sides = [
+        ("base" if other is None else f"v{other.version}", None if other is None else str(other.path)),
+        (f"v{adapter.version}", str(adapter.path)),
+    ]
     voiced = voice(args, base, [s for s in sides if s[1] is not None], dataset, settings)
     if args.voice_only:
         return 0
@@ -112,7 +150,9 @@ def run(args: argparse.Namespace) -> int:
 
     train = [row_target(r) for r in rows_texts(dataset / "train.jsonl")]
     ctx = core.make_context(valid, None, train, settings)
-    print(f"Evaluating v{adapter.version} against {sides[0][0]} on {len(ctx.prompts)} prompts from the held-out split...")
+    print(
+        f"Evaluating v{adapter.version} against {sides[0][0]} on {len(ctx.prompts)} prompts from the held-out split..."
+    )
     results = core.evaluate_sides(base, sides, ctx, args.device)
     by_label = {v["label"]: v for v in voiced}
     for r in results:

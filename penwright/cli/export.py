@@ -12,15 +12,23 @@ from penwright.errors import InputFileError, ProtectedPathError
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_project_argument(parser)
-    parser.add_argument("adapter", nargs="?", default=None,
-                        help="registry version (7, v7) or adapter folder (default: the live adapter)")
+    parser.add_argument(
+        "adapter",
+        nargs="?",
+        default=None,
+        help="registry version (7, v7) or adapter folder (default: the live adapter)",
+    )
     parser.add_argument("--format", required=True, choices=["gguf", "ollama", "vllm", "mlx"])
     parser.add_argument("--out", default=None, help="output folder (gguf, ollama, mlx)")
-    parser.add_argument("--merged", action="store_true",
-                        help="gguf/ollama: one merged model.gguf instead of the base + adapter.gguf")
-    parser.add_argument("--ollama-base", default=None, metavar="NAME",
-                        help="ollama: Ollama's name for the base model (e.g. qwen2.5:1.5b) when it is not a local "
-                             "folder")
+    parser.add_argument(
+        "--merged", action="store_true", help="gguf/ollama: one merged model.gguf instead of the base + adapter.gguf"
+    )
+    parser.add_argument(
+        "--ollama-base",
+        default=None,
+        metavar="NAME",
+        help="ollama: Ollama's name for the base model (e.g. qwen2.5:1.5b) when it is not a local folder",
+    )
 
 
 def check_output(project, out: str, *inner: str) -> Path:
@@ -36,8 +44,11 @@ def check_output(project, out: str, *inner: str) -> Path:
 def check_adapter(folder: Path) -> Path:
     """A folder export can read: a PEFT adapter (adapter_config.json) or an MLX one (adapters.safetensors)."""
     if not ((folder / "adapter_config.json").is_file() or (folder / "adapters.safetensors").is_file()):
-        raise InputFileError(folder, "is not an adapter folder (it has no adapter_config.json or adapters.safetensors)",
-                             "Name a registry version (`penwright adapters list`), or a folder a training run saved.")
+        raise InputFileError(
+            folder,
+            "is not an adapter folder (it has no adapter_config.json or adapters.safetensors)",
+            "Name a registry version (`penwright adapters list`), or a folder a training run saved.",
+        )
     return folder
 
 
@@ -50,8 +61,9 @@ def run(args: argparse.Namespace) -> int:
         raise InputFileError(Path("--out"), "is required for this format", "Name the folder to write into.")
     if args.out:
         args.out = str(check_output(project, args.out, *WRITTEN))
-    names_version = args.adapter is None or (args.adapter.split("@")[-1].lstrip("v").isdigit()
-                                             and not Path(args.adapter).exists())
+    names_version = args.adapter is None or (
+        args.adapter.split("@")[-1].lstrip("v").isdigit() and not Path(args.adapter).exists()
+    )
     if not names_version:  # checked before the base model is loaded: a wrong folder fails at once
         check_adapter(Path(args.adapter).expanduser())
     adapter, base = resolve_adapter(project, args.adapter)
@@ -79,8 +91,15 @@ def _gguf(project, base: str, adapter: Path, args) -> int:
 def _ollama(project, base: str, adapter: Path, args) -> int:
     from penwright.trainer.export import export_ollama
 
-    path = export_ollama(base, adapter, args.out, merged=args.merged, system=project.settings.curation.system_prompt,
-                         fim=_fim_sentinels(base), ollama_base=args.ollama_base)
+    path = export_ollama(
+        base,
+        adapter,
+        args.out,
+        merged=args.merged,
+        system=project.settings.curation.system_prompt,
+        fim=_fim_sentinels(base),
+        ollama_base=args.ollama_base,
+    )
     print(f"wrote {path}; then: ollama create {project.settings.server.model_name} -f {path}")
     return 0
 

@@ -24,9 +24,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--budget", type=int, default=None, help="token budget (default: lore.budget_tokens)")
     p = sub.add_parser("import", help="convert plain notes or a JSON lorebook into lore files")
     p.add_argument("source", help="a folder of notes, or a SillyTavern/Continue-style JSON lorebook")
-    p.add_argument("--output", "-o", default=None,
-                   help="where to write the entries (default: .penwright/lore-import/<name>/; "
-                        "name your lore folder here to import straight into it)")
+    p.add_argument(
+        "--output",
+        "-o",
+        default=None,
+        help="where to write the entries (default: .penwright/lore-import/<name>/; "
+        "name your lore folder here to import straight into it)",
+    )
     for p in sub.choices.values():
         add_project_argument(p)
         p.add_argument("--json", action="store_true", help="print JSON instead of text")
@@ -36,8 +40,10 @@ def _open(project):
     from penwright.rag.index import LoreIndex
 
     if not project.lore_dir.is_dir():
-        raise LoreError(f"The lore folder {project.lore_dir} does not exist.",
-                        "Create it (one Markdown file per character or place), or set lore.folder in penwright.yaml.")
+        raise LoreError(
+            f"The lore folder {project.lore_dir} does not exist.",
+            "Create it (one Markdown file per character or place), or set lore.folder in penwright.yaml.",
+        )
     return LoreIndex(project.lore_dir, project.paths.lore_index, project.settings.lore)
 
 
@@ -64,8 +70,13 @@ def _index(index, args) -> int:
         return 0
     n_entries, n_sections = len(index.entries), sum(len(e.sections) for e in index.entries)
     print(f"Lore: {n_entries} entries, {n_sections} sections in {index.lore_dir}")
-    changes = [f"{len(report.added)} added", f"{len(report.updated)} changed", f"{len(report.removed)} removed",
-               f"{len(report.renamed)} renamed", f"{report.embedded} sections embedded"]
+    changes = [
+        f"{len(report.added)} added",
+        f"{len(report.updated)} changed",
+        f"{len(report.removed)} removed",
+        f"{len(report.renamed)} renamed",
+        f"{report.embedded} sections embedded",
+    ]
     print(f"  {', '.join(changes)} in {report.seconds:.1f} s")
     if report.rebuilt:
         print(f"  rebuilt: {report.rebuilt}")
@@ -93,8 +104,10 @@ def _check(index, args) -> int:
     if args.json:
         print(json.dumps(result, indent=1))
     else:
-        print(f"{len(index.entries)} entries, {result['records']} indexed sections; "
-              f"recall check: {len(result['unreachable'])} unreachable")
+        print(
+            f"{len(index.entries)} entries, {result['records']} indexed sections; "
+            f"recall check: {len(result['unreachable'])} unreachable"
+        )
         _print_problems(result["problems"])
         if not result["problems"] and not result["unreachable"]:
             print("No problems found.")
@@ -122,8 +135,7 @@ def _import(project, args) -> int:
     source = Path(args.source).expanduser().resolve()
     if not source.exists():
         raise LoreError(f"{source} does not exist.", "Pass a folder of notes or a .json lorebook.")
-    out = Path(args.output).expanduser().resolve() if args.output else \
-        project.paths.state / "lore-import" / source.stem
+    out = Path(args.output).expanduser().resolve() if args.output else project.paths.state / "lore-import" / source.stem
     if source.is_dir() and (out == source or out.is_relative_to(source)):
         raise LoreError(f"The output folder {out} is inside the source {source}.", "Choose another --output.")
     report = import_lorebook(source, out) if source.is_file() else import_notes(source, out)

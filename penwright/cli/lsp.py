@@ -14,7 +14,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tcp", action="store_true", help="listen on --host/--port instead of stdio")
     parser.add_argument("--host", default="127.0.0.1", help="TCP address (with --tcp)")
     parser.add_argument("--port", type=int, default=2087, help="TCP port (with --tcp)")
-    parser.add_argument("--project", "-p", default=None, help="the writing project (default: from the editor's workspace)")
+    parser.add_argument(
+        "--project", "-p", default=None, help="the writing project (default: from the editor's workspace)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:

@@ -9,11 +9,19 @@ from penwright.cli.common import add_project_argument, project_from
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_project_argument(parser)
-    parser.add_argument("adapter", nargs="?", default=None,
-                        help="registry version (7, v7) or adapter folder (default: the live adapter)")
+    parser.add_argument(
+        "adapter",
+        nargs="?",
+        default=None,
+        help="registry version (7, v7) or adapter folder (default: the live adapter)",
+    )
     parser.add_argument("--out", required=True, help="output folder (must not exist or be empty)")
-    parser.add_argument("--dtype", default="auto", choices=["auto", "bfloat16", "float16", "float32"],
-                        help="weights of the merged model (auto: bf16, or fp32 for an fp32 base; never 4-bit)")
+    parser.add_argument(
+        "--dtype",
+        default="auto",
+        choices=["auto", "bfloat16", "float16", "float32"],
+        help="weights of the merged model (auto: bf16, or fp32 for an fp32 base; never 4-bit)",
+    )
 
 
 def resolve_adapter(project, spec: str | None):

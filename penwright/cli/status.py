@@ -1,4 +1,7 @@
-"""`penwright status [--follow]`: what the project's daemon is doing; with --follow, a live progress bar from its events."""
+"""`penwright status [--follow]`: what the project's daemon is doing.
+
+With --follow, a live progress bar from its events.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +13,9 @@ from penwright.errors import ServeError
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_project_argument(parser)
-    parser.add_argument("--follow", "-f", action="store_true", help="keep showing events (training progress, promotions)")
+    parser.add_argument(
+        "--follow", "-f", action="store_true", help="keep showing events (training progress, promotions)"
+    )
     parser.add_argument("--url", default=None, help="the daemon's URL (default: from .penwright/daemon.json)")
 
 
@@ -19,8 +24,10 @@ def daemon_url(project) -> str:
 
     info = read_daemon_info(project.root)
     if info is None:
-        raise ServeError(f"No Penwright daemon is running for {project.root}.",
-                         f"Start one with `penwright serve --project {project.root}`.")
+        raise ServeError(
+            f"No Penwright daemon is running for {project.root}.",
+            f"Start one with `penwright serve --project {project.root}`.",
+        )
     return info["url"]
 
 
@@ -35,7 +42,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         resp = httpx.get(f"{url}/api/dashboard", headers=headers, timeout=10)
     except httpx.HTTPError as err:
-        raise ServeError(f"The daemon at {url} does not answer ({err}).", "Is it still starting? Try again, or restart it.")
+        raise ServeError(
+            f"The daemon at {url} does not answer ({err}).", "Is it still starting? Try again, or restart it."
+        ) from None
     _print_status(console, _state(resp, url))
     if args.follow:
         return _follow(console, url, headers)
@@ -56,8 +65,10 @@ def _state(resp, url: str) -> dict:
     if resp.status_code == 200 and isinstance(data, dict) and "status" in data:
         return data
     message = ((data.get("error") or {}).get("message") if isinstance(data, dict) else None) or resp.text[:200]
-    hint = {401: "Set server.api_key in this project's penwright.yaml to the daemon's key (or pass --url of "
-                 "this project's daemon)."}.get(resp.status_code, "Check that --url points at a Penwright daemon.")
+    hint = {
+        401: "Set server.api_key in this project's penwright.yaml to the daemon's key (or pass --url of "
+        "this project's daemon)."
+    }.get(resp.status_code, "Check that --url points at a Penwright daemon.")
     raise ServeError(f"The daemon at {url} answered {resp.status_code}: {message}", hint)
 
 
@@ -69,12 +80,16 @@ def _print_status(console, state: dict) -> None:
         console.print(f"live adapter: [green]{live['name']}@v{live['version']}[/]  eval loss {loss}")
     else:
         console.print("live adapter: [yellow]none yet[/] (serving the base model)")
-    console.print(f"pending: {s.get('pending_words')} new words of {s.get('min_new_words')}"
-                  + (f"  (waiting: {s['waiting_for']})" if s.get("waiting_for") else ""))
+    console.print(
+        f"pending: {s.get('pending_words')} new words of {s.get('min_new_words')}"
+        + (f"  (waiting: {s['waiting_for']})" if s.get("waiting_for") else "")
+    )
     for job in state.get("jobs", [])[:5]:
-        console.print(f"  job {job['id']:>3} {job['status']:<10} {job['trigger']:<6} step {job['step']}/{job['total']}"
-                      + (f"  v{job['adapter_version']} {job['decision']}" if job.get("adapter_version") else "")
-                      + (f"  [red]{job['error']}[/]" if job.get("error") and job["status"] == "failed" else ""))
+        console.print(
+            f"  job {job['id']:>3} {job['status']:<10} {job['trigger']:<6} step {job['step']}/{job['total']}"
+            + (f"  v{job['adapter_version']} {job['decision']}" if job.get("adapter_version") else "")
+            + (f"  [red]{job['error']}[/]" if job.get("error") and job["status"] == "failed" else "")
+        )
 
 
 def _follow(console, url: str, headers: dict) -> int:
@@ -83,8 +98,14 @@ def _follow(console, url: str, headers: dict) -> int:
 
     from penwright.server.events import parse_sse_lines
 
-    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                  TextColumn("{task.fields[loss]}"), TimeRemainingColumn(), console=console) as progress:
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TextColumn("{task.fields[loss]}"),
+        TimeRemainingColumn(),
+        console=console,
+    ) as progress:
         tasks: dict[int, int] = {}
         with httpx.stream("GET", f"{url}/api/events", headers=headers, timeout=None) as resp:
             if resp.status_code != 200:

@@ -36,8 +36,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_project_argument(parser)
     parser.add_argument("--preset", default=None, help="training preset (default: training.preset in penwright.yaml)")
     parser.add_argument("--resume", metavar="RUN_ID", default=None, help="continue an interrupted run")
-    parser.add_argument("--init-adapter", metavar="PATH_OR_VERSION", default=None,
-                        help="warm start from an adapter folder or a registry version (e.g. 7 or v7)")
+    parser.add_argument(
+        "--init-adapter",
+        metavar="PATH_OR_VERSION",
+        default=None,
+        help="warm start from an adapter folder or a registry version (e.g. 7 or v7)",
+    )
     parser.add_argument("--promote", action="store_true", help="make the new adapter live when the run completes")
     parser.add_argument("--no-publish", action="store_true", help="keep the adapter in the run folder only")
     parser.add_argument("--no-progress", action="store_true", help="plain log lines instead of a progress bar")
@@ -48,9 +52,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             continue
         flag = "--" + name.replace("_", "-")
         if kind is bool:
-            group.add_argument(flag, dest=name, default=None, action=argparse.BooleanOptionalAction, help=field.description)
+            group.add_argument(
+                flag, dest=name, default=None, action=argparse.BooleanOptionalAction, help=field.description
+            )
         else:
-            choices = list(typing.get_args(field.annotation)) if typing.get_origin(field.annotation) is typing.Literal else None
+            choices = (
+                list(typing.get_args(field.annotation))
+                if typing.get_origin(field.annotation) is typing.Literal
+                else None
+            )
             group.add_argument(flag, dest=name, type=kind, default=None, choices=choices, help=field.description)
 
 
@@ -89,16 +99,26 @@ def run(args: argparse.Namespace) -> int:
     init = _init_adapter(args.init_adapter, registry)
     run_dir = paths.runs / (args.resume or new_run_id())
     result = _train_with_progress(dataset_dir, settings, base, run_dir, project.settings.model, init, args.no_progress)
-    print(f"run {result.run_id}: {result.status} ({result.stop_reason}) after {result.steps}/{result.total_steps} steps; "
-          f"train loss {_fmt(result.train_loss)}, eval loss {_fmt(result.eval_loss)}; "
-          f"{result.metrics.get('tokens_per_s', 0):.0f} tokens/s")
+    print(
+        f"run {result.run_id}: {result.status} ({result.stop_reason}) after {result.steps}/{result.total_steps} steps; "
+        f"train loss {_fmt(result.train_loss)}, eval loss {_fmt(result.eval_loss)}; "
+        f"{result.metrics.get('tokens_per_s', 0):.0f} tokens/s"
+    )
     if result.status == "cancelled" or args.no_publish:
         print(f"adapter: {result.adapter_dir}")
         return 0
-    version = registry.publish(result.adapter_dir, base_model=str(base), run_id=result.run_id,
-                               dataset_hash=dataset_hash(dataset_dir),
-                               metrics={"eval_loss": result.eval_loss, "train_loss": result.train_loss,
-                                        "steps": result.steps, "stop_reason": result.stop_reason})
+    version = registry.publish(
+        result.adapter_dir,
+        base_model=str(base),
+        run_id=result.run_id,
+        dataset_hash=dataset_hash(dataset_dir),
+        metrics={
+            "eval_loss": result.eval_loss,
+            "train_loss": result.train_loss,
+            "steps": result.steps,
+            "stop_reason": result.stop_reason,
+        },
+    )
     if args.promote:
         version = registry.promote(version.version, reason="penwright train --promote")
     print(f"published v{version.version} ({version.status}); `penwright adapters promote {version.version}` serves it")
@@ -118,8 +138,11 @@ def _base_model(project, dataset_dir: Path, registry) -> str:
         live = registry.live()
         if live and (Path(live.base_model) / "config.json").is_file():
             return live.base_model
-        recorded = json.loads((dataset_dir / "manifest.json").read_text() or "{}").get("tokenizer") \
-            if (dataset_dir / "manifest.json").is_file() else None
+        recorded = (
+            json.loads((dataset_dir / "manifest.json").read_text() or "{}").get("tokenizer")
+            if (dataset_dir / "manifest.json").is_file()
+            else None
+        )
         if recorded and (Path(recorded) / "config.json").is_file():
             return recorded
     return resolve_model(spec, project.paths.models, lambda: manuscript_texts(project))
@@ -141,25 +164,43 @@ def _train_with_progress(dataset_dir, settings, base, run_dir, model_settings, i
     from penwright.trainer.train import run_training
 
     if plain:
+
         def report(p: dict) -> None:
             ev = f" eval {p['eval_loss']:.4f}" if p.get("eval_loss") is not None else ""
-            print(f"step {p['step']}/{p['total']} loss {p['loss']:.4f}{ev} lr {p['lr']:.2e} "
-                  f"{p['tokens_per_s']:.0f} tok/s eta {p['eta_s']:.0f}s", flush=True)
+            print(
+                f"step {p['step']}/{p['total']} loss {p['loss']:.4f}{ev} lr {p['lr']:.2e} "
+                f"{p['tokens_per_s']:.0f} tok/s eta {p['eta_s']:.0f}s",
+                flush=True,
+            )
 
-        return run_training(dataset_dir, settings, base, run_dir, model_settings=model_settings, on_progress=report,
-                            init_adapter=init)
+        return run_training(
+            dataset_dir, settings, base, run_dir, model_settings=model_settings, on_progress=report, init_adapter=init
+        )
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-    columns = [TextColumn("[bold]training"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-               TextColumn("loss {task.fields[loss]}"), TextColumn("eval {task.fields[eval]}"),
-               TextColumn("{task.fields[tps]} tok/s"), TimeRemainingColumn()]
+    columns = [
+        TextColumn("[bold]training"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TextColumn("loss {task.fields[loss]}"),
+        TextColumn("eval {task.fields[eval]}"),
+        TextColumn("{task.fields[tps]} tok/s"),
+        TimeRemainingColumn(),
+    ]
     with Progress(*columns) as bar:
         task = bar.add_task("train", total=None, loss="-", eval="-", tps="-")
 
         def report(p: dict) -> None:
             extra = {"eval": f"{p['eval_loss']:.4f}"} if p.get("eval_loss") is not None else {}
-            bar.update(task, completed=p["step"], total=p["total"], loss=f"{p['loss']:.4f}",
-                       tps=f"{p['tokens_per_s']:.0f}", **extra)
+            bar.update(
+                task,
+                completed=p["step"],
+                total=p["total"],
+                loss=f"{p['loss']:.4f}",
+                tps=f"{p['tokens_per_s']:.0f}",
+                **extra,
+            )
 
-        return run_training(dataset_dir, settings, base, run_dir, model_settings=model_settings, on_progress=report,
-                            init_adapter=init)
+        return run_training(
+            dataset_dir, settings, base, run_dir, model_settings=model_settings, on_progress=report, init_adapter=init
+        )

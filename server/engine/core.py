@@ -27,8 +27,7 @@ from pathlib import Path
 from penwright.errors import ServeError
 from penwright.server.engine.schedule import Batch, Seq, Stats, prefill_chunks
 from penwright.server.engine.text import TextStream
-from penwright.server.engine.types import (ADAPTER_NAME, BASE, LIVE, Channel, Delta, Finished,
-                                           GenerationRequest, Started)
+from penwright.server.engine.types import ADAPTER_NAME, BASE, LIVE, Channel, Delta, Finished, GenerationRequest, Started
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +35,9 @@ log = logging.getLogger(__name__)
 class RequestError(ServeError):
     """A request the engine cannot serve as asked (bad adapter, prompt too long...): HTTP 400/404."""
 
-    def __init__(self, message: str, hint: str = "", param: str | None = None, code: str = "invalid_request",
-                 status: int = 400):
+    def __init__(
+        self, message: str, hint: str = "", param: str | None = None, code: str = "invalid_request", status: int = 400
+    ):
         super().__init__(message, hint)
         self.param, self.code, self.status = param, code, status
 
@@ -45,8 +45,15 @@ class RequestError(ServeError):
 class Engine:
     """Owns a backend (TorchBackend or MlxBackend) on its own thread. See docs/architecture.md "Engine"."""
 
-    def __init__(self, backend, max_active: int = 16, max_loaded_adapters: int = 4, max_queue: int = 256,
-                 max_batch: int = 8, prefill_tokens: int = 2048):
+    def __init__(
+        self,
+        backend,
+        max_active: int = 16,
+        max_loaded_adapters: int = 4,
+        max_queue: int = 256,
+        max_batch: int = 8,
+        prefill_tokens: int = 2048,
+    ):
         self.backend = backend
         self.max_active = max_active
         # sequences per forward pass; 1 = one sequence per step, in turn (backends without step() always are)
@@ -75,7 +82,7 @@ class Engine:
         self.fim_style: str | None = None
 
     # ---- lifecycle ------------------------------------------------------------------------------
-    def start(self, timeout: float | None = None) -> "Engine":
+    def start(self, timeout: float | None = None) -> Engine:
         """Start the thread and wait until the model is loaded; raises what loading raised."""
         self._thread = threading.Thread(target=self._run, name="penwright-engine", daemon=True)
         self._thread.start()
@@ -102,8 +109,14 @@ class Engine:
         if self._stopping or not self.running:
             channel.put(ServeError("the engine is not running", "Restart the daemon (`penwright serve`)."))
         elif self._queue.qsize() + len(self._waiting) >= self.max_queue:
-            channel.put(RequestError(f"the server is busy: {self.max_queue} requests are already waiting",
-                                     "Retry in a moment.", code="rate_limit_exceeded", status=429))
+            channel.put(
+                RequestError(
+                    f"the server is busy: {self.max_queue} requests are already waiting",
+                    "Retry in a moment.",
+                    code="rate_limit_exceeded",
+                    status=429,
+                )
+            )
         else:
             self._queue.put(("request", req, channel))
         return channel
@@ -134,8 +147,9 @@ class Engine:
         prepared = prepare(Path(path)) if prepare is not None else None  # file reads off the engine thread
         return self.call(lambda: self._load(name, Path(path), scale, prepared))
 
-    def set_live(self, name: str | None, path: Path | str | None = None, scale: float = 1.0,
-                 unload_previous: bool = True) -> float:
+    def set_live(
+        self, name: str | None, path: Path | str | None = None, scale: float = 1.0, unload_previous: bool = True
+    ) -> float:
         """Hot-swap: load `name` beside the live one, switch between requests, unload the old one once unused.
 
         `None` makes the base model live. Rollback is the same call with the older version.
@@ -186,8 +200,11 @@ class Engine:
         with the `top` most likely alternatives at each position: [(logprob, [(id, logprob)...])...]. For
         `logprobs`; `last` is at most len(ids) - 1."""
         if not hasattr(self.backend, "score"):
-            raise RequestError(f"logprobs are not available on the {self.backend.name} backend", param="logprobs",
-                               code="unsupported_parameter")
+            raise RequestError(
+                f"logprobs are not available on the {self.backend.name} backend",
+                param="logprobs",
+                code="unsupported_parameter",
+            )
         return self.call(lambda: self.backend.score(ids, last, adapter, scale, top))
 
     # ---- tokenizer access from other threads ----------------------------------------------------
@@ -215,11 +232,19 @@ class Engine:
 
     def status(self) -> dict:
         info = self.backend.info() if self.running else {"backend": getattr(self.backend, "name", "?")}
-        return {**info, "live_adapter": self.live, "loaded_adapters": self.adapters(),
-                "queue_depth": self._queue.qsize() + len(self._waiting), "active": len(self._active),
-                "max_batch": self.max_batch, "batches": [len(b.seqs) for b in self._batches],
-                "served": self.stats.served, "failed": self.stats.failed, "cancelled": self.stats.cancelled,
-                "running": self.running}
+        return {
+            **info,
+            "live_adapter": self.live,
+            "loaded_adapters": self.adapters(),
+            "queue_depth": self._queue.qsize() + len(self._waiting),
+            "active": len(self._active),
+            "max_batch": self.max_batch,
+            "batches": [len(b.seqs) for b in self._batches],
+            "served": self.stats.served,
+            "failed": self.stats.failed,
+            "cancelled": self.stats.cancelled,
+            "running": self.running,
+        }
 
     # ---- the engine thread ----------------------------------------------------------------------
     def _run(self) -> None:
@@ -349,24 +374,36 @@ class Engine:
         if wanted == BASE:
             return None
         if wanted not in self.backend.adapters():
-            raise RequestError(f"adapter '{wanted}' is not loaded", "Load it first (Engine.load_adapter).",
-                               param="model", code="model_not_found", status=404)
+            raise RequestError(
+                f"adapter '{wanted}' is not loaded",
+                "Load it first (Engine.load_adapter).",
+                param="model",
+                code="model_not_found",
+                status=404,
+            )
         return wanted
 
     def _fit(self, req: GenerationRequest) -> tuple[list[int], int]:
         ids = self.encode(req.prompt) if isinstance(req.prompt, str) else list(req.prompt)
         ctx, want = self.backend.context_length, req.sampling.max_tokens
         if want < 1 or want >= ctx:
-            raise RequestError(f"max_tokens must be between 1 and {ctx - 1} (the context is {ctx} tokens); got {want}",
-                               param="max_tokens", code="invalid_value")
+            raise RequestError(
+                f"max_tokens must be between 1 and {ctx - 1} (the context is {ctx} tokens); got {want}",
+                param="max_tokens",
+                code="invalid_value",
+            )
         if not ids:
             ids = sorted(self.backend.eos_ids)[:1] or [0]  # an empty prompt starts from end-of-text
         over = len(ids) + want - ctx
         if over > 0:
             if req.truncate == "error":
-                raise RequestError(f"the prompt is {len(ids)} tokens; with max_tokens={want} that exceeds the "
-                                   f"{ctx}-token context by {over}", "Shorten the prompt or lower max_tokens.",
-                                   param="prompt", code="context_length_exceeded")
+                raise RequestError(
+                    f"the prompt is {len(ids)} tokens; with max_tokens={want} that exceeds the "
+                    f"{ctx}-token context by {over}",
+                    "Shorten the prompt or lower max_tokens.",
+                    param="prompt",
+                    code="context_length_exceeded",
+                )
             ids = ids[over:]
         return ids, max(over, 0)
 
@@ -387,8 +424,9 @@ class Engine:
         a batch of that selection."""
         seqs = [seq for seq, _ids in chunk]
         try:
-            rows = self.backend.prefill([ids for _seq, ids in chunk], [s.req.sampling for s in seqs],
-                                        seqs[0].adapter, seqs[0].req.adapter_scale)
+            rows = self.backend.prefill(
+                [ids for _seq, ids in chunk], [s.req.sampling for s in seqs], seqs[0].adapter, seqs[0].req.adapter_scale
+            )
         except Exception as err:  # the forward pass failed: every request in it fails
             for seq in seqs:
                 self._failed(seq, err)
@@ -401,8 +439,14 @@ class Engine:
                 self._join(seq)
 
     def _join(self, seq: Seq) -> None:
-        fits = [b for b in self._batches if b.adapter == seq.adapter and b.scale == seq.req.adapter_scale
-                and len(b.seqs) < self.max_batch and b.kv.accepts(seq.row)]
+        fits = [
+            b
+            for b in self._batches
+            if b.adapter == seq.adapter
+            and b.scale == seq.req.adapter_scale
+            and len(b.seqs) < self.max_batch
+            and b.kv.accepts(seq.row)
+        ]
         batch = next((b for b in fits if b.kv.pooled), fits[0] if fits else None)
         if batch is None or not batch.kv.pooled:  # a row that fits the free static pool goes there
             kv = self.backend.new_batch(seq.row)
@@ -537,5 +581,6 @@ class Engine:
 
 def check_adapter_name(name: str) -> None:
     if not ADAPTER_NAME.match(name or "") or name in "lora_":  # PEFT confuses names inside its "lora_" prefix
-        raise RequestError(f"invalid adapter name {name!r}: use letters, digits, '-' and '_' only",
-                           param="model", code="invalid_value")
+        raise RequestError(
+            f"invalid adapter name {name!r}: use letters, digits, '-' and '_' only", param="model", code="invalid_value"
+        )

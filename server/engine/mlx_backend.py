@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 from penwright.errors import ModelNotFoundError, ServeError
 from penwright.server.engine.text import HFTokenizerText
@@ -32,7 +32,9 @@ class _MlxAdapter:
     @property
     def signature(self) -> str:
         c = self.config
-        return json.dumps([c.get("fine_tune_type", "lora"), c.get("num_layers"), c.get("lora_parameters")], sort_keys=True)
+        return json.dumps(
+            [c.get("fine_tune_type", "lora"), c.get("num_layers"), c.get("lora_parameters")], sort_keys=True
+        )
 
 
 class MlxBackend(HFTokenizerText):
@@ -55,7 +57,9 @@ class MlxBackend(HFTokenizerText):
         except (OSError, ValueError, FileNotFoundError) as err:
             raise ModelNotFoundError(self.model_path, str(err).splitlines()[0]) from None
         self.tokenizer = wrapper._tokenizer  # the Hugging Face tokenizer inside mlx-lm's wrapper
-        config = json.loads((Path(self.model_path) / "config.json").read_text()) if Path(self.model_path).is_dir() else {}
+        config = (
+            json.loads((Path(self.model_path) / "config.json").read_text()) if Path(self.model_path).is_dir() else {}
+        )
         limit = config.get("max_position_embeddings") or 2048
         self.context_length = min(limit, self._max_context or limit)
         self.eos_ids = set(wrapper.eos_token_ids) | {i for i in [self.tokenizer.eos_token_id] if i is not None}
@@ -71,8 +75,10 @@ class MlxBackend(HFTokenizerText):
 
         path = Path(path)
         if not (path / "adapters.safetensors").is_file() or not (path / "adapter_config.json").is_file():
-            raise ServeError(f"{path} is not an mlx-lm adapter folder (adapter_config.json + adapters.safetensors).",
-                             "The MLX backend serves adapters trained with the MLX backend; retrain on this machine.")
+            raise ServeError(
+                f"{path} is not an mlx-lm adapter folder (adapter_config.json + adapters.safetensors).",
+                "The MLX backend serves adapters trained with the MLX backend; retrain on this machine.",
+            )
         config = json.loads((path / "adapter_config.json").read_text())
         if config.get("fine_tune_type", "lora") == "full":
             raise ServeError(f"{path} holds full fine-tuned weights, not an adapter.")
@@ -96,8 +102,9 @@ class MlxBackend(HFTokenizerText):
             self._wrapped, self._weights_of, self._layers = None, None, []
         if adapter is not None:
             c = adapter.config
-            linear_to_lora_layers(self.model, c["num_layers"], c["lora_parameters"],
-                                  use_dora=c.get("fine_tune_type") == "dora")
+            linear_to_lora_layers(
+                self.model, c["num_layers"], c["lora_parameters"], use_dora=c.get("fine_tune_type") == "dora"
+            )
             self.model.eval()
             self._layers = [m for _, m in self.model.named_modules() if hasattr(m, "lora_a") and hasattr(m, "scale")]
             self._wrapped = adapter.signature
@@ -131,11 +138,17 @@ class MlxBackend(HFTokenizerText):
 
         if params.seed is not None:
             mx.random.seed(params.seed)
-        sampler = make_sampler(temp=params.temperature, top_p=params.top_p if params.top_p < 1.0 else 0.0,
-                               min_p=params.min_p, top_k=params.top_k)
+        sampler = make_sampler(
+            temp=params.temperature,
+            top_p=params.top_p if params.top_p < 1.0 else 0.0,
+            min_p=params.min_p,
+            top_k=params.top_k,
+        )
         processors = make_logits_processors(
             repetition_penalty=params.repetition_penalty if params.repetition_penalty != 1.0 else None,
-            presence_penalty=params.presence_penalty or None, frequency_penalty=params.frequency_penalty or None)
+            presence_penalty=params.presence_penalty or None,
+            frequency_penalty=params.frequency_penalty or None,
+        )
         self._activate(adapter, scale)
         steps = generate_step(mx.array(ids), self.model, max_tokens=-1, sampler=sampler, logits_processors=processors)
         while True:
@@ -146,8 +159,13 @@ class MlxBackend(HFTokenizerText):
     def info(self) -> dict:
         import mlx.core as mx
 
-        info = {"backend": self.name, "device": str(mx.default_device()), "model": self.model_path,
-                "context_length": self.context_length, "quantization": "none"}
+        info = {
+            "backend": self.name,
+            "device": str(mx.default_device()),
+            "model": self.model_path,
+            "context_length": self.context_length,
+            "quantization": "none",
+        }
         try:
             info["memory_bytes"] = mx.get_active_memory()
         except AttributeError:

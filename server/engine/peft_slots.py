@@ -71,19 +71,26 @@ class LoraSlots:
         if hasattr(self.model, "peft_config"):
             self.model.add_adapter(slot, config, low_cpu_mem_usage=True, autocast_adapter_dtype=False)
         else:
-            self.backend.model = PeftModel(self.model, config, adapter_name=slot, low_cpu_mem_usage=True,
-                                           autocast_adapter_dtype=False)
+            self.backend.model = PeftModel(
+                self.model, config, adapter_name=slot, low_cpu_mem_usage=True, autocast_adapter_dtype=False
+            )
         result = set_peft_model_state_dict(self.model, weights, adapter_name=slot, low_cpu_mem_usage=True)
         self.model.eval()
         self.layers = [m for m in self.model.modules() if isinstance(m, LoraLayer)]
-        self.sites = [(parent, attr, child) for parent in self.model.modules()
-                      for attr, child in parent.named_children() if isinstance(child, LoraLayer)]
+        self.sites = [
+            (parent, attr, child)
+            for parent in self.model.modules()
+            for attr, child in parent.named_children()
+            if isinstance(child, LoraLayer)
+        ]
         missing = [k for k in getattr(result, "missing_keys", []) if f".{slot}." in k or k.endswith(f".{slot}")]
         if missing:
             self.sig[slot] = ""
             self._delete(slot)
-            raise ServeError(f"{path} does not fit this base model ({len(missing)} adapter weights missing, "
-                             f"e.g. {missing[0]}).", "Was it trained on another base model? Check model.base.")
+            raise ServeError(
+                f"{path} does not fit this base model ({len(missing)} adapter weights missing, e.g. {missing[0]}).",
+                "Was it trained on another base model? Check model.base.",
+            )
         return slot
 
     def _copy_into(self, slot: str, weights: dict) -> bool:

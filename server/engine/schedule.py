@@ -19,7 +19,7 @@ class Seq:
     stream: TextStream
     it: object = None  # one-at-a-time: the backend's token iterator
     row: object = None  # batched: the backend's row state, decoded in `batch`
-    batch: "Batch | None" = None
+    batch: Batch | None = None
     generated: int = 0
 
 

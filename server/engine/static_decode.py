@@ -115,9 +115,14 @@ class StaticDecoder:
         pos = self.pos[:b]
         mask = (self.cols[:span][None, :] <= pos[:, None])[:, None, None, :]  # (B, 1, 1, T): its own columns
         cache = SlotCache(self.keys, self.values, b, span, pos)
-        kwargs = {"input_ids": self.ids[:b, None], "position_ids": pos[:, None], "use_cache": True,
-                  "attention_mask": {t: mask for t in self.layer_types}, self.backend.cache_kw: cache,
-                  "logits_to_keep": 1}
+        kwargs = {
+            "input_ids": self.ids[:b, None],
+            "position_ids": pos[:, None],
+            "use_cache": True,
+            "attention_mask": {t: mask for t in self.layer_types},
+            self.backend.cache_kw: cache,
+            "logits_to_keep": 1,
+        }
         out = self.backend.model(**kwargs)
         self.logits[:b].copy_(out.logits[:, -1])
         self.picked[:b].copy_(self.logits[:b].argmax(dim=-1))

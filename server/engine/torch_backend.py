@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from penwright.errors import ModelNotFoundError, ServeError
 from penwright.server.engine.sampling import apply_penalties, choose, make_generator
@@ -26,10 +26,20 @@ log = logging.getLogger(__name__)
 class TorchBackend(HFTokenizerText):
     name = "torch"
 
-    def __init__(self, model_path: str, device: str = "auto", dtype: str = "auto", quantization: str = "none",
-                 max_context_tokens: int | None = None, merge_live: bool | str = "auto", preloaded=None,
-                 static_decode: bool | str = "auto", static_tokens: int = 4096, static_slots: int = 8,
-                 static_compile: bool = False):
+    def __init__(
+        self,
+        model_path: str,
+        device: str = "auto",
+        dtype: str = "auto",
+        quantization: str = "none",
+        max_context_tokens: int | None = None,
+        merge_live: bool | str = "auto",
+        preloaded=None,
+        static_decode: bool | str = "auto",
+        static_tokens: int = 4096,
+        static_slots: int = 8,
+        static_compile: bool = False,
+    ):
         """`merge_live`: fold the live adapter into the base weights while only it is in use (about 2x faster
         decoding than unmerged LoRA; switching to another adapter unmerges first). "auto" = on CUDA without
         quantization. `preloaded=(model, tokenizer)` serves an already built model (benchmarks, embedding).
@@ -71,8 +81,11 @@ class TorchBackend(HFTokenizerText):
                 from transformers import BitsAndBytesConfig
 
                 kwargs["quantization_config"] = BitsAndBytesConfig(
-                    load_in_4bit=self.quantization == "4bit", load_in_8bit=self.quantization == "8bit",
-                    bnb_4bit_compute_dtype=dtype, bnb_4bit_quant_type="nf4")
+                    load_in_4bit=self.quantization == "4bit",
+                    load_in_8bit=self.quantization == "8bit",
+                    bnb_4bit_compute_dtype=dtype,
+                    bnb_4bit_quant_type="nf4",
+                )
                 kwargs["device_map"] = {"": self.device.index or 0}
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(self.model_path)
@@ -102,8 +115,9 @@ class TorchBackend(HFTokenizerText):
 
             slots, tokens, compile_step = self._static_shape
             graphs = self.device.type == "cuda"
-            self.static = StaticDecoder(self, slots, min(tokens, self.context_length), graphs=graphs,
-                                        compile=compile_step)
+            self.static = StaticDecoder(
+                self, slots, min(tokens, self.context_length), graphs=graphs, compile=compile_step
+            )
 
     def share_cpu(self, busy_elsewhere: int) -> None:
         """On CPU, leave `busy_elsewhere` cores to another process (the training child): the engine's threads
@@ -122,8 +136,10 @@ class TorchBackend(HFTokenizerText):
         if self._device_pref in ("auto", "cuda") and torch.cuda.is_available():
             return torch.device("cuda")
         if self._device_pref == "cuda":
-            raise ServeError("model.backend is cuda but no CUDA device is available.",
-                             "Install a CUDA build of torch, or set model.backend: auto.")
+            raise ServeError(
+                "model.backend is cuda but no CUDA device is available.",
+                "Install a CUDA build of torch, or set model.backend: auto.",
+            )
         return torch.device("cpu")
 
     def _pick_dtype(self, torch):
@@ -154,11 +170,15 @@ class TorchBackend(HFTokenizerText):
         from peft.utils import load_peft_weights
 
         if not (Path(path) / "adapter_config.json").is_file():
-            raise ServeError(f"{path} is not a PEFT adapter folder (no adapter_config.json).",
-                             "Adapters are published by `penwright train`; check the registry with `penwright adapters`.")
+            raise ServeError(
+                f"{path} is not a PEFT adapter folder (no adapter_config.json).",
+                "Adapters are published by `penwright train`; check the registry with `penwright adapters`.",
+            )
         if (Path(path) / "adapters.safetensors").is_file():
-            raise ServeError(f"{path} is an mlx-lm adapter; this daemon serves with transformers + PEFT.",
-                             "Serve it on Apple Silicon (model.backend: mlx), or retrain with the torch backend.")
+            raise ServeError(
+                f"{path} is an mlx-lm adapter; this daemon serves with transformers + PEFT.",
+                "Serve it on Apple Silicon (model.backend: mlx), or retrain with the torch backend.",
+            )
         try:
             config = PeftConfig.from_pretrained(str(path))
         except (ValueError, TypeError, KeyError) as err:
@@ -231,8 +251,9 @@ class TorchBackend(HFTokenizerText):
         return token_logprobs(logits, ids[-last:], top)
 
     # ---- batched generation (torch_batch.py) ---------------------------------------------------------
-    def prefill(self, prompts: list[list[int]], params: list[SamplingParams], adapter: str | None,
-                scale: float | None) -> list:
+    def prefill(
+        self, prompts: list[list[int]], params: list[SamplingParams], adapter: str | None, scale: float | None
+    ) -> list:
         """Prefill prompts of one adapter selection in one forward pass and sample each first token (`row.last`).
         Returns a Row per prompt (to join a KVBatch), or the exception that row's sampling raised."""
         import torch
@@ -241,8 +262,9 @@ class TorchBackend(HFTokenizerText):
 
         longest = max(map(len, prompts))
         # (B, T), right-padded: causal attention keeps every real token's pass exactly as alone
-        tokens = torch.tensor([ids + ids[-1:] * (longest - len(ids)) for ids in prompts], dtype=torch.long,
-                              device=self.device)
+        tokens = torch.tensor(
+            [ids + ids[-1:] * (longest - len(ids)) for ids in prompts], dtype=torch.long, device=self.device
+        )
         ends = torch.tensor([[len(ids) - 1] for ids in prompts], dtype=torch.long, device=self.device)
         self._activate(adapter, scale)
         out = self.model(input_ids=tokens, use_cache=True, logits_to_keep=1 if len(prompts) == 1 else ends)
@@ -300,16 +322,28 @@ class TorchBackend(HFTokenizerText):
         s = self.static
         if s is None:
             return None
-        return {"ready": s.ready, "disabled": s.disabled, "graphs": len(s.graphs), "slots": s.slots,
-                "max_tokens": s.max_tokens, **s.stats}
+        return {
+            "ready": s.ready,
+            "disabled": s.disabled,
+            "graphs": len(s.graphs),
+            "slots": s.slots,
+            "max_tokens": s.max_tokens,
+            **s.stats,
+        }
 
     def info(self) -> dict:
         import torch
 
-        info = {"backend": self.name, "device": str(self.device), "model": self.model_path,
-                "context_length": self.context_length, "quantization": self.quantization,
-                "merged_adapter": self._slots.merged_adapter, "spare_adapter_slots": len(self._slots.spare),
-                "static_decode": self._static_info()}
+        info = {
+            "backend": self.name,
+            "device": str(self.device),
+            "model": self.model_path,
+            "context_length": self.context_length,
+            "quantization": self.quantization,
+            "merged_adapter": self._slots.merged_adapter,
+            "spare_adapter_slots": len(self._slots.spare),
+            "static_decode": self._static_info(),
+        }
         if self.device.type == "cuda":
             info["memory_bytes"] = torch.cuda.memory_allocated(self.device)
             info["memory_total_bytes"] = torch.cuda.get_device_properties(self.device).total_memory

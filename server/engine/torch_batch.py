@@ -31,8 +31,9 @@ class Row:
 
     def sample(self, logits) -> int:
         """Next token from this row's (V,) logits; records it as the next input."""
-        tok = choose(apply_penalties(logits.float(), self.params, self.prompt, self.generated), self.params,
-                     self.generator)
+        tok = choose(
+            apply_penalties(logits.float(), self.params, self.prompt, self.generated), self.params, self.generator
+        )
         self.generated.append(tok)
         self.last = tok
         return tok
@@ -70,8 +71,9 @@ def cache_kwarg(model) -> str:
     import inspect
 
     try:
-        params = inspect.signature(model.get_base_model().forward if hasattr(model, "get_base_model")
-                                   else model.forward).parameters
+        params = inspect.signature(
+            model.get_base_model().forward if hasattr(model, "get_base_model") else model.forward
+        ).parameters
     except (TypeError, ValueError):
         return "past_key_values"
     return "cache" if "cache" in params else "past_key_values"
@@ -131,9 +133,9 @@ class KVBatch:
                 if keep:
                     prev = self.cache.layers[layer_idx]
                     src = prev.keys if which == 0 else prev.values
-                    out[: len(keep), :, t_new - shared:] = src.index_select(0, index)[:, :, t_old - shared:]
+                    out[: len(keep), :, t_new - shared :] = src.index_select(0, index)[:, :, t_old - shared :]
                 for j, row in enumerate(joining):
-                    out[len(keep) + j, :, t_new - row.length:] = tensors[j + 1][0]
+                    out[len(keep) + j, :, t_new - row.length :] = tensors[j + 1][0]
                 merged.append(out)
             layers.append(merged)
         for row in joining:
@@ -168,8 +170,7 @@ class KVBatch:
         if self.mask is not None:  # padded rows: mask (B, T+1), positions (B, 1)
             self.mask = torch.cat([self.mask, self.mask.new_ones((b, 1))], dim=1)
             kwargs["attention_mask"] = self.mask
-            kwargs["position_ids"] = torch.tensor([[r.length] for r in self.rows], dtype=torch.long,
-                                                  device=self.device)
+            kwargs["position_ids"] = torch.tensor([[r.length] for r in self.rows], dtype=torch.long, device=self.device)
         return kwargs
 
     def sample(self, logits) -> list:

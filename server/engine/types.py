@@ -6,8 +6,9 @@ import asyncio
 import re
 import threading
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, Literal
+from typing import Literal
 
 # Adapter names become attribute keys inside PEFT modules: no dots, slashes or "..".
 ADAPTER_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")

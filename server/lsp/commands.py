@@ -71,7 +71,10 @@ async def retrain_now(ls, *args) -> dict:
     result = await ls.daemon.request("POST", "/api/train", json={})
     job = result.get("job", result) if isinstance(result, dict) else {}
     job_id = job.get("id") if isinstance(job, dict) else None
-    return {"job": job, "message": f"Penwright: training queued (job {job_id})." if job_id else "Penwright: training queued."}
+    return {
+        "job": job,
+        "message": f"Penwright: training queued (job {job_id})." if job_id else "Penwright: training queued.",
+    }
 
 
 async def cancel_training(ls, *args) -> dict:
@@ -96,10 +99,20 @@ async def status(ls, *args) -> dict:
     st = await ls.daemon.request("GET", "/api/status")
     st = st if isinstance(st, dict) else {"status": st}
     jobs = await ls.daemon.request("GET", "/api/jobs", params={"limit": 5})
-    running = [j for j in jobs.get("jobs", []) if isinstance(j, dict) and j.get("status") in ACTIVE] if isinstance(jobs, dict) else []
+    running = (
+        [j for j in jobs.get("jobs", []) if isinstance(j, dict) and j.get("status") in ACTIVE]
+        if isinstance(jobs, dict)
+        else []
+    )
     st["running_job"] = next((j for j in running if j.get("status") == "running"), running[0] if running else None)
-    return {"status": st, "model": ls.settings.model, "project": str(ls.root) if ls.root else None,
-            "daemon": ls.daemon.url, "message": summary(st), "quiet": True}
+    return {
+        "status": st,
+        "model": ls.settings.model,
+        "project": str(ls.root) if ls.root else None,
+        "daemon": ls.daemon.url,
+        "message": summary(st),
+        "quiet": True,
+    }
 
 
 def summary(st: dict) -> str:
@@ -141,7 +154,11 @@ async def _previous_version(ls) -> int:
     live = adapters.get("live") if isinstance(adapters, dict) else None
     if live is None:
         raise BadArguments("there is no live adapter to roll back from")
-    older = [a["version"] for a in items if isinstance(a, dict) and a.get("status") == "retired" and a.get("version", 0) < live]
+    older = [
+        a["version"]
+        for a in items
+        if isinstance(a, dict) and a.get("status") == "retired" and a.get("version", 0) < live
+    ]
     if not older:
         raise BadArguments(f"v{live} is the only adapter that was ever live; there is nothing to roll back to")
     return max(older)

@@ -15,8 +15,9 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, AsyncIterator
+from typing import TYPE_CHECKING, Any
 
 from penwright.server.daemon_info import STATE_DIR, daemon_url, read_daemon_info
 
@@ -163,7 +164,9 @@ class DaemonClient:
                     return url
             if self._started.poll() is not None:
                 log_file = self.root / STATE_DIR / "logs" / "daemon-from-lsp.log"
-                raise DaemonUnavailable(f"`penwright serve` exited with code {self._started.returncode}; see {log_file}.")
+                raise DaemonUnavailable(
+                    f"`penwright serve` exited with code {self._started.returncode}; see {log_file}."
+                )
             await asyncio.sleep(0.25)
         raise DaemonUnavailable(f"The Penwright daemon did not answer within {wait_s:.0f} s of starting it.")
 
@@ -234,8 +237,13 @@ def start_daemon(root: Path) -> subprocess.Popen:
     log.info("starting the daemon: %s", " ".join(cmd))
     try:
         return subprocess.Popen(
-            cmd, cwd=root, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-            start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            cmd,
+            cwd=root,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
     finally:
         out.close()

@@ -34,8 +34,12 @@ def register(ls) -> None:
         try:
             return await complete(ls, params)
         except asyncio.CancelledError:
-            log.debug("inline at %d:%d cancelled after %.0f ms", params.position.line, params.position.character,
-                      1000 * (time.perf_counter() - t0))
+            log.debug(
+                "inline at %d:%d cancelled after %.0f ms",
+                params.position.line,
+                params.position.character,
+                1000 * (time.perf_counter() - t0),
+            )
             raise
         except DaemonUnavailable as err:
             ls.window_log_message(types.LogMessageParams(type=types.MessageType.Warning, message=str(err)))
@@ -76,8 +80,14 @@ async def complete(ls, params: types.InlineCompletionParams) -> types.InlineComp
     t0 = time.perf_counter()
     result = await ls.daemon.request("POST", "/v1/completions", json=body)
     insert, adapter, lore = _parse(result)
-    log.info("inline (%s, chapter %s): %d chars from %s in %.0f ms", body["penwright"]["stop_at"], chapter,
-             len(insert), adapter, 1000 * (time.perf_counter() - t0))
+    log.info(
+        "inline (%s, chapter %s): %d chars from %s in %.0f ms",
+        body["penwright"]["stop_at"],
+        chapter,
+        len(insert),
+        adapter,
+        1000 * (time.perf_counter() - t0),
+    )
     if not insert.strip():
         return EMPTY
     insert = _fit(ctx.prefix, insert)
@@ -117,8 +127,16 @@ def _from_cache(ls, uri: str, text: str, offset: int, same_place: bool = True) -
     if (not typed and not same_place) or len(typed) >= len(shown.text) or not shown.text.startswith(typed):
         return None
     rest = shown.text[len(typed) :]
-    return Shown(shown.id, uri, text[max(0, offset - TAIL) : offset], rest, shown.adapter, shown.lore, shown.chapter,
-                 full=shown.text)
+    return Shown(
+        shown.id,
+        uri,
+        text[max(0, offset - TAIL) : offset],
+        rest,
+        shown.adapter,
+        shown.lore,
+        shown.chapter,
+        full=shown.text,
+    )
 
 
 def _retire_unaccepted(ls, uri: str) -> None:

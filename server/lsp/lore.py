@@ -84,7 +84,9 @@ async def complete_names(ls, params: types.CompletionParams) -> types.Completion
             if name in seen or not name.lower().startswith(typed.lower()) or name == typed:
                 continue
             seen.add(name)
-            start = types.Position(params.position.line, params.position.character - _units(typed, ls.position_encoding))
+            start = types.Position(
+                params.position.line, params.position.character - _units(typed, ls.position_encoding)
+            )
             items.append(_item(name, entry, types.Range(start, params.position)))
     return types.CompletionList(is_incomplete=False, items=items[:50])
 
@@ -100,8 +102,12 @@ def _item(name: str, entry: dict, rng: types.Range) -> types.CompletionItem:
     kind = str(entry.get("type") or "lore")
     detail = kind if main == name else f"{kind}: alias of {main}"
     return types.CompletionItem(
-        label=name, kind=KINDS.get(kind, types.CompletionItemKind.Text), detail=detail,
-        text_edit=types.TextEdit(range=rng, new_text=name), filter_text=name, sort_text=f"{0 if main == name else 1}{name}",
+        label=name,
+        kind=KINDS.get(kind, types.CompletionItemKind.Text),
+        detail=detail,
+        text_edit=types.TextEdit(range=rng, new_text=name),
+        filter_text=name,
+        sort_text=f"{0 if main == name else 1}{name}",
     )
 
 
@@ -117,8 +123,10 @@ async def _entry_under_cursor(ls, uri: str, position: types.Position) -> tuple[d
         return None
     name, start, end = hit
     key = next((n for n in names if n.lower() == name.lower()), name)
-    rng = types.Range(types.Position(position.line, _units(line[:start], ls.position_encoding)),
-                      types.Position(position.line, _units(line[:end], ls.position_encoding)))
+    rng = types.Range(
+        types.Position(position.line, _units(line[:start], ls.position_encoding)),
+        types.Position(position.line, _units(line[:end], ls.position_encoding)),
+    )
     return names[key], name, rng
 
 
@@ -136,7 +144,9 @@ async def hover_name(ls, params: types.HoverParams) -> types.Hover | None:
     path = entry_path(ls, entry)
     if path is not None:
         parts.append(f"[{_relative(ls, path)}]({path.as_uri()})")
-    return types.Hover(contents=types.MarkupContent(kind=types.MarkupKind.Markdown, value="\n\n".join(parts)), range=rng)
+    return types.Hover(
+        contents=types.MarkupContent(kind=types.MarkupKind.Markdown, value="\n\n".join(parts)), range=rng
+    )
 
 
 async def _entry_text(ls, entry: dict) -> str:
@@ -184,7 +194,7 @@ def _relative(ls, path: Path) -> str:
 
 def strip_front_matter(text: str) -> str:
     m = re.match(r"^---\s*\n.*?\n---\s*\n", text, re.S)
-    return text[m.end():] if m else text
+    return text[m.end() :] if m else text
 
 
 def trim(text: str, limit: int = HOVER_CHARS) -> str:

@@ -58,8 +58,10 @@ class Bridge:
         self.notify()
 
     def notify(self) -> None:
-        self.ls.protocol.notify(STATUS_NOTIFICATION, {"adapter": self.ls.live_adapter, "model": self.ls.settings.model,
-                                                      "training": self.training})
+        self.ls.protocol.notify(
+            STATUS_NOTIFICATION,
+            {"adapter": self.ls.live_adapter, "model": self.ls.settings.model, "training": self.training},
+        )
 
     async def handle(self, event: dict) -> None:
         kind = event.get("type")
@@ -99,7 +101,10 @@ class Bridge:
         except Exception as err:
             log.info("client refused a progress token: %r", err)
         self.ls.work_done_progress.begin(
-            token, types.WorkDoneProgressBegin(title="Penwright: training", message=f"job {job}", percentage=0, cancellable=True)
+            token,
+            types.WorkDoneProgressBegin(
+                title="Penwright: training", message=f"job {job}", percentage=0, cancellable=True
+            ),
         )
 
     async def _report(self, job, event: dict) -> None:
@@ -132,8 +137,11 @@ class Bridge:
         if token is not None:
             self.ls.work_done_progress.end(token, types.WorkDoneProgressEnd(message=f"training {how}"))
         if how == "failed":
-            self.ls.tell(f"Penwright: training job {job} failed: {event.get('error') or event.get('message') or 'see the daemon log'}",
-                         types.MessageType.Error)
+            self.ls.tell(
+                f"Penwright: training job {job} failed: "
+                f"{event.get('error') or event.get('message') or 'see the daemon log'}",
+                types.MessageType.Error,
+            )
 
 
 def _why(event: dict) -> str:

@@ -73,7 +73,9 @@ class PenwrightLanguageServer(LanguageServer):
 
     def set_root_from(self, folders: list[str]) -> None:
         """The project: the `project` setting, else the first workspace folder holding penwright.yaml (or above)."""
-        starts = [Path(self.settings.project)] if self.settings.project else [p for f in folders if (p := uri_to_path(f))]
+        starts = (
+            [Path(self.settings.project)] if self.settings.project else [p for f in folders if (p := uri_to_path(f))]
+        )
         for start in starts:
             try:
                 self.root = find_project_root(start)

@@ -22,17 +22,32 @@ class LspSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True, alias_generator=to_camel, populate_by_name=True)
 
-    project: str = Field("", description="The writing project's folder; empty = search upward from the workspace or file.")
+    project: str = Field(
+        "", description="The writing project's folder; empty = search upward from the workspace or file."
+    )
     inline_enabled: bool = Field(True, description="Offer ghost-text completions in the author's voice.")
-    prefix_tokens: int = Field(768, ge=16, le=8192, description="Text before the cursor sent as context (tokens, ~4 characters each).")
+    prefix_tokens: int = Field(
+        768, ge=16, le=8192, description="Text before the cursor sent as context (tokens, ~4 characters each)."
+    )
     suffix_tokens: int = Field(128, ge=0, le=4096, description="Text after the cursor sent as context (tokens).")
-    sentence_tokens: int = Field(40, ge=1, le=1024, description="Longest completion while typing (to the end of the sentence).")
-    paragraph_tokens: int = Field(160, ge=1, le=4096, description="Longest completion when asked for explicitly (a paragraph).")
-    debounce_ms: int = Field(150, ge=0, le=5000, description="Wait this long after a keystroke before asking the daemon (typing cancels the wait).")
+    sentence_tokens: int = Field(
+        40, ge=1, le=1024, description="Longest completion while typing (to the end of the sentence)."
+    )
+    paragraph_tokens: int = Field(
+        160, ge=1, le=4096, description="Longest completion when asked for explicitly (a paragraph)."
+    )
+    debounce_ms: int = Field(
+        150,
+        ge=0,
+        le=5000,
+        description="Wait this long after a keystroke before asking the daemon (typing cancels the wait).",
+    )
     temperature: float = Field(0.8, ge=0, le=2, description="Sampling temperature of completions.")
     lore: bool = Field(True, description="Inject lore (characters, places) into completions.")
     model: str = Field("penwright", description="Model id: penwright (live adapter), penwright@vN, or penwright:base.")
-    daemon_url: str = Field("", description="Daemon base URL; empty = .penwright/daemon.json, then penwright.yaml's server host/port.")
+    daemon_url: str = Field(
+        "", description="Daemon base URL; empty = .penwright/daemon.json, then penwright.yaml's server host/port."
+    )
     auto_start_daemon: bool = Field(True, description="Start `penwright serve` for the project if no daemon answers.")
     request_timeout_seconds: float = Field(60.0, gt=0, le=3600, description="Longest wait for one completion.")
     log_level: Literal["error", "warning", "info", "debug"] = "info"

@@ -9,6 +9,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
+
 from penwright.server.events import sse_format
 
 router = APIRouter(prefix="/api", tags=["events"])
@@ -28,8 +29,9 @@ async def events(request: Request, since: Annotated[int | None, Query(ge=0, le=M
                 break
             yield sse_format(event)
 
-    return StreamingResponse(frames(), media_type="text/event-stream",
-                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    return StreamingResponse(
+        frames(), media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    )
 
 
 @router.get("/events/history")

@@ -20,8 +20,12 @@ async def health(request: Request):
 @router.get("/api/status")
 async def status(request: Request):
     services = request.app.state.services
-    out = {"model_name": services.model_name, "adapter": served_id(services.model_name, services.live_adapter),
-           "lore": services.lore is not None, "mode": "proxy" if services.upstream is not None else "local"}
+    out = {
+        "model_name": services.model_name,
+        "adapter": served_id(services.model_name, services.live_adapter),
+        "lore": services.lore is not None,
+        "mode": "proxy" if services.upstream is not None else "local",
+    }
     if services.engine is not None:
         out["engine"] = services.engine.status()
         out["backend"] = out["engine"].get("backend")

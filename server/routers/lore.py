@@ -52,8 +52,11 @@ def _index(request: Request):
         services = getattr(request.app.state, "services", None)
         index = getattr(services, "lore", None)
     if index is None:
-        raise HTTPException(404, "This project has no lore index (lore.enabled is false, or there is no lore folder): "
-                                 "add a lore/ folder with character and place notes to use these routes.")
+        raise HTTPException(
+            404,
+            "This project has no lore index (lore.enabled is false, or there is no lore folder): "
+            "add a lore/ folder with character and place notes to use these routes.",
+        )
     return index
 
 
@@ -86,7 +89,11 @@ def context(request: Request, body: ContextRequest) -> list[ContextItem]:
     items = []
     for hit in index.search(text, 5):
         heading = f" ({hit['heading']})" if hit["heading"] and hit["heading"] != hit["name"] else ""
-        items.append(ContextItem(name=f"{hit['name']}{heading}",
-                                 description=f"{hit['type']} · lore/{hit['file']}",
-                                 content=f"# {hit['name']}{heading}\n\n{hit['text']}"))
+        items.append(
+            ContextItem(
+                name=f"{hit['name']}{heading}",
+                description=f"{hit['type']} · lore/{hit['file']}",
+                content=f"# {hit['name']}{heading}\n\n{hit['text']}",
+            )
+        )
     return items

@@ -8,9 +8,15 @@ from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 
 from penwright.server.metrics import metered_route_class
+from penwright.server.protocol import (
+    ChatCompletionRequest,
+    CompletionRequest,
+    DetokenizeRequest,
+    DetokenizeResponse,
+    TokenizeRequest,
+    TokenizeResponse,
+)
 from penwright.server.routers import metrics as metrics_routes
-from penwright.server.protocol import (ChatCompletionRequest, CompletionRequest, DetokenizeRequest,
-                                       DetokenizeResponse, TokenizeRequest, TokenizeResponse)
 from penwright.server.services import models
 from penwright.server.services.continue_prefix import chapter_of, split_continue_prompt
 from penwright.server.services.errors import ApiError
@@ -33,8 +39,13 @@ def _cards(request: Request):
     services = request.app.state.services
     if getattr(request.app.state, "base_created", None) is None:
         request.app.state.base_created = models.base_created(services)
-    return models.model_list(services.model_name, services.registry, services.live_adapter,
-                             request.app.state.completions.context_length, request.app.state.base_created)
+    return models.model_list(
+        services.model_name,
+        services.registry,
+        services.live_adapter,
+        request.app.state.completions.context_length,
+        request.app.state.base_created,
+    )
 
 
 def _check(request: Request, body) -> None:
@@ -84,8 +95,11 @@ async def _serve(request: Request, body, prepared):
 def _engine(request: Request):
     engine = request.app.state.services.engine
     if engine is None:
-        raise ApiError(400, "Tokenizing needs the local engine; in proxy mode ask the upstream server.",
-                       "unsupported_in_proxy_mode")
+        raise ApiError(
+            400,
+            "Tokenizing needs the local engine; in proxy mode ask the upstream server.",
+            "unsupported_in_proxy_mode",
+        )
     return engine
 
 
@@ -95,8 +109,11 @@ async def tokenize(body: TokenizeRequest, request: Request):
     engine = _engine(request)
     if (body.prompt is None) == (body.messages is None):
         raise ApiError(400, "Send either `prompt` or `messages`.", "invalid_value", "prompt")
-    text = body.prompt if body.prompt is not None else engine.chat_prompt(
-        [{"role": m.role, "content": m.text()} for m in body.messages])
+    text = (
+        body.prompt
+        if body.prompt is not None
+        else engine.chat_prompt([{"role": m.role, "content": m.text()} for m in body.messages])
+    )
     ids = await run_in_threadpool(engine.encode, text)
     strs = [engine.decode([i]) for i in ids] if body.return_token_strs else None
     return TokenizeResponse(count=len(ids), max_model_len=engine.context_length, tokens=ids, token_strs=strs)
@@ -106,4 +123,3 @@ async def tokenize(body: TokenizeRequest, request: Request):
 async def detokenize(body: DetokenizeRequest, request: Request):
     engine = _engine(request)
     return DetokenizeResponse(prompt=await run_in_threadpool(engine.decode, body.tokens))
-

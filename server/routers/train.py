@@ -11,11 +11,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse
-from penwright.server.protocol import StrictRequest
-from penwright.server.services.errors import ApiError
 from pydantic import ConfigDict, Field, StrictBool
 
 from penwright.errors import PenwrightError, RegistryError
+from penwright.server.protocol import StrictRequest
+from penwright.server.services.errors import ApiError
 
 router = APIRouter(prefix="/api", tags=["training"])
 
@@ -27,10 +27,18 @@ FEEDBACK_TEXT = 20_000  # characters of a suggestion or its context kept in feed
 
 class TrainRequest(StrictRequest):
     model_config = ConfigDict(extra="forbid")
-    preset: str | None = Field(None, min_length=1, max_length=200, description="A preset name (fast, regular, ...) "
-                               "or the path of a YAML file inside the project; default: penwright.yaml's.")
-    overrides: dict = Field(default_factory=dict, max_length=64,
-                            description="Training fields on top of the preset and penwright.yaml's overrides.")
+    preset: str | None = Field(
+        None,
+        min_length=1,
+        max_length=200,
+        description="A preset name (fast, regular, ...) "
+        "or the path of a YAML file inside the project; default: penwright.yaml's.",
+    )
+    overrides: dict = Field(
+        default_factory=dict,
+        max_length=64,
+        description="Training fields on top of the preset and penwright.yaml's overrides.",
+    )
 
 
 class FeedbackRequest(StrictRequest):

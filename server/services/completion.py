@@ -42,12 +42,17 @@ class Prepared:
 def check_token_ids(ids: list[int], vocab_size: int) -> None:
     """Token-id prompts are checked here, so an id the model has no row for never reaches a batch."""
     if not ids:
-        raise ApiError(400, "prompt is an empty list of token ids; send at least one id, or text.", "invalid_value",
-                       "prompt")
+        raise ApiError(
+            400, "prompt is an empty list of token ids; send at least one id, or text.", "invalid_value", "prompt"
+        )
     bad = next((i for i, t in enumerate(ids) if t >= vocab_size), None)
     if bad is not None:
-        raise ApiError(400, f"prompt[{bad}] is token id {ids[bad]}, which this model does not have: ids go from 0 "
-                       f"to {vocab_size - 1}.", "invalid_value", f"prompt.{bad}")
+        raise ApiError(
+            400,
+            f"prompt[{bad}] is token id {ids[bad]}, which this model does not have: ids go from 0 to {vocab_size - 1}.",
+            "invalid_value",
+            f"prompt.{bad}",
+        )
 
 
 class CompletionService:
@@ -79,16 +84,29 @@ class CompletionService:
 
     @staticmethod
     def sampling(req, max_tokens: int) -> SamplingParams:
-        return SamplingParams(max_tokens=max_tokens, temperature=req.temperature, top_p=req.top_p, seed=req.seed,
-                              top_k=max(req.top_k, 0), min_p=req.min_p,
-                              repetition_penalty=req.repetition_penalty, frequency_penalty=req.frequency_penalty,
-                              presence_penalty=req.presence_penalty, stop=tuple(req.stop or ()))
+        return SamplingParams(
+            max_tokens=max_tokens,
+            temperature=req.temperature,
+            top_p=req.top_p,
+            seed=req.seed,
+            top_k=max(req.top_k, 0),
+            min_p=req.min_p,
+            repetition_penalty=req.repetition_penalty,
+            frequency_penalty=req.frequency_penalty,
+            presence_penalty=req.presence_penalty,
+            stop=tuple(req.stop or ()),
+        )
 
     def check_max_tokens(self, max_tokens: int) -> None:
         ctx = self.context_length
         if max_tokens >= ctx:
-            raise ApiError(400, f"max_tokens={max_tokens} does not fit the model's {ctx}-token context; "
-                           f"ask for at most {ctx // 2} (the prompt needs room too).", "invalid_value", "max_tokens")
+            raise ApiError(
+                400,
+                f"max_tokens={max_tokens} does not fit the model's {ctx}-token context; "
+                f"ask for at most {ctx // 2} (the prompt needs room too).",
+                "invalid_value",
+                "max_tokens",
+            )
 
     async def select_lore(self, use: bool, prefix: str, suffix: str, chapter: int | None):
         """The lore Selection for this passage, or None (no lore, disabled, or nothing matched)."""
@@ -96,8 +114,14 @@ class CompletionService:
         if index is None or not use or not (prefix or suffix).strip():
             return None
         try:
-            sel = await run_in_threadpool(index.select, prefix, suffix=suffix, chapter=chapter,
-                                          budget_tokens=self.services.lore_budget_tokens, count_tokens=self.count_tokens)
+            sel = await run_in_threadpool(
+                index.select,
+                prefix,
+                suffix=suffix,
+                chapter=chapter,
+                budget_tokens=self.services.lore_budget_tokens,
+                count_tokens=self.count_tokens,
+            )
         except Exception as err:  # lore must never break a completion
             log.warning("lore selection failed, continuing without lore: %s", err)
             return None
@@ -118,10 +142,17 @@ class CompletionService:
         stop_check = prose.stop_check(req.penwright.stop_at)
         if isinstance(req.prompt, list):  # token ids: sent as they are
             if self.engine is None:
-                raise ApiError(400, "token-id prompts are not supported in proxy mode; send text", "invalid_value", "prompt")
+                raise ApiError(
+                    400, "token-id prompts are not supported in proxy mode; send text", "invalid_value", "prompt"
+                )
             check_token_ids(req.prompt, len(self.engine.backend.tokenizer))
-            gen = GenerationRequest(list(req.prompt), self.sampling(req, max_tokens), target.adapter,
-                                    req.penwright.adapter_scale, stop_check=stop_check)
+            gen = GenerationRequest(
+                list(req.prompt),
+                self.sampling(req, max_tokens),
+                target.adapter,
+                req.penwright.adapter_scale,
+                stop_check=stop_check,
+            )
             return Prepared("completion", gen, target=target)
         prefix, suffix, fim = self.split_fim(req)
         sel = await self.select_lore(req.penwright.lore, prefix, suffix or "", req.penwright.chapter)
@@ -130,11 +161,14 @@ class CompletionService:
         prefix, suffix_fit = await run_in_threadpool(fit_fim, prefix, suffix or "", budget, self.count_tokens)
         prepared = Prepared("completion", lore=lore, lore_tokens=lore_tokens, fim=fim, target=target)
         if self.engine is None:
-            prepared.upstream_body = self.services.upstream.completion_body(req, prefix, suffix_fit if fim else None, sel)
+            prepared.upstream_body = self.services.upstream.completion_body(
+                req, prefix, suffix_fit if fim else None, sel
+            )
             return prepared
         prompt = self.render_prompt(prefix, suffix_fit if fim else None, sel)
-        prepared.request = GenerationRequest(prompt, self.sampling(req, max_tokens), target.adapter,
-                                             req.penwright.adapter_scale, stop_check=stop_check)
+        prepared.request = GenerationRequest(
+            prompt, self.sampling(req, max_tokens), target.adapter, req.penwright.adapter_scale, stop_check=stop_check
+        )
         return prepared
 
     @staticmethod
@@ -155,7 +189,9 @@ class CompletionService:
     # ---- /v1/chat/completions ----------------------------------------------------------------------
     async def prepare_chat(self, req: ChatCompletionRequest) -> Prepared:
         target = await self.target(req.model)
-        max_tokens = req.max_completion_tokens or req.max_tokens or min(DEFAULT_CHAT_MAX_TOKENS, self.context_length // 2)
+        max_tokens = (
+            req.max_completion_tokens or req.max_tokens or min(DEFAULT_CHAT_MAX_TOKENS, self.context_length // 2)
+        )
         self.check_max_tokens(max_tokens)
         messages = [{"role": "system" if m.role == "developer" else m.role, "content": m.text()} for m in req.messages]
         messages = self.apply_persona(messages, target)
@@ -170,8 +206,9 @@ class CompletionService:
             prepared.upstream_body = self.services.upstream.chat_body(req, messages)
             return prepared
         prompt = await run_in_threadpool(self.fit_chat, messages, self.context_length - max_tokens)
-        prepared.request = GenerationRequest(prompt, self.sampling(req, max_tokens), target.adapter,
-                                             req.penwright.adapter_scale, stop_check=stop_check)
+        prepared.request = GenerationRequest(
+            prompt, self.sampling(req, max_tokens), target.adapter, req.penwright.adapter_scale, stop_check=stop_check
+        )
         return prepared
 
     def apply_persona(self, messages: list[dict], target: models.Target) -> list[dict]:

@@ -26,7 +26,7 @@ _SNIPPET_START = ("Path: ", "diff --git ", "Index: ", "--- ", "+++ ")
 
 def _is_path_line(line: str, mark: str) -> bool:
     head = f"{mark} "
-    return line.startswith(head) and bool(_PATH.match(line[len(head):])) and not line[len(head):].startswith(" ")
+    return line.startswith(head) and bool(_PATH.match(line[len(head) :])) and not line[len(head) :].startswith(" ")
 
 
 def _header_end(lines: list[str], mark: str) -> int | None:
@@ -34,7 +34,7 @@ def _header_end(lines: list[str], mark: str) -> int | None:
     head = f"{mark} "
     if len(lines) > 2 and lines[0] == "" and _is_path_line(lines[1], mark):
         return 1  # no snippets: "\n<mark> <path>\n<prose>"
-    if not lines or not lines[0].startswith(head) or not lines[0][len(head):].startswith(_SNIPPET_START):
+    if not lines or not lines[0].startswith(head) or not lines[0][len(head) :].startswith(_SNIPPET_START):
         return None
     end = None
     for i, line in enumerate(lines[:-1]):
@@ -57,7 +57,7 @@ def split_continue_snippets(prefix: str) -> Stripped:
     for mark in COMMENT_MARKS:
         end = _header_end(lines, mark)
         if end is not None:
-            return Stripped("\n".join(lines[end + 1:]), lines[end][len(mark) + 1:])
+            return Stripped("\n".join(lines[end + 1 :]), lines[end][len(mark) + 1 :])
     return Stripped(prefix, None)
 
 
@@ -72,9 +72,9 @@ def split_continue_prompt(prompt: str) -> Stripped:
     for pre, _suf, _mid in STYLES.values():
         sentinel = pre.strip()
         if prompt.startswith(sentinel):
-            rest = prompt[len(sentinel):]
+            rest = prompt[len(sentinel) :]
             pad = " " if pre.endswith(" ") and rest.startswith(" ") else ""
-            found = split_continue_snippets(rest[len(pad):])
+            found = split_continue_snippets(rest[len(pad) :])
             return Stripped(sentinel + pad + found.text, found.filepath)
     return split_continue_snippets(prompt)
 

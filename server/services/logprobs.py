@@ -24,7 +24,7 @@ class Reporting:
     prompt: str | list[int] = ""  # the prompt as the client sent it, for echo
 
     @classmethod
-    def of(cls, body, kind: str) -> "Reporting":
+    def of(cls, body, kind: str) -> Reporting:
         if kind == "chat":
             return cls(logprobs=(body.top_logprobs or 0) if body.logprobs else None)
         return cls(logprobs=body.logprobs, echo=body.echo, prompt=body.prompt)
@@ -78,7 +78,7 @@ async def score(engine, prompt_ids: list[int], gen: list[int], echo_n: int, adap
     last = min(echo_n + len(gen), len(ids) - 1)
     rows = await run_in_threadpool(engine.score, ids, last, adapter, scale, top) if last > 0 else []
     missing = echo_n + len(gen) - last  # the first token of the sequence echoed: nothing predicts it
-    reported = ids[len(ids) - echo_n - len(gen):]
+    reported = ids[len(ids) - echo_n - len(gen) :]
     return Scored(reported, [None] * missing + [lp for lp, _ in rows], [None] * missing + [t for _, t in rows])
 
 
@@ -91,8 +91,12 @@ def completion_logprobs(decode, scored: Scored, echo_n: int, echo_len: int) -> C
     prompt_part, gen_part = scored.ids[:echo_n], scored.ids[echo_n:]
     text_offset = offsets(decode, prompt_part) + offsets(decode, gen_part, echo_len)
     tops = [None if t is None else {decode([i]): lp for i, lp in t} for t in scored.tops]
-    return CompletionLogprobs(tokens=[decode([i]) for i in scored.ids], token_logprobs=scored.logprobs,
-                              top_logprobs=tops, text_offset=text_offset)
+    return CompletionLogprobs(
+        tokens=[decode([i]) for i in scored.ids],
+        token_logprobs=scored.logprobs,
+        top_logprobs=tops,
+        text_offset=text_offset,
+    )
 
 
 def chat_logprobs(decode, scored: Scored) -> ChatLogprobs:

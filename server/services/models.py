@@ -41,8 +41,13 @@ def resolve(model: str | None, name: str, registry) -> Target:
                 version = None
             if version is not None and version.name == name and version.status != "rejected":
                 return Target(adapter_name(version.version), version)
-    raise ApiError(404, f"The model '{model[:100]}' does not exist. Served here: {name} (the live adapter), "
-                   f"{name}:base, and {name}@vN for each version in `GET /v1/models`.", "model_not_found", "model")
+    raise ApiError(
+        404,
+        f"The model '{model[:100]}' does not exist. Served here: {name} (the live adapter), "
+        f"{name}:base, and {name}@vN for each version in `GET /v1/models`.",
+        "model_not_found",
+        "model",
+    )
 
 
 def served_id(name: str, adapter: str | None) -> str:
@@ -70,20 +75,36 @@ def base_created(services) -> int:
     return int(config.stat().st_mtime) if config is not None and config.is_file() else int(time.time())
 
 
-def model_list(name: str, registry, live_adapter: str | None, context_length: int | None = None,
-               base_created: int = 0) -> ModelList:
+def model_list(
+    name: str, registry, live_adapter: str | None, context_length: int | None = None, base_created: int = 0
+) -> ModelList:
     """`penwright`, `penwright:base` and every candidate/live/retired version, `parent` as vLLM does.
     `created`: a version's publication time (the live card: the live version's), the base model's otherwise."""
     versions = [v for v in (registry.list(name) if registry is not None else []) if v.status != "rejected"]
     created = {f"{name}@{adapter_name(v.version)}": unix_time(v.created_at, base_created) for v in versions}
     live_id = served_id(name, live_adapter)
-    cards = [ModelCard(id=name, root=live_id, parent=f"{name}:base", penwright={"live": live_id},
-                       created=created.get(live_id, base_created), max_model_len=context_length),
-             ModelCard(id=f"{name}:base", created=base_created, max_model_len=context_length)]
+    cards = [
+        ModelCard(
+            id=name,
+            root=live_id,
+            parent=f"{name}:base",
+            penwright={"live": live_id},
+            created=created.get(live_id, base_created),
+            max_model_len=context_length,
+        ),
+        ModelCard(id=f"{name}:base", created=base_created, max_model_len=context_length),
+    ]
     for v in versions:
-        cards.append(ModelCard(id=v.model_id, parent=f"{name}:base", root=str(v.path.name),
-                               max_model_len=context_length, created=created[f"{name}@{adapter_name(v.version)}"],
-                               penwright={"status": v.status, "metrics": v.metrics, "created_at": v.created_at}))
+        cards.append(
+            ModelCard(
+                id=v.model_id,
+                parent=f"{name}:base",
+                root=str(v.path.name),
+                max_model_len=context_length,
+                created=created[f"{name}@{adapter_name(v.version)}"],
+                penwright={"status": v.status, "metrics": v.metrics, "created_at": v.created_at},
+            )
+        )
     return ModelList(data=cards)
 
 
@@ -92,6 +113,10 @@ def model_card(model_id: str, cards: ModelList) -> ModelCard:
     aliases = {f"{c.id}@live": c for c in cards.data[:1]} | {f"{c.id}:live": c for c in cards.data[:1]}
     found = next((c for c in cards.data if c.id == model_id), None) or aliases.get(model_id)
     if found is None:
-        raise ApiError(404, f"The model '{model_id[:100]}' does not exist. `GET /v1/models` lists the models served "
-                       "here.", "model_not_found", "model")
+        raise ApiError(
+            404,
+            f"The model '{model_id[:100]}' does not exist. `GET /v1/models` lists the models served here.",
+            "model_not_found",
+            "model",
+        )
     return found

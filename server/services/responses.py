@@ -17,8 +17,19 @@ from fastapi import Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from penwright.server.engine import Delta, Finished
-from penwright.server.protocol import (ChatChoice, ChatChunkChoice, ChatCompletionChunk, ChatCompletionResponse,
-                                       ChatDelta, CompletionChoice, CompletionResponse, PenwrightMeta, Usage, new_id, now)
+from penwright.server.protocol import (
+    ChatChoice,
+    ChatChunkChoice,
+    ChatCompletionChunk,
+    ChatCompletionResponse,
+    ChatDelta,
+    CompletionChoice,
+    CompletionResponse,
+    PenwrightMeta,
+    Usage,
+    new_id,
+    now,
+)
 from penwright.server.services.errors import api_error
 from penwright.server.services.logprobs import Reporting
 from penwright.server.services.models import served_id
@@ -28,22 +39,26 @@ DISCONNECT_POLL_S = 0.25
 
 
 def meta_headers(meta: PenwrightMeta) -> dict:
-    return {"X-Penwright-Adapter": meta.adapter,
-            "X-Penwright-Lore": ",".join(quote(e.id, safe="") for e in meta.lore)}
+    return {"X-Penwright-Adapter": meta.adapter, "X-Penwright-Lore": ",".join(quote(e.id, safe="") for e in meta.lore)}
 
 
 def _usage(fin: Finished) -> Usage:
-    return Usage(prompt_tokens=fin.prompt_tokens, completion_tokens=fin.completion_tokens,
-                 total_tokens=fin.prompt_tokens + fin.completion_tokens)
+    return Usage(
+        prompt_tokens=fin.prompt_tokens,
+        completion_tokens=fin.completion_tokens,
+        total_tokens=fin.prompt_tokens + fin.completion_tokens,
+    )
 
 
 def _reason(fin: Finished) -> str:
     return "length" if fin.finish_reason == "length" else "stop"
 
 
-async def respond(prepared, services, http: Request, stream: bool, include_usage: bool,
-                  reporting: Reporting = Reporting()):
+async def respond(
+    prepared, services, http: Request, stream: bool, include_usage: bool, reporting: Reporting | None = None
+):
     """Run a prepared request on the engine; return the HTTP response (with logprobs/echo as `reporting` asks)."""
+    reporting = reporting or Reporting()
     for hook in services.on_request:  # e.g. the daemon pausing training while the author types
         hook()
     from penwright.server.metrics import metrics_of
@@ -54,8 +69,12 @@ async def respond(prepared, services, http: Request, stream: bool, include_usage
     except BaseException:
         channel.cancel()
         raise
-    meta = PenwrightMeta(adapter=served_id(services.model_name, started.adapter), lore=prepared.lore,
-                         lore_tokens=prepared.lore_tokens, truncated_tokens=started.truncated_tokens)
+    meta = PenwrightMeta(
+        adapter=served_id(services.model_name, started.adapter),
+        lore=prepared.lore,
+        lore_tokens=prepared.lore_tokens,
+        truncated_tokens=started.truncated_tokens,
+    )
     model = meta.adapter
     if stream:
         echo = reporting.echo_text(services.engine.decode)
@@ -64,13 +83,27 @@ async def respond(prepared, services, http: Request, stream: bool, include_usage
     text, fin = await _collect(channel, http)
     echo, logprobs = await _reported(services.engine, prepared, started, fin, text, reporting)
     if prepared.kind == "chat":
-        out = ChatCompletionResponse(id=new_id("chatcmpl"), created=now(), model=model, usage=_usage(fin), penwright=meta,
-                                     choices=[ChatChoice(message=ChatDelta(role="assistant", content=text),
-                                                         logprobs=logprobs, finish_reason=_reason(fin))])
+        out = ChatCompletionResponse(
+            id=new_id("chatcmpl"),
+            created=now(),
+            model=model,
+            usage=_usage(fin),
+            penwright=meta,
+            choices=[
+                ChatChoice(
+                    message=ChatDelta(role="assistant", content=text), logprobs=logprobs, finish_reason=_reason(fin)
+                )
+            ],
+        )
     else:
-        out = CompletionResponse(id=new_id("cmpl"), created=now(), model=model, usage=_usage(fin), penwright=meta,
-                                 choices=[CompletionChoice(text=echo + text, logprobs=logprobs,
-                                                           finish_reason=_reason(fin))])
+        out = CompletionResponse(
+            id=new_id("cmpl"),
+            created=now(),
+            model=model,
+            usage=_usage(fin),
+            penwright=meta,
+            choices=[CompletionChoice(text=echo + text, logprobs=logprobs, finish_reason=_reason(fin))],
+        )
     return JSONResponse(out.model_dump(exclude_none=False), headers=meta_headers(meta))
 
 
@@ -84,8 +117,9 @@ async def _reported(engine, prepared, started, fin: Finished, text: str, reporti
     prompt_ids = lp.served_prompt_ids(engine, prepared.request.prompt, started.truncated_tokens)
     gen = lp.reported_ids(engine.decode, fin.token_ids, text)
     echo_n = lp.echo_span(engine.decode, prompt_ids, echo) if echo else 0
-    scored = await lp.score(engine, prompt_ids, gen, echo_n, started.adapter, prepared.request.adapter_scale,
-                            reporting.logprobs)
+    scored = await lp.score(
+        engine, prompt_ids, gen, echo_n, started.adapter, prepared.request.adapter_scale, reporting.logprobs
+    )
     if prepared.kind == "chat":
         return echo, lp.chat_logprobs(engine.decode, scored)
     return echo, lp.completion_logprobs(engine.decode, scored, echo_n, len(echo))
@@ -128,11 +162,13 @@ async def _sse(channel, kind: str, model: str, meta: PenwrightMeta, include_usag
     def chunk(text: str | None, reason: str | None = None, first: bool = False, extra: bool = False):
         if kind == "chat":
             delta = ChatDelta(role="assistant" if first else None, content=text)
-            c = ChatCompletionChunk(id=rid, created=created, model=model,
-                                    choices=[ChatChunkChoice(delta=delta, finish_reason=reason)])
+            c = ChatCompletionChunk(
+                id=rid, created=created, model=model, choices=[ChatChunkChoice(delta=delta, finish_reason=reason)]
+            )
         else:
-            c = CompletionResponse(id=rid, created=created, model=model,
-                                   choices=[CompletionChoice(text=text or "", finish_reason=reason)])
+            c = CompletionResponse(
+                id=rid, created=created, model=model, choices=[CompletionChoice(text=text or "", finish_reason=reason)]
+            )
         if extra:
             c.penwright = meta
         return _sse_line(c)
@@ -148,9 +184,16 @@ async def _sse(channel, kind: str, model: str, meta: PenwrightMeta, include_usag
             elif isinstance(item, Finished):
                 yield chunk(None if kind == "chat" else "", _reason(item), extra=True)
                 if include_usage:
-                    yield _sse_line({"id": rid, "object": "chat.completion.chunk" if kind == "chat" else "text_completion",
-                                     "created": created, "model": model, "choices": [],
-                                     "usage": _usage(item).model_dump()})
+                    yield _sse_line(
+                        {
+                            "id": rid,
+                            "object": "chat.completion.chunk" if kind == "chat" else "text_completion",
+                            "created": created,
+                            "model": model,
+                            "choices": [],
+                            "usage": _usage(item).model_dump(),
+                        }
+                    )
         yield "data: [DONE]\n\n"
     except Exception as err:  # an error after the headers went out: tell the client in-band
         yield _sse_line(api_error(err).body())

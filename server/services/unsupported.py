@@ -12,10 +12,10 @@ from penwright.server.services.errors import ApiError
 
 WHY = {
     "tool_choice": "Penwright writes prose and does not call tools (offered tools are fine with tool_choice "
-                   "\"auto\" or \"none\")",
+    '"auto" or "none")',
     "functions": "Penwright writes prose and does not call functions",
     "function_call": "Penwright writes prose and does not call functions",
-    "response_format": "Penwright cannot constrain output to JSON or a schema (only {\"type\": \"text\"})",
+    "response_format": 'Penwright cannot constrain output to JSON or a schema (only {"type": "text"})',
     "best_of": "one completion is generated per request (best_of must be 1)",
     "logit_bias": "logit_bias is not applied by Penwright's sampler",
     "guided_json": "Penwright cannot constrain output to a schema",
@@ -45,5 +45,9 @@ def refuse_unsupported(body, stream: bool) -> None:
         if name in extra and not _honoured(name, extra[name]):
             raise ApiError(400, f"`{name}` is not supported: {why}. Remove the field.", "unsupported_parameter", name)
     if stream and getattr(body, "logprobs", None) not in (None, False):
-        raise ApiError(400, "`logprobs` with `stream: true` is not supported: send `stream: false` to get "
-                       "log-probabilities.", "unsupported_parameter", "logprobs")
+        raise ApiError(
+            400,
+            "`logprobs` with `stream: true` is not supported: send `stream: false` to get log-probabilities.",
+            "unsupported_parameter",
+            "logprobs",
+        )

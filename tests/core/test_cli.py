@@ -10,7 +10,9 @@ from penwright.project import load_project
 
 
 def penwright(*args: str, cwd=None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "penwright", *args], capture_output=True, text=True, cwd=cwd, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "penwright", *args], capture_output=True, text=True, cwd=cwd, timeout=300
+    )
 
 
 def test_init_scaffolds_a_loadable_project(tmp_path):

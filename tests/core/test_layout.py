@@ -38,14 +38,33 @@ def test_trainer_and_rag_never_import_server_or_each_other():
 
 def test_wheel_installs_only_the_penwright_namespace(tmp_path):
     out = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path), str(REPO)],
-        capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp_path),
+            str(REPO),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert out.returncode == 0, out.stderr
     wheel = next(tmp_path.glob("penwright-*.whl"))
     names = zipfile.ZipFile(wheel).namelist()
     top = {n.split("/")[0] for n in names if not n.startswith("penwright-")}
     assert top == {"penwright"}
-    for module in ("penwright/server/settings.py", "penwright/trainer/tiny.py", "penwright/rag/settings.py", "penwright/cli/__init__.py",
-                   "penwright/trainer/evaluate/references.json", "penwright/trainer/evaluate/control.txt"):
+    for module in (
+        "penwright/server/settings.py",
+        "penwright/trainer/tiny.py",
+        "penwright/rag/settings.py",
+        "penwright/cli/__init__.py",
+        "penwright/trainer/evaluate/references.json",
+        "penwright/trainer/evaluate/control.txt",
+    ):
         assert module in names

@@ -47,7 +47,7 @@ class DaemonProcess:
         self._cond = threading.Condition()
         self._reader: threading.Thread | None = None
 
-    def start(self, timeout: float = 180) -> "DaemonProcess":
+    def start(self, timeout: float = 180) -> DaemonProcess:
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
         info = self.project / ".penwright" / "daemon.json"
         if info.exists():
@@ -55,7 +55,9 @@ class DaemonProcess:
         self.log = open(self.log_path, "a")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "penwright", "serve", "--project", str(self.project), "--port", "0"],
-            stdout=self.log, stderr=subprocess.STDOUT, env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            env=env,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -97,6 +99,7 @@ class DaemonProcess:
 
     def wait_event(self, pred, timeout: float = 120, after: int = 0) -> dict:
         """The first event (with id > after) matching `pred`; fails with the events seen."""
+
         def found():
             return next((e for e in self.events if e["id"] > after and pred(e)), None)
 
@@ -104,9 +107,13 @@ class DaemonProcess:
             self._cond.wait_for(lambda: found() is not None, timeout)
             event = found()
         if event is None:
-            seen = "\n".join(json.dumps({k: e.get(k) for k in ("id", "type", "job_id", "error", "reason", "message", "step")})
-                             for e in self.events[-40:])
-            raise AssertionError(f"no matching event in {timeout}s; last events:\n{seen}\nlog:\n{self.log_text()[-2000:]}")
+            seen = "\n".join(
+                json.dumps({k: e.get(k) for k in ("id", "type", "job_id", "error", "reason", "message", "step")})
+                for e in self.events[-40:]
+            )
+            raise AssertionError(
+                f"no matching event in {timeout}s; last events:\n{seen}\nlog:\n{self.log_text()[-2000:]}"
+            )
         return event
 
     def of_type(self, type_: str, after: int = 0) -> list[dict]:

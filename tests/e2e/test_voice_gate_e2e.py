@@ -64,11 +64,15 @@ def test_a_save_retrains_and_the_gate_promotes_on_the_voice(tmp_path, gutenberg_
         voice = gate["candidate"]["voice"]
         assert voice["own_ratio"] < 1.0 and voice["voice_margin"] > 0  # learned this author more than prose
         assert gate["candidate"]["perplexity"] < gate["reference"]["perplexity"]
-        assert gate["candidate"]["control_perplexity"] > 0 and 0 < gate["candidate"]["samples"] <= 8  # one per held-out paragraph long enough to cut
+        assert (
+            gate["candidate"]["control_perplexity"] > 0 and 0 < gate["candidate"]["samples"] <= 8
+        )  # one per held-out paragraph long enough to cut
         assert gate["candidate"]["copy_share"] <= 0.125  # at most one of 8 continuations copies over 12 words
         promoted = daemon.wait_event(lambda e: e["type"] == "adapter.promoted", 60, gate["id"] - 1)
         daemon.wait_event(lambda e: e["type"] == "adapter.swapped" and e["version"] == promoted["version"], 60, mark)
-        reply = daemon.api("POST", "/v1/completions", json={"model": "penwright", "prompt": parts[3][:400], "max_tokens": 8})
+        reply = daemon.api(
+            "POST", "/v1/completions", json={"model": "penwright", "prompt": parts[3][:400], "max_tokens": 8}
+        )
         assert reply.status_code == 200 and reply.json()["penwright"]["adapter"] == f"penwright@v{promoted['version']}"
     finally:
         assert daemon.stop() == 0, daemon.log_text()[-3000:]

@@ -10,11 +10,25 @@ from penwright.rag.entries import parse_file
 
 LOREBOOK = {  # SillyTavern World Info export shape
     "entries": {
-        "0": {"uid": 0, "key": ["Ines", "Ines Marr"], "keysecondary": [], "comment": "Ines Marr",
-              "content": "A smuggler who runs brandy past the revenue men.", "constant": False, "disable": False,
-              "order": 100},
-        "1": {"uid": 1, "key": ["/revenue (men|cutter)/gi"], "keysecondary": ["night"], "comment": "",
-              "content": "The revenue cutter patrols the coast at night.", "constant": True, "disable": False},
+        "0": {
+            "uid": 0,
+            "key": ["Ines", "Ines Marr"],
+            "keysecondary": [],
+            "comment": "Ines Marr",
+            "content": "A smuggler who runs brandy past the revenue men.",
+            "constant": False,
+            "disable": False,
+            "order": 100,
+        },
+        "1": {
+            "uid": 1,
+            "key": ["/revenue (men|cutter)/gi"],
+            "keysecondary": ["night"],
+            "comment": "",
+            "content": "The revenue cutter patrols the coast at night.",
+            "constant": True,
+            "disable": False,
+        },
         "2": {"uid": 2, "key": ["old"], "comment": "Disabled", "content": "x", "disable": True},
         "3": {"uid": 3, "key": ["empty"], "comment": "Empty", "content": "  "},
     }
@@ -71,8 +85,9 @@ def test_import_plain_notes(example_project, tmp_path, capsys):
     notes = tmp_path / "notes"
     (notes / "Characters").mkdir(parents=True)
     (notes / "Places").mkdir()
-    (notes / "Characters" / "hester.txt").write_text("Name: Old Hester\nAlso known as: Hester, the bait-wife\n\n"
-                                                     "Sells bait on the quay. Knows every tide.\n")
+    (notes / "Characters" / "hester.txt").write_text(
+        "Name: Old Hester\nAlso known as: Hester, the bait-wife\n\nSells bait on the quay. Knows every tide.\n"
+    )
     (notes / "Places" / "salt_road.md").write_text("# The Salt Road\n\nA track over the marsh to Lisk.\n")
     (notes / "empty.md").write_text("")
     out_dir = example_project / "lore"  # named explicitly: importing straight into the lore folder is allowed

@@ -13,8 +13,12 @@ TEXTS = [
     "Wreckers show false lanterns on the cliffs to lure ships onto the rocks, then strip the cargo.",
     "Write in the past tense, close third person on Maren; no chapter ever opens with the weather.",
 ]
-QUERIES = ["a woman with a scarred hand who tends a lighthouse", "black rocks uncovered at low tide",
-           "lights shown to draw ships to their ruin", "which tense the book uses"]
+QUERIES = [
+    "a woman with a scarred hand who tends a lighthouse",
+    "black rocks uncovered at low tide",
+    "lights shown to draw ships to their ruin",
+    "which tense the book uses",
+]
 
 
 def test_precision_setting_is_resolved_and_checked(monkeypatch):

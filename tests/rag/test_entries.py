@@ -18,7 +18,10 @@ def write(folder: Path, name: str, text: str | bytes) -> Path:
 
 
 def test_every_front_matter_field(tmp_path):
-    p = write(tmp_path, "chars/ines.md", """---
+    p = write(
+        tmp_path,
+        "chars/ines.md",
+        """---
 name: Ines Marr
 aliases: [Ines, the Widow Marr]
 type: Character
@@ -32,7 +35,8 @@ keys: [brandy run, /contraband\\w*/i]
 # Ines Marr
 
 Runs brandy past the revenue men.
-""")
+""",
+    )
     r = parse_file(p, tmp_path, 10**6)
     e = r.entry
     assert r.problems == []
@@ -43,7 +47,13 @@ Runs brandy past the revenue men.
     assert e.keys == ["brandy run", "/contraband\\w*/i"]
     assert [s.id for s in e.sections] == ["chars/ines.md::lead"]
     assert e.sections[0].text == "Runs brandy past the revenue men."
-    assert (e.holds_at(3), e.holds_at(4), e.holds_at(9), e.holds_at(10), e.holds_at(None)) == (False, True, True, False, True)
+    assert (e.holds_at(3), e.holds_at(4), e.holds_at(9), e.holds_at(10), e.holds_at(None)) == (
+        False,
+        True,
+        True,
+        False,
+        True,
+    )
 
 
 def test_no_front_matter_name_from_heading_or_file(tmp_path):
@@ -82,8 +92,11 @@ def test_unclosed_front_matter(tmp_path):
 
 
 def test_unknown_type_and_key_are_reported_but_entry_kept(tmp_path):
-    r = parse_file(write(tmp_path, "x.md", "---\nname: X\ntype: dragon\ncolour: red\nfrom_chapter: soon\n---\nA beast.\n"),
-                   tmp_path, 10**6)
+    r = parse_file(
+        write(tmp_path, "x.md", "---\nname: X\ntype: dragon\ncolour: red\nfrom_chapter: soon\n---\nA beast.\n"),
+        tmp_path,
+        10**6,
+    )
     assert r.entry is not None and r.entry.type == "other" and r.entry.from_chapter is None
     text = "\n".join(str(p) for p in r.problems)
     assert "unknown type 'dragon'" in text and "unknown front-matter key 'colour'" in text and "from_chapter" in text
@@ -108,10 +121,17 @@ def test_bad_files_give_clear_messages(tmp_path, content, expected):
 
 
 def test_lint_duplicates_and_shared_aliases(tmp_path):
-    a = parse_file(write(tmp_path, "a.md", "---\nname: Tobias Ashe\naliases: [Ashe]\n---\nOne.\n"), tmp_path, 10**6).entry
+    a = parse_file(
+        write(tmp_path, "a.md", "---\nname: Tobias Ashe\naliases: [Ashe]\n---\nOne.\n"), tmp_path, 10**6
+    ).entry
     b = parse_file(write(tmp_path, "b.md", "---\nname: tobias ashe\n---\nTwo.\n"), tmp_path, 10**6).entry
-    c = parse_file(write(tmp_path, "c.md", "---\nname: Mrs Ashe\naliases: [Ashe]\nfrom_chapter: 5\nuntil_chapter: 2\n---\nThree.\n"),
-                   tmp_path, 10**6).entry
+    c = parse_file(
+        write(
+            tmp_path, "c.md", "---\nname: Mrs Ashe\naliases: [Ashe]\nfrom_chapter: 5\nuntil_chapter: 2\n---\nThree.\n"
+        ),
+        tmp_path,
+        10**6,
+    ).entry
     problems = lint([a, b, c])
     assert any("b.md: name 'tobias ashe' is also claimed by a.md" in p for p in problems)
     assert any("c.md: alias 'Ashe' is also claimed by a.md" in p for p in problems)

@@ -8,7 +8,6 @@ import shutil
 import sqlite3
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 
@@ -24,7 +23,11 @@ def test_sync_names_lookup_search(lore_dir, make_index, tmp_path):
     assert "Maren Vell" in names and "Carrow Light" in names and len(names) == 16
     maren = idx.lookup("the KEEPER")
     assert maren["name"] == "Maren Vell" and "Grey-green eyes" in maren["text"]
-    assert [s["id"] for s in maren["sections"]] == ["maren-vell.md::lead", "maren-vell.md::voice", "maren-vell.md::history"]
+    assert [s["id"] for s in maren["sections"]] == [
+        "maren-vell.md::lead",
+        "maren-vell.md::voice",
+        "maren-vell.md::history",
+    ]
     assert idx.lookup("Nobody Atall") is None
     assert idx.search("a reef of black rocks exposed at low tide", 3)[0]["name"] == "The Widow's Teeth"
     assert idx.search("what did Tobias write down", 3)[0]["name"] == "Tobias Ashe"  # a named entry comes first
@@ -34,8 +37,9 @@ def test_sync_names_lookup_search(lore_dir, make_index, tmp_path):
 
 def test_select_names_always_chapters_and_budget(lore_dir, make_index, count_tokens):
     idx = make_index(lore_dir)
-    prefix = ("Tobias opened the ledger. The *Gannet* had carried a crate for Mr. Crane, and the wreckers "
-              "had known it. Maren")
+    prefix = (
+        "Tobias opened the ledger. The *Gannet* had carried a crate for Mr. Crane, and the wreckers had known it. Maren"
+    )
     ch1 = idx.select(prefix, chapter=1, budget_tokens=1000, count_tokens=count_tokens)
     names1 = ch1.names
     assert names1[0] == "House style"  # always entries first
@@ -54,8 +58,11 @@ def test_select_names_always_chapters_and_budget(lore_dir, make_index, count_tok
 
 def test_vector_recall_without_names(lore_dir, make_index):
     idx = make_index(lore_dir)
-    sel = idx.select("The boat struck a reef of black rocks that the lowest tide had bared, south-west of the point.",
-                     chapter=2, budget_tokens=2000)
+    sel = idx.select(
+        "The boat struck a reef of black rocks that the lowest tide had bared, south-west of the point.",
+        chapter=2,
+        budget_tokens=2000,
+    )
     recalled = {e.name for e in sel.entries if e.reason == "vector"}
     assert "The Widow's Teeth" in recalled
     # the cursor's suffix is read too (fill-in-the-middle)
@@ -78,19 +85,25 @@ def test_incremental_edit_rename_delete_add(lore_dir, make_index):
     assert "shanties" in idx.lookup("Maren")["sections"][1]["text"]
     assert idx.search("who sings sea shanties", 1)[0]["id"] == "maren-vell.md::voice"
     # rename: records move to the new ids without embedding anything
-    (lore_dir / "carrow.md").rename(lore_dir / "places" / "carrow.md") if (lore_dir / "places").mkdir() is None else None
+    (lore_dir / "carrow.md").rename(lore_dir / "places" / "carrow.md") if (
+        lore_dir / "places"
+    ).mkdir() is None else None
     r = idx.sync()
     assert r.renamed == [("carrow.md", "places/carrow.md")] and r.embedded == 0 and r.removed == []
     ids = set(store.ids())
     assert "places/carrow.md::lead" in ids and "carrow.md::lead" not in ids
-    assert np.array_equal(store.vectors(["places/carrow.md::lead"])["places/carrow.md::lead"], before["carrow.md::lead"])
+    assert np.array_equal(
+        store.vectors(["places/carrow.md::lead"])["places/carrow.md::lead"], before["carrow.md::lead"]
+    )
     # delete
     (lore_dir / "lisk.md").unlink()
     r = idx.sync()
     assert r.removed == ["lisk.md"] and "lisk.md::lead" not in set(store.ids())
     assert "Lisk" not in [n["name"] for n in idx.names()]
     # add through update_file (what the watcher calls)
-    (lore_dir / "revenue.md").write_text("---\nname: Revenue cutter\naliases: [the cutter]\ntype: object\n---\nA fast grey cutter.\n")
+    (lore_dir / "revenue.md").write_text(
+        "---\nname: Revenue cutter\naliases: [the cutter]\ntype: object\n---\nA fast grey cutter.\n"
+    )
     r = idx.update_file(lore_dir / "revenue.md")
     assert r.added == ["revenue.md"] and r.embedded == 1
     assert "Revenue cutter" in idx.select("The cutter came round the point.").names
@@ -111,7 +124,8 @@ report = idx.sync()
 hit = idx.search("a reef of black rocks", 1)[0]["name"]
 idx.close()
 # the embedding function is registered: chroma rebuilds it from the stored config in this new process
-client = chromadb.PersistentClient(sys.argv[2] + "/chroma", settings=chromadb.Settings(anonymized_telemetry=False, allow_reset=True))
+settings = chromadb.Settings(anonymized_telemetry=False, allow_reset=True)
+client = chromadb.PersistentClient(sys.argv[2] + "/chroma", settings=settings)
 col = client.get_collection("penwright-lore")
 by_text = col.query(query_texts=["Lisk, a port town up the coast where brigs are registered"], n_results=1)["ids"][0]
 print(json.dumps({"embedded": report.embedded, "rebuilt": report.rebuilt, "hit": hit, "by_text": by_text,
@@ -125,12 +139,22 @@ def test_persistence_across_restart_in_another_process(lore_dir, make_index, tmp
     idx.update_file(lore_dir / "lisk.md")  # written in this process, read back in another
     idx.close()
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-    out = subprocess.run([sys.executable, "-c", _REOPEN, str(lore_dir), str(index_dir)], capture_output=True,
-                         text=True, env=env, timeout=300)
+    out = subprocess.run(
+        [sys.executable, "-c", _REOPEN, str(lore_dir), str(index_dir)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     got = json.loads(out.stdout.strip().splitlines()[-1])
-    assert got == {"embedded": 0, "rebuilt": None, "hit": "The Widow's Teeth", "by_text": ["lisk.md::lead"],
-                   "count": N_SECTIONS}
+    assert got == {
+        "embedded": 0,
+        "rebuilt": None,
+        "hit": "The Widow's Teeth",
+        "by_text": ["lisk.md::lead"],
+        "count": N_SECTIONS,
+    }
 
 
 def test_recall_check_failure_triggers_rebuild(lore_dir, make_index, tmp_path):
@@ -211,8 +235,14 @@ def test_bad_files_reported_rest_indexed(lore_dir, make_index):
     idx = make_index(lore_dir)
     report = idx.sync()
     text = "\n".join(report.problems)
-    for needle in ("broken.md:", "empty.md: is empty", "picture.md: is a binary file", "huge.md: is 1.2 MB",
-                   "twin.md: unknown type 'wizard'", "twin.md: name 'Maren Vell' is also claimed by maren-vell.md"):
+    for needle in (
+        "broken.md:",
+        "empty.md: is empty",
+        "picture.md: is a binary file",
+        "huge.md: is 1.2 MB",
+        "twin.md: unknown type 'wizard'",
+        "twin.md: name 'Maren Vell' is also claimed by maren-vell.md",
+    ):
         assert needle in text, needle
     names = [n["name"] for n in idx.names()]
     assert len(names) == 17 and names.count("Maren Vell") == 2

@@ -39,7 +39,9 @@ def test_recall_at_5_on_example_lore(lore_dir, make_index):
     recall1 = sum(1 for r in ranks if r == 1) / n
     mrr = sum(1 / r for r in ranks if r) / n
     misses = [(q, a, r) for (q, a), r in zip(QUERIES, ranks) if r is None or r > 5]
-    print(f"\nlore retrieval on examples/novel/lore ({len(idx.entries)} entries, {n} queries): "
-          f"recall@5 {recall5:.3f}  recall@1 {recall1:.3f}  MRR {mrr:.3f}; misses: {misses}")
+    print(
+        f"\nlore retrieval on examples/novel/lore ({len(idx.entries)} entries, {n} queries): "
+        f"recall@5 {recall5:.3f}  recall@1 {recall1:.3f}  MRR {mrr:.3f}; misses: {misses}"
+    )
     assert recall5 >= 0.9, misses
     assert recall1 >= 0.6

@@ -31,7 +31,11 @@ def test_budget_is_respected_with_model_tokenizer(count_tokens):
 def test_smaller_lower_ranked_section_fills_leftover_budget():
     big = entry("Big", "word " * 100)
     tiny = entry("Tiny", "Short.")
-    sel = fit(rank([Candidate(big.sections[0], 200, "name"), Candidate(tiny.sections[0], 100, "name")], None), 20, approx_tokens)
+    sel = fit(
+        rank([Candidate(big.sections[0], 200, "name"), Candidate(tiny.sections[0], 100, "name")], None),
+        20,
+        approx_tokens,
+    )
     assert [e.name for e in sel.entries] == ["Tiny"]
 
 
@@ -39,8 +43,12 @@ def test_chapter_filter_and_best_score_per_section():
     later = entry("Crane", "A false name.", from_chapter=3)
     gone = entry("Edwin", "Drowned.", until_chapter=1)
     always = entry("Style", "Past tense.", always="true")
-    cands = [Candidate(later.sections[0], NAMED, "name"), Candidate(gone.sections[0], NAMED, "name"),
-             Candidate(always.sections[0], ALWAYS, "always"), Candidate(later.sections[0], 40, "vector")]
+    cands = [
+        Candidate(later.sections[0], NAMED, "name"),
+        Candidate(gone.sections[0], NAMED, "name"),
+        Candidate(always.sections[0], ALWAYS, "always"),
+        Candidate(later.sections[0], 40, "vector"),
+    ]
     assert [c.section.entry.name for c in rank(cands, 2)] == ["Style"]
     ranked = rank(cands, 3)
     assert [(c.section.entry.name, c.reason) for c in ranked] == [("Style", "always"), ("Crane", "name")]
@@ -48,7 +56,9 @@ def test_chapter_filter_and_best_score_per_section():
 
 
 def test_render_groups_sections_by_entry_in_file_order():
-    e, _ = parse_text("---\nname: Maren\ntype: character\n---\n# Maren\nKeeper.\n## Voice\nQuiet.\n## History\nA brother.\n", "m.md")
+    e, _ = parse_text(
+        "---\nname: Maren\ntype: character\n---\n# Maren\nKeeper.\n## Voice\nQuiet.\n## History\nA brother.\n", "m.md"
+    )
     text = render([e.sections[2], e.sections[0]])
     assert text == "[Maren (character)]\nKeeper.\nHistory: A brother."
 
@@ -62,7 +72,9 @@ def test_injection_formats():
     assert out[0]["content"].startswith("You write in the author's voice.\n\nStory notes") and out[1] == msgs[1]
     assert msgs[0]["content"] == "You write in the author's voice."  # input untouched
     assert inject.inject_chat([{"role": "user", "content": "Hi"}], sel)[0] == {"role": "system", "content": block}
-    assert inject.inject_completion("She climbed", sel) == "<lore>\n[Maren (character)]\nKeeper.\n</lore>\n\nShe climbed"
+    assert (
+        inject.inject_completion("She climbed", sel) == "<lore>\n[Maren (character)]\nKeeper.\n</lore>\n\nShe climbed"
+    )
     fim = "<|fim_prefix|>She climbed<|fim_suffix|> the stair.<|fim_middle|>"
     assert inject.inject_completion(fim, sel).startswith("<|fim_prefix|><lore>\n[Maren")
     assert inject.inject_completion("x", Selection()) == "x" and inject.inject_chat(msgs, Selection()) == msgs
@@ -85,8 +97,10 @@ def test_token_meter_counts_each_text_once_and_bounds_from_below(count_tokens):
 
     calls = []
     meter = TokenMeter(lambda s: calls.append(s) or count_tokens(s), size=3)
-    prose = [entry(f"Keeper {i}", "The keeper climbed the stair at dusk, trimmed the wick and watched the reef. " * (i + 1))
-             for i in range(4)]
+    prose = [
+        entry(f"Keeper {i}", "The keeper climbed the stair at dusk, trimmed the wick and watched the reef. " * (i + 1))
+        for i in range(4)
+    ]
     texts = [render([e.sections[0]]) for e in prose]
     assert meter.at_least(texts[3]) == 0  # nothing counted yet: no bound
     assert [meter(t) for t in texts[:2]] == [count_tokens(t) for t in texts[:2]] and len(calls) == 2
@@ -104,8 +118,12 @@ def test_lower_bound_skips_counting_but_not_what_fits(count_tokens):
     """fit with the meter's bound picks exactly what counting every candidate picks, with fewer counts."""
     from penwright.rag.select import TokenMeter
 
-    entries = [entry(f"Place {i}", f"Place {i} stands on the cliff above the harbour, grey and wind-beaten. " * (3 + 2 * (i % 4)))
-               for i in range(12)]
+    entries = [
+        entry(
+            f"Place {i}", f"Place {i} stands on the cliff above the harbour, grey and wind-beaten. " * (3 + 2 * (i % 4))
+        )
+        for i in range(12)
+    ]
     entries.append(entry("Tiny", "Short."))  # ranked last, and the only one that still fits at the end
     cands = rank([Candidate(e.sections[0], 100 - i, "name") for i, e in enumerate(entries)], None)
     filled_by_tiny = 0

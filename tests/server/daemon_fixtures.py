@@ -15,10 +15,9 @@ from serving_fixtures import LiveServer, tiny_engine
 
 @contextlib.contextmanager
 def daemon_app(tiny_model_dir: Path, folder: Path, engine=None, **server_settings):
+    from penwright.project import load_project
     from penwright.server.context import Services
     from penwright.server.daemon import Daemon, build_app
-
-    from penwright.project import load_project
 
     project = load_project(copy_example(folder / "novel"))
     for key, value in server_settings.items():

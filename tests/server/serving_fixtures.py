@@ -26,7 +26,9 @@ class LiveServer:
 
         self.port = free_port()
         self.host = host
-        config = uvicorn.Config(app, host=host, port=self.port, log_level="warning", lifespan="off", timeout_keep_alive=5)
+        config = uvicorn.Config(
+            app, host=host, port=self.port, log_level="warning", lifespan="off", timeout_keep_alive=5
+        )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
@@ -34,7 +36,7 @@ class LiveServer:
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
-    def __enter__(self) -> "LiveServer":
+    def __enter__(self) -> LiveServer:
         self.thread.start()
         deadline = time.time() + 30
         while not self.server.started:
@@ -48,7 +50,9 @@ class LiveServer:
         self.thread.join(10)
 
 
-def train_adapters(model_dir: Path, texts: dict[str, str], out_dir: Path, steps: int = 12, seed: int = 0) -> dict[str, Path]:
+def train_adapters(
+    model_dir: Path, texts: dict[str, str], out_dir: Path, steps: int = 12, seed: int = 0
+) -> dict[str, Path]:
     """Plain PEFT LoRA, a few steps on each repeated text, so each adapter visibly leans towards its text."""
     import torch
     from peft import LoraConfig, get_peft_model
@@ -59,8 +63,12 @@ def train_adapters(model_dir: Path, texts: dict[str, str], out_dir: Path, steps:
     out = {}
     for name, text in texts.items():
         torch.manual_seed(seed)
-        cfg = LoraConfig(r=8, lora_alpha=16, lora_dropout=0.0,
-                         target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
+        cfg = LoraConfig(
+            r=8,
+            lora_alpha=16,
+            lora_dropout=0.0,
+            target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+        )
         peft_model = get_peft_model(model, cfg)
         ids = torch.tensor([tok.encode(text * 6)[:64]])
         opt = torch.optim.AdamW([p for p in peft_model.parameters() if p.requires_grad], lr=3e-2)

@@ -256,8 +256,13 @@ def daemon(tiny_model_dir, tmp_path_factory):
 
 
 def send(server, method, path, body, headers):
-    kw = {"content": body} if isinstance(body, bytes) else {} if body is None else {
-        "content": json.dumps(body).encode("utf-8", "surrogatepass"), "headers": JSON}
+    kw = (
+        {"content": body}
+        if isinstance(body, bytes)
+        else {}
+        if body is None
+        else {"content": json.dumps(body).encode("utf-8", "surrogatepass"), "headers": JSON}
+    )
     if headers:
         kw["headers"] = {**kw.get("headers", {}), **headers}
     return httpx.request(method, server.url + path, timeout=60, **kw)
@@ -267,8 +272,9 @@ def test_the_table_has_every_kind_of_case():
     assert len(CASES) >= 150
 
 
-@pytest.mark.parametrize("method,path,body,headers,status,needle", CASES,
-                         ids=[f"{i:03d}-{c[0]}-{c[1][:30]}" for i, c in enumerate(CASES)])
+@pytest.mark.parametrize(
+    "method,path,body,headers,status,needle", CASES, ids=[f"{i:03d}-{c[0]}-{c[1][:30]}" for i, c in enumerate(CASES)]
+)
 def test_bad_request_answers_4xx_saying_what_to_change(daemon, method, path, body, headers, status, needle):
     _, server = daemon
     r = send(server, method, path, body, headers)
@@ -295,16 +301,24 @@ def test_still_serving_after_every_bad_request_and_figures(daemon, capsys):
     ok = httpx.post(server.url + C, json=comp(max_tokens=3, temperature=0), timeout=60)
     assert ok.status_code == 200 and ok.json()["choices"][0]["text"] is not None
     with capsys.disabled():
-        print(f"\nbad requests: {len(statuses)} cases, {sum(400 <= s < 500 for s in statuses)} answered 4xx, "
-              f"{sum(s >= 500 for s in statuses)} answered 5xx")
+        print(
+            f"\nbad requests: {len(statuses)} cases, {sum(400 <= s < 500 for s in statuses)} answered 4xx, "
+            f"{sum(s >= 500 for s in statuses)} answered 5xx"
+        )
     assert all(400 <= s < 500 for s in statuses)
 
 
 def test_bad_requests_in_a_batch_fail_no_innocent_request(daemon):
     """Item 8: bad token ids and NaN-making sampling values, sent at once with good requests, fail only themselves."""
     _, server = daemon
-    bad = [comp(prompt=[999999999]), comp(temperature=1e-300), comp(top_p=5e-324), comp(repetition_penalty=5e-324),
-           comp(prompt=[-5]), comp(prompt=[BIG])]
+    bad = [
+        comp(prompt=[999999999]),
+        comp(temperature=1e-300),
+        comp(top_p=5e-324),
+        comp(repetition_penalty=5e-324),
+        comp(prompt=[-5]),
+        comp(prompt=[BIG]),
+    ]
     results: list[tuple[bool, int]] = []
     lock = threading.Lock()
 

@@ -11,12 +11,12 @@ import sys
 import httpx
 import pytest
 from daemon_fixtures import daemon_app
-from penwright.server.app import check_bind, create_app
-from penwright.server.context import Services
-from penwright.server.settings import ServerSettings
 from serving_fixtures import LiveServer, adapters_for
 
 from penwright.errors import ServeError
+from penwright.server.app import check_bind, create_app
+from penwright.server.context import Services
+from penwright.server.settings import ServerSettings
 
 REBIND = "attacker.example"
 
@@ -37,11 +37,16 @@ def daemon(tiny_model_dir, tmp_path_factory):
 def state_changing_routes(server) -> list[tuple[str, str]]:
     """Every POST/PUT/PATCH/DELETE route the daemon publishes in its OpenAPI schema, with ids filled in."""
     schema = httpx.get(server.url + "/openapi.json").json()
-    return [(method.upper(), path.replace("{job_id}", "1").replace("{version}", "1").replace("{model_id}", "m"))
-            for path, ops in schema["paths"].items() for method in ops if method in ("post", "put", "patch", "delete")]
+    return [
+        (method.upper(), path.replace("{job_id}", "1").replace("{version}", "1").replace("{model_id}", "m"))
+        for path, ops in schema["paths"].items()
+        for method in ops
+        if method in ("post", "put", "patch", "delete")
+    ]
 
 
 # -- item 1: bind --------------------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("host", ["0.0.0.0", "::", "", "192.168.1.20", "my-laptop.local", "::ffff:10.0.0.1", "127.1"])
 def test_binding_beyond_loopback_needs_a_key_however_given(host):
@@ -57,9 +62,17 @@ def test_loopback_binds_need_no_key(host):
 
 @pytest.mark.parametrize("flag", ["0.0.0.0", "::"])
 def test_serve_with_host_flag_refuses_without_key(example_project, flag):
-    """`penwright serve --host 0.0.0.0` used to serve every route on every interface when penwright.yaml said 127.0.0.1."""
-    r = subprocess.run([sys.executable, "-m", "penwright", "serve", "--project", str(example_project), "--host", flag,
-                        "--port", "0"], capture_output=True, text=True, timeout=120, check=False)
+    """`penwright serve --host 0.0.0.0` used to serve every route on every interface.
+
+    (penwright.yaml said 127.0.0.1.)
+    """
+    r = subprocess.run(
+        [sys.executable, "-m", "penwright", "serve", "--project", str(example_project), "--host", flag, "--port", "0"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert r.returncode == 2, r.stdout + r.stderr
     assert "api_key" in r.stderr and "other machines" in r.stderr
     assert not (example_project / ".penwright" / "daemon.json").exists()
@@ -90,12 +103,24 @@ def _own_non_loopback_ip() -> str | None:
 
 # -- item 3: Host header (DNS rebinding) -----------------------------------------------------------------------------
 
-READS = ["/api/status", "/v1/models", "/api/dashboard", "/api/jobs", "/api/adapters", "/api/lore/names",
-         "/api/lore/lookup?name=Maren", "/api/events/history", "/", "/openapi.json"]
+READS = [
+    "/api/status",
+    "/v1/models",
+    "/api/dashboard",
+    "/api/jobs",
+    "/api/adapters",
+    "/api/lore/names",
+    "/api/lore/lookup?name=Maren",
+    "/api/events/history",
+    "/",
+    "/openapi.json",
+]
 
 
 @pytest.mark.parametrize("path", READS)
-@pytest.mark.parametrize("host", [REBIND, f"{REBIND}:8765", "127.0.0.1.nip.io", "localhost.attacker.example", "10.0.0.5"])
+@pytest.mark.parametrize(
+    "host", [REBIND, f"{REBIND}:8765", "127.0.0.1.nip.io", "localhost.attacker.example", "10.0.0.5"]
+)
 def test_a_foreign_host_header_is_refused(daemon, path, host):
     _, server = daemon
     r = httpx.get(server.url + path, headers={"Host": host}, timeout=30)
@@ -106,9 +131,11 @@ def test_a_foreign_host_header_is_refused(daemon, path, host):
 
 def test_completions_and_lore_refused_under_a_rebinding_name(daemon):
     _, server = daemon
-    for method, path, body in [("POST", "/v1/completions", {"prompt": "Maren", "max_tokens": 2}),
-                               ("POST", "/v1/chat/completions", {"messages": [{"role": "user", "content": "hi"}]}),
-                               ("POST", "/api/lore/context", {"query": "Maren"})]:
+    for method, path, body in [
+        ("POST", "/v1/completions", {"prompt": "Maren", "max_tokens": 2}),
+        ("POST", "/v1/chat/completions", {"messages": [{"role": "user", "content": "hi"}]}),
+        ("POST", "/api/lore/context", {"query": "Maren"}),
+    ]:
         r = httpx.request(method, server.url + path, json=body, headers={"Host": f"{REBIND}:{server.port}"})
         assert r.status_code == 421, (path, r.text[:300])
 
@@ -130,20 +157,34 @@ def test_a_request_without_host_is_refused(daemon):
 
 # -- item 2: cross-site request forgery ------------------------------------------------------------------------------
 
-CROSS = [{"Origin": "http://evil.example"}, {"Origin": "null"}, {"Sec-Fetch-Site": "cross-site"},
-         {"Origin": "http://127.0.0.1:1", "Sec-Fetch-Site": "same-site"}, {"Origin": "http://localhost"}]
+CROSS = [
+    {"Origin": "http://evil.example"},
+    {"Origin": "null"},
+    {"Sec-Fetch-Site": "cross-site"},
+    {"Origin": "http://127.0.0.1:1", "Sec-Fetch-Site": "same-site"},
+    {"Origin": "http://localhost"},
+]
 
 
 def test_cross_origin_posts_change_nothing(daemon):
     d, server = daemon
     live = d.registry.live().version
     routes = state_changing_routes(server)
-    assert {"/api/train", "/api/adapters/1/rollback", "/api/adapters/1/promote", "/api/jobs/1/cancel",
-            "/api/feedback", "/v1/completions"} <= {p for _, p in routes}
+    assert {
+        "/api/train",
+        "/api/adapters/1/rollback",
+        "/api/adapters/1/promote",
+        "/api/jobs/1/cancel",
+        "/api/feedback",
+        "/v1/completions",
+    } <= {p for _, p in routes}
     for method, path in routes:
         for headers in CROSS:
-            for kw in ({}, {"content": b"{}", "headers": {"content-type": "text/plain"}},
-                       {"json": {"accepted": True, "preset": "fast"} if "feedback" not in path else {"accepted": True}}):
+            for kw in (
+                {},
+                {"content": b"{}", "headers": {"content-type": "text/plain"}},
+                {"json": {"accepted": True, "preset": "fast"} if "feedback" not in path else {"accepted": True}},
+            ):
                 r = httpx.request(method, server.url + path, **{**kw, "headers": {**kw.get("headers", {}), **headers}})
                 assert r.status_code == 403, (method, path, headers, r.text[:300])
                 assert r.json()["error"]["code"] == "origin_not_allowed"
@@ -165,8 +206,11 @@ def test_same_origin_and_listed_origins_may_change_state(tiny_model_dir, tmp_pat
 
 def test_form_and_text_bodies_are_refused_even_without_origin(daemon):
     d, server = daemon
-    for ctype, body in [("text/plain", b'{"preset": "fast"}'), ("application/x-www-form-urlencoded", b"preset=fast"),
-                        ("multipart/form-data; boundary=x", b"--x--")]:
+    for ctype, body in [
+        ("text/plain", b'{"preset": "fast"}'),
+        ("application/x-www-form-urlencoded", b"preset=fast"),
+        ("multipart/form-data; boundary=x", b"--x--"),
+    ]:
         r = httpx.post(server.url + "/api/train", content=body, headers={"content-type": ctype})
         assert r.status_code == 415 and "application/json" in r.json()["error"]["message"]
     assert d.jobs.list() == []
@@ -189,17 +233,25 @@ def test_key_is_required_on_every_route_but_health_and_the_static_page(tiny_mode
             assert ok.status_code == 200, path
         for path in ("/health", "/", "/dashboard/dashboard.js"):
             assert httpx.get(server.url + path).status_code == 200, path
-        r = httpx.post(server.url + "/api/train", json={}, headers={"Origin": "http://evil.example",
-                                                                     "Authorization": "Bearer s3cret"})
+        r = httpx.post(
+            server.url + "/api/train",
+            json={},
+            headers={"Origin": "http://evil.example", "Authorization": "Bearer s3cret"},
+        )
         assert r.status_code == 403  # the key does not make a foreign page's request acceptable
 
 
 # -- item 11: body limits ---------------------------------------------------------------------------------------------
 
+
 def test_oversized_bodies_are_refused_before_they_are_read(daemon):
     d, server = daemon
-    r = httpx.post(server.url + "/api/feedback", content=b'{"accepted": true, "text": "' + b"x" * (20 * 2**20) + b'"}',
-                   headers={"content-type": "application/json"}, timeout=60)
+    r = httpx.post(
+        server.url + "/api/feedback",
+        content=b'{"accepted": true, "text": "' + b"x" * (20 * 2**20) + b'"}',
+        headers={"content-type": "application/json"},
+        timeout=60,
+    )
     assert r.status_code == 413 and "65,536 bytes" in r.json()["error"]["message"]
     assert not d.paths.feedback.exists()
 
@@ -211,8 +263,9 @@ def test_a_chunked_body_is_counted_too(daemon):
         for _ in range(40):
             yield b"x" * 65536
 
-    r = httpx.post(server.url + "/v1/completions", content=chunks(), headers={"content-type": "application/json"},
-                   timeout=60)
+    r = httpx.post(
+        server.url + "/v1/completions", content=chunks(), headers={"content-type": "application/json"}, timeout=60
+    )
     assert r.status_code == 413 and "1,048,576" in r.json()["error"]["message"]
 
 
@@ -222,7 +275,15 @@ def test_a_prompt_at_the_limit_is_answered_in_seconds(daemon):
 
     _, server = daemon
     t0 = time.monotonic()
-    r = httpx.post(server.url + "/v1/completions", json={"model": "penwright:base", "prompt": "The lamp. " * 100_000,
-                                                           "max_tokens": 2, "penwright": {"lore": False}}, timeout=120)
+    r = httpx.post(
+        server.url + "/v1/completions",
+        json={
+            "model": "penwright:base",
+            "prompt": "The lamp. " * 100_000,
+            "max_tokens": 2,
+            "penwright": {"lore": False},
+        },
+        timeout=120,
+    )
     assert r.status_code == 200, r.text[:300]
     assert time.monotonic() - t0 < 20

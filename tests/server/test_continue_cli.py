@@ -73,8 +73,9 @@ def test_continue_cli_chat_uses_the_live_adapter_and_lore(tiny_model_dir, tmp_pa
     cli = continue_cli()
     base_temp = tmp_path_factory.getbasetemp()
     registry = registry_with_adapters(tmp_path_factory.mktemp("state"), adapters_for(tiny_model_dir, base_temp))
-    services = Services(settings=ServerSettings(), engine=tiny_engine(tiny_model_dir), registry=registry,
-                        lore=lore_index(base_temp))
+    services = Services(
+        settings=ServerSettings(), engine=tiny_engine(tiny_model_dir), registry=registry, lore=lore_index(base_temp)
+    )
     services.sync_live()
     recorder = Recorder(create_app(services))
     try:
@@ -84,8 +85,14 @@ def test_continue_cli_chat_uses_the_live_adapter_and_lore(tiny_model_dir, tmp_pa
             (tmp_path / "penwright.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
             home = tmp_path / "home"
             env = {**os.environ, "HOME": str(home), "CONTINUE_GLOBAL_DIR": str(home / ".continue")}
-            run = subprocess.run([cli, "-p", QUESTION, "--config", str(tmp_path / "penwright.yaml")], cwd=tmp_path,
-                                 env=env, capture_output=True, text=True, timeout=180)
+            run = subprocess.run(
+                [cli, "-p", QUESTION, "--config", str(tmp_path / "penwright.yaml")],
+                cwd=tmp_path,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=180,
+            )
     finally:
         services.close()
     assert run.returncode == 0, run.stdout + run.stderr

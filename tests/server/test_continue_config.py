@@ -62,7 +62,10 @@ def test_config_points_continue_at_this_daemon(served, capsys):
     assert model["apiBase"] == f"{info['url']}/v1"  # the configured port (penwright.yaml), where the daemon listens
     assert model["autocompleteOptions"]["modelTimeout"] >= 1000  # Continue's 150 ms default is too short on a CPU
     assert {"chat", "autocomplete"} <= set(model["roles"])
-    assert "{{{prefix}}}" in model["promptTemplates"]["autocomplete"] and "{{{suffix}}}" in model["promptTemplates"]["autocomplete"]
+    assert (
+        "{{{prefix}}}" in model["promptTemplates"]["autocomplete"]
+        and "{{{suffix}}}" in model["promptTemplates"]["autocomplete"]
+    )
     (ctx,) = cfg["context"]
     assert ctx["provider"] == "http" and ctx["params"]["url"] == f"{info['url']}/api/lore/context"
 
@@ -74,8 +77,9 @@ def test_continue_autocomplete_request(served, capsys):
     body = {  # what Continue's openai provider posts for tab autocomplete
         "model": model["model"],
         # Continue's prefix: its snippet header (a Markdown file's path, comment mark "") before the prose
-        "prompt": render(model["promptTemplates"]["autocomplete"], prefix="\n manuscript/chapter-03.md\n" + prefix,
-                         suffix=suffix),
+        "prompt": render(
+            model["promptTemplates"]["autocomplete"], prefix="\n manuscript/chapter-03.md\n" + prefix, suffix=suffix
+        ),
         "max_tokens": model["defaultCompletionOptions"]["maxTokens"],
         "temperature": model["defaultCompletionOptions"]["temperature"],
         # getStopTokens() for a string template: multiline stops + Continue's common stops
@@ -99,10 +103,17 @@ def test_continue_chat_request(served, capsys):
     model = config_of(served, capsys)["models"][0]
     body = {
         "model": model["model"],
-        "messages": [{"role": "system", "content": "You are a helpful writing partner."},
-                     {"role": "user", "content": "Continue the scene: Maren lit the lamp."}],
-        "max_tokens": 40, "temperature": 0.8, "top_p": 0.95, "frequency_penalty": 0, "presence_penalty": 0,
-        "stop": ["\n\n\n"], "stream": True,
+        "messages": [
+            {"role": "system", "content": "You are a helpful writing partner."},
+            {"role": "user", "content": "Continue the scene: Maren lit the lamp."},
+        ],
+        "max_tokens": 40,
+        "temperature": 0.8,
+        "top_p": 0.95,
+        "frequency_penalty": 0,
+        "presence_penalty": 0,
+        "stop": ["\n\n\n"],
+        "stream": True,
         **model["requestOptions"]["extraBodyProperties"],
     }
     headers = {"Authorization": f"Bearer {model['apiKey']}"}
@@ -116,8 +127,12 @@ def test_continue_chat_request(served, capsys):
 
 def test_continue_http_context_provider(served, capsys):
     ctx = config_of(served, capsys)["context"][0]["params"]
-    body = {"query": "Maren", "fullInput": "Who is Maren and what happened to her brother?", "options": {},
-            "workspacePath": [served.as_uri()]}
+    body = {
+        "query": "Maren",
+        "fullInput": "Who is Maren and what happened to her brother?",
+        "options": {},
+        "workspacePath": [served.as_uri()],
+    }
     r = httpx.post(ctx["url"], json=body, timeout=60)
     assert r.status_code == 200, r.text
     items = r.json()

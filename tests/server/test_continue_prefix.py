@@ -25,11 +25,12 @@ SUFFIX = "\n\nThe lamp was cold."
 def continue_prefix(prose: str, filepath: str, mark: str, snippets: list[tuple[str, str]] = ()) -> str:
     """What Continue's formatSnippets + join make of `prose`: snippets are (kind, text), kind "code" (text is
     path + content) or "diff"."""
+
     def commented(text: str) -> str:
         return "\n".join(f"{mark} {line}" for line in text.strip().split("\n"))
 
     parts = []
-    for kind, text in snippets:
+    for _kind, text in snippets:
         parts.append(commented(text))
     formatted = "\n".join(parts) + "\n" + commented(filepath)
     return "\n".join([formatted, prose])
@@ -50,28 +51,38 @@ LITERAL_MD_WITH_SNIPPETS = (
 )
 
 
-@pytest.mark.parametrize("prefix", [
-    LITERAL_MD_NO_SNIPPETS,
-    LITERAL_MD_WITH_SNIPPETS,
-    continue_prefix(PROSE, "manuscript/chapter-03.md", ""),
-    continue_prefix(PROSE, "chapter-03.md", ""),
-    continue_prefix(PROSE, "drafts/Chapter 3.txt", "//"),
-    continue_prefix(PROSE, "manuscript/chapter-03.md", "", [("code", "Path: lore/maren.md\nMaren keeps the light."),
-                                                             ("code", "Path: Untitled.txt\nclipboard words")]),
-    continue_prefix(PROSE, "drafts/ch3.txt", "//", [("diff", "diff --git a/x.txt b/x.txt\n+new line\n-old")]),
-])
+@pytest.mark.parametrize(
+    "prefix",
+    [
+        LITERAL_MD_NO_SNIPPETS,
+        LITERAL_MD_WITH_SNIPPETS,
+        continue_prefix(PROSE, "manuscript/chapter-03.md", ""),
+        continue_prefix(PROSE, "chapter-03.md", ""),
+        continue_prefix(PROSE, "drafts/Chapter 3.txt", "//"),
+        continue_prefix(
+            PROSE,
+            "manuscript/chapter-03.md",
+            "",
+            [("code", "Path: lore/maren.md\nMaren keeps the light."), ("code", "Path: Untitled.txt\nclipboard words")],
+        ),
+        continue_prefix(PROSE, "drafts/ch3.txt", "//", [("diff", "diff --git a/x.txt b/x.txt\n+new line\n-old")]),
+    ],
+)
 def test_header_is_dropped(prefix):
     assert strip_continue_snippets(prefix) == PROSE
 
 
-@pytest.mark.parametrize("prose", [
-    PROSE,
-    "\nA chapter that starts with a blank line.",
-    " An indented first line.\nAnd more.",
-    "\n notes.md\n",  # too short to be a header followed by prose? it is one: the prose after it is ""
-    "// a line that looks like a comment\nbut is prose",
-    "Path: a/b.md is a phrase in a story\nthat goes on.",
-])
+@pytest.mark.parametrize(
+    "prose",
+    [
+        PROSE,
+        "\nA chapter that starts with a blank line.",
+        " An indented first line.\nAnd more.",
+        "\n notes.md\n",  # too short to be a header followed by prose? it is one: the prose after it is ""
+        "// a line that looks like a comment\nbut is prose",
+        "Path: a/b.md is a phrase in a story\nthat goes on.",
+    ],
+)
 def test_prose_without_a_header_is_kept(prose):
     expected = "" if prose == "\n notes.md\n" else prose
     assert strip_continue_snippets(prose) == expected
@@ -79,8 +90,10 @@ def test_prose_without_a_header_is_kept(prose):
 
 def test_whole_fim_prompts():
     prefix = continue_prefix(PROSE, "manuscript/chapter-03.md", "")
-    for pre, suf, mid in (("<fim_prefix>", "<fim_suffix>", "<fim_middle>"),
-                          ("<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>")):
+    for pre, suf, mid in (
+        ("<fim_prefix>", "<fim_suffix>", "<fim_middle>"),
+        ("<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>"),
+    ):
         assert strip_continue_prompt(f"{pre}{prefix}{suf}{SUFFIX}{mid}") == f"{pre}{PROSE}{suf}{SUFFIX}{mid}"
     assert strip_continue_prompt(prefix) == PROSE
 
@@ -93,8 +106,15 @@ def stack(tiny_model_dir, tmp_path_factory):
 
 def continue_request(server, prompt: str) -> str:
     """Continue's autocomplete request (provider: openai, string template): streamed text."""
-    body = {"model": "penwright", "prompt": prompt, "max_tokens": 12, "temperature": 0, "stop": CONTINUE_STOPS,
-            "stream": True, "penwright": {"lore": True}}
+    body = {
+        "model": "penwright",
+        "prompt": prompt,
+        "max_tokens": 12,
+        "temperature": 0,
+        "stop": CONTINUE_STOPS,
+        "stream": True,
+        "penwright": {"lore": True},
+    }
     text = []
     with httpx.stream("POST", server.url + "/v1/completions", json=body, timeout=60) as r:
         assert r.status_code == 200, r.read()
@@ -132,14 +152,20 @@ def test_continue_request_gets_the_chapters_lore(tiny_model_dir, tmp_path_factor
     from penwright.server.context import Services
     from penwright.server.settings import ServerSettings
 
-    services = Services(settings=ServerSettings(), engine=tiny_engine(tiny_model_dir),
-                        lore=lore_index(tmp_path_factory.getbasetemp()))
+    services = Services(
+        settings=ServerSettings(), engine=tiny_engine(tiny_model_dir), lore=lore_index(tmp_path_factory.getbasetemp())
+    )
     prose = "Josiah Penhallow opened the ledger and"
 
     def lore_for(filepath: str | None) -> list[str]:
         prefix = continue_prefix(prose, filepath, "") if filepath else prose
-        body = {"model": "penwright", "prompt": f"<fim_prefix>{prefix}<fim_suffix>{SUFFIX}<fim_middle>",
-                "max_tokens": 2, "temperature": 0, "stop": CONTINUE_STOPS}
+        body = {
+            "model": "penwright",
+            "prompt": f"<fim_prefix>{prefix}<fim_suffix>{SUFFIX}<fim_middle>",
+            "max_tokens": 2,
+            "temperature": 0,
+            "stop": CONTINUE_STOPS,
+        }
         r = httpx.post(server.url + "/v1/completions", json=body, timeout=60)
         assert r.status_code == 200, r.text
         return [e["id"] for e in r.json()["penwright"]["lore"]]

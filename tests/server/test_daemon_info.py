@@ -23,8 +23,9 @@ def test_a_file_left_by_a_dead_daemon_is_ignored(tmp_path):
     state.mkdir()
     (state / "daemon.json").write_text(json.dumps({"host": "0.0.0.0", "port": 8765, "pid": 999999}))
     assert read_daemon_info(tmp_path) is None and read_daemon_json(tmp_path) is None
-    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(state / "daemon.lock")], stdout=subprocess.PIPE,
-                              text=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK, str(state / "daemon.lock")], stdout=subprocess.PIPE, text=True
+    )
     try:
         assert holder.stdout.readline().strip() == "locked"
         assert read_daemon_info(tmp_path)["port"] == 8765

@@ -9,8 +9,16 @@ import pytest
 from serving_fixtures import adapters_for, tiny_engine
 
 from penwright.errors import ServeError
-from penwright.server.engine import (BASE, Delta, Finished, GenerationRequest, RequestError, SamplingParams, Started,
-                                     check_adapter_name)
+from penwright.server.engine import (
+    BASE,
+    Delta,
+    Finished,
+    GenerationRequest,
+    RequestError,
+    SamplingParams,
+    Started,
+    check_adapter_name,
+)
 
 PROMPT = "Maren climbed"
 
@@ -95,8 +103,10 @@ def test_adapters_side_by_side_and_scale(engine):
 
 def test_interleaved_requests_do_not_mix_adapters(engine):
     expected = {ad: run(engine, adapter=ad, max_tokens=24)[0] for ad in ("light", "sail", BASE)}
-    channels = [(ad, engine.submit(GenerationRequest(PROMPT, SamplingParams(max_tokens=24), adapter=ad)))
-                for ad in ("light", "sail", BASE) * 3]
+    channels = [
+        (ad, engine.submit(GenerationRequest(PROMPT, SamplingParams(max_tokens=24), adapter=ad)))
+        for ad in ("light", "sail", BASE) * 3
+    ]
     for ad, ch in channels:
         assert ch.text(60)[0] == expected[ad]
 
@@ -187,15 +197,21 @@ def test_merged_live_adapter_gives_the_same_tokens(tiny_model_dir, tmp_path_fact
         for e in (eng, ref):
             e.set_live("v1", ads["lighthouse"])
             e.load_adapter("v2", ads["sailing"])
-        want = {ad: ref.submit(GenerationRequest(PROMPT, SamplingParams(max_tokens=16), adapter=ad)).text(60)[0]
-                for ad in ("@live", "v2", BASE)}
+        want = {
+            ad: ref.submit(GenerationRequest(PROMPT, SamplingParams(max_tokens=16), adapter=ad)).text(60)[0]
+            for ad in ("@live", "v2", BASE)
+        }
         assert eng.submit(GenerationRequest(PROMPT, SamplingParams(max_tokens=16))).text(60)[0] == want["@live"]
         assert eng.status()["merged_adapter"] == "v1"
-        chans = [(ad, eng.submit(GenerationRequest(PROMPT, SamplingParams(max_tokens=16), adapter=ad)))
-                 for ad in ("@live", "v2", BASE, "@live")]
+        chans = [
+            (ad, eng.submit(GenerationRequest(PROMPT, SamplingParams(max_tokens=16), adapter=ad)))
+            for ad in ("@live", "v2", BASE, "@live")
+        ]
         for ad, ch in chans:
             assert ch.text(60)[0] == want[ad]
-        assert eng.submit(GenerationRequest(PROMPT, SamplingParams(max_tokens=16), adapter=BASE)).text(60)[0] == want[BASE]
+        assert (
+            eng.submit(GenerationRequest(PROMPT, SamplingParams(max_tokens=16), adapter=BASE)).text(60)[0] == want[BASE]
+        )
         assert eng.status()["merged_adapter"] is None  # unmerged for the base request
         assert eng.submit(GenerationRequest(PROMPT, SamplingParams(max_tokens=16))).text(60)[0] == want["@live"]
         # hot-swap reusing the spare slot of the unloaded adapter (same LoRA shape): weights copied, same tokens
@@ -210,7 +226,9 @@ def test_merged_live_adapter_gives_the_same_tokens(tiny_model_dir, tmp_path_fact
             got = eng.submit(GenerationRequest(PROMPT, SamplingParams(max_tokens=16), adapter=ad)).text(60)[0]
             assert got == ref.submit(GenerationRequest(PROMPT, SamplingParams(max_tokens=16), adapter=ad)).text(60)[0]
         assert want["@live"] == eng.submit(GenerationRequest(PROMPT, SamplingParams(max_tokens=16))).text(60)[0]
-        assert want["v2"] == eng.submit(GenerationRequest(PROMPT, SamplingParams(max_tokens=16), adapter="v5")).text(60)[0]
+        assert (
+            want["v2"] == eng.submit(GenerationRequest(PROMPT, SamplingParams(max_tokens=16), adapter="v5")).text(60)[0]
+        )
     finally:
         eng.stop()
         ref.stop()
@@ -242,7 +260,12 @@ def test_full_queue_is_refused_with_429(tiny_model_dir):
             except RequestError as err:
                 refused.append(err.status)
         assert 3 <= len(refused) <= 4 and set(refused) == {429} and served == 6 - len(refused)
-        assert eng.submit(GenerationRequest(PROMPT, SamplingParams(max_tokens=2), adapter=BASE)).text(30)[1].completion_tokens == 2
+        assert (
+            eng.submit(GenerationRequest(PROMPT, SamplingParams(max_tokens=2), adapter=BASE))
+            .text(30)[1]
+            .completion_tokens
+            == 2
+        )
     finally:
         eng.stop()
 

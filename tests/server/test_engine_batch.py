@@ -17,8 +17,12 @@ from serving_fixtures import adapters_for, tiny_engine
 from penwright.errors import ServeError
 from penwright.server.engine import BASE, LIVE, Finished, GenerationRequest, SamplingParams
 
-PROMPTS = ["Maren climbed", "The lamp was lit and the sea rolled grey under the cliffs. " * 3, "Edwin",
-           "She said that the rain would come before the boats were home, and it did. " * 8]
+PROMPTS = [
+    "Maren climbed",
+    "The lamp was lit and the sea rolled grey under the cliffs. " * 3,
+    "Edwin",
+    "She said that the rain would come before the boats were home, and it did. " * 8,
+]
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +56,8 @@ def forward_shapes(engine):
     """(batch, tokens) of every forward pass the engine runs inside the block (decode steps have tokens == 1)."""
     shapes: list[tuple[int, int]] = []
     hook = engine.backend.model.get_input_embeddings().register_forward_hook(
-        lambda _m, inputs, _o: shapes.append(tuple(inputs[0].shape)))
+        lambda _m, inputs, _o: shapes.append(tuple(inputs[0].shape))
+    )
     try:
         yield shapes
     finally:
@@ -77,8 +82,9 @@ def at_token(n: int, action):
 
 
 def req(prompt, adapter=BASE, scale=None, stop_check=None, **sampling) -> GenerationRequest:
-    return GenerationRequest(prompt, SamplingParams(**sampling), adapter=adapter, adapter_scale=scale,
-                             stop_check=stop_check)
+    return GenerationRequest(
+        prompt, SamplingParams(**sampling), adapter=adapter, adapter_scale=scale, stop_check=stop_check
+    )
 
 
 def submit_together(engine, requests: list[GenerationRequest]) -> list:
@@ -94,9 +100,11 @@ def alone(engine, r: GenerationRequest) -> tuple[str, Finished]:
 def test_greedy_rows_joining_and_leaving_match_alone(solo, batched):
     late: list = []
     wave2 = [req(PROMPTS[3], max_tokens=20), req(PROMPTS[0] + " the", max_tokens=8)]
-    wave1 = [req(PROMPTS[0], max_tokens=40, stop_check=at_token(6, lambda: late.extend(
-                 batched.submit(r) for r in wave2))),
-             req(PROMPTS[1], max_tokens=12), req(PROMPTS[2], max_tokens=30)]
+    wave1 = [
+        req(PROMPTS[0], max_tokens=40, stop_check=at_token(6, lambda: late.extend(batched.submit(r) for r in wave2))),
+        req(PROMPTS[1], max_tokens=12),
+        req(PROMPTS[2], max_tokens=30),
+    ]
     with forward_shapes(batched) as shapes:
         first = submit_together(batched, wave1)
         got = [ch.text(60) for ch in first]
@@ -113,11 +121,13 @@ def test_greedy_rows_joining_and_leaving_match_alone(solo, batched):
 
 
 def test_seeded_sampling_is_the_same_alone_and_in_a_batch(solo, batched):
-    rs = [req(PROMPTS[0], max_tokens=24, temperature=1.0, seed=7),
-          req(PROMPTS[1], max_tokens=24, temperature=0.8, top_p=0.9, seed=11),
-          req(PROMPTS[2], max_tokens=24, temperature=0.7, seed=3, repetition_penalty=1.3),
-          req(PROMPTS[0], max_tokens=24, frequency_penalty=0.5, presence_penalty=0.3),
-          req(PROMPTS[3], max_tokens=24)]
+    rs = [
+        req(PROMPTS[0], max_tokens=24, temperature=1.0, seed=7),
+        req(PROMPTS[1], max_tokens=24, temperature=0.8, top_p=0.9, seed=11),
+        req(PROMPTS[2], max_tokens=24, temperature=0.7, seed=3, repetition_penalty=1.3),
+        req(PROMPTS[0], max_tokens=24, frequency_penalty=0.5, presence_penalty=0.3),
+        req(PROMPTS[3], max_tokens=24),
+    ]
     got = [ch.text(60)[0] for ch in submit_together(batched, rs)]
     want = [alone(solo, r)[0] for r in rs]
     assert got == want
@@ -126,8 +136,12 @@ def test_seeded_sampling_is_the_same_alone_and_in_a_batch(solo, batched):
 
 def test_cancelled_row_leaves_and_the_others_finish_as_alone(solo, batched):
     chans: list = []
-    rs = [req(PROMPTS[0], max_tokens=30), req(PROMPTS[1], max_tokens=30, stop_check=at_token(5, lambda: chans[2].cancel())),
-          req(PROMPTS[2], max_tokens=300), req(PROMPTS[3], max_tokens=30)]
+    rs = [
+        req(PROMPTS[0], max_tokens=30),
+        req(PROMPTS[1], max_tokens=30, stop_check=at_token(5, lambda: chans[2].cancel())),
+        req(PROMPTS[2], max_tokens=300),
+        req(PROMPTS[3], max_tokens=30),
+    ]
     chans.extend(submit_together(batched, rs))
     got = [ch.text(60) for ch in chans]
     want = [alone(solo, r) for r in rs]
@@ -142,8 +156,11 @@ def test_a_failing_row_fails_alone(solo, batched):
     def boom():
         raise RuntimeError("stop check broke")
 
-    rs = [req(PROMPTS[0], max_tokens=20), req(PROMPTS[1], max_tokens=20, stop_check=at_token(3, boom)),
-          req(PROMPTS[2], max_tokens=20)]
+    rs = [
+        req(PROMPTS[0], max_tokens=20),
+        req(PROMPTS[1], max_tokens=20, stop_check=at_token(3, boom)),
+        req(PROMPTS[2], max_tokens=20),
+    ]
     chans = submit_together(batched, rs)
     with pytest.raises(ServeError, match="stop check broke"):
         chans[1].text(60)
@@ -192,13 +209,17 @@ def test_hot_swap_during_batched_streams(tiny_model_dir, adapters, solo):
             eng.set_live("v2", adapters["sailing"])  # on the engine thread, between two steps' tokens
             after.extend(eng.submit(req(p, adapter=LIVE, max_tokens=20)) for p in PROMPTS[:2])
 
-        rs = [req(PROMPTS[0], adapter=LIVE, max_tokens=40, stop_check=at_token(5, promote)),
-              req(PROMPTS[1], adapter=LIVE, max_tokens=40), req(PROMPTS[3], adapter=LIVE, max_tokens=12)]
+        rs = [
+            req(PROMPTS[0], adapter=LIVE, max_tokens=40, stop_check=at_token(5, promote)),
+            req(PROMPTS[1], adapter=LIVE, max_tokens=40),
+            req(PROMPTS[3], adapter=LIVE, max_tokens=12),
+        ]
         got = [ch.text(60) for ch in submit_together(eng, rs)]
         new = [ch.text(60) for ch in after]
         assert [f.adapter for _, f in got] == ["v1"] * 3 and [f.adapter for _, f in new] == ["v2"] * 2
-        assert [t for t, _ in got] == [alone(solo, req(r.prompt, adapter="v1", max_tokens=r.sampling.max_tokens))[0]
-                                       for r in rs]
+        assert [t for t, _ in got] == [
+            alone(solo, req(r.prompt, adapter="v1", max_tokens=r.sampling.max_tokens))[0] for r in rs
+        ]
         assert [t for t, _ in new] == [alone(solo, req(p, adapter="v2", max_tokens=20))[0] for p in PROMPTS[:2]]
         assert eng.stats.failed == 0
         assert eng.call(lambda: eng.adapters()) == ["v2"]  # v1 unloaded once its last row finished

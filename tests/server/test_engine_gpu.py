@@ -141,8 +141,10 @@ def test_adapters_on_nf4_base_steer_output_and_scale(nf4):
 
 def test_concurrent_requests_on_nf4_keep_their_adapters(nf4):
     want = {ad: run(nf4, ad, max_tokens=12)[0] for ad in ("light", "sail")}
-    chans = [(ad, nf4.submit(GenerationRequest(PROMPT, SamplingParams(max_tokens=12), adapter=ad)))
-             for ad in ("light", "sail", "light", BASE, "sail", "light")]
+    chans = [
+        (ad, nf4.submit(GenerationRequest(PROMPT, SamplingParams(max_tokens=12), adapter=ad)))
+        for ad in ("light", "sail", "light", BASE, "sail", "light")
+    ]
     for ad, ch in chans:
         text, fin = ch.text(120)
         assert fin.finish_reason == "length" and fin.adapter == (None if ad == BASE else ad)

@@ -81,8 +81,10 @@ def test_requests_the_pool_cannot_hold_decode_dynamically(gpu_model):  # noqa: F
         long_prompt = "The lamp was lit and the sea rolled grey under the cliffs. " * 30
         assert len(eng.encode(long_prompt)) + 40 > 256
         before = static_info(eng)["replays"]
-        reqs = [GenerationRequest(long_prompt, SamplingParams(max_tokens=40)),
-                GenerationRequest(PROMPT, SamplingParams(max_tokens=20))]
+        reqs = [
+            GenerationRequest(long_prompt, SamplingParams(max_tokens=40)),
+            GenerationRequest(PROMPT, SamplingParams(max_tokens=20)),
+        ]
         out = eng.generate(reqs, timeout=120)
         assert [o[1].completion_tokens for o in out] == [40, 20]
         assert 0 < static_info(eng)["replays"] - before <= 19  # only the short request replayed graphs

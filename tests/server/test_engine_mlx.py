@@ -27,14 +27,24 @@ def make_mlx_adapter(model_dir: Path, out: Path, seed: int, rank: int = 4) -> Pa
     from mlx_lm.tuner.utils import linear_to_lora_layers
 
     model, _ = load(str(model_dir))
-    params = {"rank": rank, "scale": 20.0, "dropout": 0.0, "keys": ["self_attn.q_proj", "self_attn.v_proj", "mlp.down_proj"]}
+    params = {
+        "rank": rank,
+        "scale": 20.0,
+        "dropout": 0.0,
+        "keys": ["self_attn.q_proj", "self_attn.v_proj", "mlp.down_proj"],
+    }
     linear_to_lora_layers(model, 2, params)
     mx.random.seed(seed)
-    weights = {k: mx.random.normal(v.shape) * 0.05 for k, v in tree_flatten(model.trainable_parameters())
-               if k.endswith(("lora_a", "lora_b"))}
+    weights = {
+        k: mx.random.normal(v.shape) * 0.05
+        for k, v in tree_flatten(model.trainable_parameters())
+        if k.endswith(("lora_a", "lora_b"))
+    }
     out.mkdir(parents=True, exist_ok=True)
     mx.save_safetensors(str(out / "adapters.safetensors"), weights)
-    (out / "adapter_config.json").write_text(json.dumps({"fine_tune_type": "lora", "num_layers": 2, "lora_parameters": params}))
+    (out / "adapter_config.json").write_text(
+        json.dumps({"fine_tune_type": "lora", "num_layers": 2, "lora_parameters": params})
+    )
     return out
 
 
@@ -74,8 +84,10 @@ def test_mlx_adapters_side_by_side_scale_and_interleaving(mlx_engine):
     a, b = gen(mlx_engine, "va")[0], gen(mlx_engine, "vb")[0]
     assert len({base, a, b}) == 3
     assert gen(mlx_engine, "va", scale=0.0)[0] == base
-    chans = [(ad, mlx_engine.submit(GenerationRequest(PROMPT, SamplingParams(max_tokens=12), adapter=ad)))
-             for ad in ("va", "vb", BASE, "va")]
+    chans = [
+        (ad, mlx_engine.submit(GenerationRequest(PROMPT, SamplingParams(max_tokens=12), adapter=ad)))
+        for ad in ("va", "vb", BASE, "va")
+    ]
     expected = {"va": a, "vb": b, BASE: base}
     for ad, ch in chans:
         assert ch.text(60)[0] == expected[ad]
@@ -103,6 +115,7 @@ def test_mlx_behind_the_http_api(mlx_engine):
     services = Services(settings=ServerSettings(), engine=mlx_engine)
     with LiveServer(create_app(services)) as server:
         client = openai.OpenAI(base_url=server.url + "/v1", api_key="x", max_retries=0)
-        chunks = list(client.completions.create(model="penwright:base", prompt=PROMPT, max_tokens=6, temperature=0,
-                                                stream=True))
+        chunks = list(
+            client.completions.create(model="penwright:base", prompt=PROMPT, max_tokens=6, temperature=0, stream=True)
+        )
     assert "".join(c.choices[0].text for c in chunks) == gen(mlx_engine, BASE, n=6)[0]

@@ -23,8 +23,13 @@ def adapters(tiny_model_dir, tmp_path_factory):
 
 
 def make_engine(model_dir, adapters, static: bool, **kwargs) -> Engine:
-    backend = make_backend(str(model_dir), backend="cpu", static_decode=static, static_tokens=POOL_TOKENS,
-                           merge_live=kwargs.pop("merge_live", "auto"))
+    backend = make_backend(
+        str(model_dir),
+        backend="cpu",
+        static_decode=static,
+        static_tokens=POOL_TOKENS,
+        merge_live=kwargs.pop("merge_live", "auto"),
+    )
     eng = Engine(backend, **kwargs).start(timeout=120)
     for name, path in (("light", adapters["lighthouse"]), ("sail", adapters["sailing"])):
         eng.load_adapter(name, path)
@@ -67,9 +72,11 @@ def test_warm_up_checks_the_static_path_against_the_dynamic_one(static):
 def test_greedy_rows_joining_and_leaving_match_alone(solo, static):
     late: list = []
     wave2 = [req(PROMPTS[1] + " and", max_tokens=20), req(PROMPTS[0] + " the", max_tokens=8)]
-    wave1 = [req(PROMPTS[0], max_tokens=40, stop_check=at_token(6, lambda: late.extend(
-                 static.submit(r) for r in wave2))),
-             req(PROMPTS[1], max_tokens=12), req(PROMPTS[2], max_tokens=30)]
+    wave1 = [
+        req(PROMPTS[0], max_tokens=40, stop_check=at_token(6, lambda: late.extend(static.submit(r) for r in wave2))),
+        req(PROMPTS[1], max_tokens=12),
+        req(PROMPTS[2], max_tokens=30),
+    ]
     before = steps(static)
     got = [ch.text(60) for ch in submit_together(static, wave1)]
     got += [ch.text(60) for ch in late]
@@ -82,11 +89,13 @@ def test_greedy_rows_joining_and_leaving_match_alone(solo, static):
 
 
 def test_seeded_sampling_and_penalties_match_alone(solo, static):
-    rs = [req(PROMPTS[0], max_tokens=24, temperature=1.0, seed=7),
-          req(PROMPTS[1], max_tokens=24, temperature=0.8, top_p=0.9, seed=11),
-          req(PROMPTS[2], max_tokens=24, temperature=0.7, seed=3, repetition_penalty=1.3),
-          req(PROMPTS[0], max_tokens=24, frequency_penalty=0.5, presence_penalty=0.3),
-          req(PROMPTS[2], max_tokens=24)]
+    rs = [
+        req(PROMPTS[0], max_tokens=24, temperature=1.0, seed=7),
+        req(PROMPTS[1], max_tokens=24, temperature=0.8, top_p=0.9, seed=11),
+        req(PROMPTS[2], max_tokens=24, temperature=0.7, seed=3, repetition_penalty=1.3),
+        req(PROMPTS[0], max_tokens=24, frequency_penalty=0.5, presence_penalty=0.3),
+        req(PROMPTS[2], max_tokens=24),
+    ]
     before = steps(static)
     got = [ch.text(60)[0] for ch in submit_together(static, rs)]
     assert got == [alone(solo, r)[0] for r in rs]
@@ -101,10 +110,17 @@ def test_rows_that_do_not_fit_and_other_selections_decode_dynamically(solo, stat
     long_prompt = static.encode(PROMPTS[3])
     assert len(long_prompt) + 40 > POOL_TOKENS
     seen: list = []
-    rs = [req(PROMPTS[3], adapter="light", max_tokens=40),
-          req(PROMPTS[0], adapter="light", max_tokens=30,
-              stop_check=at_token(3, lambda: seen.append(sorted(static.status()["batches"])))),
-          req(PROMPTS[2], adapter="sail", max_tokens=20), req(PROMPTS[1], adapter="light", max_tokens=10)]
+    rs = [
+        req(PROMPTS[3], adapter="light", max_tokens=40),
+        req(
+            PROMPTS[0],
+            adapter="light",
+            max_tokens=30,
+            stop_check=at_token(3, lambda: seen.append(sorted(static.status()["batches"]))),
+        ),
+        req(PROMPTS[2], adapter="sail", max_tokens=20),
+        req(PROMPTS[1], adapter="light", max_tokens=10),
+    ]
     before = steps(static)
     got = [ch.text(60) for ch in submit_together(static, rs)]
     want = [alone(solo, r) for r in rs]
@@ -128,13 +144,17 @@ def test_hot_swap_during_static_streams(tiny_model_dir, adapters, solo):
             eng.set_live("v2", adapters["sailing"])  # on the engine thread, between two steps' tokens
             after.extend(eng.submit(req(p, adapter=LIVE, max_tokens=20)) for p in PROMPTS[:2])
 
-        rs = [req(PROMPTS[0], adapter=LIVE, max_tokens=40, stop_check=at_token(5, promote)),
-              req(PROMPTS[1], adapter=LIVE, max_tokens=40), req(PROMPTS[2], adapter=LIVE, max_tokens=12)]
+        rs = [
+            req(PROMPTS[0], adapter=LIVE, max_tokens=40, stop_check=at_token(5, promote)),
+            req(PROMPTS[1], adapter=LIVE, max_tokens=40),
+            req(PROMPTS[2], adapter=LIVE, max_tokens=12),
+        ]
         got = [ch.text(60) for ch in submit_together(eng, rs)]
         new = [ch.text(60) for ch in after]
         assert [f.adapter for _, f in got] == ["v1"] * 3 and [f.adapter for _, f in new] == ["v2"] * 2
-        assert [t for t, _ in got] == [alone(solo, req(r.prompt, adapter="v1", max_tokens=r.sampling.max_tokens))[0]
-                                       for r in rs]
+        assert [t for t, _ in got] == [
+            alone(solo, req(r.prompt, adapter="v1", max_tokens=r.sampling.max_tokens))[0] for r in rs
+        ]
         assert [t for t, _ in new] == [alone(solo, req(p, adapter="v2", max_tokens=20))[0] for p in PROMPTS[:2]]
         before = steps(eng)
         assert eng.submit(req(PROMPTS[0], adapter=LIVE, max_tokens=20)).text(60)[0] == new[0][0]
@@ -147,8 +167,10 @@ def test_hot_swap_during_static_streams(tiny_model_dir, adapters, solo):
 
 
 def test_generate_runs_requests_together_for_the_gate(solo, static):
-    rs = [req(PROMPTS[i], adapter=ad, max_tokens=12, temperature=0.8, top_p=0.95, seed=i)
-          for i, ad in enumerate(["light", "light", BASE])]
+    rs = [
+        req(PROMPTS[i], adapter=ad, max_tokens=12, temperature=0.8, top_p=0.95, seed=i)
+        for i, ad in enumerate(["light", "light", BASE])
+    ]
     got = static.generate(rs, timeout=60)
     assert [g[0] for g in got] == [alone(solo, r)[0] for r in rs]
     assert [g[1].completion_tokens for g in got] == [12, 12, 12] or all(g[1].finish_reason for g in got)

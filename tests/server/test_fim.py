@@ -9,12 +9,15 @@ from penwright.server.fim import fit_fim, model_fim_style, parse_fim, render_fim
 from penwright.server.services.prose import stop_check
 
 
-@pytest.mark.parametrize("prompt,prefix,suffix,style", [
-    ("<fim_prefix>She said<fim_suffix> softly.<fim_middle>", "She said", " softly.", "starcoder"),
-    ("<|fim_prefix|>She said<|fim_suffix|> softly.<|fim_middle|>", "She said", " softly.", "qwen"),
-    ("<PRE> She said <SUF> softly. <MID>", "She said", " softly.", "codellama"),
-    ("# chapter-3.md\n<fim_prefix>A<fim_suffix><fim_middle>", "# chapter-3.md\nA", "", "starcoder"),
-])
+@pytest.mark.parametrize(
+    "prompt,prefix,suffix,style",
+    [
+        ("<fim_prefix>She said<fim_suffix> softly.<fim_middle>", "She said", " softly.", "starcoder"),
+        ("<|fim_prefix|>She said<|fim_suffix|> softly.<|fim_middle|>", "She said", " softly.", "qwen"),
+        ("<PRE> She said <SUF> softly. <MID>", "She said", " softly.", "codellama"),
+        ("# chapter-3.md\n<fim_prefix>A<fim_suffix><fim_middle>", "# chapter-3.md\nA", "", "starcoder"),
+    ],
+)
 def test_parse_known_styles(prompt, prefix, suffix, style):
     parts = parse_fim(prompt)
     assert (parts.prefix, parts.suffix, parts.style) == (prefix, suffix, style)

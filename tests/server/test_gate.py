@@ -6,8 +6,15 @@ import math
 
 from penwright.server.gate import decide
 
-GOOD = {"perplexity": 20.0, "loss": math.log(20), "style_score": 70.0, "repetition": 0.05, "distinct_2": 0.9,
-        "copy_share": 0.0, "leak_share": 0.0}
+GOOD = {
+    "perplexity": 20.0,
+    "loss": math.log(20),
+    "style_score": 70.0,
+    "repetition": 0.05,
+    "distinct_2": 0.9,
+    "copy_share": 0.0,
+    "leak_share": 0.0,
+}
 
 
 def m(**kw):

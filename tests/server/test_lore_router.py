@@ -7,7 +7,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-
 from serving_fixtures import LiveServer
 
 EXAMPLE_LORE = Path(__file__).resolve().parents[2] / "examples" / "novel" / "lore"
@@ -44,8 +43,12 @@ def test_names_lookup_search(lore_server):
 
 
 def test_continue_http_context_provider(lore_server):
-    body = {"query": "who is the harbourmaster?", "fullInput": "@lore who is the harbourmaster?",
-            "options": {}, "workspacePath": "/books/novel"}
+    body = {
+        "query": "who is the harbourmaster?",
+        "fullInput": "@lore who is the harbourmaster?",
+        "options": {},
+        "workspacePath": "/books/novel",
+    }
     with httpx.Client(base_url=lore_server, timeout=60) as http:
         items = http.post("/api/lore/context", json=body).json()
         assert isinstance(items, list) and 1 <= len(items) <= 5

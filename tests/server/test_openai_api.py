@@ -35,7 +35,9 @@ def aclient(stack):
 
 def direct(services, prompt, adapter, max_tokens):
     """What the engine itself makes of `prompt`: the reference for what the API must return."""
-    return services.engine.submit(GenerationRequest(prompt, SamplingParams(max_tokens=max_tokens), adapter=adapter)).text(60)[0]
+    return services.engine.submit(
+        GenerationRequest(prompt, SamplingParams(max_tokens=max_tokens), adapter=adapter)
+    ).text(60)[0]
 
 
 def test_completion_non_stream_with_usage_and_metadata(stack, client):
@@ -54,7 +56,9 @@ def test_completion_non_stream_with_usage_and_metadata(stack, client):
 
 def test_completion_stream_matches_non_stream(client):
     full = client.completions.create(model="penwright", prompt=PROMPT, max_tokens=10, temperature=0).choices[0].text
-    chunks = list(client.completions.create(model="penwright", prompt=PROMPT, max_tokens=10, temperature=0, stream=True))
+    chunks = list(
+        client.completions.create(model="penwright", prompt=PROMPT, max_tokens=10, temperature=0, stream=True)
+    )
     assert len(chunks) >= 3
     assert "".join(c.choices[0].text for c in chunks) == full
     assert chunks[-1].choices[0].finish_reason == "length"
@@ -67,8 +71,14 @@ def test_chat_sync_and_stream(stack, client):
     expected = direct(services, services.engine.chat_prompt(msgs), "v1", 6)
     assert resp.choices[0].message.role == "assistant"
     assert resp.choices[0].message.content == expected
-    stream = client.chat.completions.create(model="penwright", messages=msgs, max_tokens=6, temperature=0, stream=True,
-                                            stream_options={"include_usage": True})
+    stream = client.chat.completions.create(
+        model="penwright",
+        messages=msgs,
+        max_tokens=6,
+        temperature=0,
+        stream=True,
+        stream_options={"include_usage": True},
+    )
     chunks = list(stream)
     assert chunks[0].choices[0].delta.role == "assistant"
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == expected
@@ -79,8 +89,9 @@ async def test_async_client_stream_and_not(stack, aclient):
     services, _ = stack
     resp = await aclient.completions.create(model="penwright@v2", prompt=PROMPT, max_tokens=6, temperature=0)
     assert resp.choices[0].text == direct(services, PROMPT, "v2", 6)
-    stream = await aclient.chat.completions.create(model="penwright:base", messages=[{"role": "user", "content": "Hi"}],
-                                                   max_tokens=5, temperature=0, stream=True)
+    stream = await aclient.chat.completions.create(
+        model="penwright:base", messages=[{"role": "user", "content": "Hi"}], max_tokens=5, temperature=0, stream=True
+    )
     text = "".join([c.choices[0].delta.content or "" async for c in stream])
     assert text == direct(services, services.engine.chat_prompt([{"role": "user", "content": "Hi"}]), "@base", 5)
 
@@ -95,18 +106,34 @@ def test_models_list_with_parent(client):
 def test_adapter_selection_by_model(stack, client):
     services, _ = stack
     outs = {}
-    for model, adapter in (("penwright", "v1"), ("penwright@v1", "v1"), ("penwright@v2", "v2"), ("penwright:base", "@base")):
+    for model, adapter in (
+        ("penwright", "v1"),
+        ("penwright@v1", "v1"),
+        ("penwright@v2", "v2"),
+        ("penwright:base", "@base"),
+    ):
         raw = client.completions.with_raw_response.create(model=model, prompt=PROMPT, max_tokens=8, temperature=0)
         outs[model] = raw.parse().choices[0].text
         assert outs[model] == direct(services, PROMPT, adapter, 8), model
-        assert raw.headers["x-penwright-adapter"] == (f"penwright@{adapter}" if adapter != "@base" else "penwright:base")
+        assert raw.headers["x-penwright-adapter"] == (
+            f"penwright@{adapter}" if adapter != "@base" else "penwright:base"
+        )
     assert len({outs["penwright"], outs["penwright@v2"], outs["penwright:base"]}) == 3
 
 
 def test_adapter_scale_per_request(stack, client):
     services, _ = stack
-    zero = client.completions.create(model="penwright@v2", prompt=PROMPT, max_tokens=8, temperature=0,
-                                     extra_body={"penwright": {"adapter_scale": 0.0}}).choices[0].text
+    zero = (
+        client.completions.create(
+            model="penwright@v2",
+            prompt=PROMPT,
+            max_tokens=8,
+            temperature=0,
+            extra_body={"penwright": {"adapter_scale": 0.0}},
+        )
+        .choices[0]
+        .text
+    )
     assert zero == direct(services, PROMPT, "@base", 8)
 
 
@@ -119,14 +146,20 @@ def test_continue_fim_prompt_is_translated(stack, client, style):
         prompt = f"<fim_prefix>{prefix}<fim_suffix>{suffix}<fim_middle>"
     else:
         prompt = f"<|fim_prefix|>{prefix}<|fim_suffix|>{suffix}<|fim_middle|>"
-    chunks = client.completions.create(model="penwright:base", prompt=prompt, max_tokens=8, temperature=0, stream=True,
-                                       stop=["\n\n"])
+    chunks = client.completions.create(
+        model="penwright:base", prompt=prompt, max_tokens=8, temperature=0, stream=True, stop=["\n\n"]
+    )
     text = "".join(c.choices[0].text for c in chunks)
     native = f"<|fim_prefix|>{prefix}<|fim_suffix|>{suffix}<|fim_middle|>"  # builtin:tiny has Qwen's FIM tokens
     assert text == direct(services, native, "@base", 8)
-    with_suffix = client.completions.create(model="penwright:base", prompt=prefix, suffix=suffix, max_tokens=8, temperature=0)
+    with_suffix = client.completions.create(
+        model="penwright:base", prompt=prefix, suffix=suffix, max_tokens=8, temperature=0
+    )
     assert with_suffix.choices[0].text == text
-    assert text != client.completions.create(model="penwright:base", prompt=prefix, max_tokens=8, temperature=0).choices[0].text
+    assert (
+        text
+        != client.completions.create(model="penwright:base", prompt=prefix, max_tokens=8, temperature=0).choices[0].text
+    )
 
 
 def test_prose_stop_at_sentence_and_paragraph(stack, client):
@@ -138,8 +171,12 @@ def test_prose_stop_at_sentence_and_paragraph(stack, client):
         return eng.submit(req).text(60)[0]
 
     # a seed whose free continuation has a plain sentence end (". ") and no other end mark before it
-    seed, free = next((s, t) for s in range(300) for t in [sample(s)]
-                      if ". " in t and not any(c in t[: t.index(". ")] for c in "!?\u2026\n"))
+    seed, free = next(
+        (s, t)
+        for s in range(300)
+        for t in [sample(s)]
+        if ". " in t and not any(c in t[: t.index(". ")] for c in "!?\u2026\n")
+    )
     args = dict(model="penwright:base", prompt="The rain.", max_tokens=60, temperature=1.5, seed=seed)
     assert client.completions.create(**args).choices[0].text == free
     cut = client.completions.create(**args, extra_body={"penwright": {"stop_at": "sentence"}})
@@ -170,7 +207,9 @@ def test_persona_frame_wraps_chat_when_enabled(stack):
     from penwright.server.settings import PersonaSettings
 
     services, _ = stack
-    persona = PersonaSettings(enabled=True, author="Jane Austen", template="Role: {author}'s co-writer.\nInput: {input}")
+    persona = PersonaSettings(
+        enabled=True, author="Jane Austen", template="Role: {author}'s co-writer.\nInput: {input}"
+    )
     framed = Services(settings=ServerSettings(), engine=services.engine, registry=services.registry, persona=persona)
     msgs = [{"role": "user", "content": "Continue the ball scene."}]
     with LiveServer(create_app(framed)) as server:

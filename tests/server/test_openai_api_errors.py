@@ -1,4 +1,7 @@
-"""Bad input, auth, disconnects and hot-swap under load, against a real uvicorn: clear errors, no crash, still serving."""
+"""Bad input, auth, disconnects and hot-swap under load, against a real uvicorn.
+
+Clear errors, no crash, still serving.
+"""
 
 from __future__ import annotations
 
@@ -40,24 +43,32 @@ def assert_openai_error(resp, status, code=None, param=None):
 
 def test_malformed_json(stack):
     _, server = stack
-    r = post(server, "/v1/completions", content=b'{"model": "penwright", "prompt": ', headers={"content-type": "application/json"})
+    r = post(
+        server,
+        "/v1/completions",
+        content=b'{"model": "penwright", "prompt": ',
+        headers={"content-type": "application/json"},
+    )
     err = assert_openai_error(r, 400, "invalid_json")
     assert "JSON" in err["message"]
     r = post(server, "/v1/chat/completions", content=b"[1, 2]", headers={"content-type": "application/json"})
     assert_openai_error(r, 400)
 
 
-@pytest.mark.parametrize("body,param", [
-    ({"prompt": "x", "max_tokens": "lots"}, "max_tokens"),
-    ({"prompt": "x", "temperature": "hot"}, "temperature"),
-    ({"prompt": {"text": "x"}}, "prompt"),
-    ({"prompt": "x", "stream": "yes"}, "stream"),
-    ({"prompt": "x", "max_tokens": -5}, "max_tokens"),
-    ({"prompt": "x", "max_tokens": 0}, "max_tokens"),
-    ({"prompt": "x", "temperature": 9}, "temperature"),
-    ({"prompt": "x", "n": 3}, "n"),
-    ({"prompt": "x", "penwright": {"stop_at": "chapter"}}, "penwright.stop_at"),
-])
+@pytest.mark.parametrize(
+    "body,param",
+    [
+        ({"prompt": "x", "max_tokens": "lots"}, "max_tokens"),
+        ({"prompt": "x", "temperature": "hot"}, "temperature"),
+        ({"prompt": {"text": "x"}}, "prompt"),
+        ({"prompt": "x", "stream": "yes"}, "stream"),
+        ({"prompt": "x", "max_tokens": -5}, "max_tokens"),
+        ({"prompt": "x", "max_tokens": 0}, "max_tokens"),
+        ({"prompt": "x", "temperature": 9}, "temperature"),
+        ({"prompt": "x", "n": 3}, "n"),
+        ({"prompt": "x", "penwright": {"stop_at": "chapter"}}, "penwright.stop_at"),
+    ],
+)
 def test_wrong_types_and_values(stack, body, param):
     _, server = stack
     err = assert_openai_error(post(server, "/v1/completions", {"model": "penwright", **body}), 400)
@@ -66,16 +77,24 @@ def test_wrong_types_and_values(stack, body, param):
 
 def test_chat_needs_messages(stack):
     _, server = stack
-    assert_openai_error(post(server, "/v1/chat/completions", {"model": "penwright", "messages": "hello"}), 400, param="messages")
-    assert_openai_error(post(server, "/v1/chat/completions", {"model": "penwright", "messages": []}), 400, param="messages")
-    assert_openai_error(post(server, "/v1/chat/completions",
-                             {"messages": [{"role": "wizard", "content": "x"}]}), 400, param="messages.0.role")
+    assert_openai_error(
+        post(server, "/v1/chat/completions", {"model": "penwright", "messages": "hello"}), 400, param="messages"
+    )
+    assert_openai_error(
+        post(server, "/v1/chat/completions", {"model": "penwright", "messages": []}), 400, param="messages"
+    )
+    assert_openai_error(
+        post(server, "/v1/chat/completions", {"messages": [{"role": "wizard", "content": "x"}]}),
+        400,
+        param="messages.0.role",
+    )
 
 
 def test_huge_max_tokens_is_a_clear_400(stack):
     services, server = stack
-    err = assert_openai_error(post(server, "/v1/completions", {"prompt": "x", "max_tokens": 10**9}), 400,
-                              "invalid_value", "max_tokens")
+    err = assert_openai_error(
+        post(server, "/v1/completions", {"prompt": "x", "max_tokens": 10**9}), 400, "invalid_value", "max_tokens"
+    )
     assert str(services.engine.context_length) in err["message"]
 
 
@@ -90,23 +109,41 @@ def test_prompt_over_context_is_truncated_gracefully(stack):
     assert body["usage"]["completion_tokens"] == 4
     fim = post(server, "/v1/completions", {"prompt": long_prompt, "suffix": long_prompt, "max_tokens": 4})
     assert fim.status_code == 200 and fim.json()["usage"]["prompt_tokens"] + 4 <= ctx
-    chat = post(server, "/v1/chat/completions", {"messages": [{"role": "user", "content": long_prompt}], "max_tokens": 4})
+    chat = post(
+        server, "/v1/chat/completions", {"messages": [{"role": "user", "content": long_prompt}], "max_tokens": 4}
+    )
     assert chat.status_code == 200 and chat.json()["usage"]["prompt_tokens"] + 4 <= ctx
 
 
-@pytest.mark.parametrize("model", ["gpt-4", "penwright@v99", "penwright@../../etc/passwd", "../penwright",
-                                   "penwright@v1/../../x", "penwright@", "penwright:live:base"])
+@pytest.mark.parametrize(
+    "model",
+    [
+        "gpt-4",
+        "penwright@v99",
+        "penwright@../../etc/passwd",
+        "../penwright",
+        "penwright@v1/../../x",
+        "penwright@",
+        "penwright:live:base",
+    ],
+)
 def test_unknown_and_malicious_model_names(stack, model):
     _, server = stack
-    err = assert_openai_error(post(server, "/v1/completions", {"model": model, "prompt": "x", "max_tokens": 2}), 404,
-                              "model_not_found", "model")
+    err = assert_openai_error(
+        post(server, "/v1/completions", {"model": model, "prompt": "x", "max_tokens": 2}),
+        404,
+        "model_not_found",
+        "model",
+    )
     assert "penwright:base" in err["message"]
 
 
 def test_unknown_fields_are_ignored_and_logged(stack, caplog):
     _, server = stack
     with caplog.at_level(logging.INFO, logger="penwright.server.routers.openai"):
-        r = post(server, "/v1/completions", {"prompt": "x", "max_tokens": 2, "logit_bias": {}, "frobnicate": 1, "user": "u"})
+        r = post(
+            server, "/v1/completions", {"prompt": "x", "max_tokens": 2, "logit_bias": {}, "frobnicate": 1, "user": "u"}
+        )
     assert r.status_code == 200
     assert "frobnicate" in caplog.text and "logit_bias" in caplog.text
 
@@ -121,8 +158,11 @@ def test_disconnect_mid_stream_stops_generation(stack):
     services, server = stack
     before = services.engine.stats.cancelled
     with httpx.Client(timeout=60) as http:
-        with http.stream("POST", server.url + "/v1/completions",
-                         json={"prompt": "Maren", "max_tokens": 1900, "stream": True, "model": "penwright:base", "temperature": 0}) as r:
+        with http.stream(
+            "POST",
+            server.url + "/v1/completions",
+            json={"prompt": "Maren", "max_tokens": 1900, "stream": True, "model": "penwright:base", "temperature": 0},
+        ) as r:
             lines = r.iter_lines()
             first = next(line for line in lines if line.startswith("data:"))
             assert '"text"' in first
@@ -139,8 +179,11 @@ def test_disconnect_while_waiting_non_stream(stack):
     services, server = stack
     before = services.engine.stats.cancelled
     with pytest.raises(httpx.ReadTimeout):  # the client gives up before the answer
-        httpx.post(server.url + "/v1/completions", json={"prompt": "Maren", "max_tokens": 1900, "model": "penwright:base", "temperature": 0},
-                   timeout=httpx.Timeout(60, read=0.5))
+        httpx.post(
+            server.url + "/v1/completions",
+            json={"prompt": "Maren", "max_tokens": 1900, "model": "penwright:base", "temperature": 0},
+            timeout=httpx.Timeout(60, read=0.5),
+        )
     deadline = time.time() + 15
     while services.engine.stats.cancelled == before and time.time() < deadline:
         time.sleep(0.05)
@@ -155,8 +198,9 @@ def test_hot_swap_while_clients_stream(stack):
 
     def stream_once():
         try:
-            raw = client.completions.with_raw_response.create(model="penwright", prompt="Maren", max_tokens=60,
-                                                              temperature=0, stream=True)
+            raw = client.completions.with_raw_response.create(
+                model="penwright", prompt="Maren", max_tokens=60, temperature=0, stream=True
+            )
             chunks = list(raw.parse())
             assert chunks[-1].choices[0].finish_reason == "length"
             assert chunks[-1].model_extra["penwright"]["adapter"] == raw.headers["x-penwright-adapter"]

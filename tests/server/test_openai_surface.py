@@ -61,8 +61,9 @@ def test_completion_logprobs_are_the_models_own(stack, client):
 
 def test_echo_with_logprobs(stack, client):
     services, _ = stack
-    resp = client.completions.create(model="penwright", prompt=PROMPT, max_tokens=4, temperature=0, echo=True,
-                                     logprobs=0)
+    resp = client.completions.create(
+        model="penwright", prompt=PROMPT, max_tokens=4, temperature=0, echo=True, logprobs=0
+    )
     choice = resp.choices[0]
     plain = client.completions.create(model="penwright", prompt=PROMPT, max_tokens=4, temperature=0).choices[0].text
     assert choice.text == PROMPT + plain
@@ -71,15 +72,22 @@ def test_echo_with_logprobs(stack, client):
     assert choice.logprobs.token_logprobs[0] is None  # nothing predicts the first token
     assert all(x is not None and x <= 0 for x in choice.logprobs.token_logprobs[1:])
     assert choice.logprobs.text_offset[n_prompt] == len(PROMPT)
-    chunks = list(client.completions.create(model="penwright", prompt=PROMPT, max_tokens=4, temperature=0, echo=True,
-                                            stream=True))
+    chunks = list(
+        client.completions.create(model="penwright", prompt=PROMPT, max_tokens=4, temperature=0, echo=True, stream=True)
+    )
     assert chunks[0].choices[0].text == PROMPT
     assert "".join(c.choices[0].text for c in chunks) == PROMPT + plain
 
 
 def test_chat_logprobs(client):
-    resp = client.chat.completions.create(model="penwright", messages=[{"role": "user", "content": "Maren"}],
-                                          max_tokens=5, temperature=0, logprobs=True, top_logprobs=2)
+    resp = client.chat.completions.create(
+        model="penwright",
+        messages=[{"role": "user", "content": "Maren"}],
+        max_tokens=5,
+        temperature=0,
+        logprobs=True,
+        top_logprobs=2,
+    )
     content = resp.choices[0].logprobs.content
     assert "".join(t.token for t in content) == resp.choices[0].message.content
     for t in content:
@@ -91,11 +99,23 @@ def test_chat_logprobs(client):
 def test_top_k_one_and_min_p_one_are_greedy(client):
     greedy = client.completions.create(model="penwright", prompt=PROMPT, max_tokens=8, temperature=0).choices[0].text
     for extra in ({"top_k": 1}, {"min_p": 1.0}):
-        texts = {client.completions.create(model="penwright", prompt=PROMPT, max_tokens=8, temperature=1.5, seed=seed,
-                                           extra_body=extra).choices[0].text for seed in (1, 2, 3)}
+        texts = {
+            client.completions.create(
+                model="penwright", prompt=PROMPT, max_tokens=8, temperature=1.5, seed=seed, extra_body=extra
+            )
+            .choices[0]
+            .text
+            for seed in (1, 2, 3)
+        }
         assert texts == {greedy}, extra
-    wide = {client.completions.create(model="penwright", prompt=PROMPT, max_tokens=8, temperature=1.5, seed=seed,
-                                      extra_body={"top_k": 50}).choices[0].text for seed in (1, 2, 3)}
+    wide = {
+        client.completions.create(
+            model="penwright", prompt=PROMPT, max_tokens=8, temperature=1.5, seed=seed, extra_body={"top_k": 50}
+        )
+        .choices[0]
+        .text
+        for seed in (1, 2, 3)
+    }
     assert wide != {greedy}  # the filter, not the temperature, made them greedy
 
 
@@ -114,12 +134,15 @@ def test_models_retrieve_created_and_context(stack, client):
         client.models.retrieve("penwright@v99")
 
 
-@pytest.mark.parametrize("extra, param", [
-    ({"response_format": {"type": "json_object"}}, "response_format"),
-    ({"logit_bias": {"50": 5}}, "logit_bias"),
-    ({"best_of": 2}, "best_of"),
-    ({"tool_choice": "required"}, "tool_choice"),
-])
+@pytest.mark.parametrize(
+    "extra, param",
+    [
+        ({"response_format": {"type": "json_object"}}, "response_format"),
+        ({"logit_bias": {"50": 5}}, "logit_bias"),
+        ({"best_of": 2}, "best_of"),
+        ({"tool_choice": "required"}, "tool_choice"),
+    ],
+)
 def test_fields_we_cannot_honour_are_a_400(client, caplog, extra, param):
     with caplog.at_level(logging.INFO):
         with pytest.raises(openai.BadRequestError) as err:
@@ -135,8 +158,9 @@ def test_chat_forced_tools_and_n_are_a_400_and_harmless_values_pass(client):
     msgs = [{"role": "user", "content": "Maren"}]
     for choice in ("required", {"type": "function", "function": {"name": "lookup"}}):
         with pytest.raises(openai.BadRequestError) as err:
-            client.chat.completions.create(model="penwright", messages=msgs, max_tokens=2, tools=LOOKUP,
-                                           tool_choice=choice)
+            client.chat.completions.create(
+                model="penwright", messages=msgs, max_tokens=2, tools=LOOKUP, tool_choice=choice
+            )
         assert err.value.body["param"] == "tool_choice"
     with pytest.raises(openai.BadRequestError) as err:
         client.chat.completions.create(model="penwright", messages=msgs, max_tokens=2, n=2)
@@ -145,8 +169,9 @@ def test_chat_forced_tools_and_n_are_a_400_and_harmless_values_pass(client):
         client.completions.create(model="penwright", prompt="x", max_tokens=2, logprobs=1, stream=True)
     assert err.value.body["param"] == "logprobs"
     # offered tools (tool_choice auto, as Continue's agent sends them): answered in plain text, no tool calls
-    ok = client.chat.completions.create(model="penwright", messages=msgs, max_tokens=2, tools=LOOKUP,
-                                        response_format={"type": "text"})
+    ok = client.chat.completions.create(
+        model="penwright", messages=msgs, max_tokens=2, tools=LOOKUP, response_format={"type": "text"}
+    )
     assert ok.choices[0].message.content is not None and not ok.choices[0].message.tool_calls
 
 
@@ -176,8 +201,11 @@ def test_version_and_metrics(stack, client):
         client.completions.create(model="penwright", prompt="x", max_tokens=2, extra_body={"best_of": 3})
     r = httpx.get(server.url + "/metrics")
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
-    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
-               for fam in text_string_to_metric_families(r.text) for s in fam.samples}
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for fam in text_string_to_metric_families(r.text)
+        for s in fam.samples
+    }
 
     def value(name, **labels):
         return samples[(name, tuple(sorted(labels.items())))]
@@ -210,10 +238,10 @@ def test_client_errors_log_one_line(stack, client, caplog):
 def test_metrics_report_the_training_job(stack, tmp_path):
     """The daemon's job queue (a real SQLite JobQueue) as /metrics shows it: running, step, total, loss, queued."""
     from prometheus_client.parser import text_string_to_metric_families
+    from serving_fixtures import LiveServer
 
     from penwright.server.app import create_app
     from penwright.server.jobs import JobQueue
-    from serving_fixtures import LiveServer
 
     services, _ = stack
     jobs = JobQueue(tmp_path / "penwright.db")
@@ -224,16 +252,21 @@ def test_metrics_report_the_training_job(stack, tmp_path):
     app.state.daemon = type("Daemon", (), {"jobs": jobs})()  # what the daemon's build_app sets
     with LiveServer(app) as server:
         text = httpx.get(server.url + "/metrics").text
-    figures = {s.labels["figure"]: s.value for fam in text_string_to_metric_families(text) for s in fam.samples
-               if s.name == "penwright_training"}
+    figures = {
+        s.labels["figure"]: s.value
+        for fam in text_string_to_metric_families(text)
+        for s in fam.samples
+        if s.name == "penwright_training"
+    }
     assert figures == {"running": 1.0, "step": 7.0, "total_steps": 20.0, "loss": 2.5, "queued": 1.0}
 
 
 def test_logprobs_stop_where_the_text_stops(client):
     full = client.completions.create(model="penwright", prompt=PROMPT, max_tokens=12, temperature=0).choices[0].text
-    stop = full.strip()[len(full.strip()) // 2:][:3]  # a stop string from the middle of what greedy writes
-    resp = client.completions.create(model="penwright", prompt=PROMPT, max_tokens=12, temperature=0, logprobs=1,
-                                     stop=[stop])
+    stop = full.strip()[len(full.strip()) // 2 :][:3]  # a stop string from the middle of what greedy writes
+    resp = client.completions.create(
+        model="penwright", prompt=PROMPT, max_tokens=12, temperature=0, logprobs=1, stop=[stop]
+    )
     text, lp = resp.choices[0].text, resp.choices[0].logprobs
     assert stop not in text and full.startswith(text)
     joined = "".join(lp.tokens)
@@ -245,10 +278,10 @@ def test_a_user_error_from_any_route_logs_one_line(stack, caplog):
     """A PenwrightError raised by any router (here one passed to create_app, as the daemon passes its own) is
     answered in OpenAI's shape and logged in one line, not as a traceback."""
     from fastapi import APIRouter
+    from serving_fixtures import LiveServer
 
     from penwright.errors import PenwrightError
     from penwright.server.app import create_app
-    from serving_fixtures import LiveServer
 
     extra = APIRouter()
 

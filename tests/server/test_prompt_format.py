@@ -69,10 +69,12 @@ def test_fim_route_with_the_models_own_sentinels(served):
     assert style == "qwen"
     prompt, middle = fim_pair(chunks()[0], style)
     row = _inline(prompt, middle, "fim", chunks()[0], eos=True)
-    prefix, rest = prompt[len("<|fim_prefix|>"):].split("<|fim_suffix|>")
+    prefix, rest = prompt[len("<|fim_prefix|>") :].split("<|fim_suffix|>")
     suffix = rest[: -len("<|fim_middle|>")]
-    for req in (CompletionRequest(model="penwright:base", prompt=prefix, suffix=suffix, max_tokens=8),
-                CompletionRequest(model="penwright:base", prompt=f"<fim_prefix>{prefix}<fim_suffix>{suffix}<fim_middle>")):
+    for req in (
+        CompletionRequest(model="penwright:base", prompt=prefix, suffix=suffix, max_tokens=8),
+        CompletionRequest(model="penwright:base", prompt=f"<fim_prefix>{prefix}<fim_suffix>{suffix}<fim_middle>"),
+    ):
         prepared = asyncio.run(completions.prepare_completion(req))  # a `suffix` field, or Continue's generic sentinels
         assert served_ids(services, prepared.request.prompt) == training_prompt_ids(services, row)
     tokenizer = services.engine.backend.tokenizer
@@ -92,7 +94,9 @@ def test_chat_route_template(served):
     services, _ = served
     context, target = continuation_prompt(chunks(), 0, 10_000)
     settings = CurationSettings()
-    row = _row(settings.system_prompt, f"Continue the story from here.\n\n{context}", target.lstrip(), "chat", chunks()[0])
+    row = _row(
+        settings.system_prompt, f"Continue the story from here.\n\n{context}", target.lstrip(), "chat", chunks()[0]
+    )
     served_prompt = services.engine.chat_prompt(row["messages"][:-1])
     assert served_ids(services, served_prompt) == training_prompt_ids(services, row)
 

@@ -23,32 +23,59 @@ from penwright.trainer.registry import Registry
 def scripted_upstream(log: list):
     """A small OpenAI-compatible server: records every request, answers by script."""
     app = FastAPI()
-    state = {"loras": [{"id": 0, "path": "/models/loras/v1.gguf", "scale": 0.0},
-                       {"id": 1, "path": "/models/loras/v2.gguf", "scale": 0.0}]}
+    state = {
+        "loras": [
+            {"id": 0, "path": "/models/loras/v1.gguf", "scale": 0.0},
+            {"id": 1, "path": "/models/loras/v2.gguf", "scale": 0.0},
+        ]
+    }
 
     def answer(body, kind):
         prompt = body.get("prompt") or body["messages"][-1]["content"]
         if "FAIL" in prompt:
-            return JSONResponse({"error": {"message": "prompt refused by policy", "type": "invalid_request_error",
-                                           "param": "prompt", "code": "refused"}}, status_code=400)
+            return JSONResponse(
+                {
+                    "error": {
+                        "message": "prompt refused by policy",
+                        "type": "invalid_request_error",
+                        "param": "prompt",
+                        "code": "refused",
+                    }
+                },
+                status_code=400,
+            )
         if "BOOM" in prompt:
             return JSONResponse({"error": {"message": "CUDA out of memory"}}, status_code=500)
         words = ["the", " lamp", " was", " lit", "."]
         if body.get("stream"):
+
             def gen():
                 for i, w in enumerate(words):
                     last = i == len(words) - 1
-                    choice = ({"index": 0, "delta": {"content": w}, "finish_reason": "stop" if last else None}
-                              if kind == "chat" else {"index": 0, "text": w, "finish_reason": "stop" if last else None})
-                    yield f"data: {json.dumps({'id': 'u1', 'object': 'x', 'created': 1, 'model': body['model'], 'choices': [choice]})}\n\n"
+                    choice = (
+                        {"index": 0, "delta": {"content": w}, "finish_reason": "stop" if last else None}
+                        if kind == "chat"
+                        else {"index": 0, "text": w, "finish_reason": "stop" if last else None}
+                    )
+                    chunk = {"id": "u1", "object": "x", "created": 1, "model": body["model"], "choices": [choice]}
+                    yield f"data: {json.dumps(chunk)}\n\n"
                 yield "data: [DONE]\n\n"
+
             return StreamingResponse(gen(), media_type="text/event-stream")
         text = "".join(words)
-        choice = ({"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
-                  if kind == "chat" else {"index": 0, "text": text, "finish_reason": "stop"})
-        return {"id": "u1", "object": "chat.completion" if kind == "chat" else "text_completion", "created": 1,
-                "model": body["model"], "choices": [choice],
-                "usage": {"prompt_tokens": 3, "completion_tokens": 5, "total_tokens": 8}}
+        choice = (
+            {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
+            if kind == "chat"
+            else {"index": 0, "text": text, "finish_reason": "stop"}
+        )
+        return {
+            "id": "u1",
+            "object": "chat.completion" if kind == "chat" else "text_completion",
+            "created": 1,
+            "model": body["model"],
+            "choices": [choice],
+            "usage": {"prompt_tokens": 3, "completion_tokens": 5, "total_tokens": 8},
+        }
 
     @app.post("/v1/completions")
     async def completions(request: Request):
@@ -68,12 +95,29 @@ def scripted_upstream(log: list):
         body = await request.json()
         log.append(("load_lora_adapter", body, None))
         if not body.get("lora_name") or not body.get("lora_path"):
-            return JSONResponse({"error": {"message": "Both 'lora_name' and 'lora_path' must be provided.",
-                                           "type": "InvalidUserInput", "code": 400}}, status_code=400)
+            return JSONResponse(
+                {
+                    "error": {
+                        "message": "Both 'lora_name' and 'lora_path' must be provided.",
+                        "type": "InvalidUserInput",
+                        "code": 400,
+                    }
+                },
+                status_code=400,
+            )
         if body["lora_name"] in state.setdefault("vllm_loaded", set()) and not body.get("load_inplace"):
-            return JSONResponse({"error": {"message": f"The lora adapter '{body['lora_name']}' has already been "
-                                           "loaded. If you want to load the adapter in place, set 'load_inplace' to "
-                                           "True.", "type": "InvalidUserInput", "code": 400}}, status_code=400)
+            return JSONResponse(
+                {
+                    "error": {
+                        "message": f"The lora adapter '{body['lora_name']}' has already been "
+                        "loaded. If you want to load the adapter in place, set 'load_inplace' to "
+                        "True.",
+                        "type": "InvalidUserInput",
+                        "code": 400,
+                    }
+                },
+                status_code=400,
+            )
         state["vllm_loaded"].add(body["lora_name"])
         return JSONResponse(f"Success: LoRA adapter '{body['lora_name']}' added successfully.")
 
@@ -112,9 +156,15 @@ def registry(tmp_path):
 
 
 def proxy_stack(upstream_server, registry, kind, tmp_path, lore=None, **kw):
-    settings = UpstreamSettings(url=upstream_server.url + "/v1", kind=kind, model="qwen2.5:0.5b", api_key="up-key", **kw)
-    services = Services(settings=ServerSettings(), registry=registry, lore=lore,
-                        upstream=Upstream(settings, export_dir=tmp_path / "exports", context_length=4096))
+    settings = UpstreamSettings(
+        url=upstream_server.url + "/v1", kind=kind, model="qwen2.5:0.5b", api_key="up-key", **kw
+    )
+    services = Services(
+        settings=ServerSettings(),
+        registry=registry,
+        lore=lore,
+        upstream=Upstream(settings, export_dir=tmp_path / "exports", context_length=4096),
+    )
     return services
 
 
@@ -124,8 +174,13 @@ def test_forwards_completion_with_fim_translation_and_metadata(upstream, registr
     with LiveServer(create_app(services)) as pw:
         client = openai.OpenAI(base_url=pw.url + "/v1", api_key="x", max_retries=0)
         raw = client.completions.with_raw_response.create(
-            model="penwright:base", prompt="<fim_prefix>She climbed<fim_suffix> at dusk.<fim_middle>", max_tokens=12,
-            temperature=0.2, stop=["\n\n"], extra_body={"user": "me"})
+            model="penwright:base",
+            prompt="<fim_prefix>She climbed<fim_suffix> at dusk.<fim_middle>",
+            max_tokens=12,
+            temperature=0.2,
+            stop=["\n\n"],
+            extra_body={"user": "me"},
+        )
         resp = raw.parse()
     kind, body, auth = log[-1]
     assert kind == "completions" and auth == "Bearer up-key"
@@ -142,7 +197,10 @@ def test_ollama_gets_suffix_field(upstream, registry, tmp_path):
     server, log = upstream
     services = proxy_stack(server, registry, "ollama", tmp_path)
     with LiveServer(create_app(services)) as pw:
-        httpx.post(pw.url + "/v1/completions", json={"model": "penwright:base", "prompt": "<|fim_prefix|>A<|fim_suffix|>B<|fim_middle|>"})
+        httpx.post(
+            pw.url + "/v1/completions",
+            json={"model": "penwright:base", "prompt": "<|fim_prefix|>A<|fim_suffix|>B<|fim_middle|>"},
+        )
     body = log[-1][1]
     assert body["prompt"] == "A" and body["suffix"] == "B"
 
@@ -152,8 +210,9 @@ async def test_streaming_is_relayed_chunk_by_chunk(upstream, registry, tmp_path)
     services = proxy_stack(server, registry, "vllm", tmp_path)
     with LiveServer(create_app(services)) as pw:
         client = openai.AsyncOpenAI(base_url=pw.url + "/v1", api_key="x", max_retries=0)
-        stream = await client.chat.completions.create(model="penwright:base", stream=True,
-                                                      messages=[{"role": "user", "content": "Go on"}])
+        stream = await client.chat.completions.create(
+            model="penwright:base", stream=True, messages=[{"role": "user", "content": "Go on"}]
+        )
         chunks = [c async for c in stream]
         text_stream = await client.completions.create(model="penwright:base", prompt="Go", stream=True)
         texts = [c.choices[0].text async for c in text_stream]
@@ -262,12 +321,24 @@ def test_lore_is_injected_before_forwarding(upstream, registry, tmp_path, tmp_pa
     index = lore_index(tmp_path_factory.getbasetemp())
     services = proxy_stack(server, registry, "vllm", tmp_path, lore=index)
     with LiveServer(create_app(services)) as pw:
-        raw = httpx.post(pw.url + "/v1/completions", json={
-            "model": "penwright:base", "prompt": "<|fim_prefix|>Maren Vell climbed the stair<|fim_suffix|>.<|fim_middle|>"})
-        chat = httpx.post(pw.url + "/v1/chat/completions", json={
-            "model": "penwright:base", "messages": [{"role": "user", "content": "Write Maren Vell at the lamp."}]})
-        off = httpx.post(pw.url + "/v1/completions", json={"model": "penwright:base", "prompt": "Maren Vell",
-                                                           "penwright": {"lore": False}})
+        raw = httpx.post(
+            pw.url + "/v1/completions",
+            json={
+                "model": "penwright:base",
+                "prompt": "<|fim_prefix|>Maren Vell climbed the stair<|fim_suffix|>.<|fim_middle|>",
+            },
+        )
+        chat = httpx.post(
+            pw.url + "/v1/chat/completions",
+            json={
+                "model": "penwright:base",
+                "messages": [{"role": "user", "content": "Write Maren Vell at the lamp."}],
+            },
+        )
+        off = httpx.post(
+            pw.url + "/v1/completions",
+            json={"model": "penwright:base", "prompt": "Maren Vell", "penwright": {"lore": False}},
+        )
     assert raw.status_code == 200 and chat.status_code == 200 and off.status_code == 200
     lore = raw.json()["penwright"]["lore"]
     assert any("maren" in e["id"].lower() for e in lore) and raw.json()["penwright"]["lore_tokens"] > 0
@@ -302,8 +373,9 @@ def test_ollama_publish_writes_a_gguf_adapter(upstream, tiny_model_dir, tmp_path
     server, _ = upstream
     monkeypatch.setenv("PATH", str(tmp_path))  # no ollama: the Modelfile and the command are written
     reg = Registry(tmp_path / "real.db", tmp_path / "real-adapters")
-    v = reg.publish(adapters_for(tiny_model_dir, tmp_path_factory.getbasetemp())["lighthouse"],
-                    base_model="builtin:tiny")
+    v = reg.publish(
+        adapters_for(tiny_model_dir, tmp_path_factory.getbasetemp())["lighthouse"], base_model="builtin:tiny"
+    )
     services = proxy_stack(server, reg, "ollama", tmp_path)
     done = services.upstream.publish(v)
     folder = tmp_path / "exports" / "ollama" / f"v{v.version}"

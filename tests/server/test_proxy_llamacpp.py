@@ -39,14 +39,27 @@ def peft_text(model_dir: Path, adapter: Path | None, n: int) -> str:
         model = PeftModel.from_pretrained(model, str(adapter)).eval()
     ids = tok.encode(PROMPT, add_special_tokens=False)
     with torch.no_grad():
-        out = model.generate(torch.tensor([ids]), max_new_tokens=n, do_sample=False, eos_token_id=None,
-                             pad_token_id=0)
-    return tok.decode(out[0, len(ids):], skip_special_tokens=True)
+        out = model.generate(torch.tensor([ids]), max_new_tokens=n, do_sample=False, eos_token_id=None, pad_token_id=0)
+    return tok.decode(out[0, len(ids) :], skip_special_tokens=True)
 
 
 def start(exe: str, base: Path, loras: list[Path], port: int, log: Path) -> subprocess.Popen:
-    cmd = [exe, "-m", str(base), "--host", "127.0.0.1", "--port", str(port), "-c", "512", "-t", "2",
-           "--lora-init-without-apply", "--lora", ",".join(str(lora) for lora in loras)]
+    cmd = [
+        exe,
+        "-m",
+        str(base),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "-c",
+        "512",
+        "-t",
+        "2",
+        "--lora-init-without-apply",
+        "--lora",
+        ",".join(str(lora) for lora in loras),
+    ]
     proc = subprocess.Popen(cmd, stdout=log.open("w"), stderr=subprocess.STDOUT)
     deadline = time.time() + 120
     while time.time() < deadline:
@@ -78,14 +91,17 @@ def test_proxy_publishes_promoted_adapters_to_llama_server(tiny_model_dir, tmp_p
     ggufs = tmp_path / "gguf"
     base = export_gguf(str(tiny_model_dir), adapters["lighthouse"], tmp_path / "export")["base"]
     loras = []
-    for name, v in versions.items():  # llama-server's adapters are matched to versions by their file names
+    for v in versions.values():  # llama-server's adapters are matched to versions by their file names
         loras.append(export_gguf(str(tiny_model_dir), v.path, ggufs / f"v{v.version}")["adapter"])
     port = free_port()
     proc = start(exe, base, loras, port, tmp_path / "llama-server.log")
     try:
         settings = UpstreamSettings(url=f"http://127.0.0.1:{port}/v1", kind="llamacpp", model="tiny")
-        services = Services(settings=ServerSettings(), registry=registry,
-                            upstream=Upstream(settings, export_dir=tmp_path / "exports", context_length=512))
+        services = Services(
+            settings=ServerSettings(),
+            registry=registry,
+            upstream=Upstream(settings, export_dir=tmp_path / "exports", context_length=512),
+        )
         with LiveServer(create_app(services)) as pw:
             texts = {}
             for name, v in versions.items():
@@ -93,17 +109,26 @@ def test_proxy_publishes_promoted_adapters_to_llama_server(tiny_model_dir, tmp_p
                 services.sync_live()
                 scales = {a["id"]: a["scale"] for a in httpx.get(f"http://127.0.0.1:{port}/lora-adapters").json()}
                 assert sorted(scales.values()) == [0.0, 1.0]  # only the promoted version is applied
-                r = httpx.post(pw.url + "/v1/completions", timeout=60,
-                               json={"model": "penwright", "prompt": PROMPT, "max_tokens": 8, "temperature": 0})
+                r = httpx.post(
+                    pw.url + "/v1/completions",
+                    timeout=60,
+                    json={"model": "penwright", "prompt": PROMPT, "max_tokens": 8, "temperature": 0},
+                )
                 assert r.status_code == 200, r.text
                 texts[name] = r.json()["choices"][0]["text"]
                 assert texts[name] == peft_text(tiny_model_dir, v.path, 8), name
                 for other in texts:  # every version published so far, by name, while this one is live
-                    r = httpx.post(pw.url + "/v1/completions", timeout=60, json={
-                        "model": versions[other].model_id, "prompt": PROMPT, "max_tokens": 8, "temperature": 0})
+                    r = httpx.post(
+                        pw.url + "/v1/completions",
+                        timeout=60,
+                        json={"model": versions[other].model_id, "prompt": PROMPT, "max_tokens": 8, "temperature": 0},
+                    )
                     assert r.json()["choices"][0]["text"] == texts[other], (name, other)
-                base_text = httpx.post(pw.url + "/v1/completions", timeout=60, json={
-                    "model": "penwright:base", "prompt": PROMPT, "max_tokens": 8, "temperature": 0}).json()
+                base_text = httpx.post(
+                    pw.url + "/v1/completions",
+                    timeout=60,
+                    json={"model": "penwright:base", "prompt": PROMPT, "max_tokens": 8, "temperature": 0},
+                ).json()
                 assert base_text["choices"][0]["text"] == peft_text(tiny_model_dir, None, 8)
         assert texts["lighthouse"] != texts["sailing"]
     finally:

@@ -19,17 +19,27 @@ from pwtest import copy_example, tree_digest
 
 
 def penwright(*args: str, timeout: float = 180) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "penwright", *args], capture_output=True, text=True,
-                          timeout=timeout, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "penwright", *args], capture_output=True, text=True, timeout=timeout, check=False
+    )
 
 
 # -- item 5: outputs never inside the manuscript or lore -----------------------------------------------------------
 
+
 @pytest.mark.parametrize("where", ["manuscript", "manuscript/exports", "lore", "lore/../lore/x", "lore/notes/new"])
 def test_export_refuses_to_write_into_the_authors_folders(example_project, where):
     before = tree_digest(example_project / "manuscript") | tree_digest(example_project / "lore")
-    r = penwright("export", "--project", str(example_project), "--format", "ollama", "--out",
-                  str(example_project / where), "--merged")
+    r = penwright(
+        "export",
+        "--project",
+        str(example_project),
+        "--format",
+        "ollama",
+        "--out",
+        str(example_project / where),
+        "--merged",
+    )
     assert r.returncode == 2, r.stdout + r.stderr
     assert "never writes there" in r.stderr and "outside the manuscript and lore" in r.stderr
     assert tree_digest(example_project / "manuscript") | tree_digest(example_project / "lore") == before
@@ -37,13 +47,22 @@ def test_export_refuses_to_write_into_the_authors_folders(example_project, where
 
 def test_export_accepts_only_an_adapter_folder(example_project, tmp_path):
     not_adapter = example_project / "lore"
-    r = penwright("export", str(not_adapter), "--project", str(example_project), "--format", "ollama", "--out",
-                  str(tmp_path / "out"))
+    r = penwright(
+        "export",
+        str(not_adapter),
+        "--project",
+        str(example_project),
+        "--format",
+        "ollama",
+        "--out",
+        str(tmp_path / "out"),
+    )
     assert r.returncode == 2 and "is not an adapter folder" in r.stderr, r.stderr
     assert not (tmp_path / "out").exists()
 
 
 # -- item 6: a daemon with api_key ----------------------------------------------------------------------------------
+
 
 def test_status_with_a_key_and_with_a_wrong_one(tiny_model_dir, tmp_path):
     with daemon_app(tiny_model_dir, tmp_path, api_key="s3cret") as (d, server):
@@ -61,15 +80,25 @@ def test_status_with_a_key_and_with_a_wrong_one(tiny_model_dir, tmp_path):
 
 # -- item 7: chat fitting is linear ---------------------------------------------------------------------------------
 
+
 def test_a_5000_message_chat_is_fitted_in_seconds(tiny_model_dir, tmp_path):
     """It cost ~108 s of CPU for 2,000 messages (each dropped turn re-rendered and re-counted the whole chat)."""
-    turns = [{"role": "user" if i % 2 else "assistant", "content": f"line {i}: the lamp was lit at dusk"}
-             for i in range(5000)]
+    turns = [
+        {"role": "user" if i % 2 else "assistant", "content": f"line {i}: the lamp was lit at dusk"}
+        for i in range(5000)
+    ]
     with daemon_app(tiny_model_dir, tmp_path) as (d, server):
         t0 = time.monotonic()
-        r = httpx.post(server.url + "/v1/chat/completions", timeout=120, json={
-            "model": "penwright:base", "messages": [{"role": "system", "content": "Be brief."}, *turns],
-            "max_tokens": 2, "penwright": {"lore": False}})
+        r = httpx.post(
+            server.url + "/v1/chat/completions",
+            timeout=120,
+            json={
+                "model": "penwright:base",
+                "messages": [{"role": "system", "content": "Be brief."}, *turns],
+                "max_tokens": 2,
+                "penwright": {"lore": False},
+            },
+        )
         took = time.monotonic() - t0
         assert r.status_code == 200, r.text[:300]
         assert r.json()["usage"]["prompt_tokens"] <= d.services.engine.context_length - 2
@@ -87,6 +116,7 @@ def server_fit(d, turns) -> str:
 
 # -- item 12: only regular files are read ---------------------------------------------------------------------------
 
+
 def test_a_named_pipe_in_the_manuscript_is_skipped_not_waited_on(example_project):
     os.mkfifo(example_project / "manuscript" / "99-pipe.md")
     r = penwright("curate", "--project", str(example_project), timeout=240)
@@ -98,20 +128,22 @@ def test_a_named_pipe_in_the_manuscript_is_skipped_not_waited_on(example_project
 
 # -- item 13: one publish per run across a kill; a damaged checkpoint falls back -------------------------------------
 
+
 def test_a_run_published_before_a_kill_is_not_published_again(tiny_model_dir, tmp_path):
     """A kill between "gate promoted" and "job finished" used to run the gate again: two versions from one run."""
-    from penwright.server.daemon import Daemon
     from serving_fixtures import adapters_for
 
     from penwright.project import load_project
+    from penwright.server.daemon import Daemon
 
     ads = adapters_for(tiny_model_dir, tmp_path.parent)
     project = load_project(copy_example(tmp_path / "novel"))
     first = Daemon(project).open()
     job = first.jobs.enqueue("manual")
     job = first.jobs.start(job.id, "run-killed-after-gate")
-    v = first.registry.publish(ads["lighthouse"], base_model="builtin:tiny", run_id=job.run_id,
-                               metrics={"eval_loss": 2.0})
+    v = first.registry.publish(
+        ads["lighthouse"], base_model="builtin:tiny", run_id=job.run_id, metrics={"eval_loss": 2.0}
+    )
     first.registry.promote(v.version, "gate: better than base")  # ...and the daemon was killed here
     first.lock.release()
 
@@ -131,17 +163,21 @@ def test_a_run_published_before_a_kill_is_not_published_again(tiny_model_dir, tm
 
 
 def test_a_candidate_published_before_a_kill_is_judged_once(tiny_model_dir, tmp_path):
-    from penwright.server.daemon import Daemon
     from serving_fixtures import adapters_for
 
     from penwright.project import load_project
+    from penwright.server.daemon import Daemon
 
     ads = adapters_for(tiny_model_dir, tmp_path.parent)
     project = load_project(copy_example(tmp_path / "novel"))
     first = Daemon(project).open()
     job = first.jobs.start(first.jobs.enqueue("auto").id, "run-killed-before-gate")
-    first.registry.publish(ads["sailing"], base_model="builtin:tiny", run_id=job.run_id,
-                           metrics={"loss": float("nan"), "reference": {"loss": 3.0}, "reference_name": "base"})
+    first.registry.publish(
+        ads["sailing"],
+        base_model="builtin:tiny",
+        run_id=job.run_id,
+        metrics={"loss": float("nan"), "reference": {"loss": 3.0}, "reference_name": "base"},
+    )
     first.lock.release()
     again = Daemon(load_project(project.root)).open()
     again.trainer.start(again.jobs.get(job.id))
@@ -157,8 +193,9 @@ def test_a_candidate_published_before_a_kill_is_judged_once(tiny_model_dir, tmp_
 
 def test_a_truncated_checkpoint_falls_back_to_the_one_before(tmp_path):
     import torch
-    from penwright.trainer.runs import RunDir
     from safetensors.torch import save_file
+
+    from penwright.trainer.runs import RunDir
 
     run = RunDir(tmp_path / "run")
 
@@ -178,6 +215,7 @@ def test_a_truncated_checkpoint_falls_back_to_the_one_before(tmp_path):
 
 
 # -- item 14: settings that would fail later are refused now --------------------------------------------------------
+
 
 def test_an_unknown_preset_stops_serve_and_doctor(tmp_path):
     project = copy_example(tmp_path / "novel")
@@ -209,6 +247,7 @@ def test_duplicate_yaml_keys_are_refused_with_both_lines(tmp_path):
 
 
 # -- item 10 (CLI): a huge version number ---------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("version", [str(2**70), "v99999999999999999999"])
 def test_adapters_show_a_huge_version_says_there_is_none(example_project, version):

@@ -14,18 +14,42 @@ import pytest
 from daemon_fixtures import daemon_app
 
 ST = Path(sys.executable).with_name("schemathesis")
-CHECKS = ("not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,"
-          "response_schema_conformance,negative_data_rejection,unsupported_method,allow_header_conformance,"
-          "missing_required_header")
+CHECKS = (
+    "not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,"
+    "response_schema_conformance,negative_data_rejection,unsupported_method,allow_header_conformance,"
+    "missing_required_header"
+)
 
 
 def run_schemathesis(url: str, out: Path, max_examples: int, phases: str, seed: int = 14) -> tuple[int, str, dict]:
     """The schemathesis CLI against `url`/openapi.json: (exit code, output, JSON report)."""
     report = out / "report.json"
-    cmd = [str(ST), "run", f"{url}/openapi.json", "--checks", CHECKS, "-n", str(max_examples), "--seed", str(seed),
-           "-w", "1", "--phases", phases, "--request-timeout", "60", "--no-shrink",
-           "--report", "json", "--report-json-path", str(report), "--suppress-health-check", "all",
-           "--exclude-path", "/api/events"]  # an endless event stream: its first frame is checked in its own test
+    cmd = [
+        str(ST),
+        "run",
+        f"{url}/openapi.json",
+        "--checks",
+        CHECKS,
+        "-n",
+        str(max_examples),
+        "--seed",
+        str(seed),
+        "-w",
+        "1",
+        "--phases",
+        phases,
+        "--request-timeout",
+        "60",
+        "--no-shrink",
+        "--report",
+        "json",
+        "--report-json-path",
+        str(report),
+        "--suppress-health-check",
+        "all",
+        "--exclude-path",
+        "/api/events",
+    ]  # an endless event stream: its first frame is checked in its own test
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=1800, check=False, cwd=out)
     data = json.loads(report.read_text()) if report.is_file() else {}
     return r.returncode, r.stdout + r.stderr, data
@@ -47,8 +71,10 @@ def _run_and_report(daemon, tmp_path, capsys, max_examples: int, phases: str) ->
     code, output, _report = run_schemathesis(server.url, tmp_path, max_examples, phases)
     cases = cases_run(output)
     with capsys.disabled():
-        print(f"\nschemathesis -n {max_examples}: {cases} cases; exit {code}; "
-              + " ".join(line.strip() for line in output.splitlines() if "generated" in line))
+        print(
+            f"\nschemathesis -n {max_examples}: {cases} cases; exit {code}; "
+            + " ".join(line.strip() for line in output.splitlines() if "generated" in line)
+        )
     assert code == 0, output[-8000:]
     return cases
 

@@ -6,7 +6,6 @@ import os
 import shutil
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
@@ -47,9 +46,15 @@ def watched(tmp_path):
     (ms / "01.md").write_text("One.\n")
     (tmp_path / ".penwrightignore").write_text("# comment\ndrafts/\n*.secret.md\n")
     col = Collector()
-    w = Watcher([WatchRoot("manuscript", ms, ["**/*.md", "**/*.txt"], ["**/notes-*.md"])], col.on_batch,
-                col.on_error, quiet_seconds=0.3, max_wait_s=1.5, ignore_file=tmp_path / ".penwrightignore",
-                project_root=tmp_path).start()
+    w = Watcher(
+        [WatchRoot("manuscript", ms, ["**/*.md", "**/*.txt"], ["**/notes-*.md"])],
+        col.on_batch,
+        col.on_error,
+        quiet_seconds=0.3,
+        max_wait_s=1.5,
+        ignore_file=tmp_path / ".penwrightignore",
+        project_root=tmp_path,
+    ).start()
     yield ms, col, w
     w.stop()
 
@@ -153,8 +158,13 @@ def test_file_saved_every_100ms_for_a_full_minute(tmp_path):
     ms = tmp_path / "manuscript"
     ms.mkdir()
     col = Collector()
-    w = Watcher([WatchRoot("manuscript", ms, ["**/*.md"], [])], col.on_batch, col.on_error,
-                quiet_seconds=2.0, project_root=tmp_path).start()  # the default quiet period; max wait 20 s
+    w = Watcher(
+        [WatchRoot("manuscript", ms, ["**/*.md"], [])],
+        col.on_batch,
+        col.on_error,
+        quiet_seconds=2.0,
+        project_root=tmp_path,
+    ).start()  # the default quiet period; max wait 20 s
     try:
         end, n = time.monotonic() + 60, 0
         while time.monotonic() < end:

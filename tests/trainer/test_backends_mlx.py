@@ -22,11 +22,23 @@ def test_mlx_train_load_generate(tiny_model_dir, tmp_path):
 
     ds = write_dataset(tmp_path / "ds", paragraphs(EXAMPLE_MANUSCRIPT))
     # a fixed row width (every chunk is longer than 64 tokens) keeps mlx from recompiling its step per shape
-    s = TrainingSettings(method="dora", max_steps=4, rank=4, alpha=8, learning_rate=1e-2, batch_size=2,
-                         eval_every=None, save_every=2, max_seq_length=64, warmup_steps=0, targets="attn")
+    s = TrainingSettings(
+        method="dora",
+        max_steps=4,
+        rank=4,
+        alpha=8,
+        learning_rate=1e-2,
+        batch_size=2,
+        eval_every=None,
+        save_every=2,
+        max_seq_length=64,
+        warmup_steps=0,
+        targets="attn",
+    )
     seen = []
-    result = run_training(ds, s, tiny_model_dir, tmp_path / "run", model_settings=ModelSettings(backend="mlx"),
-                          on_progress=seen.append)
+    result = run_training(
+        ds, s, tiny_model_dir, tmp_path / "run", model_settings=ModelSettings(backend="mlx"), on_progress=seen.append
+    )
     assert result.backend == "mlx" and result.steps == 4 and result.status == "completed"
     assert [p["step"] for p in seen] == [1, 2, 3, 4] and seen[-1]["total"] == 4
     cfg = json.loads((result.adapter_dir / "adapter_config.json").read_text())

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 from pathlib import Path
 
 import pytest
-
 from pwtest import tree_digest
+
+from penwright.trainer import prompt_format as pf
 from penwright.trainer.curate import Manifest, curate, file_changed, pending_changes
 from penwright.trainer.curate.chunk import chunk_scenes, count_tokens
 from penwright.trainer.curate.clean import clean
-from penwright.trainer import prompt_format as pf
 from penwright.trainer.curate.pairs import fim_tokens
 from penwright.trainer.dataset import read_jsonl
 from penwright.trainer.settings import CurationSettings
@@ -42,14 +41,25 @@ def project(tmp_path: Path, corpora: Path) -> Path:
     (ms / "01-emma.txt").write_text(_excerpt(corpora, "austen/emma.txt", 0, 500))
     (ms / "02-persuasion.txt").write_text(_excerpt(corpora, "austen/persuasion.txt", 0, 450))
     (ms / "part2").mkdir()
-    (ms / "part2" / "03-hound.md").write_text("# Chapter 1\n\n" + _excerpt(corpora, "doyle/the_hound_of_the_baskervilles.txt", 40, 300))
+    (ms / "part2" / "03-hound.md").write_text(
+        "# Chapter 1\n\n" + _excerpt(corpora, "doyle/the_hound_of_the_baskervilles.txt", 40, 300)
+    )
     return tmp_path / "proj"
 
 
 def _run(project: Path, tokenizer, settings: CurationSettings | None = None, **kw) -> Manifest:
-    return curate([project / "manuscript"], INCLUDE, [], project / ".penwrightignore", settings or CurationSettings(
-        target_tokens=300, max_tokens=500, min_tokens=40), tokenizer, project / ".penwright" / "datasets" / "current",
-        root=project, context_limit=1024, **kw)
+    return curate(
+        [project / "manuscript"],
+        INCLUDE,
+        [],
+        project / ".penwrightignore",
+        settings or CurationSettings(target_tokens=300, max_tokens=500, min_tokens=40),
+        tokenizer,
+        project / ".penwright" / "datasets" / "current",
+        root=project,
+        context_limit=1024,
+        **kw,
+    )
 
 
 def _rows(project: Path) -> tuple[list[dict], list[dict]]:
@@ -74,14 +84,20 @@ def test_chunks_respect_budget_and_scene_breaks(corpora, tokenizer):
         assert c.text in scene_texts[c.scene], "a chunk never crosses a scene break"
         first = c.text.split("\n\n")[0]
         # chunks start at a paragraph, or at a sentence when a paragraph is longer than max_tokens
-        assert first in cleaned.scenes[c.scene] or any(p.startswith(first) or ". " + first in p for p in cleaned.scenes[c.scene])
+        assert first in cleaned.scenes[c.scene] or any(
+            p.startswith(first) or ". " + first in p for p in cleaned.scenes[c.scene]
+        )
     assert len({c.scene for c in chunks}) == 20
 
 
 def test_overlap_long_paragraphs_and_min_words(tokenizer):
     para = " ".join(f"Sentence number {i} walks along the quiet lane toward the sea." for i in range(120))
-    scenes = [[para, "Short one.", "Another paragraph with a handful of words in it, enough to count for something here."] * 3]
-    settings = CurationSettings(target_tokens=200, max_tokens=260, min_tokens=10, overlap_tokens=60, min_paragraph_words=5)
+    scenes = [
+        [para, "Short one.", "Another paragraph with a handful of words in it, enough to count for something here."] * 3
+    ]
+    settings = CurationSettings(
+        target_tokens=200, max_tokens=260, min_tokens=10, overlap_tokens=60, min_paragraph_words=5
+    )
     chunks = chunk_scenes(scenes, "x.md", settings, tokenizer)
     assert max(c.tokens for c in chunks) <= 260
     assert all("Short one." not in c.text for c in chunks)
@@ -98,8 +114,13 @@ def test_pairs_of_every_kind(project, tokenizer):
         lore_calls.append(text)
         return "Maren Vell: keeper of the light." if "Emma" in text else ""
 
-    settings = CurationSettings(target_tokens=300, max_tokens=500, min_tokens=40, pair_types=[
-        "continuation", "fim", "neutral", "info_dropout", "abstract", "lore"], seed=3)
+    settings = CurationSettings(
+        target_tokens=300,
+        max_tokens=500,
+        min_tokens=40,
+        pair_types=["continuation", "fim", "neutral", "info_dropout", "abstract", "lore"],
+        seed=3,
+    )
     manifest = _run(project, tokenizer, settings, lore_context=lore_context)
     train, valid = _rows(project)
     rows = train + valid
@@ -122,7 +143,7 @@ def test_pairs_of_every_kind(project, tokenizer):
     assert fim == ("<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>")
     for r in rows:
         if r["kind"] == "fim" and r["chunk"] in chunk_texts:
-            pre, rest = r["prompt"][len(fim[0]):].split(fim[1])
+            pre, rest = r["prompt"][len(fim[0]) :].split(fim[1])
             suf = rest[: -len(fim[2])]
             assert pre + r["completion"] + suf in chunk_texts[r["chunk"]], "prefix + middle + suffix is in the passage"
         if r["kind"] == "continuation" and r["chunk"] in chunk_texts:
@@ -139,7 +160,14 @@ def test_pairs_of_every_kind(project, tokenizer):
     assert lore_calls, "lore_context was consulted"
     # persona pairs map several degraded inputs to the same original
     some = next(iter(chunk_texts))
-    assert sum(1 for r in rows if r["chunk"] == some and "messages" in r and r["messages"][2]["content"] == chunk_texts[some]) >= 3
+    assert (
+        sum(
+            1
+            for r in rows
+            if r["chunk"] == some and "messages" in r and r["messages"][2]["content"] == chunk_texts[some]
+        )
+        >= 3
+    )
 
 
 def test_default_rows_are_the_inline_routes_of_a_base_model(project, tokenizer):
@@ -157,8 +185,12 @@ def test_a_model_without_fim_tokens_or_chat_format_still_curates(project):
     bpe = Tokenizer(models.BPE())
     bpe.pre_tokenizer, bpe.decoder = pre_tokenizers.ByteLevel(add_prefix_space=False), decoders.ByteLevel()
     texts = [p.read_text() for p in (project / "manuscript").rglob("*.*")]
-    bpe.train_from_iterator(texts, trainers.BpeTrainer(vocab_size=600, special_tokens=["<|endoftext|>"],
-                                                       initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    bpe.train_from_iterator(
+        texts,
+        trainers.BpeTrainer(
+            vocab_size=600, special_tokens=["<|endoftext|>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+        ),
+    )
     tok = PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="<|endoftext|>")
     settings = CurationSettings(target_tokens=300, max_tokens=500, min_tokens=40, pair_types=["auto", "chat"])
     manifest = _run(project, tok, settings)
@@ -174,7 +206,11 @@ def test_manifest_figures(project, tokenizer):
     train, valid = _rows(project)
     on_disk = Manifest.load(project / ".penwright/datasets/current/manifest.json")
     assert on_disk.to_dict() == manifest.to_dict()
-    assert set(manifest.files) == {"manuscript/01-emma.txt", "manuscript/02-persuasion.txt", "manuscript/part2/03-hound.md"}
+    assert set(manifest.files) == {
+        "manuscript/01-emma.txt",
+        "manuscript/02-persuasion.txt",
+        "manuscript/part2/03-hound.md",
+    }
     for name, entry in manifest.files.items():
         assert entry.sha256 == hashlib.sha256((project / name).read_bytes()).hexdigest()
         assert entry.train == sum(1 for r in train if r["source"] == name)
@@ -185,7 +221,9 @@ def test_manifest_figures(project, tokenizer):
     sample = manifest.tokens["sample"]
     assert sample["count"] == len(train) + len(valid)
     rows = train + valid  # each part tokenized as the server and the trainer tokenize it
-    parts = zip(count_tokens(tokenizer, [r["prompt"] for r in rows]), count_tokens(tokenizer, [r["completion"] for r in rows]))
+    parts = zip(
+        count_tokens(tokenizer, [r["prompt"] for r in rows]), count_tokens(tokenizer, [r["completion"] for r in rows])
+    )
     eos = [p + c + int(bool(r.get("eos"))) for (p, c), r in zip(parts, rows)]
     sizes = sorted(eos)
     assert sample["max"] == sizes[-1] and sample["median"] == sizes[len(sizes) // 2]
@@ -203,8 +241,10 @@ def test_split_is_stable_and_rerun_touches_only_the_changed_file(project, tokeni
 
     changed = project / "manuscript" / "02-persuasion.txt"
     text = changed.read_text()
-    changed.write_text(text.replace("Sir Walter Elliot", "Sir Walter Elyot", 1) + "\nA brand new closing paragraph, "
-                       "written today, in which the author adds a good many words to the end of the chapter.\n")
+    changed.write_text(
+        text.replace("Sir Walter Elliot", "Sir Walter Elyot", 1) + "\nA brand new closing paragraph, "
+        "written today, in which the author adds a good many words to the end of the chapter.\n"
+    )
     second = _run(project, tokenizer)
     assert second.recomputed == ["manuscript/02-persuasion.txt"]
     assert second.files["manuscript/01-emma.txt"].sha256 == first.files["manuscript/01-emma.txt"].sha256
@@ -242,7 +282,10 @@ def test_watcher_counts_new_and_changed_words(project, tokenizer):
     pending = pending_changes([ms], INCLUDE, [], None, manifest, out, root=project)
     assert pending.words == 22
     assert {f.path: f.status for f in pending.changed} == {
-        "manuscript/01-emma.txt": "changed", "manuscript/04-new.md": "added", "manuscript/part2/03-hound.md": "removed"}
+        "manuscript/01-emma.txt": "changed",
+        "manuscript/04-new.md": "added",
+        "manuscript/part2/03-hound.md": "removed",
+    }
 
 
 def test_ignore_file_and_globs(project, tokenizer):
@@ -250,8 +293,16 @@ def test_ignore_file_and_globs(project, tokenizer):
     (project / "manuscript" / "05-draft.txt").write_text("Not to be used. " * 50)
     manifest = _run(project, tokenizer)
     assert set(manifest.files) == {"manuscript/01-emma.txt", "manuscript/02-persuasion.txt"}
-    manifest = curate([project / "manuscript"], ["**/*.md"], [], None, CurationSettings(target_tokens=300, max_tokens=500),
-                      tokenizer, project / ".penwright/datasets/current", root=project)
+    manifest = curate(
+        [project / "manuscript"],
+        ["**/*.md"],
+        [],
+        None,
+        CurationSettings(target_tokens=300, max_tokens=500),
+        tokenizer,
+        project / ".penwright/datasets/current",
+        root=project,
+    )
     assert set(manifest.files) == {"manuscript/part2/03-hound.md"}
 
 

@@ -7,8 +7,8 @@ import os
 from pathlib import Path
 
 import pytest
-
 from pwtest import tree_digest
+
 from penwright.errors import DatasetError
 from penwright.trainer.curate import curate
 from penwright.trainer.settings import CurationSettings, ExtraDataset
@@ -16,7 +16,8 @@ from penwright.trainer.tiny import train_tokenizer
 
 INCLUDE = ["**/*.md", "**/*.txt", "**/*.docx"]
 GOOD = "\n\n".join(
-    f"Paragraph {i}: the keeper climbed the stair at dusk and trimmed the wick, and the sea said nothing she could answer."
+    f"Paragraph {i}: the keeper climbed the stair at dusk and trimmed the wick, and the sea said nothing "
+    "she could answer."
     for i in range(30)
 )
 
@@ -52,22 +53,38 @@ def messy(tmp_path: Path) -> Path:
     (ms / "broken.docx").write_bytes(b"not a zip")
     (ms / "only-notes.md").write_text("TODO: write this chapter\n\n[[ideas]]\n")
     (root / "user.jsonl").write_text(
-        json.dumps({"instruction": "Say hi", "output": "Hi."}) + "\n"
-        + "{not json\n"
-        + json.dumps({"messages": [{"role": "user", "content": "x"}]}) + "\n"
+        json.dumps({"instruction": "Say hi", "output": "Hi."})
         + "\n"
-        + json.dumps({"messages": [{"role": "user", "content": "Write."}, {"role": "assistant", "content": "The sea."}]}) + "\n"
-        + json.dumps({"instruction": "Refuse", "output": "I'm sorry, but I can't help with that request."}) + "\n"
+        + "{not json\n"
+        + json.dumps({"messages": [{"role": "user", "content": "x"}]})
+        + "\n"
+        + "\n"
+        + json.dumps(
+            {"messages": [{"role": "user", "content": "Write."}, {"role": "assistant", "content": "The sea."}]}
+        )
+        + "\n"
+        + json.dumps({"instruction": "Refuse", "output": "I'm sorry, but I can't help with that request."})
+        + "\n"
     )
     return root
 
 
 def test_every_bad_input_is_reported_and_the_rest_curated(messy: Path, tokenizer):
     before = tree_digest(messy / "manuscript")
-    settings = CurationSettings(target_tokens=64, max_tokens=128, min_tokens=8,
-                                extra_datasets=[ExtraDataset(path="user.jsonl")])
-    manifest = curate([messy / "manuscript"], INCLUDE, [], None, settings, tokenizer,
-                      messy / ".penwright/datasets/current", root=messy, context_limit=512)
+    settings = CurationSettings(
+        target_tokens=64, max_tokens=128, min_tokens=8, extra_datasets=[ExtraDataset(path="user.jsonl")]
+    )
+    manifest = curate(
+        [messy / "manuscript"],
+        INCLUDE,
+        [],
+        None,
+        settings,
+        tokenizer,
+        messy / ".penwright/datasets/current",
+        root=messy,
+        context_limit=512,
+    )
     assert tree_digest(messy / "manuscript") == before, "nothing the author wrote is modified"
     problems = {(p["path"], p["line"]): p["problem"] for p in manifest.problems}
     by_file = {path: msg for (path, _), msg in problems.items()}

@@ -47,9 +47,25 @@ A new chapter began here, with a sentence long enough to be a real paragraph of 
 def test_markdown_manuscript_is_cleaned_to_prose():
     result = clean(MESSY_MD, markdown=True)
     text = result.text()
-    for gone in ("title: Draft", "Copyright", "Chapter One", "remember to fix", "TODO", "tide tables",
-                 "Maren backstory", "better image", "[^1]", "brass", "outline", "<em>", "*", "**", "https://",
-                 "Chapter Two", "#"):
+    for gone in (
+        "title: Draft",
+        "Copyright",
+        "Chapter One",
+        "remember to fix",
+        "TODO",
+        "tide tables",
+        "Maren backstory",
+        "better image",
+        "[^1]",
+        "brass",
+        "outline",
+        "<em>",
+        "*",
+        "**",
+        "https://",
+        "Chapter Two",
+        "#",
+    ):
         assert gone not in text, gone
     paras = result.paragraphs
     assert paras[0] == (
@@ -77,7 +93,9 @@ def test_indented_paragraphs_without_blank_lines():
 
 
 def test_gutenberg_markers_front_and_end_matter():
-    body = "\n\n".join(f"Paragraph {i} of the story, told at some length so that it counts as prose." for i in range(40))
+    body = "\n\n".join(
+        f"Paragraph {i} of the story, told at some length so that it counts as prose." for i in range(40)
+    )
     text = (
         "The Project Gutenberg eBook of Something\n\n*** START OF THE PROJECT GUTENBERG EBOOK SOMETHING ***\n\n"
         "SOMETHING\n\nBy An Author\n\nContents\n\nI. The Beginning\nII. The Middle\nIII. The End\n\n"
@@ -91,12 +109,18 @@ def test_gutenberg_markers_front_and_end_matter():
     assert "Licence" not in result.text() and "Contents" not in result.text()
 
 
-@pytest.mark.parametrize("name,first", [
-    ("austen/emma.txt", "Emma Woodhouse, handsome, clever, and rich, with a comfortable home and happy disposition"),
-    ("austen/pride_and_prejudice.txt", "It is a truth universally acknowledged, that a single man in possession"),
-    ("austen/northanger_abbey.txt", "No one who had ever seen Catherine Morland in her infancy"),
-    ("doyle/the_hound_of_the_baskervilles.txt", "Mr. Sherlock Holmes, who was usually very late in the mornings"),
-])
+@pytest.mark.parametrize(
+    "name,first",
+    [
+        (
+            "austen/emma.txt",
+            "Emma Woodhouse, handsome, clever, and rich, with a comfortable home and happy disposition",
+        ),
+        ("austen/pride_and_prejudice.txt", "It is a truth universally acknowledged, that a single man in possession"),
+        ("austen/northanger_abbey.txt", "No one who had ever seen Catherine Morland in her infancy"),
+        ("doyle/the_hound_of_the_baskervilles.txt", "Mr. Sherlock Holmes, who was usually very late in the mornings"),
+    ],
+)
 def test_real_novels_start_at_the_story(corpora, name, first):
     result = clean((corpora / name).read_text(encoding="utf-8"), markdown=False)
     assert result.paragraphs[0].startswith(first)

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from pwtest import tree_digest
+
 from penwright.cli import main
 
 

@@ -10,8 +10,10 @@ import pytest
 
 from penwright.trainer.curate.degrade import ChatDegrader, RuleDegrader, upstream_complete
 
-PASSAGE = ("The tall, grey tower stood silently above the restless sea. Maren climbed the narrow stair slowly, "
-           "and the old brass lamp burned brightly in the cold dark. \"Tobias!\" she exclaimed; \"you're late,\" she told Tobias.")
+PASSAGE = (
+    "The tall, grey tower stood silently above the restless sea. Maren climbed the narrow stair slowly, "
+    'and the old brass lamp burned brightly in the cold dark. "Tobias!" she exclaimed; "you\'re late," she told Tobias.'
+)
 
 
 def test_rules():
@@ -56,11 +58,16 @@ def upstream():
 
 
 def test_chat_degrader_uses_upstream_and_falls_back_on_refusal(upstream):
-    _Upstream.replies = ["A tower stood above the sea. Maren climbed the stair.", "I'm sorry, but I can't help with that."]
+    _Upstream.replies = [
+        "A tower stood above the sea. Maren climbed the stair.",
+        "I'm sorry, but I can't help with that.",
+    ]
     _Upstream.seen = []
     d = ChatDegrader(upstream_complete(upstream, "some-model", api_key="k"), name="upstream")
     assert d.degrade("neutral", PASSAGE) == "A tower stood above the sea. Maren climbed the stair."
     assert _Upstream.seen[0]["model"] == "some-model" and _Upstream.seen[0]["messages"][1]["content"] == PASSAGE
-    assert d.degrade("neutral", PASSAGE) == RuleDegrader().degrade("neutral", PASSAGE), "a refusal falls back to the rules"
+    assert d.degrade("neutral", PASSAGE) == RuleDegrader().degrade("neutral", PASSAGE), (
+        "a refusal falls back to the rules"
+    )
     dead = ChatDegrader(upstream_complete("http://127.0.0.1:9/v1", "m", timeout=2), name="upstream")
     assert dead.degrade("info_dropout", PASSAGE) == RuleDegrader().degrade("info_dropout", PASSAGE)

@@ -11,25 +11,48 @@ from penwright.trainer.settings import ExtraDataset
 
 def _chat(user: str, target: str, chunk: str = "") -> dict:
     msgs = [{"role": "user", "content": user}, {"role": "assistant", "content": target}]
-    return {"messages": msgs, "kind": "continuation", "source": "a.md", "chunk": chunk or ds.row_key({"messages": msgs})}
+    return {
+        "messages": msgs,
+        "kind": "continuation",
+        "source": "a.md",
+        "chunk": chunk or ds.row_key({"messages": msgs}),
+    }
 
 
 def test_alpaca_and_chatml_rows(tmp_path: Path):
     path = tmp_path / "mine.jsonl"
-    path.write_text("\n".join([
-        json.dumps({"instruction": "Describe the sea", "input": "at dusk", "output": "It lay flat as pewter."}),
-        json.dumps({"instruction": "Name a ship", "output": "The Gannet.", "system": "Be brief."}),
-        json.dumps({"messages": [{"role": "system", "content": "S"}, {"role": "user", "content": "U"},
-                                 {"role": "assistant", "content": "A"}]}),
-        json.dumps(["not", "an", "object"]),
-        json.dumps({"messages": [{"role": "narrator", "content": "x"}, {"role": "assistant", "content": "y"}]}),
-        '{"instruction": "unterminated',
-    ]) + "\n")
+    path.write_text(
+        "\n".join(
+            [
+                json.dumps({"instruction": "Describe the sea", "input": "at dusk", "output": "It lay flat as pewter."}),
+                json.dumps({"instruction": "Name a ship", "output": "The Gannet.", "system": "Be brief."}),
+                json.dumps(
+                    {
+                        "messages": [
+                            {"role": "system", "content": "S"},
+                            {"role": "user", "content": "U"},
+                            {"role": "assistant", "content": "A"},
+                        ]
+                    }
+                ),
+                json.dumps(["not", "an", "object"]),
+                json.dumps({"messages": [{"role": "narrator", "content": "x"}, {"role": "assistant", "content": "y"}]}),
+                '{"instruction": "unterminated',
+            ]
+        )
+        + "\n"
+    )
     rows, problems = ds.load_user_dataset(path, "auto", "mine.jsonl")
     assert [r["messages"] for r in rows] == [
-        [{"role": "user", "content": "Describe the sea\n\nat dusk"}, {"role": "assistant", "content": "It lay flat as pewter."}],
-        [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Name a ship"},
-         {"role": "assistant", "content": "The Gannet."}],
+        [
+            {"role": "user", "content": "Describe the sea\n\nat dusk"},
+            {"role": "assistant", "content": "It lay flat as pewter."},
+        ],
+        [
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": "Name a ship"},
+            {"role": "assistant", "content": "The Gannet."},
+        ],
         [{"role": "system", "content": "S"}, {"role": "user", "content": "U"}, {"role": "assistant", "content": "A"}],
     ]
     assert all(r["kind"] == "user" and r["source"] == "mine.jsonl" for r in rows)

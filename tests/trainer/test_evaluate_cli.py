@@ -18,9 +18,18 @@ def _split(texts: list[str]) -> tuple[list[dict], list[dict]]:
     for i, t in enumerate(texts):
         paras = [p for p in t.split("\n\n") if len(p.split()) > 20]
         for j in range(1, len(paras)):
-            rows.append({"messages": [ROLE_SYS, {"role": "user", "content": "Continue:\n\n" + paras[j - 1]},
-                                      {"role": "assistant", "content": paras[j]}],
-                         "kind": "continuation", "source": f"{i}.md", "chunk": f"{i}-{j}"})
+            rows.append(
+                {
+                    "messages": [
+                        ROLE_SYS,
+                        {"role": "user", "content": "Continue:\n\n" + paras[j - 1]},
+                        {"role": "assistant", "content": paras[j]},
+                    ],
+                    "kind": "continuation",
+                    "source": f"{i}.md",
+                    "chunk": f"{i}-{j}",
+                }
+            )
     return rows[3:], rows[:3]
 
 
@@ -38,8 +47,10 @@ def _adapter(base: Path, out: Path) -> Path:
     from transformers import AutoModelForCausalLM
 
     torch.manual_seed(0)
-    model = get_peft_model(AutoModelForCausalLM.from_pretrained(base),
-                           LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
+    model = get_peft_model(
+        AutoModelForCausalLM.from_pretrained(base),
+        LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False),
+    )
     model.save_pretrained(out)
     return out
 
@@ -56,7 +67,11 @@ def project(example_project: Path, tiny_model_dir: Path, tmp_path: Path) -> tupl
         (ds / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     run = example_project / ".penwright" / "runs" / "run-1"
     run.mkdir(parents=True)
-    (run / "train_log.json").write_text(json.dumps([{"step": s, "loss": 5 - s / 10, "eval_loss": None if s % 2 else 5.2 - s / 11} for s in range(1, 11)]))
+    (run / "train_log.json").write_text(
+        json.dumps(
+            [{"step": s, "loss": 5 - s / 10, "eval_loss": None if s % 2 else 5.2 - s / 11} for s in range(1, 11)]
+        )
+    )
     adapter = _adapter(tiny_model_dir, tmp_path / "adapter")
     state = example_project / ".penwright"
     reg = Registry(state / "penwright.db", state / "adapters")
@@ -68,7 +83,9 @@ def project(example_project: Path, tiny_model_dir: Path, tmp_path: Path) -> tupl
 def test_eval_writes_report_for_the_live_adapter_against_base(project, capsys):
     root, _ = project
     out = root / ".penwright" / "reports" / "t"
-    code = main(["eval", "-p", str(root), "--n-samples", "3", "--max-new-tokens", "10", "--device", "cpu", "--out", str(out)])
+    code = main(
+        ["eval", "-p", str(root), "--n-samples", "3", "--max-new-tokens", "10", "--device", "cpu", "--out", str(out)]
+    )
     assert code == 0
     printed = capsys.readouterr().out
     assert "Style score" in printed and "Held-out perplexity" in printed and "report.html" in printed
@@ -92,8 +109,27 @@ def test_compare_any_base_and_adapter_without_a_project(project, tiny_model_dir,
     root, adapter = project
     refs = [str(p) for p in sorted((root / "manuscript").glob("*.md"))]
     out = tmp_path / "cmp"
-    code = main(["compare", "--base", str(tiny_model_dir), "--adapters", str(adapter), "--reference", *refs,
-                 "--train", refs[0], "--n-samples", "2", "--max-new-tokens", "8", "--device", "cpu", "--out", str(out)])
+    code = main(
+        [
+            "compare",
+            "--base",
+            str(tiny_model_dir),
+            "--adapters",
+            str(adapter),
+            "--reference",
+            *refs,
+            "--train",
+            refs[0],
+            "--n-samples",
+            "2",
+            "--max-new-tokens",
+            "8",
+            "--device",
+            "cpu",
+            "--out",
+            str(out),
+        ]
+    )
     assert code == 0
     rep = json.loads((out / "report.json").read_text())
     assert [s["label"] for s in rep["sides"]] == ["base", "adapter"]

@@ -51,14 +51,26 @@ def test_leaks_are_found_case_insensitively():
 def test_guard_failures_say_what_is_wrong():
     limits = guards.GuardLimits(copy_words=12, max_copy_share=0.25, max_repetition=0.3, min_distinct_2=0.5)
     assert guards.GuardLimits.default() == limits  # the defaults come from EvalSettings
-    assert guards.guard_failures({"copy_share": 0.0, "repetition": 0.1, "distinct_2": 0.9, "leak_share": 0.0}, limits) == []
-    problems = guards.guard_failures({"copy_share": 0.5, "repetition": 0.6, "distinct_2": 0.2, "leak_share": 0.25, "leaked": ["Human:"]}, limits)
+    assert (
+        guards.guard_failures({"copy_share": 0.0, "repetition": 0.1, "distinct_2": 0.9, "leak_share": 0.0}, limits)
+        == []
+    )
+    problems = guards.guard_failures(
+        {"copy_share": 0.5, "repetition": 0.6, "distinct_2": 0.2, "leak_share": 0.25, "leaked": ["Human:"]}, limits
+    )
     assert len(problems) == 4
     assert "copies the training text: 50%" in problems[0] and "12 words" in problems[0]
     assert "Human:" in problems[3]
 
 
-GOOD = {"perplexity": 20.0, "style_score": 70.0, "copy_share": 0.0, "repetition": 0.05, "distinct_2": 0.95, "leak_share": 0.0}
+GOOD = {
+    "perplexity": 20.0,
+    "style_score": 70.0,
+    "copy_share": 0.0,
+    "repetition": 0.05,
+    "distinct_2": 0.95,
+    "leak_share": 0.0,
+}
 
 
 def test_compare_candidates_decisions():

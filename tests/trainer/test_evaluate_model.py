@@ -8,7 +8,8 @@ import math
 import pytest
 from pwtest import example_texts
 
-from penwright.trainer.evaluate import core, gate_metrics, model as lm, report
+from penwright.trainer.evaluate import core, gate_metrics, report
+from penwright.trainer.evaluate import model as lm
 from penwright.trainer.evaluate.prompts import build_prompts, text_continuations
 from penwright.trainer.evaluate.settings import EvalSettings
 
@@ -18,14 +19,18 @@ TEXTS = example_texts()
 def _rows():
     rows = []
     for i, t in enumerate(TEXTS):
-        rows.append({
-            "messages": [
-                {"role": "system", "content": "Write in the author's voice."},
-                {"role": "user", "content": "Continue:\n\n" + t[:300]},
-                {"role": "assistant", "content": t[300:900]},
-            ],
-            "kind": "continuation", "source": f"{i}.md", "chunk": f"c{i}",
-        })
+        rows.append(
+            {
+                "messages": [
+                    {"role": "system", "content": "Write in the author's voice."},
+                    {"role": "user", "content": "Continue:\n\n" + t[:300]},
+                    {"role": "assistant", "content": t[300:900]},
+                ],
+                "kind": "continuation",
+                "source": f"{i}.md",
+                "chunk": f"c{i}",
+            }
+        )
     return rows
 
 
@@ -57,7 +62,11 @@ def test_rows_perplexity_scores_only_the_target(tiny):
     model, tok = tiny
     rows = _rows()[:1]
     full = lm.rows_perplexity(model, tok, rows)
-    longer_prompt = [dict(rows[0], messages=[rows[0]["messages"][0], {"role": "user", "content": "x " * 200}, rows[0]["messages"][2]])]
+    longer_prompt = [
+        dict(
+            rows[0], messages=[rows[0]["messages"][0], {"role": "user", "content": "x " * 200}, rows[0]["messages"][2]]
+        )
+    ]
     other = lm.rows_perplexity(model, tok, longer_prompt)
     # the same target is scored either way (its tokens plus <|im_end|> and the newline)
     target_tokens = len(tok(rows[0]["messages"][2]["content"] + "<|im_end|>\n", add_special_tokens=False).input_ids)
@@ -91,7 +100,15 @@ def test_gate_metrics_on_a_small_sample(tiny):
     model, tok = tiny
     m = gate_metrics(model, tok, _rows(), n_samples=2, max_new_tokens=12, train_texts=TEXTS)
     assert m["perplexity"] > 1 and 0 <= m["style_score"] <= 100
-    assert set(m["style_parts"]) == {"vocabulary", "sentence_rhythm", "paragraph_length", "dialogue", "punctuation", "pacing", "function_words"}
+    assert set(m["style_parts"]) == {
+        "vocabulary",
+        "sentence_rhythm",
+        "paragraph_length",
+        "dialogue",
+        "punctuation",
+        "pacing",
+        "function_words",
+    }
     assert m["copy_longest"] >= 0 and 0 <= m["repetition"] <= 1 and m["leak_share"] == 0
     assert isinstance(m["guard_failures"], list)
     json.dumps(m)  # storable in the registry as is
@@ -101,8 +118,12 @@ def test_evaluate_two_sides_and_write_the_report(tiny, tmp_path):
     model, tok = tiny
     ctx = core.make_context(_rows(), None, TEXTS, EvalSettings(n_samples=2, max_new_tokens=10, max_heldout=2))
     side = core.evaluate_model(model, tok, ctx, "base")
-    log = [{"step": s, "loss": 7 - s / 10, **({"valid_loss": 7.2 - s / 12} if s % 5 == 0 else {})} for s in range(1, 21)]
-    rep = report.build_report(core.author_summary(ctx), [side, dict(side, label="v1")], {"run-1": log}, {"project": "novel"})
+    log = [
+        {"step": s, "loss": 7 - s / 10, **({"valid_loss": 7.2 - s / 12} if s % 5 == 0 else {})} for s in range(1, 21)
+    ]
+    rep = report.build_report(
+        core.author_summary(ctx), [side, dict(side, label="v1")], {"run-1": log}, {"project": "novel"}
+    )
     json_path, html_path = report.write_report(rep, tmp_path)
     data = json.loads(json_path.read_text())
     assert [s["label"] for s in data["sides"]] == ["base", "v1"]
@@ -149,4 +170,7 @@ def test_served_loss_equals_the_trainers_eval_loss(tiny_model_dir, tmp_path):
     result = run_training(ds, settings, tiny_model_dir, tmp_path / "run")
     model, tok = lm.load_model(tiny_model_dir, result.adapter_dir, device="cpu")
     served = lm.rows_perplexity(model, tok, rows[:2], 2048)["loss"]
-    assert any(abs(served - x) < 2e-3 for x in (result.eval_loss, result.best_eval_loss) if x is not None), (served, result)
+    assert any(abs(served - x) < 2e-3 for x in (result.eval_loss, result.best_eval_loss) if x is not None), (
+        served,
+        result,
+    )

@@ -54,7 +54,7 @@ def test_characteristic_words_skip_names_and_function_words():
 
 
 def test_a_text_compared_with_itself_scores_100():
-    text = "She walked to the window; the rain had stopped. \"Will he come?\" she asked. Nobody answered.\n\nIt was late."
+    text = 'She walked to the window; the rain had stopped. "Will he come?" she asked. Nobody answered.\n\nIt was late.'
     p = style.profile(text)
     result = style.style_score(p, p)
     assert result["score"] == 100.0
@@ -96,10 +96,13 @@ def test_austen_passage_scores_closer_to_austen_than_a_doyle_passage(corpora):
     assert sum(a_scores) / 4 - sum(d_scores) / 4 > 5  # a clear margin, not a coin flip
     # and the other way round: against Doyle, the Hound passage wins
     doyle = style.profile((corpora / "doyle" / "the_sign_of_the_four.txt").read_text(encoding="utf-8")[:250_000])
-    assert style.style_score(style.profile(hound[0]), doyle)["score"] > style.style_score(style.profile(pers[0]), doyle)["score"]
+    assert (
+        style.style_score(style.profile(hound[0]), doyle)["score"]
+        > style.style_score(style.profile(pers[0]), doyle)["score"]
+    )
 
 
 def test_empty_text_scores_low_without_crashing():
-    author = style.profile("She smiled; he bowed. \"Indeed,\" said she.")
+    author = style.profile('She smiled; he bowed. "Indeed," said she.')
     result = style.style_score(style.profile(""), author)
     assert 0 <= result["score"] < 60

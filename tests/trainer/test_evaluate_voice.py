@@ -47,8 +47,12 @@ def test_references_ship_profiles_not_books():
 
 
 def _side(ppl, ctl, own_ratio, ctl_ratio, delta=None):
-    return {"perplexity": ppl, "control_perplexity": ctl, "delta": {"delta_author": delta} if delta else {},
-            "voice": {"own_ratio": own_ratio, "control_ratio": ctl_ratio, "voice_margin": round(ctl_ratio - own_ratio, 4)}}
+    return {
+        "perplexity": ppl,
+        "control_perplexity": ctl,
+        "delta": {"delta_author": delta} if delta else {},
+        "voice": {"own_ratio": own_ratio, "control_ratio": ctl_ratio, "voice_margin": round(ctl_ratio - own_ratio, 4)},
+    }
 
 
 BASE = _side(60.0, 50.0, 1.0, 1.0, delta=0.9)
@@ -78,8 +82,10 @@ def test_a_retrain_is_judged_against_the_live_adapter():
 
 def test_too_small_to_hold_out_falls_back_with_a_note(tmp_path):
     texts = example_texts()
-    rows = [{"prompt": t[:200], "completion": t[200:], "kind": "continuation", "source": "a.md", "chunk": f"c{i}"}
-            for i, t in enumerate(texts)]
+    rows = [
+        {"prompt": t[:200], "completion": t[200:], "kind": "continuation", "source": "a.md", "chunk": f"c{i}"}
+        for i, t in enumerate(texts)
+    ]
     (tmp_path / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     inputs, notes = voice.inputs_from_dataset(tmp_path)
     assert inputs.heldout and "too small to hold out" in notes[0]
@@ -95,8 +101,18 @@ def test_voice_metrics_are_repeatable(tiny):
     """The same model measured twice gives the same figures: the gate's decision is stable."""
     model, tok = tiny
     texts = example_texts()
-    make = lambda: voice.VoiceInputs(texts[:2], voice.default_control(), texts, n_samples=4, max_new_tokens=24,  # noqa: E731
-                                     ppl_tokens=128, ppl_windows=4)
+
+    def make():
+        return voice.VoiceInputs(
+            texts[:2],
+            voice.default_control(),
+            texts,
+            n_samples=4,
+            max_new_tokens=24,  # noqa: E731
+            ppl_tokens=128,
+            ppl_windows=4,
+        )
+
     first, second = voice.voice_metrics(model, tok, make()), voice.voice_metrics(model, tok, make())
     first.pop("seconds"), second.pop("seconds")
     assert first == second

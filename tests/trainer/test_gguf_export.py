@@ -26,8 +26,13 @@ def train_lora(model_dir: Path, out: Path, text: str, rslora: bool = False, lr: 
     tok = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
     torch.manual_seed(0)
-    cfg = LoraConfig(r=8, lora_alpha=16, lora_dropout=0.0, use_rslora=rslora,
-                     target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
+    cfg = LoraConfig(
+        r=8,
+        lora_alpha=16,
+        lora_dropout=0.0,
+        use_rslora=rslora,
+        target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+    )
     peft_model = get_peft_model(model, cfg)
     ids = torch.tensor([tok.encode(text * 8)[:96]])
     opt = torch.optim.AdamW([p for p in peft_model.parameters() if p.requires_grad], lr=lr)
@@ -49,9 +54,8 @@ def torch_greedy(model_dir: Path, adapter: Path | None, ids: list[int], n: int =
 
         model = PeftModel.from_pretrained(model, str(adapter)).eval()
     with torch.no_grad():
-        out = model.generate(torch.tensor([ids]), max_new_tokens=n, do_sample=False, eos_token_id=None,
-                             pad_token_id=0)
-    return out[0, len(ids):].tolist()
+        out = model.generate(torch.tensor([ids]), max_new_tokens=n, do_sample=False, eos_token_id=None, pad_token_id=0)
+    return out[0, len(ids) :].tolist()
 
 
 def llama_greedy(model_gguf: Path, lora: Path | None, ids: list[int], n: int = STEPS) -> list[int]:
@@ -72,8 +76,12 @@ def llama_greedy(model_gguf: Path, lora: Path | None, ids: list[int], n: int = S
 
 @pytest.fixture(scope="module")
 def adapter(tiny_model_dir, tmp_path_factory) -> Path:
-    return train_lora(tiny_model_dir, tmp_path_factory.mktemp("lora") / "lighthouse",
-                      "Maren climbed the lighthouse stairs and lit the lamp. ", lr=3e-2)
+    return train_lora(
+        tiny_model_dir,
+        tmp_path_factory.mktemp("lora") / "lighthouse",
+        "Maren climbed the lighthouse stairs and lit the lamp. ",
+        lr=3e-2,
+    )
 
 
 def read(path: Path):

@@ -87,14 +87,20 @@ def test_fused_mlx_export_matches_the_adapter(tiny_model_dir, tmp_path):
     params = {"rank": 4, "scale": 2.0, "dropout": 0.0, "keys": ["self_attn.q_proj", "mlp.down_proj"]}
     linear_to_lora_layers(model, 2, params)
     mx.random.seed(3)
-    model.update(tree_unflatten([(k, mx.random.normal(v.shape) * 0.2)
-                                 for k, v in tree_flatten(model.parameters()) if k.endswith("lora_b")]))
+    model.update(
+        tree_unflatten(
+            [(k, mx.random.normal(v.shape) * 0.2) for k, v in tree_flatten(model.parameters()) if k.endswith("lora_b")]
+        )
+    )
     adapter = tmp_path / "mlx_adapter"
     adapter.mkdir()
-    mx.save_safetensors(str(adapter / "adapters.safetensors"),
-                        {k: v for k, v in tree_flatten(model.parameters()) if k.endswith(("lora_a", "lora_b"))})
-    (adapter / "adapter_config.json").write_text(json.dumps({"fine_tune_type": "lora", "num_layers": 2,
-                                                             "lora_parameters": params}))
+    mx.save_safetensors(
+        str(adapter / "adapters.safetensors"),
+        {k: v for k, v in tree_flatten(model.parameters()) if k.endswith(("lora_a", "lora_b"))},
+    )
+    (adapter / "adapter_config.json").write_text(
+        json.dumps({"fine_tune_type": "lora", "num_layers": 2, "lora_parameters": params})
+    )
     out = export_mlx(str(tiny_model_dir), adapter, tmp_path / "fused")
     ids = mx.array([tok.encode(PROMPT)])
     base, _ = load(str(tiny_model_dir))

@@ -148,8 +148,12 @@ KILLER = textwrap.dedent(
 def test_kill_during_publish_leaves_registry_consistent(reg, tmp_path, point):
     reg.publish(make_adapter(tmp_path / "good", "g"))
     src = make_adapter(tmp_path / "new", "n", files=6)
-    proc = subprocess.run([sys.executable, "-c", KILLER, point, str(reg.database), str(reg.adapters_dir), str(src)],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", KILLER, point, str(reg.database), str(reg.adapters_dir), str(src)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == -signal.SIGKILL, proc.stderr
     reopened = Registry(reg.database, reg.adapters_dir)  # sweeps what the crash left
     assert [v.version for v in reopened.list()] == [1]
@@ -165,8 +169,11 @@ def test_random_kills_never_expose_a_partial_adapter(reg, tmp_path):
     src = make_adapter(tmp_path / "big", "b", files=40, size=200_000)
     want = digest(src)
     for delay in (0.05, 0.15, 0.3, 0.5, 0.8):
-        proc = subprocess.Popen([sys.executable, "-c", KILLER, "none", str(reg.database), str(reg.adapters_dir), str(src)],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        proc = subprocess.Popen(
+            [sys.executable, "-c", KILLER, "none", str(reg.database), str(reg.adapters_dir), str(src)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
         time.sleep(delay)
         if proc.poll() is None:
             os.kill(proc.pid, signal.SIGKILL)
@@ -174,5 +181,9 @@ def test_random_kills_never_expose_a_partial_adapter(reg, tmp_path):
         reopened = Registry(reg.database, reg.adapters_dir)
         for v in reopened.list():
             assert digest(v.path) == want, f"v{v.version} incomplete after kill at {delay}s"
-        names = {p.name for p in (reg.adapters_dir / "penwright").iterdir()} if (reg.adapters_dir / "penwright").exists() else set()
+        names = (
+            {p.name for p in (reg.adapters_dir / "penwright").iterdir()}
+            if (reg.adapters_dir / "penwright").exists()
+            else set()
+        )
         assert names == {f"v{v.version}" for v in reopened.list()}

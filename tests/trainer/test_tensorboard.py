@@ -12,8 +12,18 @@ from train_fixtures import EXAMPLE_MANUSCRIPT, paragraphs, write_dataset
 from penwright.trainer.settings import TrainingSettings
 from penwright.trainer.train import run_training
 
-RUN = dict(rank=4, alpha=8, dropout=0.0, learning_rate=3e-3, max_seq_length=160, batch_size=2, warmup_steps=2,
-           eval_every=3, save_every=6, max_steps=6)
+RUN = dict(
+    rank=4,
+    alpha=8,
+    dropout=0.0,
+    learning_rate=3e-3,
+    max_seq_length=160,
+    batch_size=2,
+    warmup_steps=2,
+    eval_every=3,
+    save_every=6,
+    max_steps=6,
+)
 
 
 @pytest.fixture(scope="module")
@@ -42,8 +52,9 @@ def test_tensorboard_event_files_hold_the_runs_curves(dataset, tiny_model_dir, t
     for step, value in curves["train/loss"]:
         assert value == pytest.approx(float(logged[step]["loss"]), abs=1e-5)
     assert [s for s, _ in curves["eval/loss"]] == [3, 6]
-    assert [v for _, v in curves["eval/loss"]] == pytest.approx([float(logged[3]["eval_loss"]),
-                                                                float(logged[6]["eval_loss"])], abs=1e-5)
+    assert [v for _, v in curves["eval/loss"]] == pytest.approx(
+        [float(logged[3]["eval_loss"]), float(logged[6]["eval_loss"])], abs=1e-5
+    )
     lrs = dict(curves["train/learning_rate"])
     assert lrs[1] < lrs[2] and lrs[2] == pytest.approx(float(logged[2]["lr"]))  # warm-up, as the run logged it
     assert all(v > 0 for _, v in curves["train/tokens_per_second"])

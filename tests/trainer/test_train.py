@@ -20,8 +20,18 @@ from penwright.errors import DatasetError, ModelNotFoundError, SettingsError, Tr
 from penwright.trainer.settings import ModelSettings, TrainingSettings
 from penwright.trainer.train import next_rung, run_training
 
-BASE = dict(rank=4, alpha=8, dropout=0.0, learning_rate=3e-3, max_seq_length=160, batch_size=2, warmup_steps=2,
-            eval_every=5, save_every=5, max_steps=10)
+BASE = dict(
+    rank=4,
+    alpha=8,
+    dropout=0.0,
+    learning_rate=3e-3,
+    max_seq_length=160,
+    batch_size=2,
+    warmup_steps=2,
+    eval_every=5,
+    save_every=5,
+    max_steps=10,
+)
 
 
 def settings(**kw) -> TrainingSettings:
@@ -42,19 +52,29 @@ def test_lora_run_writes_every_artifact_and_learns(dataset, tiny_model_dir, tmp_
     from peft import PeftConfig
 
     seen = []
-    result = run_training(dataset, settings(max_steps=8, keep_best=2, save_every=2, eval_every=2), tiny_model_dir,
-                          tmp_path / "run", on_progress=seen.append)
+    result = run_training(
+        dataset,
+        settings(max_steps=8, keep_best=2, save_every=2, eval_every=2),
+        tiny_model_dir,
+        tmp_path / "run",
+        on_progress=seen.append,
+    )
     run = tmp_path / "run"
     assert result.status == "completed" and result.stop_reason == "max_steps" and result.steps == 8
     # progress reached the caller with the documented fields, step by step
     assert [p["step"] for p in seen] == list(range(1, 9))
-    assert set(seen[-1]) == {"step", "total", "loss", "eval_loss", "lr", "tokens_per_s", "eta_s"} and seen[-1]["total"] == 8
+    assert (
+        set(seen[-1]) == {"step", "total", "loss", "eval_loss", "lr", "tokens_per_s", "eta_s"}
+        and seen[-1]["total"] == 8
+    )
     rows = read_log(run)
     assert [int(r["step"]) for r in rows] == list(range(1, 9))
     assert float(rows[-1]["loss"]) < float(rows[0]["loss"])  # it learns the repeated text
     assert json.loads((run / "train_log.json").read_text())[-1]["step"] == 8
     tm = json.loads((run / "time_metrics.json").read_text())
-    assert tm["steps"] == 8 and tm["tokens_per_s"] > 0 and tm["peak_memory_bytes"] > 0 and tm["total_s"] >= tm["train_s"]
+    assert (
+        tm["steps"] == 8 and tm["tokens_per_s"] > 0 and tm["peak_memory_bytes"] > 0 and tm["total_s"] >= tm["train_s"]
+    )
     cfg = (run / "config.yaml").read_text()
     assert "rank: 4" in cfg and str(tiny_model_dir) in cfg
     # best two by eval loss plus the latest are kept
@@ -68,8 +88,12 @@ def test_lora_run_writes_every_artifact_and_learns(dataset, tiny_model_dir, tmp_
 def test_dora_and_rslora_adapters(dataset, tiny_model_dir, tmp_path):
     from safetensors import safe_open
 
-    r = run_training(dataset, settings(method="dora", rslora=True, max_steps=2, eval_every=None, targets="auto"),
-                     tiny_model_dir, tmp_path / "dora")
+    r = run_training(
+        dataset,
+        settings(method="dora", rslora=True, max_steps=2, eval_every=None, targets="auto"),
+        tiny_model_dir,
+        tmp_path / "dora",
+    )
     cfg = json.loads((r.adapter_dir / "adapter_config.json").read_text())
     assert cfg["use_dora"] is True and cfg["use_rslora"] is True
     assert set(cfg["target_modules"]) == {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
@@ -85,17 +109,34 @@ def _adapter_drift(adapter_dir: Path) -> float:
 
 
 def test_kl_regulariser_keeps_the_adapter_closer_to_the_base(dataset, tiny_model_dir, tmp_path):
-    plain = run_training(dataset, settings(max_steps=5, eval_every=None, learning_rate=1e-2), tiny_model_dir, tmp_path / "p")
-    kl = run_training(dataset, settings(max_steps=5, eval_every=None, learning_rate=1e-2, kl_lambda=20.0),
-                      tiny_model_dir, tmp_path / "k")
+    plain = run_training(
+        dataset, settings(max_steps=5, eval_every=None, learning_rate=1e-2), tiny_model_dir, tmp_path / "p"
+    )
+    kl = run_training(
+        dataset,
+        settings(max_steps=5, eval_every=None, learning_rate=1e-2, kl_lambda=20.0),
+        tiny_model_dir,
+        tmp_path / "k",
+    )
     assert _adapter_drift(kl.adapter_dir) < _adapter_drift(plain.adapter_dir)
     assert (tmp_path / "k" / "config.yaml").read_text().count("kl_lambda: 20.0") == 1
 
 
 def test_plateau_stop(dataset, tiny_model_dir, tmp_path):
-    r = run_training(dataset, settings(max_steps=40, learning_rate=1e-9, warmup_steps=0, eval_every=None,
-                                       plateau_patience=3, plateau_min_steps=4, plateau_min_delta=0.01),
-                     tiny_model_dir, tmp_path / "run")
+    r = run_training(
+        dataset,
+        settings(
+            max_steps=40,
+            learning_rate=1e-9,
+            warmup_steps=0,
+            eval_every=None,
+            plateau_patience=3,
+            plateau_min_steps=4,
+            plateau_min_delta=0.01,
+        ),
+        tiny_model_dir,
+        tmp_path / "run",
+    )
     assert r.stop_reason == "plateau" and r.status == "stopped" and 4 <= r.steps < 12
 
 
@@ -104,7 +145,9 @@ def test_time_cap_and_cancel(dataset, tiny_model_dir, tmp_path, monkeypatch):
 
     monkeypatch.setattr(T, "TIME_BUDGET_CHECKS", ())  # no planning from the pace: the hard cap itself must stop it
     monkeypatch.setattr(T, "TIME_BUDGET_EVERY", 10**9)
-    r = run_training(dataset, settings(max_steps=500, max_minutes=0.02, eval_every=None), tiny_model_dir, tmp_path / "t")
+    r = run_training(
+        dataset, settings(max_steps=500, max_minutes=0.02, eval_every=None), tiny_model_dir, tmp_path / "t"
+    )
     assert r.stop_reason == "time_cap" and r.steps < 500 and (r.adapter_dir / "adapter_config.json").is_file()
     calls = []
 
@@ -112,18 +155,31 @@ def test_time_cap_and_cancel(dataset, tiny_model_dir, tmp_path, monkeypatch):
         calls.append(1)
         return len(calls) >= 3
 
-    r2 = run_training(dataset, settings(max_steps=50, eval_every=None), tiny_model_dir, tmp_path / "c", should_stop=stop)
+    r2 = run_training(
+        dataset, settings(max_steps=50, eval_every=None), tiny_model_dir, tmp_path / "c", should_stop=stop
+    )
     assert r2.status == "cancelled" and r2.steps == 3
     # a cancelled run resumes where it stopped
     r3 = run_training(dataset, settings(max_steps=5, eval_every=None), tiny_model_dir, tmp_path / "c")
-    assert r3.status == "completed" and r3.steps == 5 and [int(x["step"]) for x in read_log(tmp_path / "c")] == [1, 2, 3, 4, 5]
+    assert (
+        r3.status == "completed"
+        and r3.steps == 5
+        and [int(x["step"]) for x in read_log(tmp_path / "c")] == [1, 2, 3, 4, 5]
+    )
 
 
 def test_warm_start_from_an_adapter(dataset, tiny_model_dir, tmp_path):
     first = run_training(dataset, settings(max_steps=6, eval_every=None), tiny_model_dir, tmp_path / "a")
-    cold = run_training(dataset, settings(max_steps=1, eval_every=None, learning_rate=1e-9), tiny_model_dir, tmp_path / "b")
-    warm = run_training(dataset, settings(max_steps=1, eval_every=None, learning_rate=1e-9), tiny_model_dir,
-                        tmp_path / "c", init_adapter=first.adapter_dir)
+    cold = run_training(
+        dataset, settings(max_steps=1, eval_every=None, learning_rate=1e-9), tiny_model_dir, tmp_path / "b"
+    )
+    warm = run_training(
+        dataset,
+        settings(max_steps=1, eval_every=None, learning_rate=1e-9),
+        tiny_model_dir,
+        tmp_path / "c",
+        init_adapter=first.adapter_dir,
+    )
     assert float(read_log(tmp_path / "c")[0]["loss"]) < float(read_log(tmp_path / "b")[0]["loss"]) - 0.05
     assert warm.status == cold.status == "completed"
 
@@ -154,8 +210,12 @@ def test_resume_after_kill_matches_an_uninterrupted_run(dataset, tiny_model_dir,
     straight = run_training(dataset, s, tiny_model_dir, tmp_path / "straight")
     run = tmp_path / "killed"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen([sys.executable, "-c", RUNNER, str(dataset), str(tiny_model_dir), str(run), s.model_dump_json()],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", RUNNER, str(dataset), str(tiny_model_dir), str(run), s.model_dump_json()],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 240
     while not (run / "checkpoints" / "step-4").is_dir():
         assert proc.poll() is None and time.monotonic() < deadline, "trainer ended before its second checkpoint"
@@ -207,9 +267,9 @@ def test_bad_input_gives_clear_errors(dataset, tiny_model_dir, tmp_path):
     with pytest.raises(DatasetError, match="different tokenizer"):
         run_training(manifest, settings(), tiny_model_dir, tmp_path / "r5")
     # curation records the tokenizer's folder: another model's tokenizer is caught too
-    from penwright.trainer.tiny import build_tiny_model
-
     import shutil
+
+    from penwright.trainer.tiny import build_tiny_model
 
     other_tiny = build_tiny_model(["An entirely different book about ships and the sea. " * 30], tmp_path / "m")
     other = shutil.copytree(other_tiny, tmp_path / "other-model")
@@ -266,8 +326,12 @@ def test_a_time_budget_shortens_the_schedule_to_what_fits(dataset, tiny_model_di
     import penwright.trainer.train as T
 
     monkeypatch.setattr(T, "TIME_BUDGET_CHECKS", (2,))
-    result = run_training(dataset, settings(max_steps=100_000, max_minutes=0.1, warmup_steps=1, save_every=10**6, eval_every=None),
-                          tiny_model_dir, tmp_path / "run")
+    result = run_training(
+        dataset,
+        settings(max_steps=100_000, max_minutes=0.1, warmup_steps=1, save_every=10**6, eval_every=None),
+        tiny_model_dir,
+        tmp_path / "run",
+    )
     log = read_log(tmp_path / "run")
     assert 2 < result.total_steps < 100_000  # planned from the measured pace
     assert result.stop_reason in ("max_steps", "time_cap")  # time_cap only if this machine slowed down a lot mid-run

@@ -83,7 +83,11 @@ class _HeldForBackward:
 
         gc.collect()
         weights = {p.untyped_storage().data_ptr() for p in model.parameters()}
-        live = {t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for t in (r() for r in self.refs) if t is not None}
+        live = {
+            t.untyped_storage().data_ptr(): t.untyped_storage().nbytes()
+            for t in (r() for r in self.refs)
+            if t is not None
+        }
         return sum(n for ptr, n in live.items() if ptr not in weights)
 
 
@@ -93,8 +97,10 @@ def _run(backend, batch, seed: int = 0):
 
     layers = backend.model.get_base_model().model.layers
     starts = [0] * len(layers)
-    hooks = [layer.mlp.register_forward_pre_hook(lambda *_, i=i: starts.__setitem__(i, starts[i] + 1))
-             for i, layer in enumerate(layers)]
+    hooks = [
+        layer.mlp.register_forward_pre_hook(lambda *_, i=i: starts.__setitem__(i, starts[i] + 1))
+        for i, layer in enumerate(layers)
+    ]
     held = _HeldForBackward()
     backend.model.zero_grad(set_to_none=True)
     torch.manual_seed(seed)  # the same dropout masks in every mode
@@ -132,8 +138,14 @@ def backend_and_batch(tiny_model_dir):
     return backend, backend.collate(D.pack(samples, 256))
 
 
-MODES = [("as loaded", None), ("none", (0.0, False)), ("half", (0.5, False)), ("full", (1.0, False)),
-         ("elementwise", (0.0, True)), ("half + elementwise", (0.5, True))]
+MODES = [
+    ("as loaded", None),
+    ("none", (0.0, False)),
+    ("half", (0.5, False)),
+    ("full", (1.0, False)),
+    ("elementwise", (0.0, True)),
+    ("half + elementwise", (0.5, True)),
+]
 
 
 @pytest.fixture(scope="module")
@@ -164,7 +176,9 @@ def test_every_mode_gives_the_same_loss_and_gradients(runs):
 
     out, _ = runs
     loss, grads = out["none"][0], out["none"][1]
-    assert any("lora_A" in k for k in grads) and any(float(g.abs().max()) > 0 for k, g in grads.items() if "lora_A" in k)
+    assert any("lora_A" in k for k in grads) and any(
+        float(g.abs().max()) > 0 for k, g in grads.items() if "lora_A" in k
+    )
     for name, _ in MODES:
         assert out[name][0] == pytest.approx(loss, rel=1e-5), name
         assert set(out[name][1]) == set(grads)
@@ -189,8 +203,17 @@ def test_a_run_with_partial_and_elementwise_checkpointing(tiny_model_dir, tmp_pa
     from penwright.trainer.train import run_training
 
     dataset = write_dataset(tmp_path / "ds", paragraphs(EXAMPLE_MANUSCRIPT)[:12])
-    s = TrainingSettings(rank=4, alpha=8, max_seq_length=160, batch_size=2, max_steps=3, eval_every=3, save_every=3,
-                         gradient_checkpointing=0.5, recompute_elementwise=True)
+    s = TrainingSettings(
+        rank=4,
+        alpha=8,
+        max_seq_length=160,
+        batch_size=2,
+        max_steps=3,
+        eval_every=3,
+        save_every=3,
+        gradient_checkpointing=0.5,
+        recompute_elementwise=True,
+    )
     result = run_training(dataset, s, tiny_model_dir, tmp_path / "run")
     assert result.status == "completed" and result.steps == 3 and result.eval_loss is not None
     saved = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())

@@ -45,8 +45,8 @@ def plain_step(backend, samples):
     ids = torch.full((len(samples), width), pad)
     mask, labels = torch.zeros_like(ids), torch.full_like(ids, D.IGNORE)
     for i, s in enumerate(samples):
-        ids[i, :len(s)], mask[i, :len(s)] = torch.tensor(s.input_ids), 1
-        labels[i, :len(s)] = torch.tensor([D.IGNORE] + s.labels[:-1])
+        ids[i, : len(s)], mask[i, : len(s)] = torch.tensor(s.input_ids), 1
+        labels[i, : len(s)] = torch.tensor([D.IGNORE] + s.labels[:-1])
     loss = backend.model(input_ids=ids, attention_mask=mask, labels=labels).loss
     loss.backward()
     return float(loss.detach()), _lora_grads(backend.model)
@@ -103,8 +103,9 @@ def test_compiled_decoder_layers_match_the_plain_loop(tiny_model_dir, samples):
     model = backend.model.get_base_model()
     assert compile_decoder_layers(model) == model.config.num_hidden_layers
     assert_same(ours_step(backend, samples), plain, rel=1e-4)
-    assert_same(ours_step(backend, samples[:3]), plain_step(_backend(tiny_model_dir, packing=False), samples[:3]),
-                rel=1e-4)
+    assert_same(
+        ours_step(backend, samples[:3]), plain_step(_backend(tiny_model_dir, packing=False), samples[:3]), rel=1e-4
+    )
 
 
 def test_a_failing_compile_falls_back_to_eager_layers(tiny_model_dir, samples):

@@ -66,8 +66,8 @@ def _plain_on_cuda(backend, samples):
     ids = torch.full((len(samples), width), pad)
     mask, labels = torch.zeros_like(ids), torch.full_like(ids, D.IGNORE)
     for i, s in enumerate(samples):
-        ids[i, :len(s)], mask[i, :len(s)] = torch.tensor(s.input_ids), 1
-        labels[i, :len(s)] = torch.tensor([D.IGNORE] + s.labels[:-1])
+        ids[i, : len(s)], mask[i, : len(s)] = torch.tensor(s.input_ids), 1
+        labels[i, : len(s)] = torch.tensor([D.IGNORE] + s.labels[:-1])
     loss = backend.model(input_ids=ids.cuda(), attention_mask=mask.cuda(), labels=labels.cuda()).loss
     loss.backward()
     grads = {k: p.grad.detach().clone() for k, p in backend.model.named_parameters() if p.requires_grad}
@@ -87,8 +87,12 @@ def plain(model_dir, samples):
     return _plain(_backend(model_dir, Levers(), packing=False), samples)
 
 
-CASES = [(Levers(), 0.0), (Levers(fused_loss=True), 1.0), (Levers(compile_layers=True), 1.0),
-         (Levers(compile_layers=True, fused_loss=True), 0.0)]
+CASES = [
+    (Levers(), 0.0),
+    (Levers(fused_loss=True), 1.0),
+    (Levers(compile_layers=True), 1.0),
+    (Levers(compile_layers=True, fused_loss=True), 0.0),
+]
 
 
 @pytest.mark.parametrize(("levers", "ckpt"), CASES, ids=[f"{lv.tag()}, ckpt {c:g}" for lv, c in CASES])
@@ -97,5 +101,6 @@ def test_levers_match_the_plain_loop_in_bf16(model_dir, samples, plain, levers, 
     backend = _backend(model_dir, levers, attention="varlen", gradient_checkpointing=ckpt)
     assert backend.attention == "varlen" and backend.levers == levers
     assert_same(_ours(backend, samples), plain, rel=3e-2)
-    assert_same(_ours(backend, samples[:4]), _ours(_backend(model_dir, Levers(), attention="varlen"), samples[:4]),
-                rel=3e-2)  # a second, shorter row: the compiled layers take another length without a wrong answer
+    assert_same(
+        _ours(backend, samples[:4]), _ours(_backend(model_dir, Levers(), attention="varlen"), samples[:4]), rel=3e-2
+    )  # a second, shorter row: the compiled layers take another length without a wrong answer

@@ -115,7 +115,9 @@ def test_varlen_rows_give_the_unpacked_loss(tiny_model_dir, samples, backend):
     assert batch["input_ids"].shape[0] == 1 and int(batch["cu_seq_lens_q"][-1]) == sum(len(x) for x in samples)
     with torch.no_grad():
         ce_v, _, n_v = varlen.loss_sums(batch, kl=False)
-        ce_u, _, n_u = backend.loss_sums(D.collate(D.single_rows(samples), backend.tokenizer.pad_token_id, False), kl=False)
+        ce_u, _, n_u = backend.loss_sums(
+            D.collate(D.single_rows(samples), backend.tokenizer.pad_token_id, False), kl=False
+        )
     assert n_v == n_u
     assert float(ce_v) / n_v == pytest.approx(float(ce_u) / n_u, rel=1e-4)
 

@@ -25,10 +25,18 @@ def pairs(book: Path, limit: int, words: int = 160) -> list[dict]:
         while j < len(paras) and len(" ".join(target).split()) < words:
             target.append(paras[j])
             j += 1
-        rows.append({"messages": [{"role": "system", "content": SYSTEM},
-                                  {"role": "user", "content": paras[i - 1][-400:]},
-                                  {"role": "assistant", "content": "\n\n".join(target)}],
-                     "kind": "continuation", "source": book.name, "chunk": f"{book.stem}-{i}"})
+        rows.append(
+            {
+                "messages": [
+                    {"role": "system", "content": SYSTEM},
+                    {"role": "user", "content": paras[i - 1][-400:]},
+                    {"role": "assistant", "content": "\n\n".join(target)},
+                ],
+                "kind": "continuation",
+                "source": book.name,
+                "chunk": f"{book.stem}-{i}",
+            }
+        )
         i = j + 1
     return rows
 
@@ -52,10 +60,12 @@ def test_fast_preset_lowers_held_out_austen_loss(corpora, gutenberg_31m, tmp_pat
     base = TorchBackend(str(gutenberg_31m), settings, ModelSettings(), "cpu").load()
     samples, _ = D.encode_split(ds / "valid.jsonl", base.tokenizer, 384)
     rows = D.make_rows(samples, 384, packing=True)
-    before = base.evaluate([base.collate(rows[i:i + 4]) for i in range(0, len(rows), 4)])
+    before = base.evaluate([base.collate(rows[i : i + 4]) for i in range(0, len(rows), 4)])
     del base
     result = run_training(ds, settings, gutenberg_31m, tmp_path / "run")
-    print(f"\nheld-out {HELD_OUT} loss: before {before:.4f}, after {result.eval_loss:.4f} "
-          f"({result.steps} steps, {result.stop_reason}, {result.metrics['train_s']:.0f}s training, "
-          f"{len(train)} train rows)")
+    print(
+        f"\nheld-out {HELD_OUT} loss: before {before:.4f}, after {result.eval_loss:.4f} "
+        f"({result.steps} steps, {result.stop_reason}, {result.metrics['train_s']:.0f}s training, "
+        f"{len(train)} train rows)"
+    )
     assert result.eval_loss < before - 0.02

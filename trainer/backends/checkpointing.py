@@ -61,8 +61,11 @@ def set_checkpointing(model, fraction: float, elementwise: bool = False, rank: i
     light = set(range(len(layers))) - full if elementwise else set()
     if (full or light) and not all(hasattr(m, "_gradient_checkpointing_func") for m in layers):
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=GC_KWARGS)  # model-level flags too
-    light_fn = partial(checkpoint, context_fn=partial(create_selective_checkpoint_contexts,
-                                                      partial(keep_big_products, rank)), **GC_KWARGS)
+    light_fn = partial(
+        checkpoint,
+        context_fn=partial(create_selective_checkpoint_contexts, partial(keep_big_products, rank)),
+        **GC_KWARGS,
+    )
     for i, layer in enumerate(layers):  # transformers checks these per layer, in each forward
         layer.gradient_checkpointing = i in full or i in light
         if i in full or i in light:

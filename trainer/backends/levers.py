@@ -53,8 +53,11 @@ def levers_for(device: str, wanted: Levers | None = None, quantized: bool = Fals
     if device != "cuda":
         return Levers()
     chosen = wanted or CUDA_DEFAULT
-    return replace(chosen, compile_layers=chosen.compile_layers and triton_available() and not quantized,
-                   fused_loss=chosen.fused_loss and liger_available())
+    return replace(
+        chosen,
+        compile_layers=chosen.compile_layers and triton_available() and not quantized,
+        fused_loss=chosen.fused_loss and liger_available(),
+    )
 
 
 def compile_decoder_layers(model, skip: set[int] = frozenset()) -> int:

@@ -79,8 +79,14 @@ def modelled_speed(tokens: int, fraction: float) -> float:
     return tokens / (tokens + STEP_OVERHEAD_TOKENS) / (1 + 0.5 * fraction)
 
 
-def plan(shape: Shape, budget_bytes: int, static_bytes: int, row_tokens: int, max_rows: int,
-         fractions: tuple[float, ...] = FRACTIONS) -> Plan | None:
+def plan(
+    shape: Shape,
+    budget_bytes: int,
+    static_bytes: int,
+    row_tokens: int,
+    max_rows: int,
+    fractions: tuple[float, ...] = FRACTIONS,
+) -> Plan | None:
     """The fitting (rows, fraction) with the highest modelled speed (ties: fewer rows, then fewer checkpointed
     layers). None when not even one row fits with every layer checkpointed."""
     best = None
@@ -103,6 +109,11 @@ def settings_for(settings, chosen: Plan):
 
     per_step = settings.batch_size * settings.grad_accumulation
     ckpt = chosen.fraction if 0 < chosen.fraction < 1 else chosen.fraction == 1
-    return settings.model_copy(update={"batch_size": chosen.rows, "gradient_checkpointing": ckpt,
-                                       "grad_accumulation": max(1, math.ceil(per_step / chosen.rows)),
-                                       "recompute_elementwise": False})
+    return settings.model_copy(
+        update={
+            "batch_size": chosen.rows,
+            "gradient_checkpointing": ckpt,
+            "grad_accumulation": max(1, math.ceil(per_step / chosen.rows)),
+            "recompute_elementwise": False,
+        }
+    )

@@ -14,9 +14,8 @@ from __future__ import annotations
 
 import json
 import logging
-import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from penwright.errors import DatasetError, ModelNotFoundError
 from penwright.trainer import data as D
@@ -60,10 +59,20 @@ class _Callback:
     """mlx-lm TrainingCallback: forwards progress, logs rows, applies cancel/time cap/plateau."""
 
     def __init__(self, settings, total, on_progress, should_stop, clock, start_step):
-        self.s, self.total, self.on_progress, self.should_stop, self.clock = settings, total, on_progress, should_stop, clock
+        self.s, self.total, self.on_progress, self.should_stop, self.clock = (
+            settings,
+            total,
+            on_progress,
+            should_stop,
+            clock,
+        )
         self.start_step, self.rows, self.eval_loss = start_step, [], None
-        self.plateau = Plateau(settings.plateau_smoothing, settings.plateau_min_delta, settings.plateau_patience,
-                               settings.plateau_min_steps)
+        self.plateau = Plateau(
+            settings.plateau_smoothing,
+            settings.plateau_min_delta,
+            settings.plateau_patience,
+            settings.plateau_min_steps,
+        )
         self.tokens = 0
 
     def on_val_loss_report(self, info: dict) -> None:
@@ -72,15 +81,29 @@ class _Callback:
     def on_train_loss_report(self, info: dict) -> None:
         step, loss = self.start_step + int(info["iteration"]), float(info["train_loss"])
         self.tokens = int(info["trained_tokens"])
-        row = {"step": step, "loss": round(loss, 6), "eval_loss": self.eval_loss, "lr": float(info["learning_rate"]),
-               "grad_norm": None, "tokens_per_s": round(float(info["tokens_per_second"]), 1),
-               "elapsed_s": round(self.clock.train_elapsed(), 3)}
+        row = {
+            "step": step,
+            "loss": round(loss, 6),
+            "eval_loss": self.eval_loss,
+            "lr": float(info["learning_rate"]),
+            "grad_norm": None,
+            "tokens_per_s": round(float(info["tokens_per_second"]), 1),
+            "elapsed_s": round(self.clock.train_elapsed(), 3),
+        }
         self.rows.append(row)
         rate = (step - self.start_step) / max(self.clock.train_elapsed(), 1e-9)
         if self.on_progress:
-            self.on_progress({"step": step, "total": self.total, "loss": loss, "eval_loss": self.eval_loss,
-                              "lr": row["lr"], "tokens_per_s": row["tokens_per_s"],
-                              "eta_s": (self.total - step) / max(rate, 1e-9)})
+            self.on_progress(
+                {
+                    "step": step,
+                    "total": self.total,
+                    "loss": loss,
+                    "eval_loss": self.eval_loss,
+                    "lr": row["lr"],
+                    "tokens_per_s": row["tokens_per_s"],
+                    "eta_s": (self.total - step) / max(rate, 1e-9),
+                }
+            )
         self.eval_loss = None
         self._check(step, loss)
 
@@ -107,8 +130,10 @@ def _datasets(dataset_dir: Path, tokenizer, settings: TrainingSettings, max_len:
 
     train = split("train.jsonl", optional=False)
     if len(train) < settings.batch_size:
-        raise DatasetError(f"{dataset_dir / 'train.jsonl'} has fewer usable rows than one batch ({settings.batch_size}).",
-                           "Write more, or lower batch_size.")
+        raise DatasetError(
+            f"{dataset_dir / 'train.jsonl'} has fewer usable rows than one batch ({settings.batch_size}).",
+            "Write more, or lower batch_size.",
+        )
     valid = split("valid.jsonl", optional=True, limit=settings.eval_max_rows)
     return train, (valid if valid and len(valid) >= settings.batch_size else None)
 
@@ -126,9 +151,17 @@ def _resume_point(live: Path) -> tuple[int, Path | None]:
     return (int(saved[-1].name.split("_", 1)[0]), saved[-1]) if saved else (0, None)
 
 
-def run_mlx_training(dataset_dir: Path, settings: TrainingSettings, base_model: str, run_dir: Path, *,
-                     model_settings: ModelSettings | None = None, on_progress: Callable | None = None,
-                     should_stop: Callable | None = None, init_adapter: Path | str | None = None) -> RunResult:
+def run_mlx_training(
+    dataset_dir: Path,
+    settings: TrainingSettings,
+    base_model: str,
+    run_dir: Path,
+    *,
+    model_settings: ModelSettings | None = None,
+    on_progress: Callable | None = None,
+    should_stop: Callable | None = None,
+    init_adapter: Path | str | None = None,
+) -> RunResult:
     """Train with mlx-lm's tuner; same contract as `penwright.trainer.train.run_training`."""
     import mlx.core as mx
     import mlx.optimizers as optim
@@ -156,24 +189,54 @@ def run_mlx_training(dataset_dir: Path, settings: TrainingSettings, base_model: 
     train_set, valid_set = _datasets(dataset_dir, tokenizer._tokenizer, settings, max_len)
     total = settings.max_steps or max(1, int(settings.epochs * len(train_set) / settings.batch_size))
     iters = max(total - done, 0)
-    run.write_config({"training": settings.model_dump(), "model": model_settings.model_dump(), "base_model": base_model,
-                      "dataset_dir": str(dataset_dir), "backend": "mlx", "adapter_config": config, "total_steps": total})
+    run.write_config(
+        {
+            "training": settings.model_dump(),
+            "model": model_settings.model_dump(),
+            "base_model": base_model,
+            "dataset_dir": str(dataset_dir),
+            "backend": "mlx",
+            "adapter_config": config,
+            "total_steps": total,
+        }
+    )
     warm = min(settings.warmup_steps, max(0, iters // 2))
-    lr = build_schedule({"name": "cosine_decay", "warmup": warm,
-                         "arguments": [settings.learning_rate, max(iters, 1), settings.learning_rate * settings.min_lr_ratio]}
-                        ) if settings.schedule == "cosine" else settings.learning_rate
-    args = TrainingArgs(batch_size=settings.batch_size, iters=iters, val_batches=-1, steps_per_report=settings.log_every,
-                        steps_per_eval=settings.eval_every or 10**9, steps_per_save=settings.save_every,
-                        max_seq_length=max_len, adapter_file=str(live / "adapters.safetensors"),
-                        grad_checkpoint=settings.checkpoint_fraction > 0,
-                        grad_accumulation_steps=settings.grad_accumulation)
+    lr = (
+        build_schedule(
+            {
+                "name": "cosine_decay",
+                "warmup": warm,
+                "arguments": [settings.learning_rate, max(iters, 1), settings.learning_rate * settings.min_lr_ratio],
+            }
+        )
+        if settings.schedule == "cosine"
+        else settings.learning_rate
+    )
+    args = TrainingArgs(
+        batch_size=settings.batch_size,
+        iters=iters,
+        val_batches=-1,
+        steps_per_report=settings.log_every,
+        steps_per_eval=settings.eval_every or 10**9,
+        steps_per_save=settings.save_every,
+        max_seq_length=max_len,
+        adapter_file=str(live / "adapters.safetensors"),
+        grad_checkpoint=settings.checkpoint_fraction > 0,
+        grad_accumulation_steps=settings.grad_accumulation,
+    )
     callback = _Callback(settings, total, on_progress, should_stop, clock, done)
     clock.begin_training()
     reason = "max_steps" if settings.max_steps else "epochs"
     try:
         if iters:
-            train(model, optim.AdamW(learning_rate=lr, weight_decay=settings.weight_decay), train_set, valid_set,
-                  args=args, training_callback=callback)
+            train(
+                model,
+                optim.AdamW(learning_rate=lr, weight_decay=settings.weight_decay),
+                train_set,
+                valid_set,
+                args=args,
+                training_callback=callback,
+            )
     except _Stop as stop:
         reason = stop.reason
     steps = callback.rows[-1]["step"] if callback.rows else done
@@ -181,12 +244,23 @@ def run_mlx_training(dataset_dir: Path, settings: TrainingSettings, base_model: 
     mx.save_safetensors(str(live / f"{steps:07d}_adapters.safetensors"), weights)  # resume point, also after a stop
     eval_loss = None
     if valid_set is not None:
-        eval_loss = float(evaluate(model, valid_set, batch_size=settings.batch_size, num_batches=-1, max_seq_length=max_len))
+        eval_loss = float(
+            evaluate(model, valid_set, batch_size=settings.batch_size, num_batches=-1, max_seq_length=max_len)
+        )
     return _finish_mlx(run, live, weights, callback, reason, steps, total, eval_loss, clock)
 
 
-def _finish_mlx(run: RunDir, live: Path, weights: dict, callback: _Callback, reason: str, steps: int, total: int,
-                eval_loss: float | None, clock: Clock) -> RunResult:
+def _finish_mlx(
+    run: RunDir,
+    live: Path,
+    weights: dict,
+    callback: _Callback,
+    reason: str,
+    steps: int,
+    total: int,
+    eval_loss: float | None,
+    clock: Clock,
+) -> RunResult:
     import mlx.core as mx
 
     adapter = run.path / "adapter"
@@ -204,15 +278,33 @@ def _finish_mlx(run: RunDir, live: Path, weights: dict, callback: _Callback, rea
         rows[-1]["eval_loss"] = eval_loss
     run.write_logs(rows)
     train_s = clock.train_elapsed()
-    metrics = {"setup_s": round(clock.elapsed() - train_s, 3), "train_s": round(train_s, 3),
-               "total_s": round(clock.elapsed(), 3), "steps": steps, "steps_per_s": round(steps / max(train_s, 1e-9), 4),
-               "tokens": callback.tokens, "tokens_per_s": round(callback.tokens / max(train_s, 1e-9), 1),
-               "peak_memory_bytes": int(mx.get_peak_memory()), "device": "mlx"}
+    metrics = {
+        "setup_s": round(clock.elapsed() - train_s, 3),
+        "train_s": round(train_s, 3),
+        "total_s": round(clock.elapsed(), 3),
+        "steps": steps,
+        "steps_per_s": round(steps / max(train_s, 1e-9), 4),
+        "tokens": callback.tokens,
+        "tokens_per_s": round(callback.tokens / max(train_s, 1e-9), 1),
+        "peak_memory_bytes": int(mx.get_peak_memory()),
+        "device": "mlx",
+    }
     run.write_json("time_metrics.json", metrics)
     status = {"cancelled": "cancelled", "max_steps": "completed", "epochs": "completed"}.get(reason, "stopped")
-    result = RunResult(run_id=run.run_id, run_dir=run.path, adapter_dir=adapter, status=status, stop_reason=reason,
-                       steps=steps, total_steps=total, train_loss=callback.plateau.ema, eval_loss=eval_loss,
-                       best_eval_loss=eval_loss, backend="mlx", metrics=metrics)
+    result = RunResult(
+        run_id=run.run_id,
+        run_dir=run.path,
+        adapter_dir=adapter,
+        status=status,
+        stop_reason=reason,
+        steps=steps,
+        total_steps=total,
+        train_loss=callback.plateau.ema,
+        eval_loss=eval_loss,
+        best_eval_loss=eval_loss,
+        backend="mlx",
+        metrics=metrics,
+    )
     run.write_json("result.json", result.to_dict())
     return result
 

@@ -35,8 +35,11 @@ def linear_leaf_names(model) -> list[str]:
         kinds = kinds + (bnb.nn.Linear4bit, bnb.nn.Linear8bitLt)
     except Exception:  # noqa: BLE001 - bitsandbytes may be missing or fail to load its library
         pass
-    names = {name.rsplit(".", 1)[-1] for name, mod in model.named_modules()
-             if isinstance(mod, kinds) and ".layers." in f".{name}" and "lm_head" not in name}
+    names = {
+        name.rsplit(".", 1)[-1]
+        for name, mod in model.named_modules()
+        if isinstance(mod, kinds) and ".layers." in f".{name}" and "lm_head" not in name
+    }
     return sorted(names)
 
 
@@ -49,8 +52,10 @@ def target_modules(model, targets: str) -> list[str]:
     wanted = ATTN if targets == "attn" else ATTN + MLP
     found = [n for n in wanted if n in present]
     if not found:
-        raise TrainingError(f"This model has none of {wanted} (its layers: {sorted(present)}).",
-                            "Set training overrides {targets: auto}.")
+        raise TrainingError(
+            f"This model has none of {wanted} (its layers: {sorted(present)}).",
+            "Set training overrides {targets: auto}.",
+        )
     return found
 
 
@@ -85,15 +90,23 @@ class TorchBackend:
 
     name = "torch"
 
-    def __init__(self, base_model: str, settings: TrainingSettings, model_settings: ModelSettings, device: str,
-                 levers: Levers | None = None):
+    def __init__(
+        self,
+        base_model: str,
+        settings: TrainingSettings,
+        model_settings: ModelSettings,
+        device: str,
+        levers: Levers | None = None,
+    ):
         self.base_model, self.settings, self.model_settings, self.device = base_model, settings, model_settings, device
         self.layers = {"full": [], "elementwise": []}  # which decoder layers recompute (set_checkpointing)
         self.precision = resolve_precision(settings, device)
         quant = settings.quantization if settings.quantization != "model" else model_settings.quantization
         if quant != "none" and not quantization_available(quant):
-            raise TrainingError(f"{quant} base loading needs a CUDA GPU with bitsandbytes; none here.",
-                                "Set model.quantization: none (and training quantization: model), or train on a GPU.")
+            raise TrainingError(
+                f"{quant} base loading needs a CUDA GPU with bitsandbytes; none here.",
+                "Set model.quantization: none (and training quantization: model), or train on a GPU.",
+            )
         self.quant = quant
         self.levers = levers_for(device, levers, quantized=quant != "none")  # CUDA speed levers; none on the CPU
         self.attention = self._attention(settings, device)
@@ -113,7 +126,7 @@ class TorchBackend:
 
     # -- loading ---------------------------------------------------------------------------------------------------
 
-    def load(self, init_adapter: Path | None = None) -> "TorchBackend":
+    def load(self, init_adapter: Path | None = None) -> TorchBackend:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -149,8 +162,12 @@ class TorchBackend:
 
         if self.quant == "8bit":
             return BitsAndBytesConfig(load_in_8bit=True)
-        return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-                                  bnb_4bit_compute_dtype=torch.bfloat16 if self.precision == "bf16" else torch.float16)
+        return BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=torch.bfloat16 if self.precision == "bf16" else torch.float16,
+        )
 
     def _wrap(self, model, init_adapter: Path | None):
         from peft import LoraConfig, PeftModel, get_peft_model, prepare_model_for_kbit_training
@@ -164,8 +181,14 @@ class TorchBackend:
             wrapped = PeftModel.from_pretrained(model, str(init_adapter), is_trainable=True)
         else:
             config = LoraConfig(
-                r=s.rank, lora_alpha=s.alpha, lora_dropout=s.dropout, target_modules=target_modules(model, s.targets),
-                use_dora=s.method == "dora", use_rslora=s.rslora, bias="none", task_type="CAUSAL_LM",
+                r=s.rank,
+                lora_alpha=s.alpha,
+                lora_dropout=s.dropout,
+                target_modules=target_modules(model, s.targets),
+                use_dora=s.method == "dora",
+                use_rslora=s.rslora,
+                bias="none",
+                task_type="CAUSAL_LM",
             )
             wrapped = get_peft_model(model, config)
         self._compile(model)  # after the adapter: its LoRA products are part of each compiled layer
@@ -197,8 +220,9 @@ class TorchBackend:
 
         return plan(self._budget_shape(), budget_bytes, self._static_bytes(), row_tokens, max_rows)
 
-    def fit_memory(self, settings: TrainingSettings, budget_bytes: int | None = None, fill: float = 0.9,
-                   max_rows: int = 16) -> TrainingSettings:
+    def fit_memory(
+        self, settings: TrainingSettings, budget_bytes: int | None = None, fill: float = 0.9, max_rows: int = 16
+    ) -> TrainingSettings:
         """On CUDA, before the optimizer exists: the settings whose rows per micro-batch and checkpointing are the
         memory budget's plan for `budget_bytes` (default: what is allocated now plus 92% of what the device has
         free), the layers set to that checkpointing. Packed rows are taken as `fill` full. Unchanged settings
@@ -231,8 +255,14 @@ class TorchBackend:
 
         c = self.model.get_base_model().config
         chunk = 0 if self.levers.fused_loss else self.settings.loss_chunk_tokens
-        return Shape(hidden=c.hidden_size, layers=c.num_hidden_layers, vocab=c.vocab_size,
-                     dropout=self.settings.dropout, loss_chunk=chunk, compiled=self.levers.compile_layers)
+        return Shape(
+            hidden=c.hidden_size,
+            layers=c.num_hidden_layers,
+            vocab=c.vocab_size,
+            dropout=self.settings.dropout,
+            loss_chunk=chunk,
+            compiled=self.levers.compile_layers,
+        )
 
     def _static_bytes(self) -> int:
         import torch
@@ -280,8 +310,13 @@ class TorchBackend:
 
     def _decoder_forward(self, decoder, batch: dict):
         extra = {k: batch[k] for k in ("cu_seq_lens_q", "cu_seq_lens_k", "max_length_q", "max_length_k") if k in batch}
-        out = decoder(input_ids=batch["input_ids"], position_ids=batch["position_ids"],
-                      attention_mask=batch.get("attention_mask"), use_cache=False, **extra)
+        out = decoder(
+            input_ids=batch["input_ids"],
+            position_ids=batch["position_ids"],
+            attention_mask=batch.get("attention_mask"),
+            use_cache=False,
+            **extra,
+        )
         return out.last_hidden_state  # (B, T, H)
 
     def loss_sums(self, batch: dict, kl: bool = True) -> tuple:

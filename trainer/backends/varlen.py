@@ -48,8 +48,7 @@ def kernel_options() -> dict:
     return {"causal": causal, "gqa": "enable_gqa" in params}
 
 
-def varlen_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, cuda_options=None,
-                     **kwargs):
+def varlen_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, cuda_options=None, **kwargs):
     """query (1, Hq, T, D), key/value (1, Hkv, T, D) -> ((1, T, Hq, D), None)."""
     import torch
 
@@ -76,8 +75,11 @@ def varlen_attention(module, query, key, value, attention_mask, scaling=None, dr
         bounds = cu.tolist()
         for a, b in zip(bounds[:-1], bounds[1:]):
             qs, ks, vs = (t[a:b].transpose(0, 1) for t in (q, k, v))  # (H, n, D)
-            parts.append(torch.nn.functional.scaled_dot_product_attention(
-                qs, ks, vs, is_causal=True, scale=scaling).transpose(0, 1))
+            parts.append(
+                torch.nn.functional.scaled_dot_product_attention(qs, ks, vs, is_causal=True, scale=scaling).transpose(
+                    0, 1
+                )
+            )
         out = torch.cat(parts, dim=0)
     return out.unsqueeze(0), None
 
@@ -101,6 +103,11 @@ def collate_varlen(rows, pad_id: int) -> dict:
     cu = torch.zeros(len(lengths) + 1, dtype=torch.int32)
     cu[1:] = torch.cumsum(torch.tensor(lengths, dtype=torch.int32), 0)
     return {
-        "input_ids": torch.tensor([ids]), "labels": torch.tensor([labels]), "position_ids": torch.tensor([pos]),
-        "cu_seq_lens_q": cu, "cu_seq_lens_k": cu, "max_length_q": max(lengths), "max_length_k": max(lengths),
+        "input_ids": torch.tensor([ids]),
+        "labels": torch.tensor([labels]),
+        "position_ids": torch.tensor([pos]),
+        "cu_seq_lens_q": cu,
+        "cu_seq_lens_k": cu,
+        "max_length_q": max(lengths),
+        "max_length_k": max(lengths),
     }

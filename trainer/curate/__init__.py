@@ -12,6 +12,13 @@ from penwright.trainer.curate.pipeline import ModelTokenizer, curate
 from penwright.trainer.curate.sources import Problem
 
 __all__ = [
-    "FileChange", "FileEntry", "Manifest", "ModelTokenizer", "PendingChanges", "Problem",
-    "curate", "file_changed", "pending_changes",
+    "FileChange",
+    "FileEntry",
+    "Manifest",
+    "ModelTokenizer",
+    "PendingChanges",
+    "Problem",
+    "curate",
+    "file_changed",
+    "pending_changes",
 ]

@@ -32,14 +32,23 @@ def _dedupe_chunks(reads: list, built: dict) -> tuple[list[dict], list[int], int
 
 
 def assemble(
-    reads: list, built: dict, problems: list[Problem], settings: CurationSettings, tokenizer: Any,
-    out_dir: Path | None, root: Path | None, context_limit: int, dry_run: bool,
+    reads: list,
+    built: dict,
+    problems: list[Problem],
+    settings: CurationSettings,
+    tokenizer: Any,
+    out_dir: Path | None,
+    root: Path | None,
+    context_limit: int,
+    dry_run: bool,
 ) -> Manifest:
     rows, tokens, dup_chunks = _dedupe_chunks(reads, built)
     size = {ds.row_key(r): n for r, n in zip(rows, tokens)}
     rows, dup_rows = ds.dedupe(rows)
     rows, refusals = ds.drop_refusals(rows)
-    extra_rows, extra_problems, extra_stats = ds.load_extra_datasets(settings.extra_datasets, root or Path.cwd(), settings.seed)
+    extra_rows, extra_problems, extra_stats = ds.load_extra_datasets(
+        settings.extra_datasets, root or Path.cwd(), settings.seed
+    )
     problems = problems + extra_problems
     extra_rows, extra_refusals = ds.drop_refusals(extra_rows)
     if extra_rows:
@@ -51,14 +60,20 @@ def assemble(
     train, valid = ds.shuffle(train, settings.seed), ds.shuffle(valid, settings.seed + 1)
     if not train and not dry_run:
         raise DatasetError(
-            "Curation produced no training rows" + (f" ({len(problems)} problem(s): {problems[0]})" if problems else ""),
+            "Curation produced no training rows"
+            + (f" ({len(problems)} problem(s): {problems[0]})" if problems else ""),
             "Add manuscript files (.txt, .md, .docx) with prose, or lower curation.min_tokens / min_paragraph_words.",
         )
     if out_dir is not None and not dry_run:
         ds.write_jsonl(train, out_dir / "train.jsonl")
         ds.write_jsonl(valid, out_dir / "valid.jsonl")
-    manifest = Manifest(problems=[p.as_dict() for p in problems], settings=settings.model_dump(), context_limit=context_limit,
-                        tokenizer=str(getattr(tokenizer, "name_or_path", "") or type(tokenizer).__name__), dry_run=dry_run)
+    manifest = Manifest(
+        problems=[p.as_dict() for p in problems],
+        settings=settings.model_dump(),
+        context_limit=context_limit,
+        tokenizer=str(getattr(tokenizer, "name_or_path", "") or type(tokenizer).__name__),
+        dry_run=dry_run,
+    )
     _file_entries(manifest, reads, built, train, valid)
     samples = [size[ds.row_key(r)] for r in train + valid]
     chunks = [c.tokens for b in built.values() for c in b.chunks]
@@ -66,10 +81,17 @@ def assemble(
     manifest.pairs = dict(sorted(Counter(r["kind"] for r in train + valid).items()))
     manifest.extra_datasets = extra_stats
     manifest.totals = {
-        "files": len(reads), "skipped_files": len({p.path for p in problems if p.line is None}),
-        "words": sum(r.cleaned.words for r in reads), "chunks": sum(len(b.chunks) for b in built.values()),
-        "duplicate_chunks": dup_chunks, "duplicate_rows": dup_rows, "refusals_dropped": refusals + extra_refusals,
-        "user_rows": len(extra_rows), "rows": len(train) + len(valid), "train": len(train), "valid": len(valid),
+        "files": len(reads),
+        "skipped_files": len({p.path for p in problems if p.line is None}),
+        "words": sum(r.cleaned.words for r in reads),
+        "chunks": sum(len(b.chunks) for b in built.values()),
+        "duplicate_chunks": dup_chunks,
+        "duplicate_rows": dup_rows,
+        "refusals_dropped": refusals + extra_refusals,
+        "user_rows": len(extra_rows),
+        "rows": len(train) + len(valid),
+        "train": len(train),
+        "valid": len(valid),
         "recomputed_files": sum(1 for b in built.values() if b.recomputed),
     }
     manifest.dataset_hash = ds.dataset_hash(train, valid)
@@ -82,7 +104,15 @@ def _file_entries(manifest: Manifest, reads: list, built: dict, train: list[dict
     for read in reads:
         name, b = read.src.rel, built[read.src.rel]
         manifest.files[name] = FileEntry(
-            sha256=read.sha, bytes=read.size, words=read.cleaned.words, paragraphs=len(read.cleaned.paragraphs),
-            scenes=len(read.cleaned.scenes), chunks=len(b.chunks), pairs=len(b.rows), train=per_train[name],
-            valid=per_valid[name], removed=dict(read.cleaned.removed), recomputed=b.recomputed,
+            sha256=read.sha,
+            bytes=read.size,
+            words=read.cleaned.words,
+            paragraphs=len(read.cleaned.paragraphs),
+            scenes=len(read.cleaned.scenes),
+            chunks=len(b.chunks),
+            pairs=len(b.rows),
+            train=per_train[name],
+            valid=per_valid[name],
+            removed=dict(read.cleaned.removed),
+            recomputed=b.recomputed,
         )

@@ -51,10 +51,16 @@ class FileCache:
         if data and data.get("version") == CLEAN_VERSION:
             return CleanText(data["scenes"], Counter(data["removed"]))
         result = clean(text, markdown=markdown)
-        self._write("clean", sha, {
-            "version": CLEAN_VERSION, "scenes": result.scenes, "removed": dict(result.removed),
-            "paragraph_words": paragraph_words(result),
-        })
+        self._write(
+            "clean",
+            sha,
+            {
+                "version": CLEAN_VERSION,
+                "scenes": result.scenes,
+                "removed": dict(result.removed),
+                "paragraph_words": paragraph_words(result),
+            },
+        )
         return result
 
     def paragraph_words(self, sha: str) -> dict[str, int] | None:

@@ -30,7 +30,8 @@ _CHAPTER = re.compile(
 )
 _NAMED_SECTION = re.compile(
     r"^(prologue|epilogue|preface|introduction|foreword|afterword|interlude|contents|table of contents|"
-    r"acknowledge?ments?|dedication|appendix|about the author|also by [^\n]{0,40}|the end|finis|end)\b[.:]?[^\n]{0,60}$",
+    r"acknowledge?ments?|dedication|appendix|about the author|also by [^\n]{0,40}|the end|finis|end)"
+    r"\b[.:]?[^\n]{0,60}$",
     re.I,
 )
 _ROMAN_OR_NUMBER = re.compile(r"^(?:[IVXLC]+\.(?:\s+[^\n]{1,70})?|[IVXLC]+|\d{1,3}\.?)$")
@@ -46,7 +47,7 @@ _COPYRIGHT = re.compile(
     r"project gutenberg|this is a work of fiction|no part of this (?:book|publication)",
     re.I,
 )
-_SENTENCE_END = tuple('.!?"”’\'…)]:;,—-')
+_SENTENCE_END = tuple(".!?\"”’'…)]:;,—-")
 
 # Whole-text substitutions, applied before lines are classified: (category, pattern, replacement)
 _BLOCK_RULES: list[tuple[str, re.Pattern, str]] = [
@@ -130,7 +131,7 @@ def _normalise(text: str) -> str:
 def _gutenberg_body(text: str, removed: Counter) -> str:
     start = re.search(r"^\*{3}\s*START OF (?:THE|THIS) PROJECT GUTENBERG[^\n]*$", text, re.M | re.I)
     if start:
-        text = text[start.end():]
+        text = text[start.end() :]
         removed["front_matter"] += 1
     end = re.search(r"^\*{3}\s*END OF (?:THE|THIS) PROJECT GUTENBERG[^\n]*$", text, re.M | re.I)
     if end:
@@ -224,7 +225,12 @@ def _is_heading(line: str) -> bool:
         return True
     words = line.split()
     letters = [c for c in line if c.isalpha()]
-    if letters and all(c.isupper() for c in letters) and len(words) <= 12 and (len(letters) > 1 or len(words) == 1 and not line.startswith(("I ", "A "))):
+    if (
+        letters
+        and all(c.isupper() for c in letters)
+        and len(words) <= 12
+        and (len(letters) > 1 or len(words) == 1 and not line.startswith(("I ", "A ")))
+    ):
         return line not in ("I", "A", "O")
     if len(words) <= 8 and not line.endswith(_SENTENCE_END) and not line.startswith(('"', "“", "'", "‘", "—", "-")):
         capitalised = sum(1 for w in words if w[:1].isupper())
@@ -253,7 +259,9 @@ def _unwrap(lines: list[str]) -> str:
 
 
 def _chapterish(kind: str, value: str) -> bool:
-    return kind == "heading" and bool(_CHAPTER.match(value) or _ROMAN_OR_NUMBER.match(value) or re.match(r"^(prologue|chapter)\b", value, re.I))
+    return kind == "heading" and bool(
+        _CHAPTER.match(value) or _ROMAN_OR_NUMBER.match(value) or re.match(r"^(prologue|chapter)\b", value, re.I)
+    )
 
 
 def _drop_front_and_end_matter(items: list[tuple[str, str]], removed: Counter) -> list[tuple[str, str]]:

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable
 from functools import lru_cache
-from typing import Callable, Protocol
+from typing import Protocol
 
 from penwright.trainer.curate import lexicon as lx
 
@@ -22,12 +23,25 @@ log = logging.getLogger(__name__)
 DEGRADE_KINDS = ("neutral", "info_dropout", "abstract")
 _WORD = re.compile(r"[A-Za-z][A-Za-z'’-]*")
 _ENDS_SENTENCE = re.compile(r"[.!?\"“”]\s*$")
-_INTENSIFIERS = frozenset("very quite rather somewhat extremely exceedingly indeed truly really perfectly utterly".split())
+_INTENSIFIERS = frozenset(
+    "very quite rather somewhat extremely exceedingly indeed truly really perfectly utterly".split()
+)
 _REFUSAL = re.compile("|".join(lx.REFUSAL_PATTERNS), re.I)
 
 
-_REFUSAL_HINTS = ("as an ai", "i am an ai", "i'm an ai", "language model", "i cannot", "i can't", "i am unable",
-                  "i won't", "i'm sorry", "against my", "openai")
+_REFUSAL_HINTS = (
+    "as an ai",
+    "i am an ai",
+    "i'm an ai",
+    "language model",
+    "i cannot",
+    "i can't",
+    "i am unable",
+    "i won't",
+    "i'm sorry",
+    "against my",
+    "openai",
+)
 
 
 def is_refusal(text: str) -> bool:
@@ -89,6 +103,7 @@ class RuleDegrader:
 
     def neutral(self, text: str) -> str:
         """A flat version: plain words, said/asked, no contractions, short sentences, no dashes or exclamations."""
+
         def word(m: re.Match) -> str:
             w = m.group()
             low = w.lower().replace("’", "'")
@@ -112,14 +127,13 @@ class RuleDegrader:
         proper = _proper_nouns(tokens)
         names: dict[str, int] = {}
         things: dict[str, int] = {}
-        sentence_start = True
         after_det = 0  # words since a determiner, while still inside its noun phrase
         for i in range(1, len(tokens), 2):
             gap, word = tokens[i - 1], tokens[i]
             low = word.lower().replace("’", "'")
             prev = tokens[i - 2].lower() if i > 1 else ""
             if (_ENDS_SENTENCE.search(gap) and prev not in lx.TITLES) or (i == 1 and not gap.strip()):
-                sentence_start, after_det = True, 0
+                after_det = 0
             base, poss = (word[:-2], word[-2:]) if low.endswith(("'s", "’s")) else (word, "")
             if base.lower() in proper:
                 tokens[i] = f"[NAME{names.setdefault(base.lower(), len(names) + 1)}]{poss}"
@@ -133,7 +147,6 @@ class RuleDegrader:
                     after_det = 0
             else:
                 after_det = 1 if low in lx.DETERMINERS or low.endswith(("'s", "’s")) else 0
-            sentence_start = False
         out = "".join(tokens)
         return out if len(names) + len(things) >= 3 else ""
 
@@ -200,7 +213,9 @@ class ChatDegrader:
         return out
 
 
-def upstream_complete(base_url: str, model: str, api_key: str | None = None, timeout: float = 120.0) -> Callable[[list[dict]], str]:
+def upstream_complete(
+    base_url: str, model: str, api_key: str | None = None, timeout: float = 120.0
+) -> Callable[[list[dict]], str]:
     """A `complete` function posting to an OpenAI-compatible `/chat/completions`."""
     import httpx
 

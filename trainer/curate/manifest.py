@@ -63,14 +63,14 @@ class Manifest:
         os.replace(tmp, path)
 
     @classmethod
-    def load(cls, path: Path) -> "Manifest":
+    def load(cls, path: Path) -> Manifest:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
         files = {k: FileEntry(**v) for k, v in data.pop("files", {}).items()}
         known = set(cls.__dataclass_fields__)
         return cls(files=files, **{k: v for k, v in data.items() if k in known})
 
     @classmethod
-    def load_or_none(cls, path: Path) -> "Manifest | None":
+    def load_or_none(cls, path: Path) -> Manifest | None:
         try:
             return cls.load(path)
         except (OSError, ValueError, TypeError):
@@ -86,5 +86,7 @@ def budget(values: list[int], limit: int | None = None) -> dict:
         out = {"count": len(s), "median": s[len(s) // 2], "p75": s[min(len(s) - 1, (3 * len(s)) // 4)], "max": s[-1]}
     if limit is not None:
         over = sum(1 for v in values if v > limit)
-        out.update({"limit": limit, "over_limit": over, "share_over_limit": round(over / len(values), 4) if values else 0.0})
+        out.update(
+            {"limit": limit, "over_limit": over, "share_over_limit": round(over / len(values), 4) if values else 0.0}
+        )
     return out

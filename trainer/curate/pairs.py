@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import hashlib
 import re
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from penwright.trainer import prompt_format as pf
 from penwright.trainer.curate.chunk import Chunk, split_sentences
@@ -70,13 +71,17 @@ def resolve_pair_types(settings: CurationSettings, tokenizer: Any) -> tuple[list
     notes = []
     if "fim" in kinds and fim_tokens(tokenizer) is None:
         kinds.remove("fim")
-        notes.append("the base model has no fill-in-the-middle tokens: no FIM rows; requests with a suffix are "
-                     "served as continuations of the prefix")
+        notes.append(
+            "the base model has no fill-in-the-middle tokens: no FIM rows; requests with a suffix are "
+            "served as continuations of the prefix"
+        )
     chat_kinds = [k for k in kinds if k == "chat" or k in PERSONA_KINDS]
     if chat_kinds and not pf.has_chat_format(tokenizer):
         kinds = [k for k in kinds if k not in chat_kinds]
-        notes.append(f"the base model has no chat template and no ChatML tokens: no {', '.join(chat_kinds)} rows; "
-                     "training uses the inline rows only")
+        notes.append(
+            f"the base model has no chat template and no ChatML tokens: no {', '.join(chat_kinds)} rows; "
+            "training uses the inline rows only"
+        )
     return kinds, notes
 
 
@@ -85,7 +90,11 @@ def _fraction(key: str) -> float:
 
 
 def _row(system: str, user: str, target: str, kind: str, chunk: Chunk) -> dict:
-    messages = [{"role": "system", "content": system}, {"role": "user", "content": user}, {"role": "assistant", "content": target}]
+    messages = [
+        {"role": "system", "content": system},
+        {"role": "user", "content": user},
+        {"role": "assistant", "content": target},
+    ]
     return {"messages": messages, "kind": kind, "source": chunk.source, "chunk": chunk.id}
 
 
@@ -152,7 +161,7 @@ def fim_pair(chunk: Chunk, style: str | None, context_chars: int = 1 << 30) -> t
     suffix = pieces[start + width - 1][1] + join(pieces[start + width :]).rstrip()
     if style is None:
         return None
-    gap = prefix[len(prefix.rstrip()):]  # the separator before the gap stays in the prompt, as the editor has it
+    gap = prefix[len(prefix.rstrip()) :]  # the separator before the gap stays in the prompt, as the editor has it
     prefix, suffix = _tail(prefix.rstrip(), context_chars) + gap, _head(suffix, context_chars // 2)
     return pf.completion_prompt(prefix, suffix, fim=style), middle
 
@@ -175,13 +184,26 @@ def build_pairs(
     for i, chunk in enumerate(chunks):
         cont = continuation_prompt(chunks, i, context_chars)
         if "continuation" in kinds and cont:  # `words`: the passage's own size (its start may be the prompt)
-            rows.append({**_inline(cont[0], cont[1], "continuation", chunk), "words": chunk.words, "learn_prompt": True})
+            rows.append(
+                {**_inline(cont[0], cont[1], "continuation", chunk), "words": chunk.words, "learn_prompt": True}
+            )
         auto_share = "auto" in settings.pair_types
-        if "fim" in kinds and (not auto_share or _fraction("fim:" + chunk.id) < FIM_FRACTION) and (
-                f := fim_pair(chunk, fim, context_chars)):
+        if (
+            "fim" in kinds
+            and (not auto_share or _fraction("fim:" + chunk.id) < FIM_FRACTION)
+            and (f := fim_pair(chunk, fim, context_chars))
+        ):
             rows.append(_inline(f[0], f[1], "fim", chunk, eos=True))
         if "chat" in kinds and cont and (not auto_share or _fraction("chat:" + chunk.id) < CHAT_FRACTION):
-            rows.append(_row(settings.system_prompt, PROMPTS["continuation"].format(text=cont[0]), cont[1].lstrip(), "chat", chunk))
+            rows.append(
+                _row(
+                    settings.system_prompt,
+                    PROMPTS["continuation"].format(text=cont[0]),
+                    cont[1].lstrip(),
+                    "chat",
+                    chunk,
+                )
+            )
         rows += _persona_rows(chunk, kinds, settings.system_prompt, degrader, degraded)
         if "lore" in kinds and lore_context and cont and _fraction("lore:" + chunk.id) < LORE_FRACTION:
             lore = (lore_context(chunk.text) or "").strip()

@@ -12,16 +12,17 @@ import hashlib
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from penwright.trainer.curate.cache import FileCache
 from penwright.trainer.curate.chunk import Chunk, chunk_scenes, count_tokens
 from penwright.trainer.curate.clean import CLEAN_VERSION, CleanText
 from penwright.trainer.curate.degrade import Degrader, RuleDegrader
-from penwright.trainer.curate.manifest import FileEntry, Manifest, budget
+from penwright.trainer.curate.manifest import Manifest
 from penwright.trainer.curate.pairs import build_pairs, fim_tokens, is_instruct, resolve_pair_types
 from penwright.trainer.curate.sources import Problem, SkipFile, SourceFile, discover, file_sha, read_source
 from penwright.trainer.settings import CurationSettings
@@ -85,7 +86,13 @@ def read_sources(files: list[SourceFile], cache: FileCache, progress: Progress) 
         sha = file_sha(data)
         cleaned = cache.cleaned(sha, text, markdown=src.path.suffix.lower() in (".md", ".markdown", ".docx"))
         if not cleaned.paragraphs:
-            problems.append(Problem(src.rel, "has no prose left after cleaning (only headings, notes or markup?)", "Nothing from it is used."))
+            problems.append(
+                Problem(
+                    src.rel,
+                    "has no prose left after cleaning (only headings, notes or markup?)",
+                    "Nothing from it is used.",
+                )
+            )
         out.append(_Read(src, sha, len(data), cleaned))
     progress("read", len(files), len(files))
     return out, problems
@@ -98,11 +105,16 @@ def tokenizer_fingerprint(tokenizer: Any) -> str:
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
 
 
-def settings_fingerprint(settings: CurationSettings, tokenizer: Any, context_limit: int, degrader: Degrader, lore_context) -> str:
+def settings_fingerprint(
+    settings: CurationSettings, tokenizer: Any, context_limit: int, degrader: Degrader, lore_context
+) -> str:
     relevant = settings.model_dump(exclude={"valid_fraction", "seed", "extra_datasets"})
     relevant["instruct"] = is_instruct(tokenizer)  # `auto` pair types depend on it
     lore = getattr(lore_context, "fingerprint", "lore") if lore_context else ""
-    key = json.dumps([relevant, tokenizer_fingerprint(tokenizer), context_limit, degrader.name, lore, CLEAN_VERSION, PAIRS_VERSION], sort_keys=True)
+    key = json.dumps(
+        [relevant, tokenizer_fingerprint(tokenizer), context_limit, degrader.name, lore, CLEAN_VERSION, PAIRS_VERSION],
+        sort_keys=True,
+    )
     return hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
@@ -140,13 +152,20 @@ def build_file(read: _Read, settings: CurationSettings, tokenizer: Any, ctx: dic
     if cached is not None:
         return _Built([Chunk(**c) for c in cached["chunks"]], cached["rows"], cached["tokens"], recomputed=False)
     chunks = chunk_scenes(read.cleaned.scenes, read.src.rel, settings, tokenizer)
-    rows = build_pairs(chunks, settings, ctx["degrader"], ctx["fim"], ctx["context_chars"], ctx["lore_context"],
-                       kinds=ctx["kinds"])
+    rows = build_pairs(
+        chunks, settings, ctx["degrader"], ctx["fim"], ctx["context_chars"], ctx["lore_context"], kinds=ctx["kinds"]
+    )
     tokens = sample_tokens(tokenizer, rows)
     if not ctx["dry_run"]:
-        ctx["cache"].save_chunks(read.sha, ctx["fingerprint"], {
-            "chunks": [c.as_dict() for c in chunks], "rows": rows, "tokens": tokens,
-        })
+        ctx["cache"].save_chunks(
+            read.sha,
+            ctx["fingerprint"],
+            {
+                "chunks": [c.as_dict() for c in chunks],
+                "rows": rows,
+                "tokens": tokens,
+            },
+        )
     return _Built(chunks, rows, tokens)
 
 
@@ -196,9 +215,16 @@ def curate(
     fingerprint = settings_fingerprint(settings, tokenizer, context_limit, degrader, lore_context)
     sample = next((t[:20000] for t in texts if t), "")
     kinds, notes = resolve_pair_types(settings, tokenizer)
-    ctx = {"cache": cache, "fingerprint": fingerprint, "degrader": degrader, "fim": fim_tokens(tokenizer), "kinds": kinds,
-           "context_chars": _context_chars(settings, tokenizer, context_limit, sample),
-           "lore_context": lore_context, "dry_run": dry_run}
+    ctx = {
+        "cache": cache,
+        "fingerprint": fingerprint,
+        "degrader": degrader,
+        "fim": fim_tokens(tokenizer),
+        "kinds": kinds,
+        "context_chars": _context_chars(settings, tokenizer, context_limit, sample),
+        "lore_context": lore_context,
+        "dry_run": dry_run,
+    }
     built: dict[str, _Built] = {}
     for i, read in enumerate(reads):
         progress("chunk", i, len(reads))

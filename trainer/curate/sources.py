@@ -86,7 +86,13 @@ def discover(
     for folder in sources:
         folder = Path(folder)
         if not folder.is_dir():
-            problems.append(Problem(str(folder), "manuscript folder does not exist", "Create it or fix manuscript.folders in penwright.yaml."))
+            problems.append(
+                Problem(
+                    str(folder),
+                    "manuscript folder does not exist",
+                    "Create it or fix manuscript.folders in penwright.yaml.",
+                )
+            )
             continue
         boundary = (root or folder).resolve()
         prefix = _display_prefix(folder, root)
@@ -96,7 +102,13 @@ def discover(
                 continue
             rel = f"{prefix}{rel_in_folder}"
             if path.is_symlink() and not _inside(path, boundary):
-                problems.append(Problem(rel, f"is a link to {os.path.realpath(path)}, outside the project", "Copy the file into the project instead of linking to it."))
+                problems.append(
+                    Problem(
+                        rel,
+                        f"is a link to {os.path.realpath(path)}, outside the project",
+                        "Copy the file into the project instead of linking to it.",
+                    )
+                )
                 continue
             files.append(SourceFile(path=path, rel=rel))
     return files, problems
@@ -113,8 +125,13 @@ def _display_prefix(folder: Path, root: Path | None) -> str:
 
 def _walk(folder: Path, boundary: Path, problems: list[Problem], prefix: str):
     """Files under `folder`; linked folders are followed only when they stay inside `boundary`."""
-    for dirpath, dirnames, filenames in os.walk(folder, followlinks=False, onerror=lambda e: problems.append(
-        Problem(e.filename or str(folder), f"cannot be read ({e.strerror})", "Check the folder's permissions."))):
+    for dirpath, dirnames, filenames in os.walk(
+        folder,
+        followlinks=False,
+        onerror=lambda e: problems.append(
+            Problem(e.filename or str(folder), f"cannot be read ({e.strerror})", "Check the folder's permissions.")
+        ),
+    ):
         base = Path(dirpath)
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for d in list(dirnames):
@@ -125,7 +142,13 @@ def _walk(folder: Path, boundary: Path, problems: list[Problem], prefix: str):
                     yield from _walk(link, boundary, problems, prefix)
                 else:
                     rel = f"{prefix}{link.relative_to(folder).as_posix()}" if link.is_relative_to(folder) else str(link)
-                    problems.append(Problem(rel, f"is a link to {os.path.realpath(link)}, outside the project", "Copy the folder into the project instead of linking to it."))
+                    problems.append(
+                        Problem(
+                            rel,
+                            f"is a link to {os.path.realpath(link)}, outside the project",
+                            "Copy the folder into the project instead of linking to it.",
+                        )
+                    )
         for name in filenames:
             if not name.startswith("."):
                 yield base / name
@@ -143,15 +166,29 @@ def read_bytes(src: SourceFile) -> bytes:
         with open(fd, "rb") as fh:
             info = os.fstat(fh.fileno())
             if not stat.S_ISREG(info.st_mode):
-                raise SkipFile(Problem(src.rel, "is not a regular file (a named pipe, socket or device) and was not read",
-                                       "Keep only text files in the manuscript; remove it or add it to .penwrightignore."))
+                raise SkipFile(
+                    Problem(
+                        src.rel,
+                        "is not a regular file (a named pipe, socket or device) and was not read",
+                        "Keep only text files in the manuscript; remove it or add it to .penwrightignore.",
+                    )
+                )
             if info.st_size > MAX_FILE_BYTES:
-                raise SkipFile(Problem(src.rel, f"is {info.st_size / 1e6:.0f} MB, too large to be a manuscript (limit {MAX_FILE_BYTES // 2**20} MB)", "Split it into chapter files, or exclude it."))
+                raise SkipFile(
+                    Problem(
+                        src.rel,
+                        f"is {info.st_size / 1e6:.0f} MB, too large to be a manuscript (limit "
+                        f"{MAX_FILE_BYTES // 2**20} MB)",
+                        "Split it into chapter files, or exclude it.",
+                    )
+                )
             data = fh.read()
     except PermissionError:
-        raise SkipFile(Problem(src.rel, "cannot be read (permission denied)", "Check the file's permissions (chmod u+r)."))
+        raise SkipFile(
+            Problem(src.rel, "cannot be read (permission denied)", "Check the file's permissions (chmod u+r).")
+        ) from None
     except OSError as err:
-        raise SkipFile(Problem(src.rel, f"cannot be read ({err.strerror or err})"))
+        raise SkipFile(Problem(src.rel, f"cannot be read ({err.strerror or err})")) from None
     if not data.strip():
         raise SkipFile(Problem(src.rel, "is empty", "Nothing to learn from yet; it will be read once it has text."))
     return data
@@ -170,9 +207,14 @@ def decode_text(data: bytes, rel: str) -> str:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as err:
         line = data.count(b"\n", 0, err.start) + 1
-        raise SkipFile(Problem(
-            rel, f"is not valid UTF-8 (byte 0x{data[err.start]:02x} at offset {err.start})",
-            "Re-save the file as UTF-8 (most editors: File > Save with encoding). It was skipped, not changed.", line))
+        raise SkipFile(
+            Problem(
+                rel,
+                f"is not valid UTF-8 (byte 0x{data[err.start]:02x} at offset {err.start})",
+                "Re-save the file as UTF-8 (most editors: File > Save with encoding). It was skipped, not changed.",
+                line,
+            )
+        ) from None
     _check_lines(text, rel)
     return text
 
@@ -184,9 +226,15 @@ def _check_lines(text: str, rel: str) -> None:
         end = text.find("\n", start)
         stop = len(text) if end < 0 else end
         if stop - start > MAX_LINE_CHARS:
-            raise SkipFile(Problem(
-                rel, f"line {lineno} is {stop - start:,} characters long; that is not prose (generated or minified text?)",
-                "Exclude the file, or break it into paragraphs.", lineno))
+            raise SkipFile(
+                Problem(
+                    rel,
+                    f"line {lineno} is {stop - start:,} characters long; that is not prose (generated or "
+                    "minified text?)",
+                    "Exclude the file, or break it into paragraphs.",
+                    lineno,
+                )
+            )
         if end < 0:
             return
         start = end + 1
@@ -203,9 +251,21 @@ def read_docx(data: bytes, rel: str) -> str:
 
         document = docx.Document(io.BytesIO(data))
     except (zipfile.BadZipFile, KeyError, ValueError, OSError) as err:
-        raise SkipFile(Problem(rel, f"is not a readable Word document ({type(err).__name__}: {err})", "Open and re-save it in Word or LibreOffice as .docx."))
+        raise SkipFile(
+            Problem(
+                rel,
+                f"is not a readable Word document ({type(err).__name__}: {err})",
+                "Open and re-save it in Word or LibreOffice as .docx.",
+            )
+        ) from None
     except Exception as err:  # python-docx raises its own PackageNotFoundError and lxml errors
-        raise SkipFile(Problem(rel, f"is not a readable Word document ({type(err).__name__}: {err})", "Open and re-save it in Word or LibreOffice as .docx."))
+        raise SkipFile(
+            Problem(
+                rel,
+                f"is not a readable Word document ({type(err).__name__}: {err})",
+                "Open and re-save it in Word or LibreOffice as .docx.",
+            )
+        ) from None
     parts = []
     for para in document.paragraphs:
         style = (para.style.name if para.style is not None else "") or ""
@@ -220,7 +280,9 @@ def read_source(src: SourceFile) -> tuple[bytes, str]:
     """(raw bytes, text) of a manuscript file; SkipFile with a Problem when it cannot be used."""
     suffix = src.path.suffix.lower()
     if suffix not in READABLE_SUFFIXES:
-        raise SkipFile(Problem(src.rel, f"has an unsupported type '{suffix or 'none'}'", "Use .txt, .md or .docx, or exclude it."))
+        raise SkipFile(
+            Problem(src.rel, f"has an unsupported type '{suffix or 'none'}'", "Use .txt, .md or .docx, or exclude it.")
+        )
     data = read_bytes(src)
     text = read_docx(data, src.rel) if suffix == ".docx" else decode_text(data, src.rel)
     if not text.strip():

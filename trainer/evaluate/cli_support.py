@@ -24,7 +24,13 @@ def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
                 default=None,
                 help=f"{field.description or ''} (default {field.default})".strip(),
             )
-    group.add_argument("--ban", action="append", default=[], metavar="TEXT", help="a string generations must never contain (repeatable)")
+    group.add_argument(
+        "--ban",
+        action="append",
+        default=[],
+        metavar="TEXT",
+        help="a string generations must never contain (repeatable)",
+    )
     group.add_argument("--device", default=None, help="cuda, cpu or mps (default: cuda when available)")
     group.add_argument("--out", default=None, help="folder for report.json and report.html")
 

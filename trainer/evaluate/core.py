@@ -74,7 +74,9 @@ def make_context(
         vocabulary=style.characteristic_words(author),
         copy_index=guards.CopyIndex(train_texts) if train_texts else None,
         valid_rows=rows[: settings.max_heldout],
-        heldout_texts=list(heldout_texts if heldout_texts is not None else ([] if rows else refs))[: settings.max_heldout],
+        heldout_texts=list(heldout_texts if heldout_texts is not None else ([] if rows else refs))[
+            : settings.max_heldout
+        ],
         settings=settings,
     )
 
@@ -139,7 +141,9 @@ def author_summary(ctx: EvalContext) -> dict:
     }
 
 
-def evaluate_sides(base: str, adapters: list[tuple[str, str | None]], ctx: EvalContext, device: str | None = None) -> list[dict]:
+def evaluate_sides(
+    base: str, adapters: list[tuple[str, str | None]], ctx: EvalContext, device: str | None = None
+) -> list[dict]:
     """Evaluate the base model and each adapter on one context; the base is loaded once.
 
     `adapters` is [(label, adapter folder or None for the bare base)], in the order to report them.

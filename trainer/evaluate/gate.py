@@ -75,8 +75,12 @@ def voice_decision(candidate: dict, reference: dict, margin: float) -> tuple[boo
     first = not rv or rv.get("own_ratio") == 1.0
     own, vm, ref_vm = v.get("own_ratio"), v.get("voice_margin"), rv.get("voice_margin") or 0.0
     c_ppl, r_ppl = candidate.get("perplexity"), reference.get("perplexity")
-    figures = (f"own perplexity {r_ppl} -> {c_ppl} (x{own} of the base), control x{v.get('control_ratio')}, "
-               f"voice margin {ref_vm:+.3f} -> {vm:+.3f}" if own is not None and vm is not None else "")
+    figures = (
+        f"own perplexity {r_ppl} -> {c_ppl} (x{own} of the base), control x{v.get('control_ratio')}, "
+        f"voice margin {ref_vm:+.3f} -> {vm:+.3f}"
+        if own is not None and vm is not None
+        else ""
+    )
     if own is None or c_ppl is None or r_ppl is None:
         return False, "rejected: no held-out perplexity (nothing held out, or the model diverged)"
     if first and own >= 1.0:
@@ -86,15 +90,25 @@ def voice_decision(candidate: dict, reference: dict, margin: float) -> tuple[boo
     if candidate.get("demo_base"):  # a random-init demo model knows no prose: any text teaches it "prose"
         return True, "promoted: demo base (builtin:tiny), the voice margin is not judged: " + figures
     if vm is not None and (vm <= 0 if first else vm < ref_vm - margin):
-        return False, f"rejected: it improves another writer's prose as much as yours (learned prose, not your voice): {figures}"
+        return (
+            False,
+            f"rejected: it improves another writer's prose as much as yours (learned prose, not your voice): {figures}",
+        )
     d, rd = (candidate.get("delta") or {}).get("delta_author"), (reference.get("delta") or {}).get("delta_author")
     if d is not None and rd is not None and d > rd + DELTA_TOLERANCE:
-        return False, f"rejected: its continuations moved away from your function-word profile (Delta {rd} -> {d}): {figures}"
-    better = "promoted: " + ("first adapter: " if first else ("better than live: " if c_ppl < r_ppl else "within the margin of live: "))
+        return (
+            False,
+            f"rejected: its continuations moved away from your function-word profile (Delta {rd} -> {d}): {figures}",
+        )
+    better = "promoted: " + (
+        "first adapter: " if first else ("better than live: " if c_ppl < r_ppl else "within the margin of live: ")
+    )
     return True, better + figures + (f", Delta to you {rd} -> {d}" if d is not None and rd is not None else "")
 
 
-def compare_candidates(candidate: dict, live: dict | None, margin: float, limits: GuardLimits | None = None) -> tuple[bool, str]:
+def compare_candidates(
+    candidate: dict, live: dict | None, margin: float, limits: GuardLimits | None = None
+) -> tuple[bool, str]:
     """Should `candidate` replace `live`? Returns (decision, a reason a writer can read).
 
     A candidate is rejected when it trips a guard (copies the manuscript, loops, leaks chat tags).
@@ -108,12 +122,19 @@ def compare_candidates(candidate: dict, live: dict | None, margin: float, limits
     if "voice" in candidate:
         return voice_decision(candidate, live or {}, margin)
     if not live:
-        return True, f"first adapter: guards pass (perplexity {candidate.get('perplexity')}, style {candidate.get('style_score')})"
+        return (
+            True,
+            f"first adapter: guards pass (perplexity {candidate.get('perplexity')}, style "
+            f"{candidate.get('style_score')})",
+        )
     c_ppl, l_ppl = candidate.get("perplexity"), live.get("perplexity")
     c_style, l_style = candidate.get("style_score", 0.0), live.get("style_score", 0.0)
     ppl_change = (c_ppl - l_ppl) / l_ppl if c_ppl and l_ppl else 0.0
     style_change = c_style - l_style
-    figures = f"perplexity {l_ppl:.2f} -> {c_ppl:.2f} ({ppl_change:+.1%}), style {l_style:.1f} -> {c_style:.1f} ({style_change:+.1f})"
+    figures = (
+        f"perplexity {l_ppl:.2f} -> {c_ppl:.2f} ({ppl_change:+.1%}), "
+        f"style {l_style:.1f} -> {c_style:.1f} ({style_change:+.1f})"
+    )
     if ppl_change > margin:
         return False, f"rejected: held-out perplexity got worse by more than {margin:.0%}: {figures}"
     if style_change < -100 * margin:

@@ -143,7 +143,7 @@ class GuardLimits:
     max_leak_share: float = 0.0  # no leaked chat tag is ever acceptable
 
     @staticmethod
-    def default() -> "GuardLimits":
+    def default() -> GuardLimits:
         from penwright.trainer.evaluate.settings import EvalSettings
 
         return EvalSettings().limits()

@@ -54,12 +54,26 @@ def text_continuations(texts: list[str], n: int) -> list[Prompt]:
 def row_continuations(rows: list[dict], n: int) -> list[Prompt]:
     """Up to `n` prompts from held-out continuation rows, in the route each was built for: inline rows as their
     raw prompt (what the editor sends), chat rows as their messages."""
-    picked = _spread([r for r in rows if r.get("kind") in ("continuation", "chat")
-                      and (isinstance(r.get("prompt"), str) or len(r.get("messages", [])) >= 2)], n)
+    picked = _spread(
+        [
+            r
+            for r in rows
+            if r.get("kind") in ("continuation", "chat")
+            and (isinstance(r.get("prompt"), str) or len(r.get("messages", [])) >= 2)
+        ],
+        n,
+    )
     return [
-        Prompt(id=f"row-{r.get('chunk') or i}", kind="continuation", text=r["prompt"], reference=r["completion"].strip())
-        if "prompt" in r else
-        Prompt(id=f"row-{r.get('chunk') or i}", kind="chat", messages=r["messages"][:-1], reference=r["messages"][-1]["content"])
+        Prompt(
+            id=f"row-{r.get('chunk') or i}", kind="continuation", text=r["prompt"], reference=r["completion"].strip()
+        )
+        if "prompt" in r
+        else Prompt(
+            id=f"row-{r.get('chunk') or i}",
+            kind="chat",
+            messages=r["messages"][:-1],
+            reference=r["messages"][-1]["content"],
+        )
         for i, r in enumerate(picked)
     ]
 

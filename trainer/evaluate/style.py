@@ -254,12 +254,16 @@ def _cosine(a: list[float], b: list[float]) -> float:
     return sum(x * y for x, y in zip(a, b)) / (na * nb)
 
 
-def part_similarities(text: StyleProfile, author: StyleProfile, vocabulary: list[str] | None = None) -> dict[str, float]:
+def part_similarities(
+    text: StyleProfile, author: StyleProfile, vocabulary: list[str] | None = None
+) -> dict[str, float]:
     """Similarity (0..1) of `text` to `author` for each part of the score (see the module doc)."""
     vocabulary = characteristic_words(author) if vocabulary is None else vocabulary
     tv = 0.5 * sum(abs(x - y) for x, y in zip(text.sentence_histogram(), author.sentence_histogram()))
-    rhythm = 0.5 * (1 - tv) + 0.25 * _ratio_similarity(text.sentence_mean, author.sentence_mean) + 0.25 * _ratio_similarity(
-        text.sentence_std, author.sentence_std
+    rhythm = (
+        0.5 * (1 - tv)
+        + 0.25 * _ratio_similarity(text.sentence_mean, author.sentence_mean)
+        + 0.25 * _ratio_similarity(text.sentence_std, author.sentence_std)
     )
     punct = [_ratio_similarity(text.punctuation[k], author.punctuation[k], floor=0.1) for k in PUNCTUATION]
     pacing = [
@@ -267,7 +271,9 @@ def part_similarities(text: StyleProfile, author: StyleProfile, vocabulary: list
         _ratio_similarity(text.transitions, author.transitions, floor=0.1),
     ]
     return {
-        "vocabulary": _ratio_similarity(characteristic_share(text, vocabulary), characteristic_share(author, vocabulary)),
+        "vocabulary": _ratio_similarity(
+            characteristic_share(text, vocabulary), characteristic_share(author, vocabulary)
+        ),
         "sentence_rhythm": rhythm,
         "paragraph_length": _ratio_similarity(text.paragraph_mean, author.paragraph_mean),
         "dialogue": 1.0 - abs(text.dialogue_ratio - author.dialogue_ratio),

@@ -57,8 +57,10 @@ def profile(text: str) -> Profile:
             counts[t] += 1
     share = sum(counts.values()) / len(tokens)
     if share < MIN_FUNCTION_SHARE:
-        raise NotMeasurable(f"only {share:.0%} of the words are English function words: the text does not look like "
-                            "English, which the function-word list covers; style distance not measured")
+        raise NotMeasurable(
+            f"only {share:.0%} of the words are English function words: the text does not look like "
+            "English, which the function-word list covers; style distance not measured"
+        )
     return Profile(tuple(counts[w] / len(tokens) for w in FUNCTION_WORDS), len(tokens))
 
 
@@ -78,11 +80,14 @@ def load_references(path: Path = REFERENCES) -> References:
     data = json.loads(Path(path).read_text(encoding="utf-8"))
     if data["words"] != FUNCTION_WORDS:
         raise ValueError(f"{path}: built for another function-word list; rebuild it (benchmarks/build_references.py)")
-    return References(tuple(data["mean"]), tuple(max(s, 1e-6) for s in data["std"]),
-                      {k: tuple(v) for k, v in data["authors"].items()})
+    return References(
+        tuple(data["mean"]), tuple(max(s, 1e-6) for s in data["std"]), {k: tuple(v) for k, v in data["authors"].items()}
+    )
 
 
-def attribution(generated: str, author_text: str, refs: References | None = None, exclude: tuple[str, ...] = ()) -> dict:
+def attribution(
+    generated: str, author_text: str, refs: References | None = None, exclude: tuple[str, ...] = ()
+) -> dict:
     """How close `generated` is to the author (their held-out text) and to each reference author.
 
     Returns {delta_author, delta_nearest_other, nearest_other, margin (= nearest other - author: larger is more
@@ -98,15 +103,18 @@ def attribution(generated: str, author_text: str, refs: References | None = None
     nearest = min(others, key=others.get) if others else None
     out = {"delta_author": round(d_author, 4), "words": gen.words}
     if nearest is not None:
-        out.update(nearest_other=nearest, delta_nearest_other=round(others[nearest], 4),
-                   margin=round(others[nearest] - d_author, 4))
+        out.update(
+            nearest_other=nearest,
+            delta_nearest_other=round(others[nearest], 4),
+            margin=round(others[nearest] - d_author, 4),
+        )
     return out
 
 
 def segments(text: str, size: int = 2000) -> list[str]:
     """Consecutive pieces of about `size` words (for the corpus mean and spread)."""
     tokens = text.split()
-    return [" ".join(tokens[i:i + size]) for i in range(0, len(tokens) - size + 1, size)]
+    return [" ".join(tokens[i : i + size]) for i in range(0, len(tokens) - size + 1, size)]
 
 
 def build_references(books: dict[str, list[str]]) -> dict:
@@ -118,6 +126,14 @@ def build_references(books: dict[str, list[str]]) -> dict:
         authors[author] = [round(sum(p.freqs[i] for p in profs) / len(profs), 7) for i in range(len(FUNCTION_WORDS))]
     n = len(seg_profiles)
     mean = [sum(p.freqs[i] for p in seg_profiles) / n for i in range(len(FUNCTION_WORDS))]
-    std = [math.sqrt(sum((p.freqs[i] - mean[i]) ** 2 for p in seg_profiles) / max(n - 1, 1)) for i in range(len(FUNCTION_WORDS))]
-    return {"words": FUNCTION_WORDS, "segments": n, "mean": [round(x, 7) for x in mean], "std": [round(x, 7) for x in std],
-            "authors": authors}
+    std = [
+        math.sqrt(sum((p.freqs[i] - mean[i]) ** 2 for p in seg_profiles) / max(n - 1, 1))
+        for i in range(len(FUNCTION_WORDS))
+    ]
+    return {
+        "words": FUNCTION_WORDS,
+        "segments": n,
+        "mean": [round(x, 7) for x in mean],
+        "std": [round(x, 7) for x in std],
+        "authors": authors,
+    }

@@ -57,8 +57,22 @@ class VoiceInputs:
         import hashlib
         import json
 
-        blob = json.dumps([model, self.heldout, self.control, self.train_texts, self.n_samples, self.max_new_tokens, self.ppl_tokens,
-                           self.ppl_windows, self.seed, self.copy_words, sorted(self.exclude_authors), CACHE_VERSION])
+        blob = json.dumps(
+            [
+                model,
+                self.heldout,
+                self.control,
+                self.train_texts,
+                self.n_samples,
+                self.max_new_tokens,
+                self.ppl_tokens,
+                self.ppl_windows,
+                self.seed,
+                self.copy_words,
+                sorted(self.exclude_authors),
+                CACHE_VERSION,
+            ]
+        )
         return hashlib.sha256(blob.encode("utf-8", "surrogatepass")).hexdigest()[:24]
 
     def __post_init__(self):
@@ -68,10 +82,19 @@ class VoiceInputs:
         self.copy_index = guards.CopyIndex(self.train_texts) if self.train_texts else None
 
 
-def generate_batch(model, tokenizer, prompts: list[Prompt], max_new_tokens: int, seed: int,
-                   temperature: float = 0.8, top_p: float = 0.95, max_prompt_tokens: int = 384) -> list[str]:
+def generate_batch(
+    model,
+    tokenizer,
+    prompts: list[Prompt],
+    max_new_tokens: int,
+    seed: int,
+    temperature: float = 0.8,
+    top_p: float = 0.95,
+    max_prompt_tokens: int = 384,
+) -> list[str]:
     """Seeded, batched sampling of continuations (left padding); special tokens that ended a sample dropped."""
     import torch
+
     from penwright.trainer.evaluate.model import stop_token_ids
 
     if not prompts:
@@ -85,8 +108,16 @@ def generate_batch(model, tokenizer, prompts: list[Prompt], max_new_tokens: int,
     device = next(model.parameters()).device
     torch.manual_seed(seed)
     with torch.no_grad():
-        out = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), max_new_tokens=max_new_tokens,
-                             do_sample=True, temperature=temperature, top_p=top_p, eos_token_id=stops, pad_token_id=pad)
+        out = model.generate(
+            input_ids=ids.to(device),
+            attention_mask=mask.to(device),
+            max_new_tokens=max_new_tokens,
+            do_sample=True,
+            temperature=temperature,
+            top_p=top_p,
+            eos_token_id=stops,
+            pad_token_id=pad,
+        )
     texts = []
     for row in out[:, width:].tolist():
         cut = next((i for i, t in enumerate(row) if t in stops), len(row))
@@ -98,12 +129,21 @@ def voice_metrics(model, tokenizer, inputs: VoiceInputs) -> dict:
     """Every voice measure of one model, as a flat JSON-serialisable dict."""
     t0 = time.perf_counter()
     own = text_perplexity(model, tokenizer, inputs.heldout, inputs.ppl_tokens, inputs.ppl_windows)
-    control = text_perplexity(model, tokenizer, inputs.control, inputs.ppl_tokens, inputs.ppl_windows) if inputs.control else {}
+    control = (
+        text_perplexity(model, tokenizer, inputs.control, inputs.ppl_tokens, inputs.ppl_windows)
+        if inputs.control
+        else {}
+    )
     t1 = time.perf_counter()
     texts = generate_batch(model, tokenizer, inputs.prompts, inputs.max_new_tokens, inputs.seed)
     t2 = time.perf_counter()
-    out = {"perplexity": own.get("perplexity"), "loss": own.get("loss"), "control_perplexity": control.get("perplexity"),
-           "samples": len(texts), "seconds": {"perplexity": round(t1 - t0, 2), "generate": round(t2 - t1, 2)}}
+    out = {
+        "perplexity": own.get("perplexity"),
+        "loss": own.get("loss"),
+        "control_perplexity": control.get("perplexity"),
+        "samples": len(texts),
+        "seconds": {"perplexity": round(t1 - t0, 2), "generate": round(t2 - t1, 2)},
+    }
     delta = stylometry.attribution("\n\n".join(texts), "\n\n".join(inputs.heldout), exclude=inputs.exclude_authors)
     out["delta"] = delta
     if inputs.copy_index is not None:
@@ -120,7 +160,10 @@ def _ratio(a, b) -> float | None:
 
 def compare(side: dict, base: dict) -> dict:
     """The change base -> side an author would notice: perplexity ratios, the voice margin, Delta changes."""
-    own, ctl = _ratio(side.get("perplexity"), base.get("perplexity")), _ratio(side.get("control_perplexity"), base.get("control_perplexity"))
+    own, ctl = (
+        _ratio(side.get("perplexity"), base.get("perplexity")),
+        _ratio(side.get("control_perplexity"), base.get("control_perplexity")),
+    )
     out = {"own_ratio": own, "control_ratio": ctl, "voice_margin": round(ctl - own, 4) if own and ctl else None}
     d, bd = side.get("delta") or {}, base.get("delta") or {}
     if "delta_author" in d and "delta_author" in bd:
@@ -155,24 +198,36 @@ def inputs_from_dataset(dataset_dir: Path, control: list[str] | None = None, **k
     notes = []
     if not heldout:
         heldout = train[-8:]
-        notes.append("the manuscript is too small to hold out a validation set: the voice is measured on training "
-                     "passages, which flatters the adapter; write more for a fair measure")
+        notes.append(
+            "the manuscript is too small to hold out a validation set: the voice is measured on training "
+            "passages, which flatters the adapter; write more for a fair measure"
+        )
     return VoiceInputs(heldout, default_control() if control is None else control, train, **kwargs), notes
 
 
 def flat(metrics: dict, change: dict) -> dict:
     """The figures of one side for reports and tables (served-format perplexities, ratios, Delta, guards)."""
     d = metrics.get("delta") or {}
-    return {"served_perplexity": metrics.get("perplexity"), "control_perplexity": metrics.get("control_perplexity"),
-            "own_ratio": change.get("own_ratio"), "control_ratio": change.get("control_ratio"),
-            "voice_margin": change.get("voice_margin"), "delta_author": d.get("delta_author"),
-            "delta_nearest_other": d.get("delta_nearest_other"), "nearest_other": d.get("nearest_other"),
-            "delta_margin": d.get("margin"), "delta_note": d.get("note"),
-            "copy_share_voice": metrics.get("copy_share"), "copy_longest_voice": metrics.get("copy_longest"),
-            "repetition_voice": metrics.get("repetition")}
+    return {
+        "served_perplexity": metrics.get("perplexity"),
+        "control_perplexity": metrics.get("control_perplexity"),
+        "own_ratio": change.get("own_ratio"),
+        "control_ratio": change.get("control_ratio"),
+        "voice_margin": change.get("voice_margin"),
+        "delta_author": d.get("delta_author"),
+        "delta_nearest_other": d.get("delta_nearest_other"),
+        "nearest_other": d.get("nearest_other"),
+        "delta_margin": d.get("margin"),
+        "delta_note": d.get("note"),
+        "copy_share_voice": metrics.get("copy_share"),
+        "copy_longest_voice": metrics.get("copy_longest"),
+        "repetition_voice": metrics.get("repetition"),
+    }
 
 
-def evaluate_sides(base: str, sides: list[tuple[str, str | None]], inputs: VoiceInputs, device: str | None = None) -> list[dict]:
+def evaluate_sides(
+    base: str, sides: list[tuple[str, str | None]], inputs: VoiceInputs, device: str | None = None
+) -> list[dict]:
     """Voice figures of each side [(label, PEFT adapter folder or None for the base)], each compared with the base
     (measured once); the base model is loaded once and adapters are switched on it."""
     from penwright.trainer.evaluate.model import each_side, load_model
@@ -182,22 +237,40 @@ def evaluate_sides(base: str, sides: list[tuple[str, str | None]], inputs: Voice
     out = []
     for label, side in each_side(model, sides):
         metrics = base_metrics if side is model else voice_metrics(side, tokenizer, inputs)
-        out.append({"label": label, **flat(metrics, compare(metrics, base_metrics)), "generations": metrics["generations"]})
+        out.append(
+            {"label": label, **flat(metrics, compare(metrics, base_metrics)), "generations": metrics["generations"]}
+        )
     return out
 
 
-TABLE = [("served_perplexity", "own perplexity"), ("own_ratio", "  x base"), ("control_perplexity", "control perplexity"),
-         ("control_ratio", "  x base"), ("voice_margin", "voice margin"), ("delta_author", "Delta to author"),
-         ("nearest_other", "nearest other writer"), ("delta_nearest_other", "Delta to them"), ("delta_margin", "Delta margin"),
-         ("copy_share_voice", "copies >12 words"), ("repetition_voice", "repetition")]
+TABLE = [
+    ("served_perplexity", "own perplexity"),
+    ("own_ratio", "  x base"),
+    ("control_perplexity", "control perplexity"),
+    ("control_ratio", "  x base"),
+    ("voice_margin", "voice margin"),
+    ("delta_author", "Delta to author"),
+    ("nearest_other", "nearest other writer"),
+    ("delta_nearest_other", "Delta to them"),
+    ("delta_margin", "Delta margin"),
+    ("copy_share_voice", "copies >12 words"),
+    ("repetition_voice", "repetition"),
+]
 
 
 def table(sides: list[dict]) -> str:
     """Voice figures side by side, as plain text."""
     rows = [["", *(s["label"] for s in sides)]]
     for key, label in TABLE:
-        rows.append([label, *("-" if s.get(key) is None else (f"{s[key]:.3f}" if isinstance(s[key], float) else str(s[key]))
-                              for s in sides)])
+        rows.append(
+            [
+                label,
+                *(
+                    "-" if s.get(key) is None else (f"{s[key]:.3f}" if isinstance(s[key], float) else str(s[key]))
+                    for s in sides
+                ),
+            ]
+        )
     notes = sorted({s["delta_note"] for s in sides if s.get("delta_note")})
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     text = "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)

@@ -25,7 +25,8 @@ def copy_project(dest: Path, port: int) -> Path:
     settings.write_text(
         text + f"server:\n  port: {port}\n"
         # a real training job, short enough for a test: 6 steps of the fast preset
-        "training:\n  preset: fast\n  overrides: {max_steps: 6, eval_every: 3, save_every: 3, warmup_steps: 1, plateau_min_steps: 0}\n",
+        "training:\n  preset: fast\n  overrides: "
+        "{max_steps: 6, eval_every: 3, save_every: 3, warmup_steps: 1, plateau_min_steps: 0}\n",
         encoding="utf-8",
     )
     return dest
@@ -42,7 +43,7 @@ class Daemon:
         self.log = root.parent / f"daemon-{port}.log"
         self.proc: subprocess.Popen | None = None
 
-    def start(self) -> "Daemon":
+    def start(self) -> Daemon:
         self.proc = start_daemon(self.root, self.log)
         wait_healthy(self.url, self.proc, DAEMON_START_S, self.log)
         return self
@@ -60,12 +61,16 @@ def init_params(root: Path | None, encoding: str = "utf-16", **options) -> types
     )
     folders = [types.WorkspaceFolder(uri=root.as_uri(), name=root.name)] if root else None
     return types.InitializeParams(
-        capabilities=caps, root_uri=root.as_uri() if root else None, workspace_folders=folders,
+        capabilities=caps,
+        root_uri=root.as_uri() if root else None,
+        workspace_folders=folders,
         initialization_options=options or None,
     )
 
 
-async def start_client(root: Path | None = None, env: dict | None = None, encoding: str = "utf-16", **options) -> LanguageClient:
+async def start_client(
+    root: Path | None = None, env: dict | None = None, encoding: str = "utf-16", **options
+) -> LanguageClient:
     """A pytest-lsp client driving a fresh `penwright lsp` subprocess, initialized."""
     config = ClientServerConfig(server_command=LSP_CMD, server_env={**os.environ, **(env or {})})
     client = await config.start()
@@ -84,7 +89,9 @@ def open_doc(client: LanguageClient, path: Path, text: str | None = None, langua
     uri = path.as_uri()
     client.text_document_did_open(
         types.DidOpenTextDocumentParams(
-            types.TextDocumentItem(uri=uri, language_id=language, version=1, text=text if text is not None else path.read_text())
+            types.TextDocumentItem(
+                uri=uri, language_id=language, version=1, text=text if text is not None else path.read_text()
+            )
         )
     )
     return uri
@@ -114,7 +121,9 @@ def inline_params(uri: str, position: types.Position, invoked: bool = True) -> t
 
 
 async def execute(client: LanguageClient, command: str, *args):
-    return await client.workspace_execute_command_async(types.ExecuteCommandParams(command=command, arguments=list(args)))
+    return await client.workspace_execute_command_async(
+        types.ExecuteCommandParams(command=command, arguments=list(args))
+    )
 
 
 async def wait_until(predicate, timeout: float, interval: float = 0.2):

@@ -9,8 +9,8 @@ import signal
 import time
 
 import pytest
-from lsprotocol import types
 from lsp_support import copy_project, end_position, execute, free_port, inline_params, lsp_session, open_doc, suggest
+from lsprotocol import types
 
 DEAD = "http://127.0.0.1:9"
 
@@ -26,7 +26,9 @@ async def test_unknown_documents_and_positions_past_the_end_give_empty_results(d
             inline = await client.text_document_inline_completion_async(inline_params(uri, types.Position(3, 3)))
             assert not inline.items
             assert await client.text_document_hover_async(types.HoverParams(ident(uri), types.Position(0, 0))) is None
-            assert not await client.text_document_definition_async(types.DefinitionParams(ident(uri), types.Position(0, 0)))
+            assert not await client.text_document_definition_async(
+                types.DefinitionParams(ident(uri), types.Position(0, 0))
+            )
             done = await client.text_document_completion_async(types.CompletionParams(ident(uri), types.Position(0, 0)))
             assert not done.items
         uri = open_doc(client, daemon.root / "manuscript" / "short.md", "Maren said")
@@ -65,7 +67,9 @@ async def test_daemon_down_gives_empty_results_and_a_clear_message(example_proje
         warned = [m.message for m in client.messages]
         assert any("penwright.temperature" in m for m in warned), warned
         # settings re-read on change: point it at nothing else, still no crash
-        client.workspace_did_change_configuration(types.DidChangeConfigurationParams(settings={"penwright": {"inlineEnabled": False}}))
+        client.workspace_did_change_configuration(
+            types.DidChangeConfigurationParams(settings={"penwright": {"inlineEnabled": False}})
+        )
         again = await client.text_document_inline_completion_async(inline_params(uri, types.Position(2, 5)))
         assert not again.items
 

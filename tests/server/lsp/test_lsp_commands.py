@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 
 import httpx
-from lsprotocol import types
 from lsp_support import execute, lsp_session, wait_until
+from lsprotocol import types
 
 
 def jobs(daemon) -> list[dict]:
@@ -22,10 +22,15 @@ async def test_retrain_reports_progress_and_the_gate_decision(daemon):
         job_id = started["job"]["id"]
 
         def ended() -> bool:
-            return any(any(isinstance(v, types.WorkDoneProgressEnd) for v in values) for values in client.progress_reports.values())
+            return any(
+                any(isinstance(v, types.WorkDoneProgressEnd) for v in values)
+                for values in client.progress_reports.values()
+            )
 
         assert await wait_until(ended, 300, interval=0.5), f"no progress end; jobs: {jobs(daemon)[:1]}"
-        token, values = next((t, v) for t, v in client.progress_reports.items() if str(t).startswith(f"penwright-train-{job_id}-"))
+        token, values = next(
+            (t, v) for t, v in client.progress_reports.items() if str(t).startswith(f"penwright-train-{job_id}-")
+        )
         begin, *middle, end = values
         assert isinstance(begin, types.WorkDoneProgressBegin) and begin.title == "Penwright: training"
         reports = [v for v in middle if isinstance(v, types.WorkDoneProgressReport)]
@@ -35,8 +40,12 @@ async def test_retrain_reports_progress_and_the_gate_decision(daemon):
         assert [r.percentage for r in counted] == sorted(r.percentage for r in counted)
         assert isinstance(end, types.WorkDoneProgressEnd) and end.message == "training finished"
         # the gate's verdict reaches the author as a message: promoted, or why not
-        assert await wait_until(lambda: any("adapter v" in m.message and "live" in m.message or "not promoted" in m.message
-                                            for m in client.messages), 30), [m.message for m in client.messages]
+        assert await wait_until(
+            lambda: any(
+                "adapter v" in m.message and "live" in m.message or "not promoted" in m.message for m in client.messages
+            ),
+            30,
+        ), [m.message for m in client.messages]
         # the status bar feed saw the training and its end
         assert any(isinstance(s, dict) and s.get("training") for s in map(_plain, statuses))
         assert _plain(statuses[-1]).get("training") is None

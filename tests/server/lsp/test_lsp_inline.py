@@ -7,8 +7,8 @@ import json
 
 import httpx
 import pytest
-from lsprotocol import types
 from lsp_support import end_position, execute, inline_params, lsp_session, open_doc, suggest, wait_until
+from lsprotocol import types
 
 CHAPTER_TEXT = (
     "# Chapter Two: The Wreck\n\nMaren Vell climbed the hundred and twelve steps with the oil can. "
@@ -59,10 +59,12 @@ async def test_typing_into_a_shown_suggestion_reuses_it_and_typing_away_rejects_
         same = (await client.text_document_inline_completion_async(inline_params(uri, cursor, invoked=False))).items[0]
         assert same.command.arguments[0]["id"] == first.command.arguments[0]["id"] and same.insert_text == shown
         typed = shown[:2]
-        client.text_document_did_change(types.DidChangeTextDocumentParams(
-            text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=2),
-            content_changes=[types.TextDocumentContentChangePartial(range=types.Range(cursor, cursor), text=typed)],
-        ))
+        client.text_document_did_change(
+            types.DidChangeTextDocumentParams(
+                text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=2),
+                content_changes=[types.TextDocumentContentChangePartial(range=types.Range(cursor, cursor), text=typed)],
+            )
+        )
         after = end_position(CHAPTER_TEXT + typed)
         again = (await client.text_document_inline_completion_async(inline_params(uri, after, invoked=False))).items[0]
         assert again.insert_text == shown[2:], "the rest of the shown suggestion, without a new daemon call"
@@ -70,10 +72,14 @@ async def test_typing_into_a_shown_suggestion_reuses_it_and_typing_away_rejects_
         assert meta["id"] == first.command.arguments[0]["id"] and meta["text"] == shown and meta["typed"] == 2
 
         before = len(feedback_rows(daemon))
-        client.text_document_did_change(types.DidChangeTextDocumentParams(
-            text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=3),
-            content_changes=[types.TextDocumentContentChangePartial(range=types.Range(after, after), text="\u00a7zz ")],
-        ))
+        client.text_document_did_change(
+            types.DidChangeTextDocumentParams(
+                text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=3),
+                content_changes=[
+                    types.TextDocumentContentChangePartial(range=types.Range(after, after), text="\u00a7zz ")
+                ],
+            )
+        )
         moved = end_position(CHAPTER_TEXT + typed + "\u00a7zz ")
         await client.text_document_inline_completion_async(inline_params(uri, moved, invoked=False))
         assert await wait_until(lambda: len(feedback_rows(daemon)) > before, 10)
@@ -94,16 +100,22 @@ async def test_cancel_request_stops_the_work_in_the_daemon_too(daemon):
         uri = open_doc(client, path)
         before = engine_counts(daemon)
         msg_id = "cancel-me"
-        future = asyncio.ensure_future(client.protocol.send_request_async(
-            types.TEXT_DOCUMENT_INLINE_COMPLETION, inline_params(uri, types.Position(4, 10)), msg_id=msg_id
-        ))
-        assert await wait_until(lambda: engine_counts(daemon)["active"] > 0, 15, interval=0.05), "never reached the daemon"
+        future = asyncio.ensure_future(
+            client.protocol.send_request_async(
+                types.TEXT_DOCUMENT_INLINE_COMPLETION, inline_params(uri, types.Position(4, 10)), msg_id=msg_id
+            )
+        )
+        assert await wait_until(lambda: engine_counts(daemon)["active"] > 0, 15, interval=0.05), (
+            "never reached the daemon"
+        )
         client.protocol.notify(types.CANCEL_REQUEST, types.CancelParams(id=msg_id))
         with pytest.raises(Exception) as err:
             await asyncio.wait_for(future, 15)
         assert "cancel" in str(err.value).lower() or "-32800" in str(err.value)
         # the daemon saw the HTTP request go away and stopped generating
-        assert await wait_until(lambda: engine_counts(daemon)["cancelled"] > before["cancelled"], 15), engine_counts(daemon)
+        assert await wait_until(lambda: engine_counts(daemon)["cancelled"] > before["cancelled"], 15), engine_counts(
+            daemon
+        )
         assert engine_counts(daemon)["active"] == 0
         # and the server is still healthy: the next request is answered
         result = await client.text_document_inline_completion_async(inline_params(uri, types.Position(4, 10)))
@@ -114,13 +126,18 @@ async def test_settings_changes_apply_at_once(daemon):
     async with lsp_session(daemon.root) as client:
         uri = open_doc(client, daemon.root / "manuscript" / "01-the-lamp.md", CHAPTER_TEXT)
         cursor = end_position(CHAPTER_TEXT)
-        client.workspace_did_change_configuration(types.DidChangeConfigurationParams(
-            settings={"penwright": {"model": "penwright:base", "sentenceTokens": 8}}))
+        client.workspace_did_change_configuration(
+            types.DidChangeConfigurationParams(settings={"penwright": {"model": "penwright:base", "sentenceTokens": 8}})
+        )
         item = await suggest(client, uri, cursor)
         assert item.command.arguments[0]["adapter"] == "penwright:base"
-        client.workspace_did_change_configuration(types.DidChangeConfigurationParams(settings={"penwright": {"inlineEnabled": False}}))
+        client.workspace_did_change_configuration(
+            types.DidChangeConfigurationParams(settings={"penwright": {"inlineEnabled": False}})
+        )
         served = engine_counts(daemon)["served"]
         off = await client.text_document_inline_completion_async(inline_params(uri, cursor))
         assert not off.items and engine_counts(daemon)["served"] == served  # not even asked
-        client.workspace_did_change_configuration(types.DidChangeConfigurationParams(settings={"penwright": {"inlineEnabled": True}}))
+        client.workspace_did_change_configuration(
+            types.DidChangeConfigurationParams(settings={"penwright": {"inlineEnabled": True}})
+        )
         assert (await suggest(client, uri, cursor)).insert_text.strip()

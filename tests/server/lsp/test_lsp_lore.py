@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from lsprotocol import types
 from lsp_support import lsp_session, open_doc
+from lsprotocol import types
 
 TEXT = "Maren Vell watched the Widow's Teeth.\nThen Tobias came up the stair, and Mar"
 
@@ -12,8 +12,12 @@ async def test_name_completion_offers_names_and_aliases_in_markdown_and_plain_te
     async with lsp_session(daemon.root) as client:
         for name, language in (("notes.md", "markdown"), ("notes.txt", "plaintext")):
             uri = open_doc(client, daemon.root / "manuscript" / name, TEXT, language)
-            result = await client.text_document_completion_async(types.CompletionParams(
-                text_document=types.TextDocumentIdentifier(uri=uri), position=types.Position(1, len("Then Tobias came up the stair, and Mar"))))
+            result = await client.text_document_completion_async(
+                types.CompletionParams(
+                    text_document=types.TextDocumentIdentifier(uri=uri),
+                    position=types.Position(1, len("Then Tobias came up the stair, and Mar")),
+                )
+            )
             labels = {i.label: i for i in result.items}
             assert {"Maren Vell", "Maren"} <= set(labels), sorted(labels)
             assert "Tobias Ashe" not in labels  # does not start with 'Mar'
@@ -21,7 +25,9 @@ async def test_name_completion_offers_names_and_aliases_in_markdown_and_plain_te
             assert main.detail == "character" and main.kind == types.CompletionItemKind.Class
             assert labels["Maren"].detail == "character: alias of Maren Vell"
             edit = main.text_edit
-            assert edit.new_text == "Maren Vell" and edit.range.start.character == len("Then Tobias came up the stair, and ")
+            assert edit.new_text == "Maren Vell" and edit.range.start.character == len(
+                "Then Tobias came up the stair, and "
+            )
             assert edit.range.end.character == len("Then Tobias came up the stair, and Mar")
 
 
@@ -35,15 +41,23 @@ async def test_hover_shows_the_trimmed_entry_with_a_link_and_definition_opens_th
         assert "reef of black rocks" in value
         lore_file = (daemon.root / "lore" / "widows-teeth.md").resolve()
         assert f"({lore_file.as_uri()})" in value and "[lore/widows-teeth.md]" in value
-        assert hover.range.start.character == TEXT.index("the Widow's Teeth") or hover.range.start.character == TEXT.index("Widow's Teeth")
+        assert hover.range.start.character == TEXT.index(
+            "the Widow's Teeth"
+        ) or hover.range.start.character == TEXT.index("Widow's Teeth")
 
         on_tobias = types.Position(1, len("Then Tob"))
-        found = await client.text_document_definition_async(types.DefinitionParams(types.TextDocumentIdentifier(uri), on_tobias))
+        found = await client.text_document_definition_async(
+            types.DefinitionParams(types.TextDocumentIdentifier(uri), on_tobias)
+        )
         assert [loc.uri for loc in found] == [(daemon.root / "lore" / "tobias-ashe.md").resolve().as_uri()]
 
-        nothing = await client.text_document_hover_async(types.HoverParams(types.TextDocumentIdentifier(uri), types.Position(0, 14)))
+        nothing = await client.text_document_hover_async(
+            types.HoverParams(types.TextDocumentIdentifier(uri), types.Position(0, 14))
+        )
         assert nothing is None  # 'watched' is nobody
-        none_def = await client.text_document_definition_async(types.DefinitionParams(types.TextDocumentIdentifier(uri), types.Position(0, 14)))
+        none_def = await client.text_document_definition_async(
+            types.DefinitionParams(types.TextDocumentIdentifier(uri), types.Position(0, 14))
+        )
         assert not none_def
 
 
@@ -52,7 +66,9 @@ async def test_positions_in_utf8_when_the_client_negotiates_it(daemon):
     async with lsp_session(daemon.root, encoding="utf-8") as client:
         uri = open_doc(client, daemon.root / "manuscript" / "utf8.md", line)
         at_vell = len(line[: line.index("Vell") + 1].encode("utf-8"))
-        hover = await client.text_document_hover_async(types.HoverParams(types.TextDocumentIdentifier(uri), types.Position(0, at_vell)))
+        hover = await client.text_document_hover_async(
+            types.HoverParams(types.TextDocumentIdentifier(uri), types.Position(0, at_vell))
+        )
         assert hover is not None and hover.contents.value.startswith("**Maren Vell**")
         assert hover.range.start.character == len(line[: line.index("Maren")].encode("utf-8"))
         assert hover.range.end.character == len(line.encode("utf-8"))

@@ -21,7 +21,9 @@ def _read(sock: socket.socket) -> dict:
     while b"\r\n\r\n" not in data:
         data += sock.recv(4096)
     head, rest = data.split(b"\r\n\r\n", 1)
-    length = int(next(line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")))
+    length = int(
+        next(line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length"))
+    )
     while len(rest) < length:
         rest += sock.recv(4096)
     return json.loads(rest[:length])
@@ -29,8 +31,11 @@ def _read(sock: socket.socket) -> dict:
 
 def test_tcp_mode_answers_initialize():
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "penwright", "lsp", "--tcp", "--port", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "penwright", "lsp", "--tcp", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     try:
         deadline = time.monotonic() + 30
         while True:
@@ -42,9 +47,21 @@ def test_tcp_mode_answers_initialize():
                 assert time.monotonic() < deadline, "no TCP listener"
                 time.sleep(0.1)
         with sock:
-            sock.sendall(_frame({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-                "processId": None, "rootUri": EXAMPLE.as_uri(), "capabilities": {},
-                "initializationOptions": {"autoStartDaemon": False, "daemonUrl": "http://127.0.0.1:9"}}}))
+            sock.sendall(
+                _frame(
+                    {
+                        "jsonrpc": "2.0",
+                        "id": 1,
+                        "method": "initialize",
+                        "params": {
+                            "processId": None,
+                            "rootUri": EXAMPLE.as_uri(),
+                            "capabilities": {},
+                            "initializationOptions": {"autoStartDaemon": False, "daemonUrl": "http://127.0.0.1:9"},
+                        },
+                    }
+                )
+            )
             reply = _read(sock)
         assert reply["id"] == 1 and reply["result"]["serverInfo"]["name"] == "penwright"
         assert "inlineCompletionProvider" in reply["result"]["capabilities"]

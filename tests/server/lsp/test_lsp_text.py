@@ -7,7 +7,7 @@ from lsprotocol import types
 from penwright.server.lsp.settings import LspSettings, parse_settings
 from penwright.server.lsp.text import context_at, infer_chapter, name_at, offset_at, typed_name_prefix
 
-TEXT = "# Chapter Two\n\nMaren 😋 said \"no\".\nThe sea."
+TEXT = '# Chapter Two\n\nMaren 😋 said "no".\nThe sea.'
 
 
 def test_offsets_count_utf16_units_and_clamp_past_the_end():
@@ -53,7 +53,9 @@ def test_names_and_typed_prefixes():
 
 
 def test_settings_bad_keys_are_reported_and_ignored():
-    s, problems = parse_settings({"penwright": {"prefixTokens": 100, "temperature": "hot", "nope": 1, "pythonPath": "/x"}})
+    s, problems = parse_settings(
+        {"penwright": {"prefixTokens": 100, "temperature": "hot", "nope": 1, "pythonPath": "/x"}}
+    )
     assert s.prefix_tokens == 100 and s.temperature == LspSettings().temperature
     assert len(problems) == 2 and any("temperature" in p for p in problems) and any("nope" in p for p in problems)
     s2, problems2 = parse_settings(["not", "a", "dict"], s)
