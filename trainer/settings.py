@@ -174,6 +174,16 @@ class TrainingSettings(Strict):
         "loss, learning rate, tokens/s); auto: when the tensorboard package is installed. The dashboard is unchanged.",
     )
     oom_ladder: bool = Field(True, description="On CUDA out-of-memory, retry with less memory and record the rung.")
+    fit_memory: bool = Field(
+        True,
+        description="Before the first step, pick the rows per micro-batch (a divisor of batch_size x "
+        "grad_accumulation, which stays the rows of an optimizer step) and the share of checkpointed layers that "
+        "run fastest within memory_budget_gib; replaces batch_size, grad_accumulation and gradient_checkpointing. "
+        "Torch backend; on the CPU only with memory_budget_gib set.",
+    )
+    memory_budget_gib: float | None = Field(
+        None, gt=0, description="Memory the fit plans for; default: what the GPU has free (92% of it) at the start."
+    )
     # MLX backend only
     mlx_num_layers: int = Field(-1, description="MLX: how many of the last layers get adapters; -1 = all.")
 
