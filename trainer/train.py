@@ -230,7 +230,7 @@ class _Loop:
 
     # -- setup ---------------------------------------------------------------------------------------------------
 
-    def _setup(self) -> None:
+    def _setup(self, oom_rungs: list[str] = ()) -> None:
         import torch
 
         from penwright.trainer.backends.torch_backend import TorchBackend
@@ -248,6 +248,7 @@ class _Loop:
                 f"{self.dataset_dir / 'train.jsonl'} has no usable rows.",
                 "Write more (or lower curation.min_tokens) and curate again.",
             )
+        self._fit_memory(resume is not None, oom_rungs)
         self.valid, self.valid_stats = self._rows("valid.jsonl", limit=self.s.eval_max_rows, optional=True)
         self.per_epoch = math.ceil(len(self.rows) / self.s.batch_size)
         epochs_steps = math.ceil(self.s.epochs * self.per_epoch / self.s.grad_accumulation)
@@ -262,6 +263,33 @@ class _Loop:
         self.full_total = self.total  # what max_steps / epochs ask for; max_minutes may plan fewer
         self.total = self.state.planned_total or self.total
         self.run_dir.write_config(self._resolved())
+
+    def _fit_memory(self, resumed: bool, oom_rungs) -> None:
+        """Rows per micro-batch and checkpointing from the memory budget (`TorchBackend.fit_memory`), the rows of
+        an optimizer step unchanged. A resumed run keeps the plan it started with (the data order depends on the
+        rows per micro-batch); after an out-of-memory error the OOM ladder's settings stand."""
+        if not self.s.fit_memory or oom_rungs:
+            return
+        if resumed:
+            saved = self._planned_before()
+            if saved:
+                self.s = self.backend.settings = self.s.model_copy(update=saved)
+                self.backend.set_checkpointing(self.s.checkpoint_fraction, self.s.recompute_elementwise)
+            return
+        budget = None if self.s.memory_budget_gib is None else int(self.s.memory_budget_gib * 2**30)
+        longest = max(len(r.input_ids) for r in self.rows)
+        self.s = self.backend.fit_memory(self.s, budget, row_tokens=longest, max_rows=min(16, len(self.rows)))
+
+    def _planned_before(self) -> dict | None:
+        """The micro-batching and checkpointing this run's first start chose (its config.yaml), if it recorded any."""
+        import yaml
+
+        path = self.run_dir.path / "config.yaml"
+        if not path.is_file():
+            return None
+        saved = (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("training") or {}
+        keys = ("batch_size", "grad_accumulation", "gradient_checkpointing", "recompute_elementwise")
+        return {k: saved[k] for k in keys if k in saved} or None
 
     def _rows(self, name: str, limit: int | None = None, optional: bool = False):
         path = self.dataset_dir / name
@@ -303,7 +331,7 @@ class _Loop:
     # -- the loop ------------------------------------------------------------------------------------------------
 
     def run(self, oom_rungs: list[str]) -> RunResult:
-        self._setup()
+        self._setup(oom_rungs)
         self.clock.begin_training()
         self.backend.model.train()
         st, reason = self.state, None

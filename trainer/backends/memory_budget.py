@@ -30,6 +30,7 @@ LOSS_BYTES_PER_LOGIT = 12  # fp32 logits + log-softmax + gradient of one chunk (
 FRAGMENTATION = 1.08  # the caching allocator's slack over the sum of live tensors
 STEP_OVERHEAD_TOKENS = 4096  # T0: a micro-batch of T tokens runs at T / (T + T0) of the full rate
 FRACTIONS = (0.0, 0.125, 0.25, 0.375, 0.5, 0.625, 0.75, 0.875, 1.0)
+KEEP_ALL_CPU = 132.0  # the CPU's causal SDPA path in bf16 (`train_throughput.py --held`); fp32 activations keep twice
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,8 @@ class Shape:
     loss_chunk: int  # target tokens per loss chunk; 0 for the fused loss
     compiled: bool = False  # decoder layers through torch.compile
     target_share: float = 0.75  # share of a row's tokens that carry a label
+    device: str = "cuda"
+    activation_bytes: int = 2  # bf16 activations; 4 on a CPU training in fp32
 
 
 @dataclass(frozen=True)
@@ -58,13 +61,17 @@ class Plan:
 
 def keep_all(shape: Shape) -> float:
     """Bytes per token per layer, in units of hidden, that a layer keeps for backward without checkpointing."""
-    keep = KEEP_ALL_COMPILED if shape.compiled else KEEP_ALL
-    return keep - (DROPOUT_COPIES if shape.dropout == 0 else 0.0)
+    if shape.device == "cpu":
+        keep, dropout = KEEP_ALL_CPU, DROPOUT_COPIES * KEEP_ALL_CPU / KEEP_ALL
+    else:
+        keep, dropout = (KEEP_ALL_COMPILED if shape.compiled else KEEP_ALL), DROPOUT_COPIES
+    return (keep - (dropout if shape.dropout == 0 else 0.0)) * shape.activation_bytes / 2
 
 
 def held_per_token(shape: Shape, fraction: float) -> float:
     """Activation bytes one token keeps for backward over all layers, with `fraction` of the layers checkpointed."""
-    return shape.layers * shape.hidden * (fraction * CHECKPOINTED + (1 - fraction) * keep_all(shape))
+    checkpointed = CHECKPOINTED * shape.activation_bytes / 2
+    return shape.layers * shape.hidden * (fraction * checkpointed + (1 - fraction) * keep_all(shape))
 
 
 def predict_peak(shape: Shape, static_bytes: int, tokens: int, fraction: float) -> int:
@@ -86,12 +93,15 @@ def plan(
     row_tokens: int,
     max_rows: int,
     fractions: tuple[float, ...] = FRACTIONS,
+    allowed_rows: tuple[int, ...] | None = None,
 ) -> Plan | None:
     """The fitting (rows, fraction) with the highest modelled speed (ties: fewer rows, then fewer checkpointed
-    layers). None when not even one row fits with every layer checkpointed."""
+    layers), rows up to `max_rows` (and among `allowed_rows` when given). None when not even one row fits
+    with every layer checkpointed."""
     best = None
+    candidates = sorted(r for r in (allowed_rows or range(1, max_rows + 1)) if 1 <= r <= max_rows)
     for fraction in sorted(fractions):
-        for rows in range(1, max_rows + 1):
+        for rows in candidates:
             peak = predict_peak(shape, static_bytes, rows * row_tokens, fraction)
             if peak > budget_bytes:
                 break
@@ -99,6 +109,11 @@ def plan(
             if best is None or speed > best[0] + 1e-12:
                 best = (speed, Plan(rows, fraction, peak))
     return best[1] if best else None
+
+
+def divisors(n: int) -> tuple[int, ...]:
+    """Rows per micro-batch that split an optimizer step of `n` rows into whole micro-batches."""
+    return tuple(d for d in range(1, n + 1) if n % d == 0)
 
 
 def settings_for(settings, chosen: Plan):

@@ -212,34 +212,48 @@ class TorchBackend:
         self._compile(self.model.get_base_model())
         return self.levers
 
-    def plan_memory(self, budget_bytes: int, row_tokens: int, max_rows: int):
-        """Rows per micro-batch and share of checkpointed layers that fit `budget_bytes` of GPU memory, fastest
+    def plan_memory(
+        self, budget_bytes: int, row_tokens: int, max_rows: int, allowed_rows: tuple[int, ...] | None = None
+    ):
+        """Rows per micro-batch and share of checkpointed layers that fit `budget_bytes` of memory, fastest
         first (`penwright.trainer.backends.memory_budget`); None if even one row with every layer
         checkpointed does not. Call after `load`, before the optimizer holds state."""
         from penwright.trainer.backends.memory_budget import plan
 
-        return plan(self._budget_shape(), budget_bytes, self._static_bytes(), row_tokens, max_rows)
+        return plan(
+            self._budget_shape(), budget_bytes, self._static_bytes(), row_tokens, max_rows, allowed_rows=allowed_rows
+        )
 
     def fit_memory(
-        self, settings: TrainingSettings, budget_bytes: int | None = None, fill: float = 0.9, max_rows: int = 16
+        self,
+        settings: TrainingSettings,
+        budget_bytes: int | None = None,
+        row_tokens: int | None = None,
+        max_rows: int = 16,
     ) -> TrainingSettings:
-        """On CUDA, before the optimizer exists: the settings whose rows per micro-batch and checkpointing are the
-        memory budget's plan for `budget_bytes` (default: what is allocated now plus 92% of what the device has
-        free), the layers set to that checkpointing. Packed rows are taken as `fill` full. Unchanged settings
-        where nothing fits (the OOM ladder still stands behind) or off CUDA."""
-        import torch
+        """Before the optimizer exists: the settings whose rows per micro-batch and checkpointing are the memory
+        budget's plan for `budget_bytes`, the layers set to that checkpointing. The rows of an optimizer step
+        (batch_size x grad_accumulation) stay as asked: a micro-batch takes a divisor of them (at most `max_rows`)
+        and accumulation the rest, so the plan changes speed and memory, not the optimisation. `budget_bytes`
+        defaults on CUDA to what is allocated now plus 92% of what the device has free; elsewhere there is no
+        default (no plan). `row_tokens`: the longest row's tokens (default: 90% of the row width, a packed row).
+        Unchanged settings where nothing fits: the OOM ladder still stands behind."""
+        from penwright.trainer.backends.memory_budget import divisors, settings_for
 
-        from penwright.trainer.backends.memory_budget import settings_for
-
-        if self.device != "cuda":
-            return settings
         if budget_bytes is None:
+            if self.device != "cuda":
+                return settings
+            import torch
+
             budget_bytes = torch.cuda.memory_allocated() + int(0.92 * torch.cuda.mem_get_info()[0])
         width = settings.max_seq_length or self.model_settings.max_context_tokens
-        chosen = self.plan_memory(budget_bytes, int(fill * width), max_rows)
+        per_step = settings.batch_size * settings.grad_accumulation
+        tokens = row_tokens or int(0.9 * width)
+        chosen = self.plan_memory(budget_bytes, tokens, min(max_rows, per_step), divisors(per_step))
         if chosen is None:
+            log.info("memory budget %.2f GiB: nothing fits, training as set", budget_bytes / 2**30)
             return settings
-        log.info("memory budget %.1f GiB: %s", budget_bytes / 2**30, chosen.describe())
+        log.info("memory budget %.2f GiB: %s", budget_bytes / 2**30, chosen.describe())
         self.settings = settings_for(settings, chosen)
         self.set_checkpointing(chosen.fraction)
         return self.settings
@@ -262,13 +276,20 @@ class TorchBackend:
             dropout=self.settings.dropout,
             loss_chunk=chunk,
             compiled=self.levers.compile_layers,
+            device="cpu" if self.device == "cpu" else "cuda",
+            # CPU: fp32 activations, or under bf16 autocast bf16 matmul outputs beside an fp32 residual stream
+            activation_bytes=(3 if self.precision == "bf16" else 4) if self.device == "cpu" else 2,
         )
 
     def _static_bytes(self) -> int:
-        import torch
-
+        """The weights (on CUDA all that is allocated) plus the adapter's gradients and AdamW's two moments."""
         adapter = sum(p.numel() * p.element_size() for p in self.trainable_parameters())
-        return torch.cuda.memory_allocated() + 3 * adapter  # + gradients and AdamW's two moments
+        if self.device == "cuda":
+            import torch
+
+            return torch.cuda.memory_allocated() + 3 * adapter
+        weights = sum(t.numel() * t.element_size() for t in (*self.model.parameters(), *self.model.buffers()))
+        return weights + 3 * adapter
 
     def _parts(self):
         causal = self.model.get_base_model()
