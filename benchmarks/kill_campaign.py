@@ -39,6 +39,7 @@ from daemon_proc import EXAMPLE, DaemonProcess, configure  # noqa: E402 (tests/ 
 from pwtest import tree_digest  # noqa: E402
 
 PHASES = ("startup", "training", "publishing")
+ENDED = ("job.finished", "job.failed", "job.cancelled")
 UNCLEAR = ("[Errno", "Traceback", "KeyError", "NoneType")
 
 
@@ -136,26 +137,39 @@ def running_child(d: DaemonProcess) -> int | None:
     return next((j["pid"] for j in jobs if j["status"] == "running" and j["pid"]), None)
 
 
+def ask_until(d: DaemonProcess, pred, timeout: float, rng: random.Random) -> dict:
+    """Ask for a job, and again each time a job ends before `pred` is seen: a job resumed after the last kill may
+    settle without training (killed after its last step), and a request made while it waited joins it."""
+    deadline = time.monotonic() + timeout
+    after = d.last_id
+    while True:
+        d.api("POST", "/api/train", json={"overrides": {"max_steps": rng.choice([6, 8, 10]), "save_every": 2}})
+        event = d.wait_event(
+            lambda e: pred(e) or e["type"] in ENDED, max(1.0, deadline - time.monotonic()), after
+        )  # AssertionError when the deadline passes
+        if pred(event):
+            return event
+        after = event["id"]
+
+
 def one_round(d: DaemonProcess, phase: str, rng: random.Random) -> str | None:
     """Drive the daemon into `phase` and kill something in it; returns what was killed, or None if missed."""
     if phase == "startup":
         time.sleep(rng.uniform(0.0, 8.0))  # lock, state, recovery, engine load, initial curation
         d.kill9()
         return "daemon@startup"
-    after = d.last_id
-    # always ask (a resumed job may settle at once without training); one waiting manual job is never doubled
-    d.api("POST", "/api/train", json={"overrides": {"max_steps": rng.choice([6, 8, 10]), "save_every": 2}})
     if phase == "training":
-        d.wait_event(lambda e: e["type"] == "job.progress" and (e.get("step") or 0) >= 1, 240, after)
+        ask_until(d, lambda e: e["type"] == "job.progress" and (e.get("step") or 0) >= 1, 240, rng)
         time.sleep(rng.uniform(0.0, 2.0))
     else:  # publishing: the gate's evaluation in the child, or the daemon publishing and promoting
-        d.wait_event(
+        ask_until(
+            d,
             lambda e: (
                 e["type"] in ("job.progress", "job.finished", "gate")
                 and (e.get("phase") == "gate" or e["type"] != "job.progress")
             ),
             300,
-            after,
+            rng,
         )
         time.sleep(rng.uniform(0.0, 0.4))
     child = running_child(d)
