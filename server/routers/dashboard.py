@@ -7,6 +7,8 @@ from pathlib import Path
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse
 
+from penwright.server.services.dashboard import dashboard_state
+
 STATIC = Path(__file__).resolve().parent.parent / "static"
 
 router = APIRouter(tags=["dashboard"])
@@ -29,12 +31,5 @@ def asset(name: str):
 
 @router.get("/api/dashboard")
 def state(request: Request):
-    """Everything the page shows, in one call: status, jobs, adapters."""
-    daemon = request.app.state.daemon
-    live = daemon.registry.live()
-    return {
-        "status": daemon.status(),
-        "jobs": [j.to_dict() for j in daemon.jobs.list(20)],
-        "adapters": [v.to_dict() for v in daemon.registry.list()][-20:],
-        "live": live.to_dict() if live else None,
-    }
+    """Everything the page shows, in one call, as of `last_event_id` (server/services/dashboard.py)."""
+    return dashboard_state(request.app.state.daemon)
