@@ -1,8 +1,10 @@
 """The dashboard in headless Chromium against the real daemon: it loads, the chart renders, Retrain now adds a job
-whose loss curve then appears. No network beyond 127.0.0.1."""
+whose loss curve then appears; while a job trains, the Training card, the job's row and the waiting message agree
+at every moment, and again after it ends. No network beyond 127.0.0.1."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -74,3 +76,126 @@ def test_dashboard_loads_draws_the_chart_and_retrains(shared_daemon):
             browser.close()
     assert errors == [], errors
     assert off_host == [], off_host
+
+
+# The page's own account of the training state, read in one synchronous step (so from one state of the page).
+PROBE = """() => {
+  const rows = [...document.querySelectorAll('#jobs tbody tr[data-job]')].map(tr => ({
+    id: +tr.dataset.job, phase: tr.dataset.phase, status: tr.children[1].textContent,
+    step: tr.children[3].textContent }));
+  const card = document.querySelector('#progress-text');
+  return { rows, card: card.textContent, card_job: card.dataset.job, card_phase: card.dataset.phase,
+           waiting: document.querySelector('#waiting').textContent,
+           cancel: !document.querySelector('#cancel').disabled };
+}"""
+
+
+def disagreements(seen: dict) -> list[str]:
+    """Where the Training card, the Jobs table and the waiting message contradict each other."""
+    rows = seen["rows"]
+    running = [r for r in rows if r["status"] == "running"]
+    queued = sorted((r for r in rows if r["status"] == "queued"), key=lambda r: r["id"])
+    current = running[0] if running else (queued[0] if queued else None)
+    problems = ["more than one running row"] if len(running) > 1 else []
+    if current is None:
+        if seen["card"] != "idle" or seen["card_phase"] != "idle":
+            problems.append("the card is not idle while no job is queued or running")
+        if seen["waiting"].startswith("training") or seen["cancel"]:
+            problems.append("the message or the cancel button says a job runs while none does")
+        return problems
+    if not seen["card"].startswith(f"job {current['id']}: ") or seen["card_job"] != str(current["id"]):
+        problems.append(f"the card does not name job {current['id']}")
+    if seen["card_phase"] != current["phase"]:
+        problems.append("the card and the row are in different phases")
+    if current["phase"] in ("training", "paused") and not current["step"].endswith("/0"):
+        if f"step {current['step']}" not in seen["card"]:
+            problems.append("the card's step is not the row's")
+    expected = f"training: job {current['id']}" if running else f"job {current['id']} queued"
+    if seen["waiting"] != expected:
+        problems.append(f"the message is not {expected!r}")
+    if not seen["cancel"]:
+        problems.append("cancel is disabled beside an active job")
+    return problems
+
+
+def test_card_jobs_row_and_message_agree_while_a_job_trains_and_after(shared_daemon):
+    """A job of 12 steps runs while the page is read every 0.1 s: at every moment the Training card, the job's
+    row and the waiting message tell one story; a page opened mid-run shows the run at once; after the job ends
+    they agree again, with the daemon's own record, and the loss chart's y axis fits the losses."""
+    daemon = shared_daemon
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium")
+    from playwright.sync_api import sync_playwright
+
+    errors: list[str] = []
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        page = browser.new_page()
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        try:
+            page.goto(daemon.url + "/")
+            page.wait_for_selector("body[data-ready='1']", timeout=30000)
+            resp = daemon.api("POST", "/api/train", json={"overrides": {"max_steps": 12}})
+            assert resp.status_code == 200, resp.text
+            job_id = resp.json()["job"]["id"]
+            samples, late_page = [], None
+            deadline = time.monotonic() + 240
+            while time.monotonic() < deadline:
+                seen = page.evaluate(PROBE)
+                samples.append(seen)
+                assert disagreements(seen) == [], seen
+                row = next((r for r in seen["rows"] if r["id"] == job_id), None)
+                if row and row["status"] in ("succeeded", "failed", "cancelled"):
+                    break
+                if late_page is None and row and row["phase"] == "training" and not row["step"].startswith("0/"):
+                    late_page = _open_late(browser, daemon.url, job_id, errors)
+                time.sleep(0.1)
+            mine = [next(r for r in s["rows"] if r["id"] == job_id) for s in samples if _has(s, job_id)]
+            assert mine[-1]["status"] == "succeeded", samples[-1]
+            training = [r for r in mine if r["status"] == "running" and r["phase"] == "training"]
+            assert len(training) >= 3 and len({r["step"] for r in training}) >= 2, mine
+            assert late_page is not None, "the job never showed a training step on the page"
+            # after the end: the page agrees with itself and with the daemon's record
+            server = daemon.api("GET", "/api/dashboard").json()
+            record = next(j for j in server["jobs"] if j["id"] == job_id)
+            assert record["status"] == "succeeded" and record["phase"] == "done"
+            page.wait_for_function(
+                "running => (document.querySelector('#progress-text').dataset.job || null) == running",
+                arg=server["status"]["running_job"],
+                timeout=10000,
+            )
+            final = page.evaluate(PROBE)
+            assert disagreements(final) == [], final
+            if server["status"]["running_job"] is None and not any(j["status"] == "queued" for j in server["jobs"]):
+                assert final["card"] == "idle" and "training" not in final["waiting"]
+            page.wait_for_function(f"document.querySelector('#chart').dataset.points >= {record['step']}")
+            chart = page.eval_on_selector("#chart", "c => ({...c.dataset})")
+            losses = [r["loss"] for r in daemon.api("GET", f"/api/runs/{record['run_id']}/log").json()["log"]]
+            assert 0 < float(chart["yMin"]) <= min(losses) and max(losses) <= float(chart["yMax"]), (chart, losses)
+            assert float(chart["yMax"]) - float(chart["yMin"]) < 2 * (max(losses) - min(losses)) + 0.2, chart
+            assert len(chart["yTicks"].split(",")) >= 3 and chart["xTicks"], chart
+        except Exception:
+            page.screenshot(path=str(daemon.log_path.with_name("dashboard-agree-failure.png")))
+            raise
+        finally:
+            browser.close()
+    assert errors == [], errors
+
+
+def _has(seen: dict, job_id: int) -> bool:
+    return any(r["id"] == job_id for r in seen["rows"])
+
+
+def _open_late(browser, url: str, job_id: int, errors: list[str]):
+    """A page opened while the job trains shows it at once (not "idle" until the next progress event)."""
+    late = browser.new_page()
+    late.on("pageerror", lambda e: errors.append(str(e)))
+    late.goto(url + "/")
+    late.wait_for_selector("body[data-ready='1']", timeout=30000)
+    seen = late.evaluate(PROBE)
+    row = next((r for r in seen["rows"] if r["id"] == job_id), None)
+    assert row is not None and disagreements(seen) == [], seen
+    if row["status"] == "running":
+        assert seen["card"].startswith(f"job {job_id}: ") and seen["waiting"] == f"training: job {job_id}", seen
+    late.close()
+    return seen
