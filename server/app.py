@@ -217,8 +217,8 @@ def _error(err: ApiError, request: Request | None = None) -> JSONResponse:
 def main(argv: list[str] | None = None) -> int:
     import uvicorn
 
-    from penwright.project import load_project
     from penwright.server.context import build_services
+    from penwright.workspace import open_workspace
 
     parser = argparse.ArgumentParser(
         prog="python -m penwright.server.app", description="Serve a project's model over HTTP."
@@ -228,12 +228,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=None, help="override server.port")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    project = load_project(args.project)
-    settings = project.settings.server.model_copy(
+    workspace = open_workspace(args.project)
+    settings = workspace.settings.server.model_copy(
         update={k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
     )
     check_bind(settings)
-    services = build_services(project, settings=settings)
+    services = build_services(workspace, settings=settings)
     try:
         uvicorn.run(
             create_app(services, bound_host=settings.host), host=settings.host, port=settings.port, log_level="warning"

@@ -1,15 +1,15 @@
 """The services container the HTTP app is built from, and how a project composes one.
 
-`create_app(services)` only reads this; the daemon (`penwright serve`) builds it
-with `build_services(project)`, adds its own pieces (events, jobs) and calls
-`services.sync_live()` whenever the registry promotes or rolls back.
+`create_app(services)` only reads this; `build_services(workspace)` composes it
+from the project's workspace (penwright/workspace.py), for `penwright serve` and
+the bare app alike. The daemon calls `services.sync_live()` whenever its gate
+promotes or a person rolls back.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from penwright.server.settings import PersonaSettings, ServerSettings, UpstreamSettings
@@ -27,7 +27,6 @@ class Services:
     persona: PersonaSettings = field(default_factory=PersonaSettings)
     upstream: Any = None  # penwright.server.proxy.Upstream (proxy mode)
     events: Any = None  # penwright.server.events.EventBus
-    extra: dict = field(default_factory=dict)  # room for the daemon's own objects (jobs, watcher...)
     on_request: list = field(default_factory=list)  # callables run as each completion request arrives
 
     @property
@@ -66,70 +65,39 @@ class Services:
             self.upstream.close()
 
 
-def manuscript_texts(project) -> list[str]:
-    """The manuscript's prose, cleaned exactly as curation reads it (builtin:tiny's tokenizer is trained on it),
-    so `serve`, `train`, `eval`, `merge` and the daemon's curation all build the same builtin:tiny."""
-    from penwright.trainer.curate.cache import FileCache
-    from penwright.trainer.curate.pipeline import read_sources
-    from penwright.trainer.curate.sources import discover
+def build_services(
+    workspace, start_engine: bool = True, settings: ServerSettings | None = None, events=None
+) -> Services:
+    """Compose a project's serving side from its workspace: engine (or upstream), registry, lore, persona.
 
-    m = project.settings.manuscript
-    files, _ = discover(project.manuscript_dirs, m.include, m.exclude, project.ignore_file, project.root)
-    reads, _ = read_sources(files, FileCache(project.paths.datasets / "current"), lambda *a: None)
-    return [r.cleaned.text() for r in reads]
-
-
-def build_services(project, start_engine: bool = True, settings: ServerSettings | None = None) -> Services:
-    """Compose a project's serving side: engine (or upstream), registry, lore, persona."""
-    from penwright.trainer.registry import Registry
-
-    s = project.settings
-    paths = project.paths.ensure()
+    The engine loads the workspace's base model, the same one training resolves."""
+    s = workspace.settings
     services = Services(
         settings=settings or s.server,
         persona=s.persona,
         lore_budget_tokens=s.lore.budget_tokens,
-        registry=Registry(paths.database, paths.adapters),
+        registry=workspace.registry,
+        lore=workspace.lore_index(),
+        events=events,
     )
-    services.lore = _open_lore(project)
     if s.upstream is not None:
         from penwright.server.proxy import Upstream
 
         services.upstream = Upstream(
-            s.upstream, export_dir=paths.state / "exports", context_length=s.model.max_context_tokens
+            s.upstream, export_dir=workspace.paths.state / "exports", context_length=s.model.max_context_tokens
         )
     elif start_engine:
-        services.engine = start_engine_for(project)
+        services.engine = start_engine_for(workspace)
     services.sync_live()
     return services
 
 
-def start_engine_for(project):
+def start_engine_for(workspace):
     from penwright.server.engine import Engine, make_backend
-    from penwright.trainer.models import resolve_model
 
-    m = project.settings.model
-    path = resolve_model(m.base, project.paths.models, lambda: manuscript_texts(project))
-    backend = make_backend(path, m.backend, m.quantization, m.dtype, m.max_context_tokens)
-    return Engine(backend, max_batch=project.settings.server.max_batch).start()
+    m = workspace.settings.model
+    backend = make_backend(workspace.base_model(), m.backend, m.quantization, m.dtype, m.max_context_tokens)
+    return Engine(backend, max_batch=workspace.settings.server.max_batch).start()
 
 
-def _open_lore(project):
-    """The project's lore index, or None (lore disabled, no lore folder, or the lore component missing)."""
-    if not project.settings.lore.enabled or not Path(project.lore_dir).is_dir():
-        return None
-    try:
-        from penwright.rag.index import LoreIndex
-    except ImportError:
-        log.info("lore component not installed; serving without lore")
-        return None
-    try:
-        index = LoreIndex(project.lore_dir, project.paths.lore_index, project.settings.lore)
-        index.sync()
-        return index
-    except Exception as err:  # lore must never stop serving
-        log.warning("lore unavailable, serving without it: %s", err)
-        return None
-
-
-__all__ = ["Services", "build_services", "start_engine_for", "manuscript_texts", "UpstreamSettings"]
+__all__ = ["Services", "build_services", "start_engine_for", "UpstreamSettings"]

@@ -8,7 +8,6 @@ is modified.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import logging
 from pathlib import Path
 
@@ -27,76 +26,16 @@ def dataset_dir(project) -> Path:
     return project.paths.datasets / "current"
 
 
-def lore_context_for(project):
-    """`callable(chunk_text) -> lore text` from the project's lore index, when lore pairs are asked for (the
-    rows wrap it as the server does, through the shared prompt format)."""
-    if "lore" not in project.settings.curation.pair_types or not project.lore_dir.is_dir():
-        return None
-    from penwright.rag.index import LoreIndex
-
-    index = LoreIndex(project.lore_dir, project.paths.lore_index, project.settings.lore)
-    index.sync()
-
-    def lore_context(text: str) -> str:
-        selection = index.select(text[-2000:])
-        return selection.text if selection is not None else ""
-
-    digest = hashlib.sha256()
-    for path in sorted(p for p in project.lore_dir.rglob("*") if p.is_file()):
-        digest.update(path.as_posix().encode() + path.read_bytes())
-    lore_context.fingerprint = digest.hexdigest()[:16]  # type: ignore[attr-defined]  # lore edits redo lore pairs
-    return lore_context
-
-
-def degrader_for(project, tokenizer):
-    """The degrader curation.degrade_with asks for: offline rules, the base model, or the upstream endpoint."""
-    from penwright.errors import SettingsError
-    from penwright.trainer.curate.degrade import ChatDegrader, RuleDegrader, model_complete, upstream_complete
-
-    how = project.settings.curation.degrade_with
-    if how == "upstream":
-        up = project.settings.upstream
-        if up is None or not up.model:
-            raise SettingsError(
-                ["curation.degrade_with is 'upstream' but no upstream (url and model) is set"],
-                project.root / "penwright.yaml",
-                "Add an upstream: section with url and model, or use degrade_with: rules.",
-            )
-        return ChatDegrader(
-            upstream_complete(up.url, up.model, up.api_key, up.timeout_seconds), name=f"upstream:{up.model}"
-        )
-    if how == "model":
-        if project.settings.model.base.startswith("builtin:"):
-            log.warning("degrade_with: model needs a real base model; builtin:tiny writes word salad. Using rules.")
-            return RuleDegrader()
-        return ChatDegrader(model_complete(lambda: tokenizer.path), name=f"model:{project.settings.model.base}")
-    return RuleDegrader()
-
-
 def run_curation(project, dry_run: bool, progress_bars: bool):
-    """curate() with the project's settings, rich progress bars and the model's own tokenizer."""
-    from penwright.trainer.curate import ModelTokenizer, curate
+    """The workspace's curation (the daemon curates the same way), with rich progress bars."""
+    from penwright.trainer.curate import ModelTokenizer
+    from penwright.workspace import Workspace
 
-    settings = project.settings
-    tokenizer = ModelTokenizer(settings.model.base, project.paths.models, build=not dry_run)
-    if not dry_run:
-        project.paths.ensure()
+    ws = Workspace(project)
+    # a dry run builds nothing: builtin:tiny's tokenizer is trained in memory on the texts read
+    tokenizer = ModelTokenizer(project.settings.model.base, project.paths.models, build=False) if dry_run else None
     with _progress(progress_bars) as progress:
-        return curate(
-            project.manuscript_dirs,
-            settings.manuscript.include,
-            settings.manuscript.exclude,
-            project.ignore_file,
-            settings.curation,
-            tokenizer,
-            dataset_dir(project),
-            lore_context=None if dry_run else lore_context_for(project),
-            progress=progress,
-            root=project.root,
-            context_limit=settings.model.max_context_tokens,
-            dry_run=dry_run,
-            degrader=degrader_for(project, tokenizer),
-        )
+        return ws.curate(tokenizer, progress=progress, dry_run=dry_run)
 
 
 class _progress:

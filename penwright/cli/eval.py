@@ -81,13 +81,11 @@ def _pick_adapter(registry, wanted: str | None):
 
 
 def _base_path(project, adapter) -> str:
-    from penwright.trainer.models import resolve_model
+    """The base the adapter was trained on (recorded with it), else the project's."""
+    from penwright.workspace import Workspace
 
-    if adapter is not None and adapter.base_model and Path(adapter.base_model).is_dir():
-        return adapter.base_model
-    from penwright.server.context import manuscript_texts
-
-    return resolve_model(project.settings.model.base, project.paths.models, lambda: manuscript_texts(project))
+    ws = Workspace(project)
+    return ws.adapter_base(adapter.base_model) if adapter is not None else ws.base_model()
 
 
 def voice(args, base: str, sides: list[tuple[str, str | None]], dataset: Path, settings) -> list[dict]:

@@ -25,26 +25,35 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def resolve_adapter(project, spec: str | None):
-    """(adapter folder, base model path) for a version, a folder, or the live adapter."""
+    """(adapter folder, base model path) for a version, a folder, or the live adapter; the base is the one the
+    adapter was trained on (recorded in the registry, or in a folder's adapter_config.json), else the project's."""
     from pathlib import Path
 
     from penwright.errors import RegistryError
-    from penwright.server.context import manuscript_texts
-    from penwright.trainer.models import resolve_model
-    from penwright.trainer.registry import Registry
+    from penwright.workspace import Workspace
 
-    paths = project.paths.ensure()
-    base = resolve_model(project.settings.model.base, paths.models, lambda: manuscript_texts(project))
-    reg = Registry(paths.database, paths.adapters)
+    ws = Workspace(project)
     if spec is None:
-        live = reg.live()
+        live = ws.registry.live()
         if live is None:
             raise RegistryError("No live adapter.", "Name a version (`penwright adapters list`) or a folder.")
-        return live.path, base
+        return live.path, ws.adapter_base(live.base_model)
     digits = spec.split("@")[-1].lstrip("v")
     if digits.isdigit() and not Path(spec).exists():
-        return reg.get(int(digits)).path, base
-    return Path(spec).expanduser(), base
+        version = ws.registry.get(int(digits))
+        return version.path, ws.adapter_base(version.base_model)
+    folder = Path(spec).expanduser()
+    return folder, ws.adapter_base(_recorded_base(folder))
+
+
+def _recorded_base(folder) -> str:
+    """`base_model_name_or_path` from a PEFT adapter folder's adapter_config.json ('' when unreadable)."""
+    import json
+
+    try:
+        return str(json.loads((folder / "adapter_config.json").read_text()).get("base_model_name_or_path") or "")
+    except (OSError, ValueError, AttributeError):
+        return ""
 
 
 def run(args: argparse.Namespace) -> int:

@@ -20,7 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def daemon_url(project) -> str:
-    from penwright.server.daemon import read_daemon_info
+    from penwright.server.daemon_info import read_daemon_info
 
     info = read_daemon_info(project.root)
     if info is None:

@@ -84,6 +84,7 @@ def run(args: argparse.Namespace) -> int:
     from penwright.trainer.registry import Registry
     from penwright.trainer.runs import new_run_id
     from penwright.trainer.settings import TrainingChoice
+    from penwright.workspace import Workspace
 
     project = project_from(args)
     paths = project.paths.ensure()
@@ -95,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
     if not (dataset_dir / "train.jsonl").is_file():
         raise DatasetError(f"No training set in {dataset_dir}.", "Run `penwright curate` first.")
     registry = Registry(paths.database, paths.adapters)
-    base = _base_model(project, dataset_dir, registry)
+    base = Workspace(project).base_model()
     init = _init_adapter(args.init_adapter, registry)
     run_dir = paths.runs / (args.resume or new_run_id())
     result = _train_with_progress(dataset_dir, settings, base, run_dir, project.settings.model, init, args.no_progress)
@@ -123,29 +124,6 @@ def run(args: argparse.Namespace) -> int:
         version = registry.promote(version.version, reason="penwright train --promote")
     print(f"published v{version.version} ({version.status}); `penwright adapters promote {version.version}` serves it")
     return 0
-
-
-def _base_model(project, dataset_dir: Path, registry) -> str:
-    """The base to train on. builtin:tiny is rebuilt as the manuscript grows, so it is the live adapter's base
-    (adapters keep fitting what is served), else the build curation tokenized the set with."""
-    import json
-
-    from penwright.server.context import manuscript_texts
-    from penwright.trainer.models import BUILTIN_TINY, resolve_model
-
-    spec = project.settings.model.base
-    if spec == BUILTIN_TINY:
-        live = registry.live()
-        if live and (Path(live.base_model) / "config.json").is_file():
-            return live.base_model
-        recorded = (
-            json.loads((dataset_dir / "manifest.json").read_text() or "{}").get("tokenizer")
-            if (dataset_dir / "manifest.json").is_file()
-            else None
-        )
-        if recorded and (Path(recorded) / "config.json").is_file():
-            return recorded
-    return resolve_model(spec, project.paths.models, lambda: manuscript_texts(project))
 
 
 def _fmt(x) -> str:

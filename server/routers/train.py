@@ -81,7 +81,7 @@ def train_now(request: Request, body: TrainRequest | None = None):
 @router.get("/jobs")
 def list_jobs(request: Request, limit: Annotated[int, Query(ge=1, le=1000)] = 50):
     daemon = _daemon(request)
-    return {"jobs": [j.to_dict() for j in daemon.jobs.list(limit)], "running": daemon.trainer.running_job_id()}
+    return {"jobs": [j.to_dict() for j in daemon.jobs.list(limit)], "running": daemon.running_job_id()}
 
 
 @router.get("/jobs/{job_id}")

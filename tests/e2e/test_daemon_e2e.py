@@ -94,7 +94,7 @@ def test_retrain_now_warm_starts_from_the_live_adapter(daemon, project):
     assert gate["reference_name"] == f"penwright@v{live_before}"  # judged against the live adapter
     import yaml
 
-    from penwright.server.watch_dataset import WARM_LR_SCALE
+    from penwright.server.daemon.keeper import WARM_LR_SCALE
     from penwright.trainer.presets import load_training_settings
 
     configs = sorted((project / ".penwright" / "runs").glob("*/config.yaml"), key=lambda p: p.stat().st_mtime)

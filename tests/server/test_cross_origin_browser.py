@@ -105,7 +105,7 @@ def test_a_page_on_another_origin_changes_nothing(daemon):
     assert d.registry.live().version == live and len(d.registry.history()) == history
     assert [j.id for j in d.jobs.list()] == [queued.id] and d.jobs.get(queued.id).status == "queued"
     assert not d.paths.feedback.exists()
-    d.trainer.cancel(queued.id)
+    d.cancel(queued.id)
 
 
 def test_a_rebinding_name_reads_nothing(daemon):
@@ -152,4 +152,4 @@ def test_the_dashboard_works_with_an_api_key(tiny_model_dir, tmp_path):
             browser.close()
         assert errors == []
         assert [j.trigger for j in d.jobs.list()] == ["manual"]
-        d.trainer.cancel(d.jobs.list()[0].id)
+        d.cancel(d.jobs.list()[0].id)

@@ -241,7 +241,7 @@ def test_metrics_report_the_training_job(stack, tmp_path):
     from serving_fixtures import LiveServer
 
     from penwright.server.app import create_app
-    from penwright.server.jobs import JobQueue
+    from penwright.server.daemon.jobs import JobQueue
 
     services, _ = stack
     jobs = JobQueue(tmp_path / "penwright.db")

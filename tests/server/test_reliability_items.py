@@ -135,10 +135,11 @@ def test_a_run_published_before_a_kill_is_not_published_again(tiny_model_dir, tm
 
     from penwright.project import load_project
     from penwright.server.daemon import Daemon
+    from penwright.workspace import Workspace
 
     ads = adapters_for(tiny_model_dir, tmp_path.parent)
     project = load_project(copy_example(tmp_path / "novel"))
-    first = Daemon(project).open()
+    first = Daemon(Workspace(project)).open()
     job = first.jobs.enqueue("manual")
     job = first.jobs.start(job.id, "run-killed-after-gate")
     v = first.registry.publish(
@@ -147,10 +148,10 @@ def test_a_run_published_before_a_kill_is_not_published_again(tiny_model_dir, tm
     first.registry.promote(v.version, "gate: better than base")  # ...and the daemon was killed here
     first.lock.release()
 
-    again = Daemon(load_project(project.root)).open()  # recover(): the job is queued again, to resume
+    again = Daemon(Workspace(load_project(project.root))).open()  # recover(): the job is queued again, to resume
     resumed = again.jobs.get(job.id)
     assert resumed.status == "queued" and resumed.resume
-    again.trainer.start(resumed)
+    again.runner.start(resumed)
     deadline = time.monotonic() + 60
     while again.jobs.get(job.id).status not in ("succeeded", "failed") and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -167,10 +168,11 @@ def test_a_candidate_published_before_a_kill_is_judged_once(tiny_model_dir, tmp_
 
     from penwright.project import load_project
     from penwright.server.daemon import Daemon
+    from penwright.workspace import Workspace
 
     ads = adapters_for(tiny_model_dir, tmp_path.parent)
     project = load_project(copy_example(tmp_path / "novel"))
-    first = Daemon(project).open()
+    first = Daemon(Workspace(project)).open()
     job = first.jobs.start(first.jobs.enqueue("auto").id, "run-killed-before-gate")
     first.registry.publish(
         ads["sailing"],
@@ -179,8 +181,8 @@ def test_a_candidate_published_before_a_kill_is_judged_once(tiny_model_dir, tmp_
         metrics={"loss": float("nan"), "reference": {"loss": 3.0}, "reference_name": "base"},
     )
     first.lock.release()
-    again = Daemon(load_project(project.root)).open()
-    again.trainer.start(again.jobs.get(job.id))
+    again = Daemon(Workspace(load_project(project.root))).open()
+    again.runner.start(again.jobs.get(job.id))
     deadline = time.monotonic() + 60
     while again.jobs.get(job.id).status not in ("succeeded", "failed") and time.monotonic() < deadline:
         time.sleep(0.1)

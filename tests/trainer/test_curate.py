@@ -10,7 +10,7 @@ import pytest
 from pwtest import tree_digest
 
 from penwright.trainer import prompt_format as pf
-from penwright.trainer.curate import Manifest, curate, file_changed, pending_changes
+from penwright.trainer.curate import Manifest, curate
 from penwright.trainer.curate.chunk import chunk_scenes, count_tokens
 from penwright.trainer.curate.clean import clean
 from penwright.trainer.curate.pairs import fim_tokens
@@ -257,35 +257,6 @@ def test_split_is_stable_and_rerun_touches_only_the_changed_file(project, tokeni
         old = sorted(json.dumps(r) for r in train1 + valid1 if r["source"] == name)
         new = sorted(json.dumps(r) for r in train2 + valid2 if r["source"] == name)
         assert old == new
-
-
-def test_watcher_counts_new_and_changed_words(project, tokenizer):
-    out = project / ".penwright/datasets/current"
-    manifest = _run(project, tokenizer)
-    ms = project / "manuscript"
-    emma = ms / "01-emma.txt"
-    args = dict(include=INCLUDE, root=project)
-    assert file_changed(emma, [ms], manifest, out, **args).status == "unchanged"
-    emma.write_text(emma.read_text() + "\nShe walked to the window and looked out at the rain for a while.\n")
-    change = file_changed(emma, [ms], manifest, out, **args)
-    assert (change.path, change.status, change.words) == ("manuscript/01-emma.txt", "changed", 14)
-    new = ms / "04-new.md"
-    new.write_text("# Chapter 4\n\nOne two three four five.\n\nSix seven eight.\n")
-    assert file_changed(new, [ms], manifest, out, **args).words == 8
-    assert file_changed(new, [ms], manifest, out, **args).status == "added"
-    (ms / "part2" / "03-hound.md").unlink()
-    gone = file_changed(ms / "part2" / "03-hound.md", [ms], manifest, out, **args)
-    assert (gone.status, gone.words) == ("removed", 0)
-    notes = ms / "notes.pdf"
-    notes.write_bytes(b"%PDF-1.4")
-    assert file_changed(notes, [ms], manifest, out, **args).status == "ignored"
-    pending = pending_changes([ms], INCLUDE, [], None, manifest, out, root=project)
-    assert pending.words == 22
-    assert {f.path: f.status for f in pending.changed} == {
-        "manuscript/01-emma.txt": "changed",
-        "manuscript/04-new.md": "added",
-        "manuscript/part2/03-hound.md": "removed",
-    }
 
 
 def test_ignore_file_and_globs(project, tokenizer):

@@ -50,19 +50,47 @@ class SourceFile:
     rel: str  # relative name shown to the author and stored in the manifest
 
 
-def _ignore_spec(ignore_file: Path | None, exclude: list[str]):
-    import pathspec
+class FileFilter:
+    """Which files under a manuscript folder are manuscript: the one matcher curation and the daemon's watcher use.
 
-    lines = list(exclude)
-    if ignore_file is not None and ignore_file.is_file():
-        lines += ignore_file.read_text(encoding="utf-8", errors="replace").splitlines()
-    return pathspec.PathSpec.from_lines("gitignore", lines)
+    `include` and `exclude` globs and the `.penwrightignore` lines are gitignore rules (pathspec), relative to the
+    folder: negations (`!keep.md`), bare names (`drafts` ignores a folder or file of that name anywhere), a
+    leading `/` (anchored to the folder), `dir/` (folders only), `**`. Hidden files and folders are never
+    manuscript. The ignore file is re-read when it changes.
+    """
+
+    def __init__(self, include: list[str], exclude: list[str], ignore_file: Path | None):
+        from pathspec import PathSpec
+
+        self.include = PathSpec.from_lines("gitignore", include or ["**/*"])
+        self.exclude, self.ignore_file = list(exclude), ignore_file
+        self._stamp: object = None
+        self._ignore = None
+
+    def wanted(self, rel: str) -> bool:
+        """`rel`: the file's path relative to its manuscript folder, with `/` separators."""
+        if any(part.startswith(".") for part in rel.split("/")):
+            return False
+        return self.include.match_file(rel) and not self._ignored().match_file(rel)
+
+    def _ignored(self):
+        import pathspec
+
+        stamp = _stat_stamp(self.ignore_file)
+        if self._ignore is None or stamp != self._stamp:
+            lines = list(self.exclude)
+            if stamp is not None:
+                lines += self.ignore_file.read_text(encoding="utf-8", errors="replace").splitlines()
+            self._ignore, self._stamp = pathspec.PathSpec.from_lines("gitignore", lines), stamp
+        return self._ignore
 
 
-def _included(rel: str, include: list[str]) -> bool:
-    from pathspec import PathSpec
-
-    return PathSpec.from_lines("gitignore", include).match_file(rel)
+def _stat_stamp(path: Path | None):
+    try:
+        st = path.stat() if path is not None else None
+    except OSError:
+        return None
+    return (st.st_mtime_ns, st.st_size) if st is not None else None
 
 
 def discover(
@@ -77,10 +105,7 @@ def discover(
     `include`/`exclude` are globs relative to each source folder (gitignore syntax, `**` allowed);
     `.penwrightignore` patterns apply relative to the same folders.
     """
-    from pathspec import PathSpec
-
-    ignore = _ignore_spec(ignore_file, exclude)
-    inc = PathSpec.from_lines("gitignore", include or ["**/*"])
+    wanted = FileFilter(include, exclude, ignore_file)
     files: list[SourceFile] = []
     problems: list[Problem] = []
     for folder in sources:
@@ -98,7 +123,7 @@ def discover(
         prefix = _display_prefix(folder, root)
         for path in sorted(_walk(folder, boundary, problems, prefix)):
             rel_in_folder = path.relative_to(folder).as_posix()
-            if ignore.match_file(rel_in_folder) or not inc.match_file(rel_in_folder):
+            if not wanted.wanted(rel_in_folder):
                 continue
             rel = f"{prefix}{rel_in_folder}"
             if path.is_symlink() and not _inside(path, boundary):

@@ -2,7 +2,7 @@
 
 Measurements (held-out eval loss of the candidate and of the reference on the
 same fixed validation split, plus a small style check of generated samples) are
-taken in the training child (`runner_child`), where the model already is. This
+taken in the training child (`child_main`), where the model already is. This
 module decides and acts: publish the candidate to the registry, promote it
 (hot-swap into the engine, publish upstream in proxy mode) or reject it with
 the reason, which stays in the registry. The first adapter is compared with the
@@ -90,12 +90,10 @@ class Gate:
         self,
         registry,
         publish: Callable[[str, dict], None],
-        swap: Callable[[object], None],
+        make_live: Callable[[object], None],
         margin: float,
-        upstream: Callable[[object], None] | None = None,
     ):
-        self.registry, self.publish, self.swap = registry, publish, swap
-        self.margin, self.upstream = margin, upstream
+        self.registry, self.publish, self.make_live, self.margin = registry, publish, make_live, margin
 
     def judge(self, result: dict, job_id: int | None = None):
         """`result` from the child: adapter_dir, run_id, base_model, dataset_hash, metrics, reference."""
@@ -128,16 +126,11 @@ class Gate:
         return version.version, decision
 
     def promote(self, version: int, reason: str | None = None, rolled_back: bool = False):
-        """Make `version` live in the registry and in the engine (and upstream)."""
+        """Make `version` live in the registry, then in what serves (the engine, or the upstream in proxy mode)."""
         adapter = (
             self.registry.rollback(version, reason=reason) if rolled_back else self.registry.promote(version, reason)
         )
-        self.swap(adapter)
-        if self.upstream is not None:
-            try:
-                self.upstream(adapter)
-            except Exception as err:  # the local engine serves it either way
-                self.publish("error", message=f"publishing v{version} upstream failed: {err}")
+        self.make_live(adapter)
         kind = "adapter.rolled_back" if rolled_back else "adapter.promoted"
         self.publish(kind, version=version, model=adapter.model_id, reason=reason, metrics=adapter.metrics)
         return adapter

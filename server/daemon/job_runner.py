@@ -1,4 +1,4 @@
-"""Running queued jobs: one at a time, each in a training child, then through the gate.
+"""The job runner: queued jobs, one at a time, each in a training child, then through the gate.
 
 For a job: build its dataset (warm start: new passages weighted up + a replay
 share), spawn the child, relay its progress as `job.progress` events, and when
@@ -15,12 +15,15 @@ import shutil
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
-from penwright.server.gate import Gate, decide
-from penwright.server.jobs import Job
-from penwright.server.runner import ChildRun, RunOutcome, kill_stale_child, train_threads
-from penwright.server.scheduler import build_warm_dataset, seen_rows, write_seen
+from penwright.server.daemon.child import ChildRun, RunOutcome, kill_stale_child, train_threads
+from penwright.server.daemon.gate import Gate, decide
+from penwright.server.daemon.jobs import Job, JobQueue
+from penwright.server.daemon.keeper import DatasetKeeper
+from penwright.server.settings import RetrainPolicy
+from penwright.trainer.increments import build_warm_dataset, seen_rows, write_seen
 
 log = logging.getLogger(__name__)
 
@@ -28,11 +31,25 @@ log = logging.getLogger(__name__)
 PARTIAL_OUTPUTS = ("adapter", "final", "checkpoints", "candidate")
 
 
-class TrainingLoop:
-    def __init__(self, daemon):
-        self.d = daemon
-        self.publish = daemon.events.publish
-        self.gate = Gate(daemon.registry, self.publish, self._swap, daemon.settings.retrain.gate_margin)
+class JobRunner:
+    """Runs what the scheduler starts. Given its collaborators; `on_idle` is called when a job ends, `share_cpu(n)`
+    tells the serving engine how many cores the child takes (CPU serving)."""
+
+    def __init__(
+        self,
+        jobs: JobQueue,
+        registry,
+        keeper: DatasetKeeper,
+        gate: Gate,
+        runs_dir: Path,
+        policy: RetrainPolicy,
+        publish: Callable[..., object],
+        share_cpu: Callable[[int], None] = lambda threads: None,
+    ):
+        self.jobs, self.registry, self.keeper, self.gate = jobs, registry, keeper, gate
+        self.runs_dir, self.policy, self.publish, self.share_cpu = Path(runs_dir), policy, publish, share_cpu
+        self.on_idle: Callable[[], None] = lambda: None
+        self._shutting_down = False
         self._lock = threading.Lock()
         self._child: ChildRun | None = None
         self._job_id: int | None = None
@@ -56,10 +73,10 @@ class TrainingLoop:
 
     def recover(self) -> None:
         """After a restart: kill a training child the old daemon left, and queue its job to resume."""
-        for job in self.d.jobs.with_status("running"):
+        for job in self.jobs.with_status("running"):
             if kill_stale_child(job.pid):
                 log.warning("killed the training child (pid %s) left by the previous daemon", job.pid)
-        for job in self.d.jobs.recover():
+        for job in self.jobs.recover():
             self.publish(
                 "job.queued",
                 job_id=job.id,
@@ -78,9 +95,9 @@ class TrainingLoop:
         self._thread.start()
 
     def cancel(self, job_id: int) -> Job:
-        job = self.d.jobs.get(job_id)
+        job = self.jobs.get(job_id)
         if job.status == "queued":
-            job = self.d.jobs.finish(job_id, "cancelled", error="cancelled before it started")
+            job = self.jobs.finish(job_id, "cancelled", error="cancelled before it started")
             self.publish("job.cancelled", job_id=job_id)
             return job
         with self._lock:
@@ -93,13 +110,13 @@ class TrainingLoop:
             deadline = time.monotonic() + 10
             while time.monotonic() < deadline and self.running_job_id() == job_id:
                 time.sleep(0.05)
-            job = self.d.jobs.get(job_id)
+            job = self.jobs.get(job_id)
         return job
 
     def author_typing(self) -> None:
         """`retrain.pause_while_typing`: a completion request stops the training child until none has come for
         `retrain.pause_quiet_seconds`; then it continues where it was (no work lost, its memory kept)."""
-        quiet = self.d.settings.retrain.pause_quiet_seconds
+        quiet = self.policy.pause_quiet_seconds
         with self._lock:
             child, job_id = self._child, self._job_id
             if child is None:
@@ -138,7 +155,7 @@ class TrainingLoop:
             self._run(job)
         except Exception as err:  # never let a job kill the scheduler
             log.exception("job %s failed in the daemon", job.id)
-            self.d.jobs.finish(job.id, "failed", error=_describe(err))
+            self.jobs.finish(job.id, "failed", error=_describe(err))
             self.publish("job.failed", job_id=job.id, error=_describe(err))
         finally:
             with self._lock:
@@ -147,25 +164,24 @@ class TrainingLoop:
                     self._resume_timer.cancel()
                     self._resume_timer = None
             self._share_cpu(0)
-            self.d.scheduler._wake.set()
+            self.on_idle()
 
     def _run(self, job: Job) -> None:
-        d = self.d
-        published = d.registry.for_run(job.run_id) if job.run_id else None
+        published = self.registry.for_run(job.run_id) if job.run_id else None
         if published is not None:  # the daemon died after publishing this run: finish the job, never publish twice
             self._settle(job, published)
             return
-        resume = bool(job.resume and job.run_id and (d.paths.runs / job.run_id).is_dir())
+        resume = bool(job.resume and job.run_id and (self.runs_dir / job.run_id).is_dir())
         run_id = job.run_id if resume else f"{time.strftime('%Y%m%d-%H%M%S')}-j{job.id}-{uuid.uuid4().hex[:4]}"
-        run_dir = d.paths.runs / run_id
-        job = d.jobs.start(job.id, run_id)
-        live = d.registry.live()
+        run_dir = self.runs_dir / run_id
+        job = self.jobs.start(job.id, run_id)
+        live = self.registry.live()
         data_dir = run_dir / "data"
         mix = job.info.get("mix") if resume and (data_dir / "train.jsonl").is_file() else None
         if mix is None:
             mix = self._prepare_data(run_dir, data_dir, live)
-            d.jobs.update(job.id, info={**job.info, "mix": mix})
-        spec = d.dataset.child_spec(run_dir, data_dir, job, live, resume)
+            self.jobs.update(job.id, info={**job.info, "mix": mix})
+        spec = self.keeper.child_spec(run_dir, data_dir, job, live, resume)
         self.publish(
             "job.started",
             job_id=job.id,
@@ -180,27 +196,23 @@ class TrainingLoop:
         with self._lock:
             self._child = child
             cancelled_early = job.id in self._cancelled
-        d.jobs.update(job.id, pid=child.pid)
+        self.jobs.update(job.id, pid=child.pid)
         if cancelled_early:
             child.cancel()
         self._finish(job, run_dir, child.wait())
 
     def _share_cpu(self, child_threads: int) -> None:
         """The serving engine leaves the child's cores to it while it trains (CPU serving only)."""
-        engine = getattr(self.d.services, "engine", None) if self.d.services is not None else None
-        if engine is None or not engine.running:
-            return
         try:
-            engine.share_cpu(child_threads)
+            self.share_cpu(child_threads)
         except Exception:  # serving keeps its threads: slower while training, never broken
             log.warning("could not adjust the engine's CPU threads", exc_info=True)
 
     def _prepare_data(self, run_dir: Path, data_dir: Path, live) -> dict:
-        d = self.d
-        current = d.dataset.current_dir
-        seen = seen_rows(d.paths.runs / live.run_id) if live is not None and live.run_id else None
-        warm = d.settings.retrain.warm_start and live is not None
-        mix = build_warm_dataset(current, data_dir, seen if warm else None, d.settings.retrain.replay_share)
+        current = self.keeper.current_dir
+        seen = seen_rows(self.runs_dir / live.run_id) if live is not None and live.run_id else None
+        warm = self.policy.warm_start and live is not None
+        mix = build_warm_dataset(current, data_dir, seen if warm else None, self.policy.replay_share)
         write_seen(run_dir, current)
         return mix
 
@@ -217,7 +229,7 @@ class TrainingLoop:
                     last["t"] = now
                     upd = {k: fields[k] for k in ("step", "total", "loss", "eval_loss") if fields[k] is not None}
                     if upd:
-                        self.d.jobs.update(job_id, **upd)
+                        self.jobs.update(job_id, **upd)
             elif kind == "phase":
                 self.publish(
                     "job.progress", job_id=job_id, phase=msg.get("phase"), step=msg.get("step"), total=msg.get("total")
@@ -226,21 +238,20 @@ class TrainingLoop:
         return on_event
 
     def _finish(self, job: Job, run_dir: Path, outcome: RunOutcome) -> None:
-        d = self.d
-        if outcome.status == "cancelled" and getattr(self, "_shutting_down", False):
+        if outcome.status == "cancelled" and self._shutting_down:
             return  # daemon stopping: stays `running`, resumed on the next start
         if outcome.status == "cancelled":
             for name in PARTIAL_OUTPUTS:
                 shutil.rmtree(run_dir / name, ignore_errors=True)
-            d.jobs.finish(job.id, "cancelled", error="cancelled")
+            self.jobs.finish(job.id, "cancelled", error="cancelled")
             self.publish("job.cancelled", job_id=job.id, run_id=job.run_id)
             return
         if outcome.status == "failed":
-            d.jobs.finish(job.id, "failed", error=outcome.error)
+            self.jobs.finish(job.id, "failed", error=outcome.error)
             self.publish("job.failed", job_id=job.id, error=outcome.error)
             return
         result = outcome.result
-        published = d.registry.for_run(result.get("run_id") or job.run_id)
+        published = self.registry.for_run(result.get("run_id") or job.run_id)
         if published is not None:
             self._settle(job, published)
             return
@@ -252,8 +263,8 @@ class TrainingLoop:
             timings=result.get("timings"),
         )
         version, decision = self.gate.judge(result, job_id=job.id)
-        d.dataset.refresh_pending()
-        d.jobs.finish(
+        self.keeper.refresh_pending()
+        self.jobs.finish(
             job.id,
             "succeeded",
             decision=decision.decision,
@@ -272,7 +283,7 @@ class TrainingLoop:
             if decision.promote:
                 self.gate.promote(version.version, decision.reason)
             else:
-                self.d.registry.reject(version.version, decision.reason)
+                self.registry.reject(version.version, decision.reason)
                 self.publish("adapter.rejected", version=version.version, reason=decision.reason, job_id=job.id)
             gate = decision.to_dict()
         else:
@@ -285,20 +296,14 @@ class TrainingLoop:
             message=f"run {version.run_id} was already published as v{version.version} before the daemon "
             "stopped; it was not trained or published again",
         )
-        self.d.dataset.refresh_pending()
-        self.d.jobs.finish(
+        self.keeper.refresh_pending()
+        self.jobs.finish(
             job.id,
             "succeeded",
             decision=gate["decision"],
             adapter_version=version.version,
             info={**job.info, "gate": gate},
         )
-
-    # -- serving side --------------------------------------------------------------------------------------------
-    def _swap(self, adapter) -> None:
-        t0 = time.perf_counter()
-        self.d.swap_live(adapter)
-        self.publish("adapter.swapped", version=adapter.version, seconds=round(time.perf_counter() - t0, 4))
 
 
 def _describe(err: BaseException) -> str:

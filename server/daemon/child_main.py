@@ -1,4 +1,4 @@
-"""The training child: `python -m penwright.server.runner_child SPEC.json`.
+"""The training child: `python -m penwright.server.daemon.child_main SPEC.json`.
 
 Trains (penwright.trainer.train.run_training), then measures the candidate and
 its reference (the live adapter, or the base for the first adapter) on the
@@ -44,7 +44,7 @@ def _watch_parent() -> None:
 
 def _limit_threads() -> None:
     """Leave CPU for serving completions: the daemon answers the author first."""
-    from penwright.server.runner import train_threads
+    from penwright.server.daemon.child import train_threads
 
     try:
         import torch

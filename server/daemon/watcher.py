@@ -15,13 +15,14 @@ with a full rescan when the folder is back.
 
 from __future__ import annotations
 
-import fnmatch
 import logging
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from penwright.trainer.curate.sources import FileFilter
 
 log = logging.getLogger(__name__)
 
@@ -38,36 +39,6 @@ def is_editor_junk(name: str) -> bool:
         or name.endswith(SWAP_SUFFIXES)
         or (name.startswith("#") and name.endswith("#"))
     )
-
-
-def glob_match(rel: str, pattern: str) -> bool:
-    """fnmatch where a leading `**/` also matches zero folders (`**/*.md` matches `a.md`)."""
-    if fnmatch.fnmatch(rel, pattern):
-        return True
-    return pattern.startswith("**/") and fnmatch.fnmatch(rel, pattern[3:])
-
-
-def read_ignore_file(path: Path) -> list[str]:
-    """`.penwrightignore`: gitignore-like lines (comments, blank lines skipped; `dir/` ignores a folder)."""
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (FileNotFoundError, UnicodeDecodeError, OSError):
-        return []
-    return [ln.strip() for ln in lines if ln.strip() and not ln.lstrip().startswith("#")]
-
-
-def ignored_by(rel: str, patterns: list[str]) -> bool:
-    parts = rel.split("/")
-    for pat in patterns:
-        pat = pat.lstrip("/")
-        if pat.endswith("/"):
-            if any(glob_match("/".join(parts[: i + 1]), pat.rstrip("/")) for i in range(len(parts) - 1)):
-                return True
-            if any(fnmatch.fnmatch(p, pat.rstrip("/")) for p in parts[:-1]):
-                return True
-        elif glob_match(rel, pat) or fnmatch.fnmatch(parts[-1], pat):
-            return True
-    return False
 
 
 @dataclass
@@ -111,6 +82,11 @@ class Watcher:
         self.quiet = quiet_seconds
         self.max_wait = max_wait_s if max_wait_s is not None else max(10 * quiet_seconds, 5.0)
         self.ignore_file, self.project_root = ignore_file, (project_root or Path.cwd()).resolve()
+        # the manuscript's files are curation's (its matcher, its ignore file); lore is every visible file
+        self._filters = {
+            r.path: FileFilter(r.include, r.exclude, ignore_file if r.kind == "manuscript" else None)
+            for r in self.roots
+        }
         self._pending: dict[Path, _Pending] = {}
         self._cond = threading.Condition()
         self._stop = threading.Event()
@@ -129,23 +105,11 @@ class Watcher:
         return None
 
     def wanted(self, path: Path) -> WatchRoot | None:
+        """The root `path` belongs to, when curation (or the lore index) would read it; else None."""
         root = self._root_for(path)
         if root is None or path == root.path or is_editor_junk(path.name):
             return None
-        rel = path.relative_to(root.path).as_posix()
-        if any(part.startswith(".") for part in rel.split("/")):
-            return None
-        if not any(glob_match(rel, p) for p in root.include) or any(glob_match(rel, p) for p in root.exclude):
-            return None
-        patterns = read_ignore_file(self.ignore_file) if self.ignore_file else []
-        if patterns:
-            try:
-                project_rel = path.relative_to(self.project_root).as_posix()
-            except ValueError:
-                project_rel = rel
-            if ignored_by(project_rel, patterns) or ignored_by(rel, patterns):
-                return None
-        return root
+        return root if self._filters[root.path].wanted(path.relative_to(root.path).as_posix()) else None
 
     # -- events in -----------------------------------------------------------
     def touch(self, path: Path | str) -> None:

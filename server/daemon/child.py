@@ -1,6 +1,6 @@
 """Training in a child process, so a crash, an out-of-memory kill or a `kill -9` there never takes the daemon down.
 
-The child is `python -m penwright.server.runner_child SPEC.json` (a fresh
+The child is `python -m penwright.server.daemon.child_main SPEC.json` (a fresh
 interpreter: no forked torch state, GPU memory freed when it exits). It reports
 one JSON object per stdout line: `{"event": "progress", step, total, loss,
 eta_s}`, `{"event": "log", ...}`, and finally `{"event": "result", ...}` or
@@ -28,7 +28,7 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-CHILD_MODULE = "penwright.server.runner_child"
+CHILD_MODULE = "penwright.server.daemon.child_main"
 
 
 @dataclass

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from penwright.server.jobs import JobNotFoundError, JobQueue
+from penwright.server.daemon.jobs import JobNotFoundError, JobQueue
 
 
 def test_lifecycle_and_manual_first(tmp_path):

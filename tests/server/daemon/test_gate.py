@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from penwright.server.gate import decide
+from penwright.server.daemon.gate import decide
 
 GOOD = {
     "perplexity": 20.0,
