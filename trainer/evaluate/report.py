@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import html
 import json
+import math
 from pathlib import Path
 
 from penwright.trainer.evaluate.style import SENTENCE_BUCKETS
@@ -86,34 +87,84 @@ def _fmt(v) -> str:
     return "-" if v is None else str(v)
 
 
+def _nice_step(span: float, count: int) -> float:
+    """A tick step of 1, 2 or 5 times a power of ten giving about `count` intervals over `span`."""
+    raw = span / count
+    power = 10 ** math.floor(math.log10(raw))
+    f = raw / power
+    return power * (1 if f < 1.5 else 2 if f < 3 else 5 if f < 7 else 10)
+
+
+def axis(lo: float, hi: float, count: int = 5) -> tuple[float, float, float, list[float]]:
+    """(low, high, step, ticks) of an axis for values lo..hi: the data's range with a margin of 8% (never below 0
+    for data that is not), widened to whole ticks. Not from 0: losses of 3.1-3.6 get 3.0-3.7, not a flat line.
+    The dashboard's chart uses the same rule (server/static/dashboard.js `axis`)."""
+    margin = (hi - lo) * 0.08 if hi > lo else max(abs(hi) * 0.05, 0.05)
+    a, b = lo - margin, hi + margin
+    if lo >= 0 > a:
+        a = 0.0
+    step = _nice_step(b - a, count)
+    a, b = math.floor(a / step + 1e-9) * step, math.ceil(b / step - 1e-9) * step
+    ticks = [float(f"{a + i * step:.12g}") for i in range(round((b - a) / step) + 1)]
+    return ticks[0], ticks[-1], step, ticks
+
+
+def _tick(v: float, step: float) -> str:
+    return f"{v:.{max(0, -math.floor(math.log10(step) + 1e-9))}f}"
+
+
 def _line_chart(
-    title: str, series: list[tuple[str, list[tuple[float, float]]]], x_labels: list[str] | None, cls: str
+    title: str,
+    series: list[tuple[str, list[tuple[float, float]]]],
+    x_labels: list[str] | None,
+    cls: str,
+    x_title: str = "",
+    y_title: str = "",
 ) -> str:
-    """An SVG line chart; one polyline per series, x-axis labels when given (categorical)."""
-    w, h, pad = 640, 260, 44
+    """An SVG line chart; one polyline per series. Both axes fit the data and carry tick values and a title;
+    with `x_labels` the x axis is categorical (point i is labelled x_labels[i])."""
+    w, h, left, right, top, bottom = 640, 280, 64, 16, 16, 48
     pts = [p for _, s in series for p in s]
     if not pts:
         return f'<p class="empty">{_e(title)}: no data.</p>'
     x0, x1 = min(p[0] for p in pts), max(p[0] for p in pts)
-    y0, y1 = min(0.0, min(p[1] for p in pts)), max(p[1] for p in pts) or 1.0
-    sx = lambda x: pad + (x - x0) / ((x1 - x0) or 1) * (w - 2 * pad)  # noqa: E731
-    sy = lambda y: h - pad - (y - y0) / ((y1 - y0) or 1) * (h - 2 * pad)  # noqa: E731
+    if x1 == x0:
+        x0, x1 = x0 - 1, x1 + 1
+    y0, y1, ystep, yticks = axis(min(p[1] for p in pts), max(p[1] for p in pts))
+    sx = lambda x: left + (x - x0) / (x1 - x0) * (w - left - right)  # noqa: E731
+    sy = lambda y: h - bottom - (y - y0) / (y1 - y0) * (h - top - bottom)  # noqa: E731
     parts = [
         f'<svg class="chart {cls}" viewBox="0 0 {w} {h}" role="img" aria-label="{_e(title)}"><title>{_e(title)}</title>'
     ]
-    parts.append(f'<line x1="{pad}" y1="{h - pad}" x2="{w - pad}" y2="{h - pad}" stroke="#999"/>')
-    parts.append(f'<line x1="{pad}" y1="{pad}" x2="{pad}" y2="{h - pad}" stroke="#999"/>')
-    parts.append(
-        f'<text x="4" y="{pad}" font-size="11">{y1:.3g}</text><text x="4" y="{h - pad}" font-size="11">{y0:.3g}</text>'
-    )
+    parts.append(f'<g class="y-axis" data-min="{y0:g}" data-max="{y1:g}">')
+    for t in yticks:
+        parts.append(
+            f'<line x1="{left}" y1="{sy(t):.1f}" x2="{w - right}" y2="{sy(t):.1f}" stroke="#eee"/>'
+            f'<text class="tick" x="{left - 6}" y="{sy(t) + 4:.1f}" font-size="11" text-anchor="end">'
+            f"{_tick(t, ystep)}</text>"
+        )
+    parts.append("</g>")
+    parts.append(f'<line x1="{left}" y1="{h - bottom}" x2="{w - right}" y2="{h - bottom}" stroke="#999"/>')
+    parts.append(f'<line x1="{left}" y1="{top}" x2="{left}" y2="{h - bottom}" stroke="#999"/>')
+    parts.append('<g class="x-axis">')
     if x_labels:
-        for i, lab in enumerate(x_labels):
-            parts.append(
-                f'<text x="{sx(i):.1f}" y="{h - pad + 16}" font-size="10" text-anchor="middle">{_e(lab)}</text>'
-            )
+        xticks = [(i, lab) for i, lab in enumerate(x_labels)]
     else:
-        parts.append(f'<text x="{pad}" y="{h - pad + 16}" font-size="11">{x0:g}</text>')
-        parts.append(f'<text x="{w - pad}" y="{h - pad + 16}" font-size="11" text-anchor="end">{x1:g}</text>')
+        xstep = max(1.0, round(_nice_step(x1 - x0, 6))) if x1 - x0 >= 3 else _nice_step(x1 - x0, 6)
+        first = math.ceil(x0 / xstep - 1e-9)
+        xticks = [(k * xstep, f"{k * xstep:g}") for k in range(first, math.floor(x1 / xstep + 1e-9) + 1)]
+    for x, lab in xticks:
+        parts.append(
+            f'<text class="tick" x="{sx(x):.1f}" y="{h - bottom + 16}" font-size="10" text-anchor="middle">'
+            f"{_e(lab)}</text>"
+        )
+    parts.append("</g>")
+    parts.append(
+        f'<text class="axis-title x" x="{left + (w - left - right) / 2:.0f}" y="{h - 8}" font-size="12" '
+        f'text-anchor="middle">{_e(x_title)}</text>'
+        f'<text class="axis-title y" x="14" y="{top + (h - top - bottom) / 2:.0f}" font-size="12" '
+        f'text-anchor="middle" transform="rotate(-90 14 {top + (h - top - bottom) / 2:.0f})">{_e(y_title)}</text>'
+    )
     for i, (name, s) in enumerate(series):
         color = COLORS[i % len(COLORS)]
         coords = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in s)
@@ -121,26 +172,47 @@ def _line_chart(
             f'<polyline class="series" data-name="{_e(name)}" fill="none" stroke="{color}" '
             f'stroke-width="2" points="{coords}"><title>{_e(name)}</title></polyline>'
         )
-        parts.append(f'<text x="{w - pad - 150}" y="{pad + 14 * i}" font-size="12" fill="{color}">{_e(name)}</text>')
+        parts.append(
+            f'<text x="{w - right - 150}" y="{top + 14 + 14 * i}" font-size="12" fill="{color}">{_e(name)}</text>'
+        )
     parts.append("</svg>")
     return "".join(parts)
 
 
-def _bar_chart(title: str, bars: list[tuple[str, float]], cls: str, top: float = 100.0) -> str:
-    w, bar_h, pad = 640, 26, 8
-    h = pad * 2 + bar_h * len(bars)
+def _bar_chart(title: str, bars: list[tuple[str, float]], cls: str, value_title: str = "") -> str:
+    """Horizontal bars from 0 (a bar's length is its value) to the largest value, on a labelled value axis."""
+    w, bar_h, pad, label_w, right, axis_h = 640, 26, 8, 180, 60, 40
+    h = pad + bar_h * len(bars) + axis_h
+    values = [v for _, v in bars] or [0.0]
+    _, top, step, ticks = axis(min(0.0, *values), max(0.0, *values))
+    low = ticks[0]
+    sx = lambda v: label_w + (v - low) / ((top - low) or 1) * (w - label_w - right)  # noqa: E731
     parts = [
         f'<svg class="chart {cls}" viewBox="0 0 {w} {h}" role="img" aria-label="{_e(title)}"><title>{_e(title)}</title>'
     ]
+    base = pad + bar_h * len(bars)
+    parts.append(f'<g class="x-axis" data-min="{low:g}" data-max="{top:g}">')
+    for t in ticks:
+        parts.append(
+            f'<line x1="{sx(t):.1f}" y1="{pad}" x2="{sx(t):.1f}" y2="{base}" stroke="#eee"/>'
+            f'<text class="tick" x="{sx(t):.1f}" y="{base + 14}" font-size="10" text-anchor="middle">'
+            f"{_tick(t, step)}</text>"
+        )
+    parts.append("</g>")
+    parts.append(f'<line x1="{sx(0):.1f}" y1="{pad}" x2="{sx(0):.1f}" y2="{base}" stroke="#999"/>')
     for i, (name, v) in enumerate(bars):
         y = pad + i * bar_h
-        width = max(0.0, min(v, top)) / top * (w - 260)
+        x, width = min(sx(0), sx(v)), abs(sx(v) - sx(0))
         parts.append(f'<text x="4" y="{y + 17}" font-size="12">{_e(name)}</text>')
         parts.append(
-            f'<rect class="bar" x="180" y="{y + 4}" width="{width:.1f}" height="{bar_h - 8}" '
+            f'<rect class="bar" x="{x:.1f}" y="{y + 4}" width="{width:.1f}" height="{bar_h - 8}" '
             f'fill="{COLORS[i % len(COLORS)]}"><title>{_e(name)}: {v:.1f}</title></rect>'
         )
-        parts.append(f'<text x="{186 + width:.1f}" y="{y + 17}" font-size="12">{v:.1f}</text>')
+        parts.append(f'<text x="{max(sx(0), sx(v)) + 6:.1f}" y="{y + 17}" font-size="12">{v:.1f}</text>')
+    parts.append(
+        f'<text class="axis-title x" x="{label_w + (w - label_w - right) / 2:.0f}" y="{h - 6}" font-size="12" '
+        f'text-anchor="middle">{_e(value_title)}</text>'
+    )
     parts.append("</svg>")
     return "".join(parts)
 
@@ -200,12 +272,14 @@ def render_html(report: dict) -> str:
     dist = [(author.get("label", "author"), list(enumerate(author["profile"]["sentence_histogram"])))]
     dist += [(s["label"], list(enumerate(s["profile"]["sentence_histogram"]))) for s in sides if "profile" in s]
     loss_charts = [
-        _line_chart(f"Loss of run {name}", [(k, v) for k, v in series.items()], None, "loss")
+        _line_chart(f"Loss of run {name}", [(k, v) for k, v in series.items()], None, "loss", "step", "loss")
         for name, series in report.get("loss", {}).items()
     ] or ['<p class="empty">No training log was found for these models.</p>']
     words = ", ".join(author.get("characteristic_words", [])[:30])
     scores = [(s["label"], float(s.get("style_score") or 0)) for s in sides]
-    score_chart = _bar_chart("Style score (100 = the author's own habits)", scores, "scorebars")
+    score_chart = _bar_chart(
+        "Style score (100 = the author's own habits)", scores, "scorebars", "style score (100 = the author's habits)"
+    )
     meta_line = " &middot; ".join(f"{_e(k)}: {_e(v)}" for k, v in meta.items())
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>Penwright evaluation</title><style>{CSS}</style></head>
@@ -215,7 +289,7 @@ def render_html(report: dict) -> str:
 <p class="meta">The author's characteristic words (used far more than in general English): {_e(words)}</p>
 <h2>Sentence lengths</h2>
 <p class="meta">Share of sentences by length in words. Rhythm is variance: a voice mixes short and long.</p>
-{_line_chart("Sentence-length distribution", dist, labels, "sentences")}
+{_line_chart("Sentence-length distribution", dist, labels, "sentences", "words per sentence", "share of sentences")}
 <h2>Training</h2>{"".join(loss_charts)}
 <h2>Samples</h2>{_samples(report)}
 </body></html>
