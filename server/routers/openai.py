@@ -80,7 +80,7 @@ async def completions(body: CompletionRequest, request: Request):
 async def chat_completions(body: ChatCompletionRequest, request: Request):
     _log_unknown(body, "/v1/chat/completions")
     _check(request, body)
-    return await _serve(request, body, await request.app.state.completions.prepare_chat(body))
+    return await _serve(request, body, await request.app.state.completions.prepare_chat(body, request.is_disconnected))
 
 
 async def _serve(request: Request, body, prepared):

@@ -9,6 +9,7 @@ shapes are in `responses.py`.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from starlette.concurrency import run_in_threadpool
@@ -16,7 +17,7 @@ from starlette.concurrency import run_in_threadpool
 from penwright.server.engine import BASE, GenerationRequest, SamplingParams
 from penwright.server.fim import fit_fim, parse_fim
 from penwright.server.protocol import ChatCompletionRequest, CompletionRequest, LoreUsed
-from penwright.server.services import models, prose
+from penwright.server.services import chat_fit, models, prose
 from penwright.server.services.errors import ApiError
 from penwright.trainer.prompt_format import completion_prompt, with_lore_system
 
@@ -187,7 +188,10 @@ class CompletionService:
         return completion_prompt(prefix, suffix, fim=self.engine.fim_style, lore=sel.text if sel is not None else None)
 
     # ---- /v1/chat/completions ----------------------------------------------------------------------
-    async def prepare_chat(self, req: ChatCompletionRequest) -> Prepared:
+    async def prepare_chat(
+        self, req: ChatCompletionRequest, disconnected: Callable[[], Awaitable[bool]] | None = None
+    ) -> Prepared:
+        """`disconnected` (the request's `is_disconnected`): fitting a long chat stops when its client leaves."""
         target = await self.target(req.model)
         max_tokens = (
             req.max_completion_tokens or req.max_tokens or min(DEFAULT_CHAT_MAX_TOKENS, self.context_length // 2)
@@ -205,7 +209,9 @@ class CompletionService:
         if self.engine is None:
             prepared.upstream_body = self.services.upstream.chat_body(req, messages)
             return prepared
-        prompt = await run_in_threadpool(self.fit_chat, messages, self.context_length - max_tokens)
+        prompt = await chat_fit.fit_while_connected(
+            messages, self.context_length - max_tokens, self.engine.chat_prompt, self.count_tokens, disconnected
+        )
         prepared.request = GenerationRequest(
             prompt, self.sampling(req, max_tokens), target.adapter, req.penwright.adapter_scale, stop_check=stop_check
         )
@@ -224,28 +230,5 @@ class CompletionService:
         return out
 
     def fit_chat(self, messages: list[dict], budget: int) -> str:
-        """Chat prompt text within `budget` tokens: drop the oldest non-system turns first.
-
-        Linear in the chat's length (a 5,000-turn chat is fitted in about a second): each message is counted
-        once, the turns to drop are chosen from those counts, and the prompt is rendered and measured again
-        to confirm, a few times at most, since the template's own tokens are only estimated per turn."""
-        prompt = self.engine.chat_prompt(messages)
-        total = self.count_tokens(prompt)
-        if total <= budget:
-            return prompt
-        droppable = [i for i, m in enumerate(messages[:-1]) if m["role"] != "system"]
-        sizes = {i: self.count_tokens(messages[i]["content"]) for i in droppable}
-        per_turn = max(0, total - sum(self.count_tokens(m["content"]) for m in messages)) // max(1, len(messages))
-        dropped: set[int] = set()
-        for _ in range(4):  # each round drops at least what the last measurement said was too much
-            excess = total - budget
-            for i in (i for i in droppable if i not in dropped):
-                if excess <= 0:
-                    break
-                dropped.add(i)
-                excess -= sizes[i] + per_turn
-            prompt = self.engine.chat_prompt([m for i, m in enumerate(messages) if i not in dropped])
-            total = self.count_tokens(prompt)
-            if total <= budget or len(dropped) == len(droppable):
-                break  # fits, or only the system prompt and the last turn are left: the engine trims from the left
-        return prompt
+        """Chat prompt text within `budget` tokens (`chat_fit.fit_chat`: linear, oldest non-system turns first)."""
+        return chat_fit.fit_chat(messages, budget, self.engine.chat_prompt, self.count_tokens)
