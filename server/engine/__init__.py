@@ -39,9 +39,11 @@ def make_backend(
     merge_live: bool | str = "auto",
     static_decode: bool | str = "auto",
     static_tokens: int = 4096,
+    static_lookahead: bool | str = "auto",
 ):
     """TorchBackend for cuda/cpu, MlxBackend for mlx ("auto": MLX only on Apple Silicon without CUDA).
-    `static_decode` / `static_tokens`: the torch backend's static-KV, CUDA-graph decoding (static_decode.py)."""
+    `static_decode` / `static_tokens` / `static_lookahead`: the torch backend's static-KV, CUDA-graph decoding
+    (static_decode.py)."""
     if backend == "mlx" or (backend == "auto" and _apple_silicon()):
         from penwright.server.engine.mlx_backend import MlxBackend
 
@@ -58,6 +60,7 @@ def make_backend(
         merge_live=merge_live,
         static_decode=static_decode,
         static_tokens=static_tokens,
+        static_lookahead=static_lookahead,
     )
 
 

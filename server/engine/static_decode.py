@@ -60,9 +60,15 @@ class SlotCache:
 class StaticDecoder:
     """The KV pool, step buffers and captured graphs of one backend (engine thread only)."""
 
-    def __init__(self, backend, slots: int, max_tokens: int, graphs: bool, compile: bool = False):
+    def __init__(
+        self, backend, slots: int, max_tokens: int, graphs: bool, compile: bool = False, lookahead: bool | None = None
+    ):
         self.backend = backend
         self.slots, self.max_tokens, self.use_graphs = slots, max_tokens, graphs
+        # greedy rows: launch the next step before reading this one's picks (the graph feeds its own picks), so
+        # the host's per-token work overlaps the GPU's; on by default with graphs (CPU steps are synchronous)
+        self.lookahead = graphs if lookahead is None else lookahead
+        self.fused = None  # fused_step.FusedStep, the graphable step of Llama-family models
         # torch.compile the step (inductor fuses the norms, rotary and activations: fewer, larger kernels) before
         # capturing it; dynamic shapes, so one compile serves every bucket; inductor caches it across restarts
         self.compile = compile
@@ -77,6 +83,7 @@ class StaticDecoder:
         self._seen_changes = -1
         self._pool_handle = None
         self.stats = {"replays": 0, "eager_steps": 0, "captures": 0, "capture_seconds": 0.0, "warm_seconds": 0.0}
+        self.stats["ahead_steps"] = 0  # steps launched before the previous one's tokens were read
 
     # ---- buffers -------------------------------------------------------------------------------
     def allocate(self) -> None:
@@ -98,8 +105,35 @@ class StaticDecoder:
         self.cols = torch.arange(self.max_tokens, device=device)
         self.logits = torch.zeros((self.slots, cfg.vocab_size), dtype=torch.float32, device=device)
         self.picked = torch.zeros(self.slots, dtype=torch.long, device=device)  # greedy pick of each slot
+        # the picks' host copy (pinned: an asynchronous copy the host waits for by an event, not a device sync)
+        self.host = torch.zeros(self.slots, dtype=torch.long, pin_memory=self.use_graphs)
+        self._copied = None
+        self.fused = self.fused_step()
+        self._fingerprint = self.fingerprint()
         self.batch_buckets = [b for b in BATCH_BUCKETS if b < self.slots] + [self.slots]
         self.span_buckets = buckets(self.max_tokens, min(MIN_SPAN, self.max_tokens))
+
+    def fused_step(self):
+        """The fused step (fused_step.py) for this model, or None where it does not apply (the modules' step)."""
+        from penwright.server.engine.fused_step import FusedStep, Unsupported
+
+        try:
+            return FusedStep(self)
+        except (Unsupported, AttributeError) as err:
+            log.info("decode step: the model's own modules (%s)", err)
+            return None
+
+    def stage(self, n: int):
+        """Start copying the first `n` picks to the host (after what is queued now); `picks()` waits for it."""
+        import torch
+
+        self.host[:n].copy_(self.picked[:n], non_blocking=True)
+        self._copied = torch.cuda.Event()
+        self._copied.record()
+
+    def picks(self, n: int) -> list[int]:
+        self._copied.synchronize()
+        return self.host[:n].tolist()
 
     def fits(self, row) -> bool:
         return row.length + row.params.max_tokens <= self.max_tokens
@@ -130,27 +164,31 @@ class StaticDecoder:
         self.pos[:b].add_(1).clamp_(max=self.max_tokens - 1)  # padding slots must never write out of bounds
 
     def run(self, b: int, span: int, graphable: bool) -> None:
-        graph = self.graphs.get((b, span)) if graphable and self.use_graphs and self.weights_unmoved() else None
+        if graphable:
+            self.weights_unmoved()
+        graph = self.graphs.get((b, span)) if graphable and self.use_graphs else None
         if graph is None and graphable and self.use_graphs and (b, span) not in self.failed:
             graph = self.capture(b, span)
         if graph is not None:
             graph.replay()
             self.stats["replays"] += 1
-        elif graphable and self.compile and not self.use_graphs:  # CPU: the compiled step without graphs
+        elif graphable and not self.use_graphs:  # CPU: the fused (or compiled) step without graphs
             self.traced()(b, span)
-            self.stats["compiled_steps"] = self.stats.get("compiled_steps", 0) + 1
+            self.stats["eager_steps"] += 1
         else:
             self.body(b, span)
             self.stats["eager_steps"] += 1
 
     def traced(self):
-        """The step compiled by torch.compile (once; later shapes reuse it), or the plain step."""
+        """The graphable step (fused where the model allows, else the modules'), compiled by torch.compile when
+        asked (once; later shapes reuse it)."""
+        step = self.fused or self.body
         if not self.compile:
-            return self.body
+            return step
         if self._compiled is None:
             import torch
 
-            self._compiled = torch.compile(self.body, dynamic=True)
+            self._compiled = torch.compile(step, dynamic=True)
         return self._compiled
 
     # ---- graphs --------------------------------------------------------------------------------
@@ -189,7 +227,6 @@ class StaticDecoder:
         self.graphs[(b, span)] = graph
         self.stats["captures"] += 1
         self.stats["capture_seconds"] += time.perf_counter() - t0
-        self._fingerprint = self._fingerprint or self.fingerprint()
         return graph
 
     def fingerprint(self) -> frozenset:
@@ -197,8 +234,8 @@ class StaticDecoder:
         return frozenset(p.data_ptr() for n, p in self.backend.model.named_parameters() if "lora_" not in n)
 
     def weights_unmoved(self) -> bool:
-        """Graphs read the weights at fixed addresses. LoRA merges add in place; should anything ever put a new
-        tensor in (a variant that reassigns, a reload), drop the graphs and capture again."""
+        """Graphs and the fused step read the weights at fixed addresses. LoRA merges add in place; should anything
+        ever put a new tensor in (a variant that reassigns, a reload), fuse again and drop the graphs."""
         changes = self.backend.weight_changes()
         if changes == self._seen_changes or self._fingerprint is None:
             self._seen_changes = changes
@@ -206,9 +243,12 @@ class StaticDecoder:
         self._seen_changes = changes
         if self.fingerprint() == self._fingerprint:
             return True
-        log.info("model weights moved; recapturing the decode graphs")
+        log.info("model weights moved; fusing and capturing the decode step again")
         self.graphs.clear()
-        self._fingerprint = None
+        self._compiled = None
+        if self.fused is not None:  # rebinds the modules' weights to views of new fused buffers
+            self.fused = self.fused_step()
+        self._fingerprint = self.fingerprint()
         return False
 
     # ---- warm-up -------------------------------------------------------------------------------
@@ -241,9 +281,19 @@ class StaticDecoder:
         self.graphs.clear()
         self.keys = self.values = []
 
-    def check(self, steps: int = 4) -> None:
-        """The static step must compute what the dynamic path computes: a short prompt on the base model, a few
-        steps each way fed the same tokens, logits compared (relative error: rounding of the model's dtype only)."""
+    def check(self) -> None:
+        """The fused step, else the modules' step, must compute what the dynamic path computes."""
+        if self.fused is not None:
+            try:
+                return self.compare(self.fused)
+            except ValueError as err:
+                log.warning("the fused decode step is off (%s)", err)
+                self.fused = None
+        self.compare(self.body)
+
+    def compare(self, step, steps: int = 4) -> None:
+        """A short prompt on the base model, a few steps each way fed the same tokens, logits compared (relative
+        error: rounding of the model's dtype only)."""
         import torch
 
         from penwright.server.engine.torch_batch import KVBatch
@@ -264,7 +314,7 @@ class StaticDecoder:
             for _ in range(steps):
                 want = backend.forward(**dynamic.step_inputs()).logits[0, -1].float()
                 dynamic.sample(want[None])
-                self.body(1, self.bucket(1, row.length + 1)[1])
+                step(1, self.bucket(1, row.length + 1)[1])
                 row.length += 1
                 error = float((self.logits[0] - want).norm() / want.norm().clamp_min(1e-6))
                 if not error < limit:
@@ -283,6 +333,9 @@ class StaticBatch:
     def __init__(self, decoder: StaticDecoder):
         self.d = decoder
         self.rows: list = []  # in slot order
+        # a step launched ahead (lookahead) whose picks are not read yet: the device's ids/pos/KV are one token
+        # past the rows' own state. Dropping it is always safe: the next step recomputes it from the rows' state
+        self.ahead = False
         decoder.busy = True
 
     def accepts(self, row) -> bool:
@@ -297,6 +350,7 @@ class StaticBatch:
         prefill KV is copied in. Inputs are rewritten from the rows' own state."""
         if len(rows) == len(self.rows) and all(a is b for a, b in zip(rows, self.rows)):
             return
+        self.ahead = False  # membership changed: the step ahead is dropped, inputs rewritten below
         members = set(map(id, rows))
         kept = [(i, r) for i, r in enumerate(self.rows) if id(r) in members]
         old = {id(r) for r in self.rows}
@@ -325,11 +379,25 @@ class StaticBatch:
         d.pos.copy_(torch.tensor(pos, dtype=torch.long))
 
     def decode(self, graphable: bool) -> list:
-        """One step for the synced rows -> each one's next token or its sampling error, in self.rows order."""
-        n = len(self.rows)
-        b, span = self.d.bucket(n, max(r.length for r in self.rows) + 1)
-        self.d.run(b, span, graphable)
-        picks = self.d.picked[:n].tolist()  # the one device sync of the step
+        """One step for the synced rows -> each one's next token or its sampling error, in self.rows order.
+        Greedy rows on the graph path: the step after this one is launched before this one's picks are read."""
+        d, n = self.d, len(self.rows)
+        if not self.ahead:
+            self._launch(graphable, 0)
+        greedy = all(row.plain_greedy for row in self.rows)
+        # a step ahead only where one of the rows will want another token after this one
+        more = any(len(row.generated) + 1 < row.params.max_tokens for row in self.rows)
+        self.ahead = d.lookahead and graphable and greedy and more
+        d.stats["ahead_steps"] += self.ahead
+        if self.ahead and d.use_graphs:
+            d.stage(n)  # the picks' copy is queued before the next step overwrites them
+            self._launch(graphable, 1)
+            picks = d.picks(n)
+        elif self.ahead:  # (CPU: steps are synchronous; the same bookkeeping)
+            picks = d.picked[:n].tolist()
+            self._launch(graphable, 1)
+        else:
+            picks = d.picked[:n].tolist()  # the one device sync of the step
         out: list = []
         overwrite = False
         for i, row in enumerate(self.rows):
@@ -341,9 +409,15 @@ class StaticBatch:
                 continue
             overwrite = True
             try:
-                out.append(row.sample(self.d.logits[i]))
+                out.append(row.sample(d.logits[i]))
             except Exception as err:  # this row's error only
                 out.append(err)
         if overwrite:  # sampled rows feed their own token, not the greedy pick
             self._write_inputs()
         return out
+
+    def _launch(self, graphable: bool, ahead: int) -> None:
+        """Queue one step for the device state, which is `ahead` tokens past the rows' own."""
+        n = len(self.rows)
+        b, span = self.d.bucket(n, min(max(r.length for r in self.rows) + ahead + 1, self.d.max_tokens))
+        self.d.run(b, span, graphable)

@@ -39,6 +39,7 @@ class TorchBackend(HFTokenizerText):
         static_tokens: int = 4096,
         static_slots: int = 8,
         static_compile: bool = False,
+        static_lookahead: bool | str = "auto",
     ):
         """`merge_live`: fold the live adapter into the base weights while only it is in use (about 2x faster
         decoding than unmerged LoRA; switching to another adapter unmerges first). "auto" = on CUDA without
@@ -46,11 +47,13 @@ class TorchBackend(HFTokenizerText):
         `static_decode`: batched decoding over a preallocated KV pool of `static_slots` rows x `static_tokens`
         columns (static_decode.py), replayed as CUDA graphs on CUDA; "auto" = on CUDA without quantization.
         Rows that do not fit, and everything until the warm-up has checked it, decode on the dynamic path.
-        `static_compile`: torch.compile the static step before capturing it (a longer warm-up, fewer kernels)."""
+        `static_compile`: torch.compile the static step before capturing it (a longer warm-up, fewer kernels).
+        `static_lookahead`: greedy rows launch their next step before this one's tokens are read; "auto" = with
+        CUDA graphs."""
         self.model_path = model_path
         self.merge_live = merge_live
         self.static_decode = static_decode
-        self._static_shape = (static_slots, static_tokens, static_compile)
+        self._static_shape = (static_slots, static_tokens, static_compile, static_lookahead)
         self.static = None  # the StaticDecoder, once loaded with static decoding on
         self.cache_kw = "past_key_values"
         self.merge_target: str | None = None  # set by the engine: the live adapter, when all running requests use it
@@ -113,10 +116,15 @@ class TorchBackend(HFTokenizerText):
         if self.static_decode:
             from penwright.server.engine.static_decode import StaticDecoder
 
-            slots, tokens, compile_step = self._static_shape
+            slots, tokens, compile_step, lookahead = self._static_shape
             graphs = self.device.type == "cuda"
             self.static = StaticDecoder(
-                self, slots, min(tokens, self.context_length), graphs=graphs, compile=compile_step
+                self,
+                slots,
+                min(tokens, self.context_length),
+                graphs=graphs,
+                compile=compile_step,
+                lookahead=None if lookahead == "auto" else bool(lookahead),
             )
 
     def share_cpu(self, busy_elsewhere: int) -> None:
@@ -326,6 +334,8 @@ class TorchBackend(HFTokenizerText):
             "ready": s.ready,
             "disabled": s.disabled,
             "graphs": len(s.graphs),
+            "fused_step": s.fused is not None,
+            "lookahead": s.lookahead,
             "slots": s.slots,
             "max_tokens": s.max_tokens,
             **s.stats,

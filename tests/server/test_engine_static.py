@@ -29,6 +29,7 @@ def make_engine(model_dir, adapters, static: bool, **kwargs) -> Engine:
         static_decode=static,
         static_tokens=POOL_TOKENS,
         merge_live=kwargs.pop("merge_live", "auto"),
+        static_lookahead=kwargs.pop("lookahead", "auto"),
     )
     eng = Engine(backend, **kwargs).start(timeout=120)
     for name, path in (("light", adapters["lighthouse"]), ("sail", adapters["sailing"])):
@@ -51,6 +52,14 @@ def static(tiny_model_dir, adapters):
     eng.stop()
 
 
+@pytest.fixture(scope="module")
+def ahead(tiny_model_dir, adapters):
+    """Greedy rows launch their next step before their token is read (the CUDA default; synchronous on CPU)."""
+    eng = make_engine(tiny_model_dir, adapters, static=True, max_batch=8, lookahead=True)
+    yield eng
+    eng.stop()
+
+
 def steps(engine) -> int:
     return engine.status()["static_decode"]["eager_steps"]
 
@@ -67,6 +76,7 @@ def test_warm_up_checks_the_static_path_against_the_dynamic_one(static):
     assert info["ready"] and info["disabled"] is None
     assert info["slots"] == 8 and info["max_tokens"] == POOL_TOKENS
     assert info["graphs"] == 0  # CPU: no CUDA graphs
+    assert info["fused_step"]  # a Qwen2 model: the fused step, checked against the dynamic path
 
 
 def test_greedy_rows_joining_and_leaving_match_alone(solo, static):
@@ -86,6 +96,39 @@ def test_greedy_rows_joining_and_leaving_match_alone(solo, static):
     # rows joined the running batch and left it mid-way: fewer static steps than decoded tokens
     assert 0 < steps(static) - before < sum(w[1].completion_tokens - 1 for w in want)
     assert static.status()["batches"] == [] and static.status()["active"] == 0
+
+
+def test_steps_launched_ahead_give_the_same_tokens_through_joins_and_leaves(solo, ahead):
+    """Rows join mid-stream, leave at max_tokens and on cancel: each join or leave drops the step launched ahead
+    (its KV column is written again by the next step), and every row still gets what it gets alone."""
+    late: list = []
+    cancelled: list = []
+    wave2 = [req(PROMPTS[1] + " and", max_tokens=20), req(PROMPTS[0] + " the", max_tokens=8)]
+
+    def join():
+        late.extend(ahead.submit(r) for r in wave2)
+
+    wave1 = [
+        req(PROMPTS[0], max_tokens=40, stop_check=at_token(6, join)),
+        req(PROMPTS[1], max_tokens=12),
+        req(PROMPTS[2], max_tokens=30, stop_check=at_token(9, lambda: cancelled[0].cancel())),
+        req(PROMPTS[0], max_tokens=25),
+    ]
+    before = ahead.status()["static_decode"]["ahead_steps"]
+
+    def submit():  # on the engine thread: all admitted together, the cancel target known before any step
+        chs = [ahead.submit(r) for r in wave1]
+        cancelled.append(chs[2])
+        return chs
+
+    channels = ahead.call(submit)
+    got = [ch.text(60) for i, ch in enumerate(channels) if i != 2] + [ch.text(60) for ch in late]
+    rest = [r for i, r in enumerate(wave1) if i != 2] + wave2
+    want = [alone(solo, r) for r in rest]
+    assert [g[0] for g in got] == [w[0] for w in want]
+    assert [g[1].completion_tokens for g in got] == [w[1].completion_tokens for w in want]
+    assert ahead.status()["static_decode"]["ahead_steps"] - before > 20
+    assert ahead.stats.failed == 0 and ahead.status()["active"] == 0
 
 
 def test_seeded_sampling_and_penalties_match_alone(solo, static):
@@ -130,10 +173,12 @@ def test_rows_that_do_not_fit_and_other_selections_decode_dynamically(solo, stat
     assert static.stats.failed == 0
 
 
-def test_hot_swap_during_static_streams(tiny_model_dir, adapters, solo):
+@pytest.mark.parametrize("lookahead", [False, True])
+def test_hot_swap_during_static_streams(tiny_model_dir, adapters, solo, lookahead):
     """Live adapter merged (the CUDA default), streams in the pool, a promotion at a stream's 5th token: running
-    rows keep v1 (unmerged, eager static steps), new rows get v2, then v2 merged decodes in the pool again."""
-    eng = make_engine(tiny_model_dir, adapters, static=True, merge_live=True)
+    rows keep v1 (unmerged, eager static steps), new rows get v2, then v2 merged decodes in the pool again.
+    With lookahead the step launched ahead before the promotion ran on v1's merged weights: its tokens are v1's."""
+    eng = make_engine(tiny_model_dir, adapters, static=True, merge_live=True, lookahead=lookahead)
     for name, path in (("v1", adapters["lighthouse"]), ("v2", adapters["sailing"])):
         solo.load_adapter(name, path)
     try:
