@@ -122,10 +122,10 @@ def _fim_sentinels(base: str) -> tuple[str, str, str] | None:
     """The base tokenizer's FIM sentinels (prefix, suffix, middle), as the daemon uses them; None without."""
     from transformers import AutoTokenizer
 
-    from penwright.server.fim import STYLES, model_fim_style
+    from penwright.trainer.prompt_format import FIM_STYLES, fim_style
 
-    style = model_fim_style(AutoTokenizer.from_pretrained(base).get_vocab())
-    return tuple(s.strip() for s in STYLES[style]) if style else None
+    style = fim_style(AutoTokenizer.from_pretrained(base).get_vocab())
+    return tuple(s.strip() for s in FIM_STYLES[style]) if style else None
 
 
 FORMATS = {"gguf": _gguf, "ollama": _ollama, "vllm": _vllm}

@@ -207,7 +207,7 @@ async def continue_config(ls, *args) -> dict:
     _no_args(args)
     if ls.root is None:
         raise BadArguments("no Penwright project is open (no penwright.yaml in the workspace)")
-    from penwright.cli.continue_config import WORKSPACE_FILE, render
+    from penwright.server.continue_config import WORKSPACE_FILE, render
 
     return {"yaml": render(ls.root), "path": WORKSPACE_FILE.as_posix(), "quiet": True}
 

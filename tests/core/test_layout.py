@@ -36,6 +36,31 @@ def test_trainer_and_rag_never_import_server_or_each_other():
     assert offences == []
 
 
+def test_server_never_imports_the_cli_and_the_cli_only_server_entry_points():
+    """The CLI verbs are a front end: they call the server's public entry points (the daemon's `serve`, the
+    language server, the app), never its internals; the server never imports a CLI verb."""
+    allowed_from_cli = (
+        "penwright.server.continue_config",
+        "penwright.server.events",  # the event stream's wire format (`penwright status --follow` reads it)
+        "penwright.server.daemon",
+        "penwright.server.daemon_info",
+        "penwright.server.lsp",
+        "penwright.server.settings",
+        "penwright.server.app",
+        "penwright.server.context",
+    )
+    offences = []
+    for path in (REPO / "server").rglob("*.py"):
+        offences += [f"{path.relative_to(REPO)} imports {n}" for n in imports_of(path) if n.startswith("penwright.cli")]
+    for path in (REPO / "penwright" / "cli").rglob("*.py"):
+        for name in imports_of(path):
+            if name.startswith("penwright.server") and not name.startswith(allowed_from_cli):
+                offences.append(f"{path.relative_to(REPO)} imports {name}")
+            if name.startswith("penwright.server.daemon.") and name != "penwright.server.daemon.serve":
+                offences.append(f"{path.relative_to(REPO)} imports daemon internals ({name})")
+    assert offences == []
+
+
 def test_wheel_installs_only_the_penwright_namespace(tmp_path):
     out = subprocess.run(
         [
