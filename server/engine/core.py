@@ -25,6 +25,7 @@ from concurrent.futures import Future
 from pathlib import Path
 
 from penwright.errors import ServeError
+from penwright.server.engine.contracts import check_backend
 from penwright.server.engine.schedule import Batch, Seq, Stats, prefill_chunks
 from penwright.server.engine.text import TextStream
 from penwright.server.engine.types import ADAPTER_NAME, BASE, LIVE, Channel, Delta, Finished, GenerationRequest, Started
@@ -55,9 +56,10 @@ class Engine:
         prefill_tokens: int = 2048,
     ):
         self.backend = backend
+        self.caps = check_backend(backend)  # its declared contract, checked once (contracts.py)
         self.max_active = max_active
         # sequences per forward pass; 1 = one sequence per step, in turn (backends without step() always are)
-        self.max_batch = max_batch if hasattr(backend, "step") else 1
+        self.max_batch = max_batch if self.caps.batched_decoding else 1
         # batched: requests arriving together (one adapter selection) are prefilled in one pass of up to this
         # many tokens, padded to the longest; more costs their first tokens more than it saves
         self.prefill_tokens = prefill_tokens
@@ -78,7 +80,7 @@ class Engine:
         self._load_error: BaseException | None = None
         self._thread: threading.Thread | None = None
         self._tok_lock = threading.Lock()
-        self._warming = hasattr(backend, "warm_up")  # background warm-up (static KV, CUDA graphs) still to do
+        self._warming = self.caps.warm_up  # background warm-up (static KV, CUDA graphs) still to do
         self.fim_style: str | None = None
 
     # ---- lifecycle ------------------------------------------------------------------------------
@@ -134,7 +136,7 @@ class Engine:
     def share_cpu(self, busy_elsewhere: int) -> None:
         """Leave `busy_elsewhere` CPU cores to another process (the training child); 0 takes them back.
         A no-op for backends without CPU threads to give (CUDA, MLX)."""
-        if hasattr(self.backend, "share_cpu"):
+        if self.caps.share_cpu:
             self.call(lambda: self.backend.share_cpu(busy_elsewhere))
 
     # ---- adapters -------------------------------------------------------------------------------
@@ -143,8 +145,7 @@ class Engine:
         check_adapter_name(name)
         if name in self.adapters():
             return 0.0
-        prepare = getattr(self.backend, "prepare_adapter", None)
-        prepared = prepare(Path(path)) if prepare is not None else None  # file reads off the engine thread
+        prepared = self.backend.prepare_adapter(Path(path))  # file reads off the engine thread
         return self.call(lambda: self._load(name, Path(path), scale, prepared))
 
     def set_live(
@@ -199,7 +200,7 @@ class Engine:
         """Log-probabilities of the `last` ids given what precedes each (one forward pass on the engine thread),
         with the `top` most likely alternatives at each position: [(logprob, [(id, logprob)...])...]. For
         `logprobs`; `last` is at most len(ids) - 1."""
-        if not hasattr(self.backend, "score"):
+        if not self.caps.score:
             raise RequestError(
                 f"logprobs are not available on the {self.backend.name} backend",
                 param="logprobs",
@@ -529,7 +530,7 @@ class Engine:
     def _update_merge_target(self) -> None:
         """Backends that can fold the live adapter into the weights do so only while every running request uses it
         (flipping merged/unmerged every step would cost more than it saves and add rounding noise)."""
-        if hasattr(self.backend, "merge_target"):
+        if self.caps.merge_live:
             mixed = any(seq.adapter != self.live for seq in self._active)
             self.backend.merge_target = None if mixed else self.live
 

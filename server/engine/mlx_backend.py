@@ -21,6 +21,7 @@ from penwright.server.engine.text import HFTokenizerText
 from penwright.server.engine.types import SamplingParams
 
 log = logging.getLogger(__name__)
+MLX_FILE = "adapters.safetensors"
 
 
 @dataclass
@@ -39,6 +40,7 @@ class _MlxAdapter:
 
 class MlxBackend(HFTokenizerText):
     name = "mlx"
+    capabilities: frozenset = frozenset()  # one sequence at a time, none of the optional parts (contracts.py)
 
     def __init__(self, model_path: str, max_context_tokens: int | None = None):
         self.model_path = model_path
@@ -70,19 +72,38 @@ class MlxBackend(HFTokenizerText):
         return contextlib.nullcontext()
 
     # ---- adapters ------------------------------------------------------------------------------
-    def add_adapter(self, name: str, path: Path, scale: float = 1.0) -> None:
+    def prepare_adapter(self, path: Path) -> str:
+        """Check an adapter folder off the engine thread; returns its format. mlx arrays belong to the thread
+        that makes them (its stream), so the weights are read in `add_adapter`, on the engine thread."""
+        from penwright.trainer.backends.formats import adapter_format
+
+        fmt = adapter_format(path)
+        if fmt is None:
+            raise ServeError(
+                f"{path} is neither an mlx-lm adapter (adapter_config.json + adapters.safetensors) nor a PEFT one.",
+                "Adapters are published by `penwright train`; check the registry with `penwright adapters`.",
+            )
+        if json.loads((Path(path) / "adapter_config.json").read_text()).get("fine_tune_type") == "full":
+            raise ServeError(f"{path} holds full fine-tuned weights, not an adapter.")
+        return fmt
+
+    def add_adapter(self, name: str, path: Path, scale: float = 1.0, prepared: str | None = None) -> None:
+        """An mlx-lm adapter as it is; a PEFT one (trained with torch) converted: the same LoRA weights in mlx-lm's
+        layout (trainer/backends/formats.py)."""
         import mlx.core as mx
 
+        from penwright.errors import TrainingError
+        from penwright.trainer.backends.formats import peft_to_mlx
+
         path = Path(path)
-        if not (path / "adapters.safetensors").is_file() or not (path / "adapter_config.json").is_file():
-            raise ServeError(
-                f"{path} is not an mlx-lm adapter folder (adapter_config.json + adapters.safetensors).",
-                "The MLX backend serves adapters trained with the MLX backend; retrain on this machine.",
-            )
-        config = json.loads((path / "adapter_config.json").read_text())
-        if config.get("fine_tune_type", "lora") == "full":
-            raise ServeError(f"{path} holds full fine-tuned weights, not an adapter.")
-        self._adapters[name] = _MlxAdapter(config, list(mx.load(str(path / "adapters.safetensors")).items()), scale)
+        if (prepared or self.prepare_adapter(path)) == "peft":
+            try:
+                config, weights = peft_to_mlx(path)
+            except TrainingError as err:
+                raise ServeError(f"{path}: {err.message}", err.hint) from None
+        else:
+            config, weights = json.loads((path / "adapter_config.json").read_text()), mx.load(str(path / MLX_FILE))
+        self._adapters[name] = _MlxAdapter(config, list(weights.items()), scale)
         self._state = None
 
     def remove_adapter(self, name: str) -> None:

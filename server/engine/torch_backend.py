@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 
 class TorchBackend(HFTokenizerText):
     name = "torch"
+    capabilities = frozenset({"batched_decoding", "warm_up", "share_cpu", "score", "merge_live"})  # contracts.py
 
     def __init__(
         self,
