@@ -48,6 +48,7 @@ class RunResult:
     backend: str
     oom_rung: str | None = None
     metrics: dict = field(default_factory=dict)
+    adapter_format: str = "peft"  # of adapter_dir: "peft" | "mlx" (trainer/backends/formats.py)
 
     def to_dict(self) -> dict:
         d = asdict(self)
