@@ -352,13 +352,20 @@ $("#run-select").onchange = (ev) => {
   showRun(view.selectedRun);
 };
 
-// EventSource cannot send a key: with one, the stream is read through fetch (same frames, reconnects after 2 s).
+// A stream (re)connected: the snapshot fetched now includes everything that happened while none was open, and
+// the events of this connection go on top of it. A new connection starts at the daemon's newest event (no
+// Last-Event-ID): a restarted daemon numbers its events from 1 again, and the snapshot covers what came before.
+function connected() {
+  recent.length = 0;
+  refresh().catch(() => {});
+}
+
+// EventSource cannot send a key: with one, the stream is read through fetch (same frames).
 async function streamEvents() {
   try {
-    const since = state ? `?since=${state.last_event_id}` : "";
-    const res = await fetch(`/api/events${since}`, { headers: { Accept: "text/event-stream", ...authHeaders() } });
+    const res = await fetch("/api/events", { headers: { Accept: "text/event-stream", ...authHeaders() } });
     if (!res.ok) throw new Error(res.statusText);
-    refresh().catch(() => {}); // (re)connected: what happened while the stream was down comes with the snapshot
+    connected();
     const reader = res.body.getReader();
     const decoder = new TextDecoder();
     let buf = "";
@@ -373,7 +380,7 @@ async function streamEvents() {
         if (data) onEvent(JSON.parse(data));
       }
     }
-  } catch (err) { /* the daemon restarted or went away: try again below */ }
+  } catch (err) { /* the daemon restarted or went away: connect again below */ }
   setTimeout(streamEvents, 2000);
 }
 
@@ -381,10 +388,15 @@ const EVENT_TYPES = ["curate", "job.queued", "job.started", "job.progress", "job
   "job.paused", "job.resumed", "gate", "adapter.promoted", "adapter.rejected", "adapter.rolled_back", "adapter.swapped",
   "lore.indexed", "error", "daemon.ready"];
 
-refresh().catch((err) => logEvent({ type: "error", message: err.message })).then(() => {
-  if (sessionStorage.getItem(KEY_ITEM)) { streamEvents(); return; }
+function listen() {
   const source = new EventSource("/api/events");
-  source.onopen = () => refresh().catch(() => {}); // (re)connected: fetch the state again
+  source.onopen = connected;
   source.onmessage = (m) => onEvent(JSON.parse(m.data));
   for (const t of EVENT_TYPES) source.addEventListener(t, (m) => onEvent(JSON.parse(m.data)));
+  source.onerror = () => { source.close(); setTimeout(listen, 2000); };
+}
+
+refresh().catch((err) => logEvent({ type: "error", message: err.message })).then(() => {
+  if (sessionStorage.getItem(KEY_ITEM)) streamEvents();
+  else listen();
 });
