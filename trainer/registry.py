@@ -31,7 +31,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Literal
 
-from penwright.errors import RegistryError
+from penwright.errors import AdapterNotFoundError, RegistryError
 
 Status = Literal["candidate", "live", "retired", "rejected"]
 STATUSES = ("candidate", "live", "retired", "rejected")
@@ -213,11 +213,11 @@ class Registry:
 
     def get(self, version: int) -> AdapterVersion:
         if not 0 < int(version) < 2**63:  # SQLite's INTEGER: a larger number can name no version
-            raise RegistryError(f"There is no adapter version v{version}.", "`penwright adapters list` shows them.")
+            raise AdapterNotFoundError(version)
         with self._tx(write=False) as db:
             row = db.execute(f"SELECT {self._COLS} FROM adapter_versions WHERE version=?", (int(version),)).fetchone()
         if row is None:
-            raise RegistryError(f"There is no adapter version v{version}.", "`penwright adapters list` shows them.")
+            raise AdapterNotFoundError(version)
         return self._row(row)
 
     def live(self, name: str = DEFAULT_NAME) -> AdapterVersion | None:

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from penwright.errors import PenwrightError
+from penwright.errors import NotFoundError
 
 Status = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 FINAL: tuple[str, ...] = ("succeeded", "failed", "cancelled")
@@ -49,7 +49,9 @@ CREATE INDEX IF NOT EXISTS jobs_status ON jobs(status);
 """
 
 
-class JobNotFoundError(PenwrightError):
+class JobNotFoundError(NotFoundError):
+    code = "job_not_found"
+
     def __init__(self, job_id: int):
         super().__init__(f"There is no training job {job_id}.", "`GET /api/jobs` (or the dashboard) lists the jobs.")
 

@@ -10,12 +10,9 @@ import time
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request
-from fastapi.responses import JSONResponse
 from pydantic import ConfigDict, Field, StrictBool
 
-from penwright.errors import PenwrightError, RegistryError
 from penwright.server.protocol import StrictRequest
-from penwright.server.services.errors import ApiError
 
 router = APIRouter(prefix="/api", tags=["training"])
 
@@ -52,30 +49,15 @@ class FeedbackRequest(StrictRequest):
     document: str | None = Field(None, max_length=4096)
 
 
-def error(status: int, message: str, type_: str = "invalid_request_error", code: str | None = None) -> JSONResponse:
-    return JSONResponse(ApiError(status, message, code, type_=type_).body(), status_code=status)
-
-
 def _daemon(request: Request):
     return request.app.state.daemon
-
-
-def _guard(fn):
-    """Run a daemon operation; user errors become 4xx OpenAI-shaped answers."""
-    try:
-        return fn()
-    except RegistryError as err:
-        return error(404 if "no adapter version" in err.message.lower() else 409, str(err), code="adapter_error")
-    except PenwrightError as err:
-        status = 404 if type(err).__name__ == "JobNotFoundError" else 400
-        return error(status, str(err), code=type(err).__name__)
 
 
 @router.post("/train")
 def train_now(request: Request, body: TrainRequest | None = None):
     daemon = _daemon(request)
     body = body or TrainRequest()
-    return _guard(lambda: {"job": daemon.retrain_now(body.preset, body.overrides).to_dict()})
+    return {"job": daemon.retrain_now(body.preset, body.overrides).to_dict()}
 
 
 @router.get("/jobs")
@@ -86,12 +68,12 @@ def list_jobs(request: Request, limit: Annotated[int, Query(ge=1, le=1000)] = 50
 
 @router.get("/jobs/{job_id}")
 def get_job(request: Request, job_id: Id):
-    return _guard(lambda: {"job": _daemon(request).jobs.get(job_id).to_dict()})
+    return {"job": _daemon(request).jobs.get(job_id).to_dict()}
 
 
 @router.post("/jobs/{job_id}/cancel")
 def cancel_job(request: Request, job_id: Id):
-    return _guard(lambda: {"job": _daemon(request).cancel(job_id).to_dict()})
+    return {"job": _daemon(request).cancel(job_id).to_dict()}
 
 
 @router.get("/adapters")
@@ -103,12 +85,12 @@ def list_adapters(request: Request):
 
 @router.post("/adapters/{version}/promote")
 def promote(request: Request, version: Id):
-    return _guard(lambda: {"adapter": _daemon(request).promote(version)})
+    return {"adapter": _daemon(request).promote(version)}
 
 
 @router.post("/adapters/{version}/rollback")
 def rollback(request: Request, version: Id):
-    return _guard(lambda: {"adapter": _daemon(request).rollback(version)})
+    return {"adapter": _daemon(request).rollback(version)}
 
 
 @router.get("/runs/{run_id}/log")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 
-from penwright.errors import PenwrightError, RegistryError, ServeError
+from penwright.errors import PenwrightError
 
 log = logging.getLogger(__name__)
 
@@ -128,15 +128,8 @@ def api_error(err: BaseException) -> ApiError:
     """Map anything raised while serving to an ApiError (unexpected ones become a logged 500)."""
     if isinstance(err, ApiError):
         return err
-    status = getattr(err, "status", None)
-    if isinstance(status, int) and isinstance(err, PenwrightError):  # engine RequestError
-        return ApiError(status, str(err), getattr(err, "code", None), getattr(err, "param", None))
-    if isinstance(err, RegistryError):
-        return ApiError(404, str(err), "model_not_found", "model")
-    if isinstance(err, ServeError):
-        return ApiError(503, str(err), "engine_unavailable")
-    if isinstance(err, PenwrightError):
-        return ApiError(400, str(err), "invalid_request")
+    if isinstance(err, PenwrightError):  # each carries its own status and code (penwright/errors.py)
+        return ApiError(err.status, str(err), err.code, err.param)
     if isinstance(err, TimeoutError):
         return ApiError(504, "the model did not answer in time", "timeout")
     log.error("unexpected error while serving", exc_info=err)
