@@ -157,9 +157,10 @@ def run_clients(engine, work: list, clients: int) -> dict:
     """`clients` threads share `work`; each request's TTFT (submit -> first text) and total time."""
     from penwright.server.engine import Delta, Finished, GenerationRequest, SamplingParams
 
-    ttft, total, tokens, errors = [], [], [], []
+    ttft, total, tokens, errors, each = [], [], [], [], []
     lock = threading.Lock()
     queue = list(work)
+    start = time.perf_counter()
 
     def client():
         while True:
@@ -178,6 +179,7 @@ def run_clients(engine, work: list, clients: int) -> dict:
                             ttft.append(first if first is not None else time.perf_counter() - t0)
                             total.append(time.perf_counter() - t0)
                             tokens.append(item.completion_tokens)
+                            each.append((round(1000 * (t0 - start), 1), round(1000 * ttft[-1], 1)))
             except Exception as err:  # counted, reported
                 errors.append(repr(err))
 
@@ -198,7 +200,51 @@ def run_clients(engine, work: list, clients: int) -> dict:
         "tok_s_per_client": sum(tokens) / sum(total) * 1 if total else 0.0,
         "decode_tok_s": sum(n - 1 for n in tokens) / decode if decode > 0 else 0.0,
         "tok_s_overall": sum(tokens) / wall,
+        "submitted_ms_ttft_ms": sorted(each),  # (submitted at, TTFT) of each request: which ones waited
     }
+
+
+def step_anatomy(engine, span: int = 2048) -> dict:
+    """On the engine thread, idle: ms per replay of the captured step back to back (no host work between them), for
+    1 and 8 rows, and CUDA kernels per step of the fused and the modules' step (torch profiler)."""
+
+    def run() -> dict:
+        import torch
+        from torch.profiler import ProfilerActivity, profile
+
+        d = engine.backend.static
+        if d is None or not d.ready or d.busy:
+            return {}
+        out: dict = {"fused_step": d.fused is not None}
+        for b in (1, 8):
+            graph = d.graphs.get(d.bucket(b, span))
+            if graph is None:
+                continue
+            d.pos.zero_(), d.ids.zero_()
+            graph.replay()
+            torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            for _ in range(50):
+                graph.replay()
+            torch.cuda.synchronize()
+            out[f"replay_ms_{b}_rows"] = round((time.perf_counter() - t0) / 50 * 1000, 3)
+        for name, step in (("fused", d.fused), ("modules", d.body)):
+            if step is None:
+                continue
+            d.pos.zero_(), d.ids.zero_()
+            step(1, span)
+            torch.cuda.synchronize()
+            with profile(activities=[ProfilerActivity.CUDA]) as prof:
+                step(1, span)
+                torch.cuda.synchronize()
+            out[f"kernels_{name}"] = sum(1 for e in prof.events() if e.device_type.name == "CUDA")
+        d.pos.zero_(), d.ids.zero_()
+        return out
+
+    try:
+        return engine.call(run)
+    except Exception as err:  # a diagnostic only
+        return {"error": repr(err)}
 
 
 def baseline(model, tokenizer, adapter: Path, work: list) -> dict:
@@ -409,6 +455,8 @@ def serving(
     started = time.perf_counter() - t0
     try:
         warm = engine.warm_up()  # the daemon does this in the background while the dynamic path serves
+        if res is not None and kind != "dynamic" and args_device(model) == "cuda":
+            res[f"{variant_name(merge, max_batch, kind)}: step anatomy"] = step_anatomy(engine)
         if res is not None and kind != "dynamic":
             again = f"{variant_name(merge, max_batch, kind)}: start" in res  # a later engine in this process
             res[f"{variant_name(merge, max_batch, kind)}: start{' (again, warm process)' if again else ''}"] = {
@@ -427,6 +475,10 @@ def serving(
             engine.backend.model.unload()
         engine.backend.static = None  # its KV pool and graphs
         release_memory()
+
+
+def args_device(model) -> str:
+    return next(model.parameters()).device.type
 
 
 def generate_baselines(model, tok, args, res: dict) -> None:
@@ -618,8 +670,10 @@ def summary(label: str, res: dict, args) -> None:
                 f"{key}: engine start {v['engine_start_s']:.2f} s, then warm-up (check + CUDA graph captures) "
                 f"{v['warm_up_s']:.2f} s; cold start {v['cold_start_s']:.2f} s"
             )
-        elif key.endswith(": static decode") and v:
+        elif (key.endswith(": static decode") or key.endswith(": step anatomy")) and v:
             print(f"{key}: {json.dumps(v, default=str)}")
+        elif key.endswith("8 clients, idle") and "submitted_ms_ttft_ms" in v:
+            print(f"{key}: (submitted ms, TTFT ms) {v['submitted_ms_ttft_ms']}")
     sys.stdout.flush()
 
 

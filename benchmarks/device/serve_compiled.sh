@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Issue 12 on the GPU machine (carry .whl-engine): the CUDA-graph decode path's GPU tests, then serve_latency with
-# the static-KV + CUDA-graph engine beside the dynamic engine and plain generate() (dynamic and static cache).
+# the static-KV + CUDA-graph engine beside plain generate() (dynamic and static cache); ENGINES=dynamic,static adds
+# the engine's dynamic path (the engine before issue 12) as a column.
 #
 #   benchmarks/device/serve_compiled.sh fetch    # here, once: wheels.txt + transformers 5.24.0 into .whl-engine/
 #   benchmarks/device/serve_compiled.sh run      # there: GPU tests, then --shape 0.5b --shape 7b on cuda
@@ -48,7 +49,7 @@ run() {  # run [cpu]: GPU tests (skipped on cpu), then the benchmark
     tests/server/test_engine_graphs_gpu.py 2>&1 | tail -25 | tee "$out/gpu_tests.log"
   echo "gpu tests done at $((SECONDS - t0))s"
   timeout $((BENCH_SECONDS + 150)) python3 benchmarks/serve_latency.py $shapes --device $device --only-merged \
-    --max-batch 8 --engines dynamic,static --requests 6 --requests-per-client 2 --generate-baselines \
+    --max-batch 8 --engines ${ENGINES:-static} --requests 6 --requests-per-client 2 --generate-baselines \
     --generate-requests 3 --fixed-tokens 32 --deadline $BENCH_SECONDS --out "$out/serve_latency.json" 2>&1 \
     | grep -v -e "it/s\]" -e "warnings.warn" | tee "$out/serve_latency.log" | grep -v "^| engine\|^| baseline"
   local rc=$?

@@ -40,10 +40,11 @@ def make_backend(
     static_decode: bool | str = "auto",
     static_tokens: int = 4096,
     static_lookahead: bool | str = "auto",
+    adapter_spares: int | str = "auto",
 ):
     """TorchBackend for cuda/cpu, MlxBackend for mlx ("auto": MLX only on Apple Silicon without CUDA).
     `static_decode` / `static_tokens` / `static_lookahead`: the torch backend's static-KV, CUDA-graph decoding
-    (static_decode.py)."""
+    (static_decode.py). `adapter_spares`: spare LoRA slots beside the first adapter (peft_slots.py)."""
     if backend == "mlx" or (backend == "auto" and _apple_silicon()):
         from penwright.server.engine.mlx_backend import MlxBackend
 
@@ -61,6 +62,7 @@ def make_backend(
         static_decode=static_decode,
         static_tokens=static_tokens,
         static_lookahead=static_lookahead,
+        adapter_spares=adapter_spares,
     )
 
 

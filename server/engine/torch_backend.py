@@ -41,6 +41,7 @@ class TorchBackend(HFTokenizerText):
         static_slots: int = 8,
         static_compile: bool = False,
         static_lookahead: bool | str = "auto",
+        adapter_spares: int | str = "auto",
     ):
         """`merge_live`: fold the live adapter into the base weights while only it is in use (about 2x faster
         decoding than unmerged LoRA; switching to another adapter unmerges first). "auto" = on CUDA without
@@ -50,7 +51,9 @@ class TorchBackend(HFTokenizerText):
         Rows that do not fit, and everything until the warm-up has checked it, decode on the dynamic path.
         `static_compile`: torch.compile the static step before capturing it (a longer warm-up, fewer kernels).
         `static_lookahead`: greedy rows launch their next step before this one's tokens are read; "auto" = with
-        CUDA graphs."""
+        CUDA graphs. `adapter_spares`: spare LoRA slots injected beside the first adapter of a shape, so that
+        promotions copy tensors instead of injecting modules (peft_slots.py); "auto" = 4 on CUDA where the live
+        adapter is merged, else 0."""
         self.model_path = model_path
         self.merge_live = merge_live
         self.static_decode = static_decode
@@ -67,6 +70,7 @@ class TorchBackend(HFTokenizerText):
         from penwright.server.engine.peft_slots import LoraSlots
 
         self._slots = LoraSlots(self)
+        self._spares = adapter_spares
 
     # ---- loading -------------------------------------------------------------------------------
     def load(self) -> None:
@@ -105,6 +109,8 @@ class TorchBackend(HFTokenizerText):
         self.device = next(model.parameters()).device
         if self.merge_live == "auto":
             self.merge_live = self.device.type == "cuda" and self.quantization == "none"
+        auto = 4 if self.merge_live and self.device.type == "cuda" else 0
+        self._slots.spares_ahead = auto if self._spares == "auto" else int(self._spares)
         limit = getattr(model.config, "max_position_embeddings", None) or 2048
         self.context_length = min(limit, self._max_context or limit)
         self.eos_ids = self._eos_ids()

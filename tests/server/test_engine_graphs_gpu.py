@@ -43,6 +43,7 @@ def test_graph_replays_give_the_dynamic_paths_tokens_fp32(gpu_model):  # noqa: F
         assert texts(graphs) == texts(dynamic)
         after = static_info(graphs)
         assert after["replays"] >= 29 and after["eager_steps"] == info["eager_steps"]  # every step a replay
+        assert after["fused_step"] and after["lookahead"] and after["ahead_steps"] > 0  # the fused step, ahead
         assert dynamic.status()["static_decode"] is None
     finally:
         graphs.stop()

@@ -30,6 +30,7 @@ def make_engine(model_dir, adapters, static: bool, **kwargs) -> Engine:
         static_tokens=POOL_TOKENS,
         merge_live=kwargs.pop("merge_live", "auto"),
         static_lookahead=kwargs.pop("lookahead", "auto"),
+        adapter_spares=kwargs.pop("adapter_spares", "auto"),
     )
     eng = Engine(backend, **kwargs).start(timeout=120)
     for name, path in (("light", adapters["lighthouse"]), ("sail", adapters["sailing"])):
@@ -177,17 +178,24 @@ def test_rows_that_do_not_fit_and_other_selections_decode_dynamically(solo, stat
 def test_hot_swap_during_static_streams(tiny_model_dir, adapters, solo, lookahead):
     """Live adapter merged (the CUDA default), streams in the pool, a promotion at a stream's 5th token: running
     rows keep v1 (unmerged, eager static steps), new rows get v2, then v2 merged decodes in the pool again.
-    With lookahead the step launched ahead before the promotion ran on v1's merged weights: its tokens are v1's."""
-    eng = make_engine(tiny_model_dir, adapters, static=True, merge_live=True, lookahead=lookahead)
+    With lookahead the step launched ahead before the promotion ran on v1's merged weights: its tokens are v1's.
+    With spare slots (the CUDA default), the first adapter loaded ("light") is injected with three spares beside it;
+    "sail", v1 and v2 are copied into them, v2 while v1 stays merged for its running rows."""
+    spares = 3 if lookahead else 0
+    eng = make_engine(
+        tiny_model_dir, adapters, static=True, merge_live=True, lookahead=lookahead, adapter_spares=spares
+    )
     for name, path in (("v1", adapters["lighthouse"]), ("v2", adapters["sailing"])):
         solo.load_adapter(name, path)
     try:
         eng.set_live("v1", adapters["lighthouse"])
+        assert eng.status()["spare_adapter_slots"] == max(spares - 2, 0)
         after: list = []
 
         def promote():
             eng.set_live("v2", adapters["sailing"])  # on the engine thread, between two steps' tokens
             after.extend(eng.submit(req(p, adapter=LIVE, max_tokens=20)) for p in PROMPTS[:2])
+            after.append(eng.status()["spare_adapter_slots"])
 
         rs = [
             req(PROMPTS[0], adapter=LIVE, max_tokens=40, stop_check=at_token(5, promote)),
@@ -195,6 +203,7 @@ def test_hot_swap_during_static_streams(tiny_model_dir, adapters, solo, lookahea
             req(PROMPTS[2], adapter=LIVE, max_tokens=12),
         ]
         got = [ch.text(60) for ch in submit_together(eng, rs)]
+        assert after.pop() == 0  # (with spares: v2 went into the last spare; v1 still serves its rows)
         new = [ch.text(60) for ch in after]
         assert [f.adapter for _, f in got] == ["v1"] * 3 and [f.adapter for _, f in new] == ["v2"] * 2
         assert [t for t, _ in got] == [
