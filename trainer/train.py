@@ -24,6 +24,8 @@ from pathlib import Path
 from penwright.errors import DatasetError, TrainingError
 from penwright.trainer import data as D
 from penwright.trainer.backends import pick_backend
+from penwright.trainer.backends.contracts import TrainingBackend
+from penwright.trainer.epilogue import RunEnd, finish_run
 from penwright.trainer.runs import Clock, RunDir, RunResult
 from penwright.trainer.settings import ModelSettings, TrainingSettings
 from penwright.trainer.stopping import Plateau
@@ -77,50 +79,77 @@ def _run_training(
     init_adapter,
 ) -> RunResult:
     model_settings = model_settings or ModelSettings()
-    backend = pick_backend(model_settings.backend)
-    dataset_dir, run_dir = Path(dataset_dir), Path(run_dir)
-    if backend == "mlx":
-        from penwright.trainer.backends.mlx_backend import run_mlx_training
+    trainer = training_backend(pick_backend(model_settings.backend))
+    return trainer.train(
+        Path(dataset_dir),
+        settings,
+        str(base_model_path),
+        Path(run_dir),
+        model_settings=model_settings,
+        on_progress=on_progress,
+        should_stop=should_stop,
+        init_adapter=Path(init_adapter) if init_adapter else None,
+    )
 
-        return run_mlx_training(
-            dataset_dir,
-            settings,
-            str(base_model_path),
-            run_dir,
-            model_settings=model_settings,
-            on_progress=on_progress,
-            should_stop=should_stop,
-            init_adapter=init_adapter,
-        )
-    rung, history = None, []
-    while True:
-        try:
-            loop = _Loop(
-                dataset_dir,
-                settings,
-                str(base_model_path),
-                RunDir(run_dir),
-                model_settings,
-                backend,
-                on_progress,
-                should_stop,
-                Path(init_adapter) if init_adapter else None,
-            )
-            result = loop.run(oom_rungs=history)
-            return result
-        except Exception as err:  # noqa: BLE001 - only CUDA OOM is retried, everything else re-raised
-            if not (_is_oom(err) and backend == "cuda" and settings.oom_ladder):
-                raise
-            step = next_rung(settings)
-            if step is None:
-                raise TrainingError(
-                    "Out of GPU memory even at the lowest memory settings.",
-                    "Use a smaller base model or quantization: 4bit.",
-                ) from err
-            settings, rung = step
-            history.append(rung)
-            log.warning("CUDA out of memory; retrying with %s", rung)
-            _free_cuda()
+
+def training_backend(name: str) -> TrainingBackend:
+    """The TrainingBackend (trainer/backends/contracts.py) for a picked backend name."""
+    if name == "mlx":
+        from penwright.trainer.backends.mlx_backend import MlxTraining
+
+        return MlxTraining()
+    return TorchTraining(name)
+
+
+class TorchTraining:
+    """The step loop below (`_Loop`) on torch, on CUDA retried down the OOM ladder."""
+
+    adapter_format = "peft"
+
+    def __init__(self, device: str):
+        self.name = device
+
+    def train(
+        self, dataset_dir, settings, base_model, run_dir, *, model_settings, on_progress, should_stop, init_adapter
+    ) -> RunResult:
+        init_adapter = peft_adapter(init_adapter, Path(run_dir) / "init_adapter")
+        rung, history = None, []
+        while True:
+            try:
+                loop = _Loop(
+                    dataset_dir,
+                    settings,
+                    base_model,
+                    RunDir(run_dir),
+                    model_settings,
+                    self.name,
+                    on_progress,
+                    should_stop,
+                    init_adapter,
+                )
+                return loop.run(oom_rungs=history)
+            except Exception as err:  # noqa: BLE001 - only CUDA OOM is retried, everything else re-raised
+                if not (_is_oom(err) and self.name == "cuda" and settings.oom_ladder):
+                    raise
+                step = next_rung(settings)
+                if step is None:
+                    raise TrainingError(
+                        "Out of GPU memory even at the lowest memory settings.",
+                        "Use a smaller base model or quantization: 4bit.",
+                    ) from err
+                settings, rung = step
+                history.append(rung)
+                log.warning("CUDA out of memory; retrying with %s", rung)
+                _free_cuda()
+
+
+def peft_adapter(adapter: Path | None, scratch: Path) -> Path | None:
+    """A warm start's adapter as a PEFT folder: itself, or an mlx-lm adapter's weights converted into `scratch`."""
+    from penwright.trainer.backends.formats import adapter_format, mlx_to_peft
+
+    if adapter is None or adapter_format(adapter) != "mlx":
+        return adapter
+    return mlx_to_peft(adapter, scratch)
 
 
 def _is_oom(err: Exception) -> bool:
@@ -472,66 +501,35 @@ class _Loop:
         latest = self.run_dir.latest_checkpoint()
         if latest is None or latest[0] != st.step:
             self._checkpoint(final_eval)
-        adapter = self._choose_adapter(final_eval)
-        self.run_dir.write_logs(st.log)
-        metrics = self._time_metrics()
-        self.run_dir.write_json("time_metrics.json", metrics)
-        status = {"cancelled": "cancelled", "max_steps": "completed", "epochs": "completed"}.get(reason, "stopped")
         best = self.run_dir.best_checkpoint()
-        result = RunResult(
-            run_id=self.run_dir.run_id,
-            run_dir=self.run_dir.path,
-            adapter_dir=adapter,
-            status=status,
-            stop_reason=reason,
+        end = RunEnd(
+            reason=reason,
             steps=st.step,
             total_steps=self.total,
             train_loss=self.plateau.ema,
             eval_loss=final_eval,
             best_eval_loss=best[2]["eval_loss"] if best else final_eval,
             backend=self.device,
-            oom_rung=oom_rungs[-1] if oom_rungs else None,
-            metrics={
-                **metrics,
-                "train_rows": len(self.rows),
-                "truncated_rows": self.train_stats.truncated,
-                "oom_rungs": oom_rungs,
-            },
+            adapter_format="peft",
+            log=st.log,
+            train_s=st.train_seconds,
+            tokens=st.tokens,
+            peak_memory_bytes=self.backend.peak_memory_bytes(),
+            precision=self.backend.precision,
+            train_rows=len(self.rows),
+            truncated_rows=self.train_stats.truncated,
+            padding_share=self._padding_share(),
+            oom_rungs=list(oom_rungs),
         )
-        self.run_dir.write_json("result.json", result.to_dict())
-        return result
+        return finish_run(self.run_dir, end, lambda folder: self._write_adapter(folder, final_eval), self.clock)
 
-    def _choose_adapter(self, final_eval: float | None) -> Path:
-        """run_dir/adapter: the best checkpoint by eval loss when evaluation ran, else the final weights."""
-        target = self.run_dir.path / "adapter"
-        tmp = self.run_dir.path / ".adapter.tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
+    def _write_adapter(self, folder: Path, final_eval: float | None) -> None:
+        """The adapter to publish: the best checkpoint by eval loss when evaluation ran, else the final weights."""
         best = self.run_dir.best_checkpoint()
         if best is not None and final_eval is not None and best[2]["eval_loss"] < final_eval:
-            shutil.copytree(best[1] / "adapter", tmp)
+            shutil.copytree(best[1] / "adapter", folder)
         else:
-            self.backend.save(tmp)
-        shutil.rmtree(target, ignore_errors=True)
-        tmp.rename(target)
-        return target
-
-    def _time_metrics(self) -> dict:
-        st = self.state
-        train = st.train_seconds
-        total = self.clock.elapsed()
-        return {
-            "setup_s": round(total - self.clock.train_elapsed(), 3),
-            "train_s": round(train, 3),
-            "total_s": round(total, 3),
-            "steps": st.step,
-            "steps_per_s": round(st.step / max(train, 1e-9), 4),
-            "tokens": st.tokens,
-            "tokens_per_s": round(st.tokens / max(train, 1e-9), 1),
-            "peak_memory_bytes": self.backend.peak_memory_bytes(),
-            "device": self.device,
-            "precision": self.backend.precision,
-            "padding_share": self._padding_share(),
-        }
+            self.backend.save(folder)
 
     def _padding_share(self) -> float:
         width = self.max_len if self.s.packing else max(len(r.input_ids) for r in self.rows)

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from penwright.errors import DatasetError, ModelNotFoundError
 from penwright.trainer import data as D
+from penwright.trainer.epilogue import RunEnd, finish_run
 from penwright.trainer.runs import Clock, RunDir, RunResult
 from penwright.trainer.settings import ModelSettings, TrainingSettings
 from penwright.trainer.stopping import Plateau
@@ -119,23 +120,25 @@ class _Callback:
 
 def _datasets(dataset_dir: Path, tokenizer, settings: TrainingSettings, max_len: int):
     """Rows tokenized exactly as the torch backend does (same masking, same truncation that keeps the target),
-    handed to mlx-lm as (tokens, prompt offset) pairs."""
+    handed to mlx-lm as (tokens, prompt offset) pairs; also the training split's SplitStats."""
 
     def split(name: str, optional: bool, limit: int | None = None):
         path = dataset_dir / name
         if optional and not path.is_file():
-            return None
-        samples, _ = D.encode_split(path, tokenizer, max_len, settings.completion_only, limit)
-        return [(s.input_ids, len(s) - s.n_targets) for s in samples]  # offset = prompt length
+            return None, None
+        samples, stats = D.encode_split(path, tokenizer, max_len, settings.completion_only, limit)
+        return [(s.input_ids, len(s) - s.n_targets) for s in samples], stats  # offset = prompt length
 
-    train = split("train.jsonl", optional=False)
+    if not (dataset_dir / "train.jsonl").is_file():
+        raise DatasetError(f"{dataset_dir / 'train.jsonl'} does not exist.", "Run `penwright curate` first.")
+    train, stats = split("train.jsonl", optional=False)
     if len(train) < settings.batch_size:
         raise DatasetError(
             f"{dataset_dir / 'train.jsonl'} has fewer usable rows than one batch ({settings.batch_size}).",
             "Write more, or lower batch_size.",
         )
-    valid = split("valid.jsonl", optional=True, limit=settings.eval_max_rows)
-    return train, (valid if valid and len(valid) >= settings.batch_size else None)
+    valid, _ = split("valid.jsonl", optional=True, limit=settings.eval_max_rows)
+    return train, (valid if valid and len(valid) >= settings.batch_size else None), stats
 
 
 def load_model(base_model: str, adapter_path: Path | None = None):
@@ -151,6 +154,48 @@ def _resume_point(live: Path) -> tuple[int, Path | None]:
     return (int(saved[-1].name.split("_", 1)[0]), saved[-1]) if saved else (0, None)
 
 
+def _start_weights(model, resume_file: Path | None, init_adapter: Path | None) -> None:
+    """Resume from this run's latest saved weights, else warm-start from `init_adapter` (an mlx-lm adapter, or a
+    PEFT one trained with torch: the same weights in mlx-lm's layout, trainer/backends/formats.py)."""
+    from penwright.trainer.backends.formats import adapter_format, peft_to_mlx
+
+    if resume_file is not None:
+        model.load_weights(str(resume_file), strict=False)
+    elif init_adapter is not None and adapter_format(init_adapter) == "peft":
+        model.load_weights(list(peft_to_mlx(init_adapter)[1].items()), strict=False)
+    elif init_adapter is not None:
+        model.load_weights(str(Path(init_adapter) / "adapters.safetensors"), strict=False)
+
+
+def _precision(model) -> str:
+    from mlx.utils import tree_flatten
+
+    names = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}
+    dtypes = [str(v.dtype).rsplit(".", 1)[-1] for _, v in tree_flatten(model.parameters())]
+    return next((names[d] for d in dtypes if d in names), dtypes[0] if dtypes else "?")
+
+
+class MlxTraining:
+    """The TrainingBackend (trainer/backends/contracts.py) of mlx-lm's tuner."""
+
+    name = "mlx"
+    adapter_format = "mlx"
+
+    def train(
+        self, dataset_dir, settings, base_model, run_dir, *, model_settings, on_progress, should_stop, init_adapter
+    ) -> RunResult:
+        return run_mlx_training(
+            dataset_dir,
+            settings,
+            base_model,
+            run_dir,
+            model_settings=model_settings,
+            on_progress=on_progress,
+            should_stop=should_stop,
+            init_adapter=init_adapter,
+        )
+
+
 def run_mlx_training(
     dataset_dir: Path,
     settings: TrainingSettings,
@@ -164,10 +209,7 @@ def run_mlx_training(
 ) -> RunResult:
     """Train with mlx-lm's tuner; same contract as `penwright.trainer.train.run_training`."""
     import mlx.core as mx
-    import mlx.optimizers as optim
-    from mlx.utils import tree_flatten
-    from mlx_lm.tuner.trainer import TrainingArgs, evaluate, train
-    from mlx_lm.tuner.utils import build_schedule, linear_to_lora_layers
+    from mlx_lm.tuner.utils import linear_to_lora_layers
 
     clock, run = Clock(), RunDir(run_dir)
     model_settings = model_settings or ModelSettings()
@@ -183,12 +225,9 @@ def run_mlx_training(
     live.mkdir(exist_ok=True)
     (live / "adapter_config.json").write_text(json.dumps(config, indent=1))
     done, resume_file = _resume_point(live)
-    start = resume_file or (Path(init_adapter) / "adapters.safetensors" if init_adapter else None)
-    if start is not None:
-        model.load_weights(str(start), strict=False)
-    train_set, valid_set = _datasets(dataset_dir, tokenizer._tokenizer, settings, max_len)
+    _start_weights(model, resume_file, Path(init_adapter) if init_adapter else None)
+    train_set, valid_set, stats = _datasets(dataset_dir, tokenizer._tokenizer, settings, max_len)
     total = settings.max_steps or max(1, int(settings.epochs * len(train_set) / settings.batch_size))
-    iters = max(total - done, 0)
     run.write_config(
         {
             "training": settings.model_dump(),
@@ -200,6 +239,47 @@ def run_mlx_training(
             "total_steps": total,
         }
     )
+    callback = _Callback(settings, total, on_progress, should_stop, clock, done)
+    reason, weights, eval_loss = _train(model, settings, train_set, valid_set, live, done, total, max_len, callback)
+    steps = callback.rows[-1]["step"] if callback.rows else done
+    if callback.rows and eval_loss is not None:
+        callback.rows[-1]["eval_loss"] = eval_loss
+    end = RunEnd(
+        reason=reason,
+        steps=steps,
+        total_steps=total,
+        train_loss=callback.plateau.ema,
+        eval_loss=eval_loss,
+        best_eval_loss=eval_loss,
+        backend="mlx",
+        adapter_format="mlx",
+        log=callback.rows,
+        train_s=clock.train_elapsed(),
+        tokens=callback.tokens,
+        peak_memory_bytes=int(mx.get_peak_memory()),
+        precision=_precision(model),
+        train_rows=len(train_set),
+        truncated_rows=stats.truncated,
+    )
+
+    def write_adapter(folder: Path) -> None:
+        folder.mkdir(parents=True)
+        (folder / "adapter_config.json").write_text((live / "adapter_config.json").read_text())
+        mx.save_safetensors(str(folder / "adapters.safetensors"), weights)
+
+    return finish_run(run, end, write_adapter, clock)
+
+
+def _train(model, settings, train_set, valid_set, live: Path, done: int, total: int, max_len: int, callback):
+    """mlx-lm's training loop from step `done` to `total` (or a stop); then the weights are saved as this run's
+    resume point and the held-out loss measured. Returns (stop reason, adapter weights, eval loss or None)."""
+    import mlx.core as mx
+    import mlx.optimizers as optim
+    from mlx.utils import tree_flatten
+    from mlx_lm.tuner.trainer import TrainingArgs, evaluate, train
+    from mlx_lm.tuner.utils import build_schedule
+
+    iters = max(total - done, 0)
     warm = min(settings.warmup_steps, max(0, iters // 2))
     lr = (
         build_schedule(
@@ -224,19 +304,12 @@ def run_mlx_training(
         grad_checkpoint=settings.checkpoint_fraction > 0,
         grad_accumulation_steps=settings.grad_accumulation,
     )
-    callback = _Callback(settings, total, on_progress, should_stop, clock, done)
-    clock.begin_training()
+    callback.clock.begin_training()
     reason = "max_steps" if settings.max_steps else "epochs"
     try:
         if iters:
-            train(
-                model,
-                optim.AdamW(learning_rate=lr, weight_decay=settings.weight_decay),
-                train_set,
-                valid_set,
-                args=args,
-                training_callback=callback,
-            )
+            optimizer = optim.AdamW(learning_rate=lr, weight_decay=settings.weight_decay)
+            train(model, optimizer, train_set, valid_set, args=args, training_callback=callback)
     except _Stop as stop:
         reason = stop.reason
     steps = callback.rows[-1]["step"] if callback.rows else done
@@ -247,66 +320,7 @@ def run_mlx_training(
         eval_loss = float(
             evaluate(model, valid_set, batch_size=settings.batch_size, num_batches=-1, max_seq_length=max_len)
         )
-    return _finish_mlx(run, live, weights, callback, reason, steps, total, eval_loss, clock)
-
-
-def _finish_mlx(
-    run: RunDir,
-    live: Path,
-    weights: dict,
-    callback: _Callback,
-    reason: str,
-    steps: int,
-    total: int,
-    eval_loss: float | None,
-    clock: Clock,
-) -> RunResult:
-    import mlx.core as mx
-
-    adapter = run.path / "adapter"
-    tmp = run.path / ".adapter.tmp"
-    tmp.mkdir(exist_ok=True)
-    (tmp / "adapter_config.json").write_text((live / "adapter_config.json").read_text())
-    mx.save_safetensors(str(tmp / "adapters.safetensors"), weights)
-    if adapter.exists():
-        import shutil
-
-        shutil.rmtree(adapter)
-    tmp.rename(adapter)
-    rows = callback.rows
-    if rows and eval_loss is not None:
-        rows[-1]["eval_loss"] = eval_loss
-    run.write_logs(rows)
-    train_s = clock.train_elapsed()
-    metrics = {
-        "setup_s": round(clock.elapsed() - train_s, 3),
-        "train_s": round(train_s, 3),
-        "total_s": round(clock.elapsed(), 3),
-        "steps": steps,
-        "steps_per_s": round(steps / max(train_s, 1e-9), 4),
-        "tokens": callback.tokens,
-        "tokens_per_s": round(callback.tokens / max(train_s, 1e-9), 1),
-        "peak_memory_bytes": int(mx.get_peak_memory()),
-        "device": "mlx",
-    }
-    run.write_json("time_metrics.json", metrics)
-    status = {"cancelled": "cancelled", "max_steps": "completed", "epochs": "completed"}.get(reason, "stopped")
-    result = RunResult(
-        run_id=run.run_id,
-        run_dir=run.path,
-        adapter_dir=adapter,
-        status=status,
-        stop_reason=reason,
-        steps=steps,
-        total_steps=total,
-        train_loss=callback.plateau.ema,
-        eval_loss=eval_loss,
-        best_eval_loss=eval_loss,
-        backend="mlx",
-        metrics=metrics,
-    )
-    run.write_json("result.json", result.to_dict())
-    return result
+    return reason, weights, eval_loss
 
 
 def generate(base_model: str, adapter_dir: Path | None, prompt: str, max_tokens: int = 32) -> str:
