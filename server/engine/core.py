@@ -53,7 +53,7 @@ class Engine:
         max_loaded_adapters: int = 4,
         max_queue: int = 256,
         max_batch: int = 8,
-        prefill_tokens: int = 2048,
+        prefill_tokens: int | None = None,
     ):
         self.backend = backend
         self.caps = check_backend(backend)  # its declared contract, checked once (contracts.py)
@@ -61,7 +61,9 @@ class Engine:
         # sequences per forward pass; 1 = one sequence per step, in turn (backends without step() always are)
         self.max_batch = max_batch if self.caps.batched_decoding else 1
         # batched: requests arriving together (one adapter selection) are prefilled in one pass of up to this
-        # many tokens, padded to the longest; more costs their first tokens more than it saves
+        # many tokens, padded to the longest. On a CPU more costs their first tokens more than it saves (2048);
+        # a GPU's prefill of a few thousand tokens is bound by kernel launches, not arithmetic, so requests that
+        # arrive together share one pass there (8192). None: chosen by the device once the model is loaded
         self.prefill_tokens = prefill_tokens
         self._batches: list[Batch] = []
         self.max_queue = max_queue  # requests waiting beyond this are refused (HTTP 429) rather than piling up
@@ -254,6 +256,9 @@ class Engine:
             from penwright.trainer.prompt_format import fim_style
 
             self.fim_style = fim_style(self.backend.vocab())
+            if self.prefill_tokens is None:
+                gpu = str(self.backend.info().get("device", "")).startswith("cuda")
+                self.prefill_tokens = 8192 if gpu else 2048
         except BaseException as err:  # reported to start()'s caller
             self._load_error = err
             self._ready.set()
