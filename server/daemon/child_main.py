@@ -18,6 +18,8 @@ import time
 import traceback
 from pathlib import Path
 
+from penwright.trainer.backends.formats import adapter_format, mlx_to_peft
+
 _out_lock = threading.Lock()
 
 
@@ -89,7 +91,13 @@ def _as_dict(result) -> dict:
 
 def measure(spec: dict, adapter_dir: Path) -> tuple[dict, dict]:
     """The voice measures (trainer.evaluate.voice) of the candidate and its reference (the live adapter, or the base
-    for the first adapter), each with its change from the base; one model in memory, adapters switched."""
+    for the first adapter), each with its change from the base; one model in memory, adapters switched.
+
+    Every side is measured on torch, whatever trained it: an mlx-lm adapter's weights are moved into a PEFT LoRA of
+    the same base (`as_peft`: the same numbers, transposed), so the candidate, its reference and the base are
+    measured by one implementation of the measures, seeds and sampling included. Measured natively on MLX, a
+    candidate would be compared with a reference and a base measured by another framework's kernels and sampler,
+    and the cached base figures would depend on which backend trained last."""
     import torch
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -97,10 +105,12 @@ def measure(spec: dict, adapter_dir: Path) -> tuple[dict, dict]:
     from penwright.trainer.evaluate.gate import gate_voice_metrics
     from penwright.trainer.evaluate.voice import compare, inputs_from_dataset
 
+    scratch = Path(spec["run_dir"]) / "gate"
     inputs, notes = inputs_from_dataset(Path(spec["dataset_dir"]), n_samples=int(spec.get("gate_samples", 16)))
     tok = AutoTokenizer.from_pretrained(spec["base_model"])
     base = AutoModelForCausalLM.from_pretrained(spec["base_model"], dtype=torch.float32)
-    model = PeftModel.from_pretrained(base, str(adapter_dir), adapter_name="candidate")
+    candidate_dir = as_peft(adapter_dir, scratch / "candidate", spec["base_model"])
+    model = PeftModel.from_pretrained(base, str(candidate_dir), adapter_name="candidate")
     model.eval()
     candidate = gate_voice_metrics(model, tok, inputs)
     cache = Path(spec["run_dir"]).parent / "base-voice.json"  # the base's figures are the same for every run
@@ -112,13 +122,20 @@ def measure(spec: dict, adapter_dir: Path) -> tuple[dict, dict]:
         _store(cache, key, base_metrics)
     reference = base_metrics
     if spec.get("reference_adapter"):
-        model.load_adapter(spec["reference_adapter"], adapter_name="reference")
+        reference_dir = as_peft(Path(spec["reference_adapter"]), scratch / "reference", spec["base_model"])
+        model.load_adapter(str(reference_dir), adapter_name="reference")
         model.set_adapter("reference")
         reference = gate_voice_metrics(model, tok, inputs)
     candidate["voice"], reference["voice"] = compare(candidate, base_metrics), compare(reference, base_metrics)
     candidate["notes"] = notes
     candidate["demo_base"] = Path(spec["base_model"]).name.startswith("tiny-")  # builtin:tiny, built per project
+    candidate["adapter_format"] = adapter_format(adapter_dir) or "unknown"  # measured as PEFT on torch either way
     return _plain(candidate), _plain(reference)
+
+
+def as_peft(adapter_dir: Path, scratch: Path, base_model: str) -> Path:
+    """A PEFT folder with `adapter_dir`'s weights: itself, or an mlx-lm adapter converted into `scratch`."""
+    return mlx_to_peft(adapter_dir, scratch, base_model) if adapter_format(adapter_dir) == "mlx" else adapter_dir
 
 
 def _cached(path: Path, key: str) -> dict | None:
@@ -208,6 +225,7 @@ def _disk_full(err: BaseException, folder: Path) -> bool:
 
 def _summary(result: dict) -> dict:
     keep = ("steps", "total_steps", "train_loss", "best_eval_loss", "eval_loss", "stop_reason", "status", "backend")
+    keep += ("adapter_format",)  # peft | mlx: what the registry serves
     return {k: result.get(k) for k in keep if k in result and isinstance(result.get(k), (int, float, str, type(None)))}
 
 
