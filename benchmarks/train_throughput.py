@@ -46,8 +46,23 @@ LENGTHS = HERE / "chunk_lengths.json"
 SHARED = HERE.parent.parent / "shared"
 PEAK_FLOPS = {"cuda": 790e12, "cpu": None}
 RESULT = "RESULT "  # prefix of the child process's answer line on stdout
-DEFAULT_OURS_CKPT = ["1", "1:fused", "0:fused", "budget:fused", "1:compile", "0:compile+fused"]  # 7b
-DEFAULT_OURS = ["0@4", "0:fused@4", "budget:fused", "0:compile@4", "0:compile+fused@4", "0:compile+fused@8"]  # 0.5b
+# Ours' configs by shape (issue 16, second device run): the levers that paid in the first (compile + fused CE) at the
+# rows and checkpointing that fit the targets' memory, the memory budget's own pick, and one eager line
+DEFAULT_OURS_CKPT = [  # 7b, at or under the padded baseline's peak (22.7 GiB), and the best mode
+    "1:compile+fused",
+    "budget:compile+fused",
+    "0:compile+fused",
+    "0:compile+fused+keep25",
+]
+DEFAULT_OURS = [  # 0.5b, at or under half the packed peer's peak (13.8 GiB): more rows, less kept for backward
+    "0@4",
+    "budget:compile+fused",
+    "0.5:compile+fused@8",
+    "1:compile+fused@16",
+    "0:compile+fused@8",
+    "0:compile+fused+keep50@8",
+]
+DEFAULT_OURS_NF4 = ["1:fused", "budget:fused", "1"]  # 7b in 4-bit (no compilation: bitsandbytes layers)
 
 SHAPES = {  # Qwen2.5 dims (config.json of the published models); random-init weights
     "0.5b": dict(
@@ -343,14 +358,20 @@ def _ours_config(backend, opt, s, data, c: dict, device: str, steps: int, warmup
     from penwright.trainer.backends.levers import Levers
     from penwright.trainer.train import optimizer_step
 
-    levers = backend.set_levers(Levers(compile_layers=c.get("compile", False), fused_loss=c.get("fused", False)))
+    levers = backend.set_levers(
+        Levers(
+            compile_layers=c.get("compile", False),
+            fused_loss=c.get("fused", False),
+            activation_budget=c.get("keep", 1.0),
+        )
+    )
     rows = D.pack(data, c["width"])
     random.Random(1).shuffle(rows)
     row_tokens = sum(len(x.input_ids) for x in rows) // len(rows)
     n_rows, fraction, elementwise, planned = c["rows"], c["fraction"], c["elementwise"], None
     if c.get("budget"):
         free()
-        planned = backend.plan_memory(c["budget"], row_tokens, max_rows=8)
+        planned = backend.plan_memory(c["budget"], row_tokens, max_rows=16)
         if planned is None:
             return {"failed": "the memory budget fits nothing", "budget": c["budget"]}
         n_rows, fraction, elementwise = planned.rows, planned.fraction, False
@@ -387,9 +408,11 @@ def _timed(step, batches, steps: int, warmup: int, device: str) -> dict:
     if len(batches) < steps + warmup:
         raise SystemExit(f"only {len(batches)} batches for {steps}+{warmup} steps: use more --samples")
     held = resident(device)  # the model, its adapter, and the optimizer state of an earlier config
+    t_start = time.perf_counter()
     for b in batches[:warmup]:
         step(b)
     sync(device)
+    graphs = compiled_graphs()
     t0, tokens, losses = time.perf_counter(), 0, []
     for b in batches[warmup : warmup + steps]:
         n, loss = step(b)
@@ -398,6 +421,8 @@ def _timed(step, batches, steps: int, warmup: int, device: str) -> dict:
     sync(device)
     seconds = time.perf_counter() - t0
     return {
+        "warmup_seconds": t0 - t_start,
+        "recompiled": compiled_graphs() - graphs,  # graphs torch.compile made during the timed steps (should be 0)
         "tokens_per_s": tokens / seconds,
         "peak_bytes": peak_bytes(device),
         "held_bytes": held,
@@ -405,6 +430,13 @@ def _timed(step, batches, steps: int, warmup: int, device: str) -> dict:
         "tokens": tokens,
         "last_loss": losses[-1],
     }
+
+
+def compiled_graphs() -> int:
+    """Graphs torch.compile has produced in this process so far."""
+    from torch._dynamo.utils import counters
+
+    return int(counters["stats"]["unique_graphs"])
 
 
 def n_params(path: str) -> int:
@@ -438,6 +470,8 @@ def report(shape: str, name: str, r: dict, n: int, device: str, base: dict | Non
     if r.get("leftover_bytes"):  # allocated before this loop loaded its model: not its own footprint
         held += f" (+{r['leftover_bytes'] / 2**30:.2f} GiB from before)"
     pad = f"{r['padding_share']:.1%}" if "padding_share" in r else f"{r.get('pad_share', 0):.1%}"
+    if r.get("recompiled"):
+        name += f" [{r['recompiled']} graphs compiled during the timed steps]"
     return (
         f"| {shape} | {name} | {r['tokens_per_s']:,.0f} | {ratio} | {vs_peer} | {mem} | {held} | {mfu} | {pad} "
         f"| {r['last_loss']:.3f} |"
@@ -463,18 +497,21 @@ def parse_ckpt(value: str) -> tuple[float, bool]:
 
 def parse_ours(value: str) -> dict:
     """An ours config: `CKPT[:LEVER+LEVER][@ROWS]`, CKPT as --ckpt or `budget` (rows and checkpointing from the
-    memory budget, set to the baseline's measured peak); levers `compile`, `fused`. E.g. `1`, `0:compile+fused@4`."""
+    memory budget, set to the baseline's measured peak); levers `compile`, `fused`, `keepNN` (compiled layers keep
+    NN% of their activations for backward: torch's partitioner budget). E.g. `1`, `0:compile+fused+keep50@8`."""
     spec, _, rows = value.partition("@")
     mode, _, levers = spec.partition(":")
     wanted = set(filter(None, levers.split("+")))
-    if wanted - {"compile", "fused"}:
-        raise argparse.ArgumentTypeError(f"{value}: levers are compile and fused")
+    keeps = [w for w in wanted if w.startswith("keep") and w[4:].isdigit()]
+    if wanted - {"compile", "fused", *keeps} or len(keeps) > 1:
+        raise argparse.ArgumentTypeError(f"{value}: levers are compile, fused and one keepNN")
     fraction, elementwise = (1.0, False) if mode == "budget" else parse_ckpt(mode)
     return {
         "fraction": fraction,
         "elementwise": elementwise,
         "compile": "compile" in wanted,
         "fused": "fused" in wanted,
+        "keep": int(keeps[0][4:]) / 100 if keeps else 1.0,
         "budget": mode == "budget",
         "rows": int(rows) if rows else None,
     }
@@ -489,10 +526,14 @@ def held_estimate(ckpt: tuple[float, bool]) -> float:
 def in_fresh_process(job: dict, timeout: float | None = None) -> dict:
     """Runs one loop (`child`) in a new Python process: its peak memory is its own."""
     cmd = [sys.executable, str(Path(__file__).resolve()), "--child", json.dumps(job)]
+    t0 = time.monotonic()
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
     except subprocess.TimeoutExpired:
         return {"failed": f"stopped after {timeout:.0f} s (the run's deadline)"}
+    finally:
+        tag = f"{job['loop']} {job.get('quantization', '')} {job.get('attention', '')}".strip()
+        print(f"  [{tag}: {time.monotonic() - t0:.0f} s in its process]", file=sys.stderr, flush=True)
     answers = [line for line in proc.stdout.splitlines() if line.startswith(RESULT)]
     if proc.returncode or not answers:
         tail = " / ".join((proc.stderr or proc.stdout).strip().splitlines()[-3:])[-300:]
@@ -583,15 +624,19 @@ def run_peers(
     common: dict,
     rows: int,
     ckpt: bool,
+    variants: list[str],
     args,
     n: int,
     device: str,
     base: dict,
     clock: Deadline,
     quantization: str = "none",
+    peer: dict | None = None,
 ) -> list[tuple[str, dict]]:
+    """TRL's packed peer in each of `variants` (attention[+liger]), a fresh process each; `peer`: the reference of
+    their `vs packed peer` column."""
     out = []
-    for attention, liger in peer_variants(args.peer):
+    for attention, liger in peer_variants(variants):
         if quantization != "none" and (liger or out):  # 4-bit: the first variant only
             continue
         label = f"TRL SFTTrainer packed + padding-free, {attention}" + (" + Liger" if liger else "")
@@ -612,7 +657,7 @@ def run_peers(
             },
             clock.left(),
         )
-        out.append((report(shape, label, r, n, device, base), r))
+        out.append((report(shape, label, r, n, device, base, peer), r))
         print(out[-1][0], flush=True)
     return out
 
@@ -624,7 +669,7 @@ def ours_configs(specs: list[dict], rows: int, budget: int | None) -> list[dict]
         for c in specs
         if not (c["budget"] and not budget)
     ]
-    return sorted(configs, key=lambda c: c["compile"])
+    return sorted(configs, key=lambda c: (c["compile"], -c.get("keep", 1.0)))  # one recompile per partitioner budget
 
 
 def budget_for(base: dict, peer: dict | None, ckpt: bool) -> int | None:
@@ -659,7 +704,9 @@ def bench_shape(shape: str, device: str, args, workdir: Path, clock: Deadline) -
     ]
     print(lines[-1][0], flush=True)
     rows = args.rows or spec.get("rows", max(1, batch // 2))  # the issue's peer: 8 x 2048 (0.5b), 2 x 2048 (7b)
-    peers = run_peers(shape, common, rows, ckpt, args, n, device, base, clock)
+    if args.qlora and shape == "7b" and device == "cuda":  # before the bf16 loops: the 4-bit pair was never measured
+        lines += qlora_lines(shape, common, rows, args, n, device, base, clock)
+    peers = run_peers(shape, common, rows, ckpt, args.peer[:1], args, n, device, base, clock)
     lines += peers
     peer = peers[0][1] if peers else None
     specs = args.ours or [parse_ours(v) for v in (DEFAULT_OURS_CKPT if ckpt else DEFAULT_OURS)]
@@ -673,8 +720,7 @@ def bench_shape(shape: str, device: str, args, workdir: Path, clock: Deadline) -
     if clock.allows(args.reserve):
         lines += ours_lines(shape, "penwright", job, n, device, base, peer, clock.left())
         print("\n".join(line for line, _ in lines[-len(job["configs"]) :]), flush=True)
-    if args.qlora and shape == "7b" and device == "cuda":
-        lines += qlora_lines(shape, common, rows, args, n, device, base, clock)
+    lines += run_peers(shape, common, rows, ckpt, args.peer[1:], args, n, device, base, clock, peer=peer)  # the rest
     if shape != "31m":
         import shutil
 
@@ -684,6 +730,9 @@ def bench_shape(shape: str, device: str, args, workdir: Path, clock: Deadline) -
     summary.append(fastest_within(base.get("peak_bytes"), ours, "the baseline's peak memory"))
     if peer and peer.get("peak_bytes"):
         summary.append(fastest_within(peer["peak_bytes"] // 2, ours, "half the packed peer's peak memory"))
+    nf4 = [(line, r) for line, r in lines if "penwright QLoRA" in line]
+    if nf4:
+        summary.append(fastest_within(int(args.nf4_budget * 2**30), nf4, f"{args.nf4_budget:g} GiB in 4-bit"))
     print("\n".join(summary), flush=True)
     return summary
 
@@ -692,15 +741,15 @@ def qlora_lines(
     shape: str, common: dict, rows: int, args, n: int, device: str, base: dict, clock: Deadline
 ) -> list[tuple[str, dict]]:
     """The 4-bit pair: the first peer variant in nf4, and ours in nf4 (no compilation: bitsandbytes layers)."""
-    out = run_peers(shape, common, rows, True, args, n, device, base, clock, quantization="4bit")
+    out = run_peers(shape, common, rows, True, args.peer[:1], args, n, device, base, clock, quantization="4bit")
     peer = out[0][1] if out else None
-    specs = [c for c in (args.ours or [parse_ours(v) for v in DEFAULT_OURS_CKPT]) if not c["compile"]]
+    specs = [c for c in (args.ours_nf4 or [parse_ours(v) for v in DEFAULT_OURS_NF4]) if not c["compile"]]
     job = {
         **common,
         "loop": "ours",
         "quantization": "4bit",
         "attention": args.attention[-1],
-        "configs": ours_configs([c for c in specs if c["fraction"] == 1 and not c["budget"]], rows, None),
+        "configs": ours_configs(specs, rows, int(args.nf4_budget * 2**30)),
     }
     if clock.allows(args.reserve):
         out += ours_lines(shape, "penwright QLoRA nf4", job, n, device, base, peer, clock.left())
@@ -790,6 +839,19 @@ def parse_args():
         "whole (0..1, trailing e: the rest recompute elementwise work) or `budget`; levers "
         f"compile, fused (repeatable; default with checkpointing: {' '.join(DEFAULT_OURS_CKPT)}; "
         f"else {' '.join(DEFAULT_OURS)})",
+    )
+    parser.add_argument(
+        "--ours-nf4",
+        type=parse_ours,
+        action="append",
+        default=None,
+        help=f"ours in 4-bit (7b with --qlora), as --ours without compile (default: {' '.join(DEFAULT_OURS_NF4)})",
+    )
+    parser.add_argument(
+        "--nf4-budget",
+        type=float,
+        default=16.0,
+        help="GiB: the memory budget of the 4-bit `budget` config (the target)",
     )
     parser.add_argument("--ckpt", type=parse_ckpt, action="append", default=None, help="--held: the modes to measure")
     parser.add_argument(

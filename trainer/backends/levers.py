@@ -6,6 +6,10 @@ and on by default only where it paid (`CUDA_DEFAULT`, from `benchmarks/train_thr
   the matmuls (RMSNorm, RoPE, SiLU*mul, LoRA dropout, scale and add) into a few Triton kernels.
   Layers that recompute by operation (`recompute_elementwise`) are not compiled: torch's selective
   checkpointing sees a compiled region as one opaque call and could no longer choose what to keep.
+- `activation_budget`: with compiled layers, the share of activation memory the compiler's partitioner keeps
+  for backward (torch's `activation_memory_budget`: 1.0 its default min-cut, lower recomputes more of each
+  layer in backward, cheapest work first by FLOPs). A knob between no checkpointing and recomputing
+  whole layers: it recomputes elementwise work and LoRA's small products before any big matmul.
 - `fused_loss`: Liger's fused linear cross-entropy on the target positions instead of the chunked
   loss (`penwright.trainer.losses.chunked_ce_sum`): the gradient of the LM head's input is computed in the
   forward, chunk by chunk, so the head's (N, V) product is not run a second time in backward.
@@ -25,9 +29,12 @@ from penwright.trainer.backends.checkpointing import decoder_layers
 class Levers:
     compile_layers: bool = False
     fused_loss: bool = False
+    activation_budget: float = 1.0  # compiled layers only
 
     def tag(self) -> str:
         on = [name for name, value in (("compile", self.compile_layers), ("fused CE", self.fused_loss)) if value]
+        if self.compile_layers and self.activation_budget < 1:
+            on[0] = f"compile keeping {self.activation_budget:.0%} of activations"
         return " + ".join(on) or "none"
 
 
@@ -58,6 +65,18 @@ def levers_for(device: str, wanted: Levers | None = None, quantized: bool = Fals
         compile_layers=chosen.compile_layers and triton_available() and not quantized,
         fused_loss=chosen.fused_loss and liger_available(),
     )
+
+
+def partitioner_budget(levers: Levers):
+    """The context a compiled layer must be traced in (first call, and any recompile) so that its backward keeps
+    `activation_budget` of its activations; a no-op without compilation or at the default 1.0."""
+    from contextlib import nullcontext
+
+    if not levers.compile_layers or levers.activation_budget >= 1:
+        return nullcontext()
+    import torch
+
+    return torch._functorch.config.patch(activation_memory_budget=levers.activation_budget)
 
 
 def compile_decoder_layers(model, skip: set[int] = frozenset()) -> int:

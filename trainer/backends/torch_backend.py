@@ -208,7 +208,12 @@ class TorchBackend:
 
     def set_levers(self, levers: Levers) -> Levers:
         """Change the speed levers of the loaded model (CUDA only; a compiled layer stays compiled)."""
+        before = self.levers
         self.levers = levers_for(self.device, levers, quantized=self.quant != "none")
+        if before.compile_layers and before.activation_budget != self.levers.activation_budget:
+            import torch
+
+            torch._dynamo.reset()  # the compiled layers' backward was partitioned under the old budget: trace again
         self._compile(self.model.get_base_model())
         return self.levers
 
@@ -330,14 +335,17 @@ class TorchBackend:
             return self._decoder_forward(decoder, batch)
 
     def _decoder_forward(self, decoder, batch: dict):
+        from penwright.trainer.backends.levers import partitioner_budget
+
         extra = {k: batch[k] for k in ("cu_seq_lens_q", "cu_seq_lens_k", "max_length_q", "max_length_k") if k in batch}
-        out = decoder(
-            input_ids=batch["input_ids"],
-            position_ids=batch["position_ids"],
-            attention_mask=batch.get("attention_mask"),
-            use_cache=False,
-            **extra,
-        )
+        with partitioner_budget(self.levers):  # compiled layers are traced in here: what their backward keeps
+            out = decoder(
+                input_ids=batch["input_ids"],
+                position_ids=batch["position_ids"],
+                attention_mask=batch.get("attention_mask"),
+                use_cache=False,
+                **extra,
+            )
         return out.last_hidden_state  # (B, T, H)
 
     def loss_sums(self, batch: dict, kl: bool = True) -> tuple:
