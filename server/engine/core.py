@@ -234,7 +234,7 @@ class Engine:
             return chat_prompt(self.backend.tokenizer, messages)
 
     def status(self) -> dict:
-        info = self.backend.info() if self.running else {"backend": getattr(self.backend, "name", "?")}
+        info = self.backend.info() if self.running else {"backend": self.backend.name}
         return {
             **info,
             "live_adapter": self.live,
