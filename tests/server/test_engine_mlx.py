@@ -119,3 +119,20 @@ def test_mlx_behind_the_http_api(mlx_engine):
             client.completions.create(model="penwright:base", prompt=PROMPT, max_tokens=6, temperature=0, stream=True)
         )
     assert "".join(c.choices[0].text for c in chunks) == gen(mlx_engine, BASE, n=6)[0]
+
+
+def test_mlx_serves_a_peft_adapter_as_the_torch_engine_does(mlx_engine, tiny_model_dir, tmp_path_factory):
+    """A PEFT adapter (trained with torch) served on MLX: its weights moved into mlx-lm's layout, the same tokens."""
+    from serving_fixtures import adapters_for, tiny_engine
+
+    path = next(iter(adapters_for(tiny_model_dir, tmp_path_factory.getbasetemp()).values()))
+    mlx_engine.load_adapter("from_peft", path)
+    torch_engine = tiny_engine(tiny_model_dir)
+    try:
+        torch_engine.load_adapter("from_peft", path)
+        want = torch_engine.submit(GenerationRequest(PROMPT, SamplingParams(max_tokens=12), adapter="from_peft"))
+        want = want.text(60)[0]
+    finally:
+        torch_engine.stop()
+    assert gen(mlx_engine, "from_peft")[0] == want != gen(mlx_engine, BASE)[0]
+    mlx_engine.unload("from_peft")
