@@ -39,6 +39,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -375,6 +376,8 @@ def _ours_config(backend, opt, s, data, c: dict, device: str, steps: int, warmup
         if planned is None:
             return {"failed": "the memory budget fits nothing", "budget": c["budget"]}
         n_rows, fraction, elementwise = planned.rows, planned.fraction, False
+        if planned.keep != levers.activation_budget:
+            levers = backend.set_levers(replace(levers, activation_budget=planned.keep))
     layers = backend.set_checkpointing(fraction, elementwise)
     batches = [rows[k : k + n_rows] for k in range(0, len(rows) - n_rows + 1, n_rows)]
     predicted = backend.predicted_peak(n_rows * row_tokens, fraction) if device == "cuda" else None

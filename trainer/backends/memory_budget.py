@@ -30,6 +30,9 @@ LOSS_BYTES_PER_LOGIT = 12  # fp32 logits + log-softmax + gradient of one chunk (
 FRAGMENTATION = 1.08  # the caching allocator's slack over the sum of live tensors
 STEP_OVERHEAD_TOKENS = 4096  # T0: a micro-batch of T tokens runs at T / (T + T0) of the full rate
 FRACTIONS = (0.0, 0.125, 0.25, 0.375, 0.5, 0.625, 0.75, 0.875, 1.0)
+# Compiled layers that are not checkpointed can keep a share of their activations (`Levers.activation_budget`):
+# share -> extra time of such a layer, as measured on the H200 (only shares measured to pay are listed)
+KEEP_COSTS = {1.0: 0.0}
 KEEP_ALL_CPU = 132.0  # the CPU's causal SDPA path in bf16 (`train_throughput.py --held`); fp32 activations keep twice
 
 
@@ -53,10 +56,12 @@ class Plan:
     rows: int
     fraction: float  # share of decoder layers checkpointed
     predicted_bytes: int
+    keep: float = 1.0  # share of activations the other (compiled) layers keep for backward
 
     def describe(self) -> str:
         gib = self.predicted_bytes / 2**30
-        return f"{self.rows} rows, checkpoint {self.fraction:g} of the layers, predicted {gib:.1f} GiB"
+        kept = f", the others keep {self.keep:.0%} of their activations" if self.keep < 1 else ""
+        return f"{self.rows} rows, checkpoint {self.fraction:g} of the layers{kept}, predicted {gib:.1f} GiB"
 
 
 def keep_all(shape: Shape) -> float:
@@ -68,22 +73,24 @@ def keep_all(shape: Shape) -> float:
     return (keep - (dropout if shape.dropout == 0 else 0.0)) * shape.activation_bytes / 2
 
 
-def held_per_token(shape: Shape, fraction: float) -> float:
-    """Activation bytes one token keeps for backward over all layers, with `fraction` of the layers checkpointed."""
+def held_per_token(shape: Shape, fraction: float, keep: float = 1.0) -> float:
+    """Activation bytes one token keeps for backward over all layers, with `fraction` of the layers checkpointed
+    and the others keeping `keep` of what they would."""
     checkpointed = CHECKPOINTED * shape.activation_bytes / 2
-    return shape.layers * shape.hidden * (fraction * checkpointed + (1 - fraction) * keep_all(shape))
+    return shape.layers * shape.hidden * (fraction * checkpointed + (1 - fraction) * keep * keep_all(shape))
 
 
-def predict_peak(shape: Shape, static_bytes: int, tokens: int, fraction: float) -> int:
-    activations = tokens * held_per_token(shape, fraction)
-    one_layer = tokens * shape.hidden * keep_all(shape)
+def predict_peak(shape: Shape, static_bytes: int, tokens: int, fraction: float, keep: float = 1.0) -> int:
+    activations = tokens * held_per_token(shape, fraction, keep)
+    one_layer = tokens * shape.hidden * keep_all(shape) * keep
     loss = min(shape.loss_chunk, int(tokens * shape.target_share)) * shape.vocab * LOSS_BYTES_PER_LOGIT
     return int(static_bytes + FRAGMENTATION * (activations + one_layer + loss))
 
 
-def modelled_speed(tokens: int, fraction: float) -> float:
-    """Relative tokens per second of a micro-batch of `tokens` with `fraction` of the layers checkpointed."""
-    return tokens / (tokens + STEP_OVERHEAD_TOKENS) / (1 + 0.5 * fraction)
+def modelled_speed(tokens: int, fraction: float, keep: float = 1.0) -> float:
+    """Relative tokens per second of a micro-batch of `tokens` with `fraction` of the layers checkpointed and the
+    others keeping `keep` of their activations."""
+    return tokens / (tokens + STEP_OVERHEAD_TOKENS) / (1 + 0.5 * fraction + KEEP_COSTS[keep] * (1 - fraction))
 
 
 def plan(
@@ -100,14 +107,16 @@ def plan(
     with every layer checkpointed."""
     best = None
     candidates = sorted(r for r in (allowed_rows or range(1, max_rows + 1)) if 1 <= r <= max_rows)
-    for fraction in sorted(fractions):
-        for rows in candidates:
-            peak = predict_peak(shape, static_bytes, rows * row_tokens, fraction)
-            if peak > budget_bytes:
-                break
-            speed = modelled_speed(rows * row_tokens, fraction)
-            if best is None or speed > best[0] + 1e-12:
-                best = (speed, Plan(rows, fraction, peak))
+    keeps = sorted(KEEP_COSTS, reverse=True) if shape.compiled else (1.0,)
+    for keep in keeps:
+        for fraction in sorted(fractions):
+            for rows in candidates:
+                peak = predict_peak(shape, static_bytes, rows * row_tokens, fraction, keep)
+                if peak > budget_bytes:
+                    break
+                speed = modelled_speed(rows * row_tokens, fraction, keep)
+                if best is None or speed > best[0] + 1e-12:
+                    best = (speed, Plan(rows, fraction, peak, keep))
     return best[1] if best else None
 
 

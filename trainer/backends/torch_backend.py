@@ -261,6 +261,8 @@ class TorchBackend:
         log.info("memory budget %.2f GiB: %s", budget_bytes / 2**30, chosen.describe())
         self.settings = settings_for(settings, chosen)
         self.set_checkpointing(chosen.fraction)
+        if chosen.keep != self.levers.activation_budget:
+            self.set_levers(replace(self.levers, activation_budget=chosen.keep))
         return self.settings
 
     def predicted_peak(self, tokens: int, fraction: float) -> int:
