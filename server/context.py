@@ -28,6 +28,12 @@ class Services:
     upstream: Any = None  # penwright.server.proxy.Upstream (proxy mode)
     events: Any = None  # penwright.server.events.EventBus
     on_request: list = field(default_factory=list)  # callables run as each completion request arrives
+    generator: Any = field(init=False)  # services/generator.py: the engine or the upstream, chosen once here
+
+    def __post_init__(self) -> None:
+        from penwright.server.services.generator import generator_for
+
+        self.generator = generator_for(self.engine, self.upstream)
 
     @property
     def model_name(self) -> str:
@@ -35,34 +41,18 @@ class Services:
 
     @property
     def live_adapter(self) -> str | None:
-        if self.engine is not None:
-            return self.engine.live
-        return self.upstream.live_adapter if self.upstream is not None else None
+        return self.generator.live_adapter
 
     def sync_live(self) -> float:
         """Make what is served match the registry's live version (hot-swap or rollback); returns engine pause (s).
 
         Call after `Registry.promote`/`rollback`. In proxy mode it publishes the adapter upstream instead.
         """
-        from penwright.server.services.models import adapter_name
-
         live = self.registry.live(self.model_name) if self.registry is not None else None
-        if self.upstream is not None:
-            if live is not None:
-                self.upstream.publish(live)
-            return 0.0
-        if self.engine is None:
-            return 0.0
-        wanted = adapter_name(live.version) if live is not None else None
-        if wanted == self.engine.live:
-            return 0.0
-        return self.engine.set_live(wanted, live.path if live is not None else None)
+        return self.generator.sync_live(live)
 
     def close(self) -> None:
-        if self.engine is not None:
-            self.engine.stop()
-        if self.upstream is not None:
-            self.upstream.close()
+        self.generator.close()
 
 
 def build_services(
@@ -72,22 +62,25 @@ def build_services(
 
     The engine loads the workspace's base model, the same one training resolves."""
     s = workspace.settings
+    engine = upstream = None
+    if s.upstream is not None:
+        from penwright.server.proxy import Upstream
+
+        upstream = Upstream(
+            s.upstream, export_dir=workspace.paths.state / "exports", context_length=s.model.max_context_tokens
+        )
+    elif start_engine:
+        engine = start_engine_for(workspace)
     services = Services(
         settings=settings or s.server,
+        engine=engine,
+        upstream=upstream,
         persona=s.persona,
         lore_budget_tokens=s.lore.budget_tokens,
         registry=workspace.registry,
         lore=workspace.lore_index(),
         events=events,
     )
-    if s.upstream is not None:
-        from penwright.server.proxy import Upstream
-
-        services.upstream = Upstream(
-            s.upstream, export_dir=workspace.paths.state / "exports", context_length=s.model.max_context_tokens
-        )
-    elif start_engine:
-        services.engine = start_engine_for(workspace)
     services.sync_live()
     return services
 

@@ -20,9 +20,6 @@ from penwright.server.routers import metrics as metrics_routes
 from penwright.server.services import models
 from penwright.server.services.continue_prefix import chapter_of, split_continue_prompt
 from penwright.server.services.errors import ApiError
-from penwright.server.services.logprobs import Reporting
-from penwright.server.services.responses import respond
-from penwright.server.services.unsupported import refuse_unsupported
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["openai"], route_class=metered_route_class())
@@ -49,9 +46,8 @@ def _cards(request: Request):
 
 
 def _check(request: Request, body) -> None:
-    """Local engine: refuse what it cannot honour (proxy mode: the upstream decides)."""
-    if request.app.state.services.engine is not None:
-        refuse_unsupported(body, body.stream)
+    """Refuse what the generator cannot honour (the local engine says; in proxy mode the upstream decides)."""
+    request.app.state.services.generator.check_supported(body)
 
 
 @router.get("/v1/models")
@@ -86,21 +82,11 @@ async def chat_completions(body: ChatCompletionRequest, request: Request):
 async def _serve(request: Request, body, prepared):
     services = request.app.state.services
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
-    if services.engine is None:
-        return await services.upstream.respond(prepared, request, body.stream, services.model_name)
-    reporting = Reporting.of(body, prepared.kind)
-    return await respond(prepared, services, request, body.stream, include_usage, reporting)
+    return await services.generator.respond(prepared, services, request, body, include_usage)
 
 
 def _engine(request: Request):
-    engine = request.app.state.services.engine
-    if engine is None:
-        raise ApiError(
-            400,
-            "Tokenizing needs the local engine; in proxy mode ask the upstream server.",
-            "unsupported_in_proxy_mode",
-        )
-    return engine
+    return request.app.state.services.generator.tokenizer()
 
 
 @router.post("/tokenize")

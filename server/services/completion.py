@@ -1,9 +1,9 @@
-"""The completion service: OpenAI requests -> prompts for the engine (or the upstream), responses back.
+"""The completion service: OpenAI requests -> prepared requests for the generator, responses back.
 
-What it adds on the way: model id -> adapter, FIM sentinel translation, lore
-injection, the persona frame for chat, prompt fitting to the context, and
-prose-aware stopping. The router only translates HTTP; the streaming and JSON
-shapes are in `responses.py`.
+What it adds on the way, the same for the local engine and an upstream server: model id -> adapter, FIM
+sentinel translation, lore selection, the persona frame for chat, prompt fitting to the context, and
+prose-aware stopping. The generator (`generator.py`, chosen once) renders and runs what is prepared. The
+router only translates HTTP; the streaming and JSON shapes are in `responses.py`.
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ from starlette.concurrency import run_in_threadpool
 from penwright.server.engine import BASE, GenerationRequest, SamplingParams
 from penwright.server.fim import fit_fim, parse_fim
 from penwright.server.protocol import ChatCompletionRequest, CompletionRequest, LoreUsed
-from penwright.server.services import chat_fit, models, prose
+from penwright.server.services import models, prose
 from penwright.server.services.errors import ApiError
-from penwright.trainer.prompt_format import completion_prompt, with_lore_system
+from penwright.trainer.prompt_format import with_lore_system
 
 log = logging.getLogger(__name__)
 
@@ -62,25 +62,20 @@ class CompletionService:
 
     # ---- shared pieces -----------------------------------------------------------------------------
     @property
-    def engine(self):
-        return self.services.engine
+    def generator(self):
+        return self.services.generator
 
     def count_tokens(self, text: str) -> int:
-        if self.engine is not None:
-            return self.engine.count_tokens(text)
-        return len(text) // 4 + 1 if text else 0  # proxy mode: no tokenizer here; a rough English estimate
+        return self.generator.count_tokens(text)
 
     @property
     def context_length(self) -> int:
-        if self.engine is not None:
-            return self.engine.context_length
-        return self.services.upstream.context_length
+        return self.generator.context_length
 
     async def target(self, model: str) -> models.Target:
-        """Resolve `model`; load a requested version's adapter beside the others when needed."""
+        """Resolve `model`; the generator loads a requested version's adapter when it needs to."""
         t = models.resolve(model, self.services.model_name, self.services.registry)
-        if t.version is not None and self.engine is not None:
-            await run_in_threadpool(self.engine.load_adapter, t.adapter, t.version.path)
+        await self.generator.ensure_adapter(t)
         return t
 
     @staticmethod
@@ -142,34 +137,17 @@ class CompletionService:
         self.check_max_tokens(max_tokens)
         stop_check = prose.stop_check(req.penwright.stop_at)
         if isinstance(req.prompt, list):  # token ids: sent as they are
-            if self.engine is None:
-                raise ApiError(
-                    400, "token-id prompts are not supported in proxy mode; send text", "invalid_value", "prompt"
-                )
-            check_token_ids(req.prompt, len(self.engine.backend.tokenizer))
-            gen = GenerationRequest(
-                list(req.prompt),
-                self.sampling(req, max_tokens),
-                target.adapter,
-                req.penwright.adapter_scale,
-                stop_check=stop_check,
-            )
-            return Prepared("completion", gen, target=target)
+            prepared = Prepared("completion", target=target)
+            self.generator.token_ids(prepared, req, req.prompt, self.sampling(req, max_tokens), stop_check)
+            return prepared
         prefix, suffix, fim = self.split_fim(req)
         sel = await self.select_lore(req.penwright.lore, prefix, suffix or "", req.penwright.chapter)
         lore, lore_tokens = self.lore_meta(sel)
         budget = self.context_length - max_tokens - lore_tokens - FIM_OVERHEAD_TOKENS
         prefix, suffix_fit = await run_in_threadpool(fit_fim, prefix, suffix or "", budget, self.count_tokens)
         prepared = Prepared("completion", lore=lore, lore_tokens=lore_tokens, fim=fim, target=target)
-        if self.engine is None:
-            prepared.upstream_body = self.services.upstream.completion_body(
-                req, prefix, suffix_fit if fim else None, sel
-            )
-            return prepared
-        prompt = self.render_prompt(prefix, suffix_fit if fim else None, sel)
-        prepared.request = GenerationRequest(
-            prompt, self.sampling(req, max_tokens), target.adapter, req.penwright.adapter_scale, stop_check=stop_check
-        )
+        sampling = self.sampling(req, max_tokens)
+        self.generator.completion(prepared, req, prefix, suffix_fit if fim else None, sel, sampling, stop_check)
         return prepared
 
     @staticmethod
@@ -181,11 +159,6 @@ class CompletionService:
         if parts is not None:
             return parts.prefix, parts.suffix, True
         return req.prompt, None, False
-
-    def render_prompt(self, prefix: str, suffix: str | None, sel) -> str:
-        """The prompt in the shared prompt format (what training rows are built with): the model's own FIM
-        sentinels when there is a suffix and the model has them, else the raw prefix; lore preamble inside."""
-        return completion_prompt(prefix, suffix, fim=self.engine.fim_style, lore=sel.text if sel is not None else None)
 
     # ---- /v1/chat/completions ----------------------------------------------------------------------
     async def prepare_chat(
@@ -206,14 +179,9 @@ class CompletionService:
             messages = with_lore_system(messages, sel.text)
         prepared = Prepared("chat", lore=lore, lore_tokens=lore_tokens, target=target)
         stop_check = prose.stop_check(req.penwright.stop_at)
-        if self.engine is None:
-            prepared.upstream_body = self.services.upstream.chat_body(req, messages)
-            return prepared
-        prompt = await chat_fit.fit_while_connected(
-            messages, self.context_length - max_tokens, self.engine.chat_prompt, self.count_tokens, disconnected
-        )
-        prepared.request = GenerationRequest(
-            prompt, self.sampling(req, max_tokens), target.adapter, req.penwright.adapter_scale, stop_check=stop_check
+        budget = self.context_length - max_tokens
+        await self.generator.chat(
+            prepared, req, messages, budget, self.sampling(req, max_tokens), stop_check, disconnected
         )
         return prepared
 
@@ -228,7 +196,3 @@ class CompletionService:
                 m["content"] = persona.template.replace("{author}", persona.author).replace("{input}", m["content"])
                 break
         return out
-
-    def fit_chat(self, messages: list[dict], budget: int) -> str:
-        """Chat prompt text within `budget` tokens (`chat_fit.fit_chat`: linear, oldest non-system turns first)."""
-        return chat_fit.fit_chat(messages, budget, self.engine.chat_prompt, self.count_tokens)

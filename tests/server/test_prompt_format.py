@@ -82,10 +82,10 @@ def test_fim_route_with_the_models_own_sentinels(served):
 
 
 def test_lore_route_preamble(served):
-    services, completions = served
+    services, _ = served
     context, target = continuation_prompt(chunks(), 0, 10_000)
     row = _inline(pf.completion_prompt(context, lore=LORE), target, "lore", chunks()[0])
-    served_prompt = completions.render_prompt(context, None, SimpleNamespace(text=LORE))
+    served_prompt = services.generator.render(context, None, SimpleNamespace(text=LORE))
     assert served_ids(services, served_prompt) == training_prompt_ids(services, row)
     assert served_prompt.startswith("<lore>\n[Maren Vell")
 

@@ -108,10 +108,12 @@ def test_a_5000_message_chat_is_fitted_in_seconds(tiny_model_dir, tmp_path):
 
 
 def server_fit(d, turns) -> str:
-    from penwright.server.services.completion import CompletionService
+    from penwright.server.services import chat_fit
 
-    service = CompletionService(d.services)
-    return service.fit_chat([{"role": "system", "content": "Be brief."}, *turns], 300)
+    engine = d.services.engine
+    return chat_fit.fit_chat(
+        [{"role": "system", "content": "Be brief."}, *turns], 300, engine.chat_prompt, engine.count_tokens
+    )
 
 
 # -- item 12: only regular files are read ---------------------------------------------------------------------------
