@@ -122,7 +122,3 @@ def validate(model: type[M], data: Any, lines: dict[Loc, int] | None = None, sou
     except ValidationError as err:
         raise SettingsError(describe_errors(err, lines or {}), source) from None
 
-
-def load_model_file(model: type[M], path: Path) -> M:
-    data, lines = load_yaml(path)
-    return validate(model, data, lines, path)

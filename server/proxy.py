@@ -58,7 +58,7 @@ def ollama_adapter(version, folder: Path) -> str:
 
 
 class Upstream:
-    def __init__(self, settings, export_dir: Path | str, context_length: int = 4096, ollama: str = "ollama"):
+    def __init__(self, settings, export_dir: Path | str, context_length: int, ollama: str = "ollama"):
         self.settings = settings
         self.url = settings.url.rstrip("/")
         self.root = self.url[: -len("/v1")] if self.url.endswith("/v1") else self.url

@@ -156,15 +156,12 @@ class Registry:
 
     @contextmanager
     def _lock(self) -> Iterator[None]:
-        """Cross-process lock around file moves, so `sweep` never takes another process's staging folder."""
-        import fcntl
+        """Cross-process lock around file moves, so `sweep` never takes another process's staging folder
+        (filelock: flock on POSIX, msvcrt on Windows)."""
+        from filelock import FileLock
 
-        with open(self.adapters_dir / ".lock", "a+") as fh:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+        with FileLock(self.adapters_dir / ".lock"):
+            yield
 
     @contextmanager
     def _tx(self, write: bool = True) -> Iterator[sqlite3.Connection]:
@@ -365,15 +362,6 @@ class Registry:
         with self._tx() as db:
             db.execute("UPDATE adapter_versions SET status='rejected', reason=? WHERE version=?", (reason, version))
             self._event(db, version, "reject", reason)
-        return self.get(version)
-
-    def set_metrics(self, version: int, metrics: dict) -> AdapterVersion:
-        """Merge `metrics` into the version's metrics (e.g. evaluation results after publishing)."""
-        merged = {**self.get(version).metrics, **metrics}
-        with self._tx() as db:
-            db.execute(
-                "UPDATE adapter_versions SET metrics=? WHERE version=?", (json.dumps(merged, sort_keys=True), version)
-            )
         return self.get(version)
 
     def delete(self, version: int) -> None:

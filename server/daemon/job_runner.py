@@ -55,7 +55,6 @@ class JobRunner:
         self._job_id: int | None = None
         self._thread: threading.Thread | None = None
         self._cancelled: set[int] = set()
-        self.child_env: dict = {}
         self._resume_timer: threading.Timer | None = None  # pause_while_typing: when the child continues
 
     # -- state ---------------------------------------------------------------------------------------------------
@@ -191,8 +190,8 @@ class JobRunner:
             warm_start=spec.get("init_adapter") is not None,
             dataset=mix,
         )
-        child = ChildRun(spec, run_dir / "job.json", self._relay(job.id), env=self.child_env)
-        self._share_cpu(train_threads(self.child_env))
+        child = ChildRun(spec, run_dir / "job.json", self._relay(job.id))
+        self._share_cpu(train_threads())
         with self._lock:
             self._child = child
             cancelled_early = job.id in self._cancelled

@@ -243,7 +243,9 @@ def test_unreachable_upstream_is_502(registry, tmp_path):
     from serving_fixtures import free_port
 
     settings = UpstreamSettings(url=f"http://127.0.0.1:{free_port()}/v1", kind="openai", model="m", timeout_seconds=5)
-    services = Services(settings=ServerSettings(), registry=registry, upstream=Upstream(settings, tmp_path))
+    services = Services(
+        settings=ServerSettings(), registry=registry, upstream=Upstream(settings, tmp_path, context_length=2048)
+    )
     with LiveServer(create_app(services)) as pw:
         r = httpx.post(pw.url + "/v1/completions", json={"model": "penwright", "prompt": "x"})
         assert r.status_code == 502 and r.json()["error"]["code"] == "upstream_unreachable"
