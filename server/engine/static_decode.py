@@ -282,20 +282,27 @@ class StaticDecoder:
         self.keys = self.values = []
 
     def check(self) -> None:
-        """The fused step, else the modules' step, must compute what the dynamic path computes."""
-        if self.fused is not None:
-            try:
-                return self.compare(self.fused)
-            except ValueError as err:
-                log.warning("the fused decode step is off (%s)", err)
-                self.fused = None
-        self.compare(self.body)
-
-    def compare(self, step, steps: int = 4) -> None:
-        """A short prompt on the base model, a few steps each way fed the same tokens, logits compared (relative
-        error: rounding of the model's dtype only)."""
+        """The static step must compute what the dynamic path computes, to the rounding of the model's dtype. The
+        fused step passes if it is within that limit or no further from the dynamic path than the modules' own
+        step (kernels that differ from the dynamic path's round differently; a wrong step misses by far more)."""
         import torch
 
+        limit = 1e-3 if self.keys[0].dtype == torch.float32 else 3e-2  # else bf16/fp16 rounding
+        fused = self.compare(self.fused) if self.fused is not None else None
+        self.stats["check_error_fused"] = fused
+        if fused is not None and fused < limit:
+            return
+        modules = self.compare(self.body)
+        self.stats["check_error_modules"] = modules
+        if not modules < limit:
+            raise ValueError(f"static decode logits differ from the dynamic path's (rel. error {modules:.2e})")
+        if fused is not None and not fused <= 1.25 * modules:
+            log.warning("the fused decode step is off (rel. error %.2e, the modules' step %.2e)", fused, modules)
+            self.fused = None
+
+    def compare(self, step, steps: int = 4) -> float:
+        """A short prompt on the base model, a few steps each way fed the same tokens: the largest relative error
+        of `step`'s logits against the dynamic path's."""
         from penwright.server.engine.torch_batch import KVBatch
         from penwright.server.engine.types import SamplingParams
 
@@ -308,7 +315,7 @@ class StaticDecoder:
         dynamic = KVBatch(backend.device, backend.forward, backend.cache_kw)
         dynamic.sync([dyn_row])
         batch = StaticBatch(self)
-        limit = 1e-3 if self.keys[0].dtype == torch.float32 else 3e-2  # else bf16/fp16 rounding
+        worst = 0.0
         try:
             batch.sync([row])
             for _ in range(steps):
@@ -317,12 +324,12 @@ class StaticDecoder:
                 step(1, self.bucket(1, row.length + 1)[1])
                 row.length += 1
                 error = float((self.logits[0] - want).norm() / want.norm().clamp_min(1e-6))
-                if not error < limit:
-                    raise ValueError(f"static decode logits differ from the dynamic path's (rel. error {error:.2e})")
+                worst = max(worst, error if error == error else float("inf"))  # NaN: as bad as it gets
                 self.ids[0] = dyn_row.last  # both go on from the same token
         finally:
             batch.close()
             dynamic.close()
+        return round(worst, 5)
 
 
 class StaticBatch:

@@ -71,6 +71,7 @@ class TorchBackend(HFTokenizerText):
 
         self._slots = LoraSlots(self)
         self._spares = adapter_spares
+        self._prefill_warmed = False
 
     # ---- loading -------------------------------------------------------------------------------
     def load(self) -> None:
@@ -320,9 +321,22 @@ class TorchBackend(HFTokenizerText):
         return [tokens[id(row)] for row in rows]
 
     def warm_up(self) -> bool:
-        """One unit of background warm-up (engine thread, between requests): check the static path, then capture
-        one CUDA graph per call. True while more remains."""
-        return self.static is not None and self.static.warm_up_step()
+        """One unit of background warm-up (engine thread, between requests): check the static path, capture one
+        CUDA graph per call, then one batched prefill as large as a GPU prefill pass. True while more remains."""
+        if self.static is not None and self.static.warm_up_step():
+            return True
+        if self.device.type == "cuda" and not self._prefill_warmed:
+            self._prefill_warmed = True
+            self.warm_prefill()
+        return False
+
+    def warm_prefill(self, rows: int = 8, tokens: int = 1024) -> None:
+        """A prefill of `rows` x `tokens` on the base (results dropped), so that the first burst of requests does not
+        pay for growing the CUDA allocator's pool and first-use library set-up (seen: ~75 ms per pass on the H200
+        for the first 2- and 6-prompt passes of a 0.5B model, ~25 ms later)."""
+        ids = [(7 + i) % max(2, len(self.tokenizer)) for i in range(tokens)]
+        self.prefill([ids] * rows, [SamplingParams(max_tokens=1)] * rows, None, None)
+        self.prefill([ids] * 2, [SamplingParams(max_tokens=1)] * 2, None, None)
 
     def eager_greedy(self, ids: list[int], n: int) -> list[int]:
         """`n` greedy tokens of the current adapter selection on the dynamic path (the static path's reference)."""
