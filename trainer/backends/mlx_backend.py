@@ -228,17 +228,9 @@ def run_mlx_training(
     _start_weights(model, resume_file, Path(init_adapter) if init_adapter else None)
     train_set, valid_set, stats = _datasets(dataset_dir, tokenizer._tokenizer, settings, max_len)
     total = settings.max_steps or max(1, int(settings.epochs * len(train_set) / settings.batch_size))
-    run.write_config(
-        {
-            "training": settings.model_dump(),
-            "model": model_settings.model_dump(),
-            "base_model": base_model,
-            "dataset_dir": str(dataset_dir),
-            "backend": "mlx",
-            "adapter_config": config,
-            "total_steps": total,
-        }
-    )
+    resolved = {"training": settings.model_dump(), "model": model_settings.model_dump(), "base_model": base_model}
+    resolved.update(dataset_dir=str(dataset_dir), backend="mlx", adapter_config=config, total_steps=total)
+    run.write_config(resolved)
     callback = _Callback(settings, total, on_progress, should_stop, clock, done)
     reason, weights, eval_loss = _train(model, settings, train_set, valid_set, live, done, total, max_len, callback)
     steps = callback.rows[-1]["step"] if callback.rows else done
@@ -261,13 +253,16 @@ def run_mlx_training(
         train_rows=len(train_set),
         truncated_rows=stats.truncated,
     )
+    return finish_run(run, end, lambda folder: _write_adapter(folder, live, weights), clock)
 
-    def write_adapter(folder: Path) -> None:
-        folder.mkdir(parents=True)
-        (folder / "adapter_config.json").write_text((live / "adapter_config.json").read_text())
-        mx.save_safetensors(str(folder / "adapters.safetensors"), weights)
 
-    return finish_run(run, end, write_adapter, clock)
+def _write_adapter(folder: Path, live: Path, weights: dict) -> None:
+    """An mlx-lm adapter folder: this run's adapter_config.json and the weights."""
+    import mlx.core as mx
+
+    folder.mkdir(parents=True)
+    (folder / "adapter_config.json").write_text((live / "adapter_config.json").read_text())
+    mx.save_safetensors(str(folder / "adapters.safetensors"), weights)
 
 
 def _train(model, settings, train_set, valid_set, live: Path, done: int, total: int, max_len: int, callback):
