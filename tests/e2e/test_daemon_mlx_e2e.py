@@ -2,7 +2,8 @@
 copy of examples/novel with builtin:tiny and `model.backend: mlx`. The author saves a chapter -> re-curation ->
 a job trains with mlx-lm -> the gate measures the mlx-lm adapter (as the same weights in a PEFT LoRA on torch) ->
 promotion -> the MLX engine serves completions from the new version: the same tokens as mlx-lm itself computes
-with that adapter folder, and not the base model's."""
+with that adapter folder, and not the base model's. Then "retrain now" warm-starts from the live mlx-lm adapter and
+is gated against it."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from pathlib import Path
 import pytest
 from daemon_proc import NEW_SCENE, DaemonProcess, configure
 
-pytestmark = pytest.mark.slow  # about 90 s here: a daemon start, mlx-lm training, the gate on torch
+pytestmark = pytest.mark.slow  # about 2 minutes here: a daemon start, two mlx-lm trainings and gates
 pytest.importorskip("mlx_lm", reason="mlx-lm[cpu] is part of the dev install; `pip install 'penwright[mlx]'`")
 
 CHAPTER = "manuscript/03-the-ledger.md"
@@ -100,10 +101,23 @@ def test_save_to_a_completion_from_an_mlx_trained_adapter(example_project, tmp_p
         assert want != greedy_mlx(base, None, ids, 12)
         assert served["choices"][0]["text"] != from_base["choices"][0]["text"]
         took = {k: round(v, 1) for k, v in (finished.get("timings") or {}).items()}
+        t_done = time.monotonic()
+
+        # "retrain now": a warm start from the live mlx-lm adapter, gated against it (measured the same way)
+        mark = daemon.last_id
+        job = daemon.api("POST", "/api/train", json={}).json()["job"]["id"]
+        started = daemon.wait_event(lambda e: e["type"] == "job.started" and e["job_id"] == job, 60, mark)
+        assert started["warm_start"] is True
+        again = daemon.wait_event(lambda e: e["type"] == "gate" and e.get("job_id") == job, 300, mark)
+        assert again["reference_name"] == f"penwright@v{version}" and again["candidate"]["adapter_format"] == "mlx"
+        assert again["reference"]["perplexity"] > 0 and again["reference"]["voice"]["own_ratio"] < 1.0  # v1, measured
+        assert again["candidate"]["perplexity"] != again["reference"]["perplexity"]
+        assert again["decision"] in ("promote", "reject") and again["reason"]
         print(
             f"\nMLX daemon loop: start to ready {t_ready - t0:.1f} s, save to live v{version} {t_live - t_save:.1f} s "
             f"(child: {took}), "
-            f"start to the checked completions {time.monotonic() - t0:.1f} s"
+            f"start to the checked completions {t_done - t0:.1f} s, "
+            f"warm retrain to its gate {time.monotonic() - t_done:.1f} s"
         )
     finally:
         assert daemon.stop() == 0, daemon.log_text()[-3000:]
