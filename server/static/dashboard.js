@@ -311,7 +311,9 @@ function refresh() {
 // gate's events), so while a job is being judged the page asks again until the record is final.
 function settle() {
   const judging = state && state.jobs.some((j) => j.status === "running" && j.phase === "judging");
-  if (judging && !settleTimer) settleTimer = setTimeout(() => { settleTimer = null; refresh().catch(() => {}); }, 1000);
+  if (judging && !settleTimer) {
+    settleTimer = setTimeout(() => { settleTimer = null; refresh().catch(() => {}).finally(settle); }, 1000);
+  }
 }
 
 async function act(path, body) {
@@ -337,7 +339,9 @@ function onEvent(e) {
   const refetch = applyEvent(state, e);
   render(state);
   if (e.type === "job.progress") chartProgress(e);
+  if (e.type === "job.finished") view.chartRun = undefined; // the run's whole log is on disk now: read it
   if (refetch) refresh().catch(() => {});
+  settle();
 }
 
 $("#retrain").onclick = () => act("/api/train", {});
@@ -357,6 +361,7 @@ $("#run-select").onchange = (ev) => {
 // Last-Event-ID): a restarted daemon numbers its events from 1 again, and the snapshot covers what came before.
 function connected() {
   recent.length = 0;
+  view.chartRun = undefined; // the chart's run log is read again too: steps may have come while disconnected
   refresh().catch(() => {});
 }
 
@@ -388,15 +393,20 @@ const EVENT_TYPES = ["curate", "job.queued", "job.started", "job.progress", "job
   "job.paused", "job.resumed", "gate", "adapter.promoted", "adapter.rejected", "adapter.rolled_back", "adapter.swapped",
   "lore.indexed", "error", "daemon.ready"];
 
+// A failed connection is closed, and a watch opens a new one within 2 s; it also catches a connection closed
+// without an error event (the page's loading stopped).
+let source = null;
 function listen() {
-  const source = new EventSource("/api/events");
+  if (source && source.readyState !== EventSource.CLOSED) return;
+  source = new EventSource("/api/events");
   source.onopen = connected;
+  source.onerror = (ev) => ev.target.close();
   source.onmessage = (m) => onEvent(JSON.parse(m.data));
   for (const t of EVENT_TYPES) source.addEventListener(t, (m) => onEvent(JSON.parse(m.data)));
-  source.onerror = () => { source.close(); setTimeout(listen, 2000); };
 }
 
 refresh().catch((err) => logEvent({ type: "error", message: err.message })).then(() => {
-  if (sessionStorage.getItem(KEY_ITEM)) streamEvents();
-  else listen();
+  if (sessionStorage.getItem(KEY_ITEM)) { streamEvents(); return; }
+  listen();
+  setInterval(listen, 2000);
 });

@@ -120,8 +120,9 @@ def disagreements(seen: dict) -> list[str]:
 
 def test_card_jobs_row_and_message_agree_while_a_job_trains_and_after(shared_daemon):
     """A job of 12 steps runs while the page is read every 0.1 s: at every moment the Training card, the job's
-    row and the waiting message tell one story; a page opened mid-run shows the run at once; after the job ends
-    they agree again, with the daemon's own record, and the loss chart's y axis fits the losses."""
+    row and the waiting message tell one story; a page opened mid-run shows the run at once; when the event stream
+    drops mid-run the page reconnects and fetches the state again; after the job ends they agree again, with the
+    daemon's own record, and the loss chart's y axis fits the losses."""
     daemon = shared_daemon
     if not Path(CHROMIUM).exists():
         pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium")
@@ -132,6 +133,8 @@ def test_card_jobs_row_and_message_agree_while_a_job_trains_and_after(shared_dae
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
         page = browser.new_page()
         page.on("pageerror", lambda e: errors.append(str(e)))
+        calls: list[str] = []
+        page.on("request", lambda r: calls.append(r.url.removeprefix(daemon.url)))
         try:
             page.goto(daemon.url + "/")
             page.wait_for_selector("body[data-ready='1']", timeout=30000)
@@ -149,12 +152,14 @@ def test_card_jobs_row_and_message_agree_while_a_job_trains_and_after(shared_dae
                     break
                 if late_page is None and row and row["phase"] == "training" and not row["step"].startswith("0/"):
                     late_page = _open_late(browser, daemon.url, job_id, errors)
+                    reconnected = _drop_the_stream(page, calls)
                 time.sleep(0.1)
             mine = [next(r for r in s["rows"] if r["id"] == job_id) for s in samples if _has(s, job_id)]
             assert mine[-1]["status"] == "succeeded", samples[-1]
             training = [r for r in mine if r["status"] == "running" and r["phase"] == "training"]
             assert len(training) >= 3 and len({r["step"] for r in training}) >= 2, mine
             assert late_page is not None, "the job never showed a training step on the page"
+            assert reconnected, f"the page did not connect again and fetch the state: {calls}"
             # after the end: the page agrees with itself and with the daemon's record
             server = daemon.api("GET", "/api/dashboard").json()
             record = next(j for j in server["jobs"] if j["id"] == job_id)
@@ -199,3 +204,16 @@ def _open_late(browser, url: str, job_id: int, errors: list[str]):
         assert seen["card"].startswith(f"job {job_id}: ") and seen["waiting"] == f"training: job {job_id}", seen
     late.close()
     return seen
+
+
+def _drop_the_stream(page, calls: list[str]) -> bool:
+    """The event stream closes mid-run (as when the daemon restarts): the page opens a new one and fetches the
+    state again, so what it missed meanwhile is not lost."""
+    mark = len(calls)
+    page.evaluate("source.close()")
+    for _ in range(100):
+        page.wait_for_timeout(100)  # (also lets Playwright deliver the request events)
+        after = calls[mark:]
+        if "/api/events" in after and "/api/dashboard" in after[after.index("/api/events") :]:
+            return True
+    return False
