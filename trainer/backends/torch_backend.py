@@ -266,10 +266,13 @@ class TorchBackend:
         return self.settings
 
     def predicted_peak(self, tokens: int, fraction: float) -> int:
-        """The memory budget's prediction of a step's peak GPU memory (to check it against the measured one)."""
+        """The memory budget's prediction of a step's peak GPU memory (to check it against the measured one), with
+        what the levers' compiled layers keep for backward."""
         from penwright.trainer.backends.memory_budget import predict_peak
 
-        return predict_peak(self._budget_shape(), self._static_bytes(), tokens, fraction)
+        shape = self._budget_shape()
+        keep = self.levers.activation_budget if shape.compiled else 1.0
+        return predict_peak(shape, self._static_bytes(), tokens, fraction, keep)
 
     def _budget_shape(self):
         from penwright.trainer.backends.memory_budget import Shape
