@@ -42,6 +42,7 @@ class Layer:
     ln2: object
     wgu: object  # (2 I, H): gate then up
     wd: object  # (H, I)
+    split: tuple  # the modules' own weights and biases (views into the buffers above): wq, wk, wv, bq, bk, bv, wg, wu
 
 
 def fuse(linears: list, attr: str = "weight"):
@@ -105,6 +106,10 @@ class FusedStep:
         self.dim = attn.head_dim
         self.hidden, self.inter = cfg.hidden_size, cfg.intermediate_size
         self.layers = []
+        # the projections as the modules run them (q, k, v; gate, up: five GEMMs, not two): a GEMM of another width
+        # may take another cuBLAS algorithm and round differently (on the H200 the 7B shape's fused GEMMs put its
+        # logits 4% from the modules'; the 0.5B shape's matched bit for bit). check() picks this when it must
+        self.split = False
         with torch.no_grad():
             for layer in inner.layers:
                 a, m = layer.self_attn, layer.mlp
@@ -112,15 +117,18 @@ class FusedStep:
                 gu = [base_layer(m.gate_proj), base_layer(m.up_proj)]
                 if base_layer(a.o_proj).bias is not None or base_layer(m.down_proj).bias is not None:
                     raise Unsupported("bias on o_proj or down_proj")
+                wqkv, bqkv, wgu = fuse(qkv), fuse(qkv, "bias"), fuse(gu)
+                split = (*(x.weight for x in qkv), *(x.bias for x in qkv), *(x.weight for x in gu))
                 self.layers.append(
                     Layer(
                         layer.input_layernorm.weight,
-                        fuse(qkv),
-                        fuse(qkv, "bias"),
+                        wqkv,
+                        bqkv,
                         base_layer(a.o_proj).weight,
                         layer.post_attention_layernorm.weight,
-                        fuse(gu),
+                        wgu,
                         base_layer(m.down_proj).weight,
+                        split,
                     )
                 )
             self._tables(inner, decoder.max_tokens)
@@ -156,20 +164,29 @@ class FusedStep:
         h = F.embedding(d.ids[:b], self.embed)  # (B, H)
         for i, w in enumerate(self.layers):
             x = F.rms_norm(h, (hidden,), None, self.eps) * w.ln1  # rounded before the weight, as the modules do
-            qkv = F.linear(x, w.wqkv, w.bqkv).view(b, n_q + 2 * n_kv, dim)
-            qk = qkv[:, : n_q + n_kv]
+            if self.split:
+                wq, wk, wv, bq, bk, bv, wg, wu = w.split
+                qk = torch.cat([F.linear(x, wq, bq), F.linear(x, wk, bk)], dim=1).view(b, n_q + n_kv, dim)
+                v = F.linear(x, wv, bv).view(b, n_kv, 1, dim)
+            else:
+                qkv = F.linear(x, w.wqkv, w.bqkv).view(b, n_q + 2 * n_kv, dim)
+                qk, v = qkv[:, : n_q + n_kv], qkv[:, n_q + n_kv :, None]
             qk = qk * cos + qk.roll(dim // 2, -1) * sin  # rotary on q and k together
             keys, values = d.keys[i][:b], d.values[i][:b]  # (B, n_kv, T_max, D) views into the pool
             keys.scatter_(2, index, qk[:, n_q:, None])
-            values.scatter_(2, index, qkv[:, n_q + n_kv :, None])
+            values.scatter_(2, index, v)
             q = qk[:, :n_q].reshape(b, n_kv, n_q // n_kv, dim)  # a KV head's query heads as rows: (B, n_kv, g, D)
             att = F.scaled_dot_product_attention(
                 q, keys[:, :, :span], values[:, :, :span], attn_mask=bias, scale=self.scale
             )
             h = h + F.linear(att.reshape(b, n_q * dim), w.wo)
             x = F.rms_norm(h, (hidden,), None, self.eps) * w.ln2
-            gu = F.linear(x, w.wgu)  # (B, 2 I)
-            h = h + F.linear(F.silu(gu[:, : self.inter]) * gu[:, self.inter :], w.wd)
+            if self.split:
+                gate, up = F.linear(x, w.split[6]), F.linear(x, w.split[7])
+            else:
+                gu = F.linear(x, w.wgu)  # (B, 2 I)
+                gate, up = gu[:, : self.inter], gu[:, self.inter :]
+            h = h + F.linear(F.silu(gate) * up, w.wd)
         h = F.rms_norm(h, (hidden,), None, self.eps) * self.norm
         d.logits[:b].copy_(F.linear(h, self.head))
         d.picked[:b].copy_(d.logits[:b].argmax(dim=-1))

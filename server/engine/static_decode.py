@@ -247,7 +247,9 @@ class StaticDecoder:
         self.graphs.clear()
         self._compiled = None
         if self.fused is not None:  # rebinds the modules' weights to views of new fused buffers
-            self.fused = self.fused_step()
+            split, self.fused = self.fused.split, self.fused_step()
+            if self.fused is not None:
+                self.fused.split = split
         self._fingerprint = self.fingerprint()
         return False
 
@@ -282,23 +284,23 @@ class StaticDecoder:
         self.keys = self.values = []
 
     def check(self) -> None:
-        """The static step must compute what the dynamic path computes, to the rounding of the model's dtype. The
-        fused step passes if it is within that limit or no further from the dynamic path than the modules' own
-        step (kernels that differ from the dynamic path's round differently; a wrong step misses by far more)."""
+        """The static step must compute what the dynamic path computes, to the rounding of the model's dtype: the
+        fused step with its fused GEMMs, else with the modules' own GEMMs, else the modules' step. (On the H200 the
+        modules' static step matched the dynamic path bit for bit; a wrong step misses by far more than rounding.)"""
         import torch
 
         limit = 1e-3 if self.keys[0].dtype == torch.float32 else 3e-2  # else bf16/fp16 rounding
-        fused = self.compare(self.fused) if self.fused is not None else None
-        self.stats["check_error_fused"] = fused
-        if fused is not None and fused < limit:
-            return
-        modules = self.compare(self.body)
-        self.stats["check_error_modules"] = modules
-        if not modules < limit:
-            raise ValueError(f"static decode logits differ from the dynamic path's (rel. error {modules:.2e})")
-        if fused is not None and not fused <= 1.25 * modules:
-            log.warning("the fused decode step is off (rel. error %.2e, the modules' step %.2e)", fused, modules)
+        for split in (False, True) if self.fused is not None else ():
+            self.fused.split = split
+            error = self.stats[f"check_error_fused{'_split' if split else ''}"] = self.compare(self.fused)
+            if error < limit:
+                return
+        if self.fused is not None:
+            log.warning("the fused decode step is off (rel. error %.2e)", error)
             self.fused = None
+        error = self.stats["check_error_modules"] = self.compare(self.body)
+        if not error < limit:
+            raise ValueError(f"static decode logits differ from the dynamic path's (rel. error {error:.2e})")
 
     def compare(self, step, steps: int = 4) -> float:
         """A short prompt on the base model, a few steps each way fed the same tokens: the largest relative error

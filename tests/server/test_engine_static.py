@@ -132,6 +132,28 @@ def test_steps_launched_ahead_give_the_same_tokens_through_joins_and_leaves(solo
     assert ahead.stats.failed == 0 and ahead.status()["active"] == 0
 
 
+def test_fused_step_with_the_modules_gemms_gives_the_same_tokens(solo, static):
+    """The fused step's fallback when its fused GEMMs round differently (check() picks it on the device): q, k, v,
+    gate and up as the modules' own five GEMMs, everything else fused."""
+    decoder = static.backend.static
+    fused = decoder.fused
+    rs = [req(PROMPTS[0], max_tokens=24), req(PROMPTS[1], max_tokens=16), req(PROMPTS[2], max_tokens=20)]
+    before = steps(static)
+
+    def split_error() -> float:  # logits against the dynamic path's, fp32 (a tiny random model's tokens barely
+        fused.split = True  # depend on its MLP, so the logits are compared too)
+        return decoder.compare(fused)
+
+    try:
+        error = static.call(split_error)
+        got = [ch.text(60)[0] for ch in submit_together(static, rs)]
+    finally:
+        static.call(lambda: setattr(fused, "split", False))
+    assert error < 1e-5 and static.call(lambda: decoder.compare(fused)) < 1e-5
+    assert got == [alone(solo, r)[0] for r in rs]
+    assert steps(static) > before
+
+
 def test_seeded_sampling_and_penalties_match_alone(solo, static):
     rs = [
         req(PROMPTS[0], max_tokens=24, temperature=1.0, seed=7),
