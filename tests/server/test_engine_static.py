@@ -154,6 +154,25 @@ def test_fused_step_with_the_modules_gemms_gives_the_same_tokens(solo, static):
     assert steps(static) > before
 
 
+def test_weights_put_in_anew_are_fused_again(solo, static):
+    """Something reassigns a projection's weight (a new tensor, not an in-place add): the fused step reads stale
+    memory unless the decoder notices, so it fuses again before the next step, and tokens stay the same."""
+    decoder = static.backend.static
+    before = decoder.fused
+
+    def reassign():
+        base = static.backend.model.get_base_model() if hasattr(static.backend.model, "get_base_model") else None
+        layer = (base or static.backend.model).model.layers[0].self_attn.q_proj
+        layer = layer.get_base_layer() if hasattr(layer, "get_base_layer") else layer
+        layer.weight.data = layer.weight.data.clone()  # same values, new memory
+        static.backend._slots.changes += 1  # what a module change records
+
+    static.call(reassign)
+    r = req(PROMPTS[0], max_tokens=20)
+    assert static.submit(r).text(60)[0] == alone(solo, r)[0]
+    assert decoder.fused is not None and decoder.fused is not before
+
+
 def test_seeded_sampling_and_penalties_match_alone(solo, static):
     rs = [
         req(PROMPTS[0], max_tokens=24, temperature=1.0, seed=7),
