@@ -86,7 +86,7 @@ def config(out_dir: str, job: dict, device: str):
 def run_trl(path: str, data, job: dict, device: str) -> dict:
     """One TRL training run of warmup + steps optimizer steps; throughput over the timed steps."""
     import torch
-    from train_throughput import lora_config, peak_bytes, resident, sync
+    from train_throughput_loops import lora_config, peak_bytes, resident, sync
     from transformers import TrainerCallback
     from trl import SFTTrainer
 

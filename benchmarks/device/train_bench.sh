@@ -44,7 +44,7 @@ run() {  # the CUDA lever tests first (TRAIN_TESTS_LIMIT s), then the benchmark 
   setup 2>&1 | tee "$OUT_DIR/setup.log" || exit 3
   export PYTHONPATH=$R/site:$R/pw PYTHONSAFEPATH=1 PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
   nvidia-smi --query-gpu=name,memory.total,memory.used,clocks.sm,clocks.max.sm --format=csv | tee -a "$OUT_DIR/setup.log"
-  timeout "${TRAIN_TESTS_LIMIT:-90}" python3 -m pytest -p no:cacheprovider -m gpu -q -rs --durations=6 \
+  timeout "${TRAIN_TESTS_LIMIT:-240}" python3 -m pytest -p no:cacheprovider -m gpu -q -rs --durations=6 \
     tests/trainer/test_train_levers_gpu.py -k "${TRAIN_TESTS_K:-compile and fused}" 2>&1 | tee "$OUT_DIR/gpu_tests.log"
   echo "gpu tests: rc $? at $((SECONDS - t0))s"
   python3 benchmarks/train_throughput.py --shape 0.5b --shape 7b --qlora --samples 400 --warmup 1 --steps 4 \
