@@ -98,23 +98,22 @@ def measure(spec: dict, adapter_dir: Path) -> tuple[dict, dict]:
     measured by one implementation of the measures, seeds and sampling included. Measured natively on MLX, a
     candidate would be compared with a reference and a base measured by another framework's kernels and sampler,
     and the cached base figures would depend on which backend trained last."""
-    import torch
     from peft import PeftModel
-    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from penwright.trainer.evaluate.gate import gate_voice_metrics
+    from penwright.trainer.evaluate.model import load_model, pick_device
     from penwright.trainer.evaluate.voice import compare, inputs_from_dataset
 
     scratch = Path(spec["run_dir"]) / "gate"
-    inputs, notes = inputs_from_dataset(Path(spec["dataset_dir"]), n_samples=int(spec.get("gate_samples", 16)))
-    tok = AutoTokenizer.from_pretrained(spec["base_model"])
-    base = AutoModelForCausalLM.from_pretrained(spec["base_model"], dtype=torch.float32)
+    inputs, notes = inputs_from_dataset(Path(spec["dataset_dir"]), n_samples=int(spec["gate_samples"]))
+    device = pick_device()  # the GPU when there is one (bf16): on an H200 the gate ran on the CPU and took 100 s
+    base, tok = load_model(spec["base_model"], device=device)
     candidate_dir = as_peft(adapter_dir, scratch / "candidate", spec["base_model"])
-    model = PeftModel.from_pretrained(base, str(candidate_dir), adapter_name="candidate")
+    model = PeftModel.from_pretrained(base, str(candidate_dir), adapter_name="candidate").to(device)
     model.eval()
     candidate = gate_voice_metrics(model, tok, inputs)
     cache = Path(spec["run_dir"]).parent / "base-voice.json"  # the base's figures are the same for every run
-    key = inputs.fingerprint(spec["base_model"])
+    key = f"{inputs.fingerprint(spec['base_model'])}:{device}"  # bf16 on a GPU, fp32 on the CPU
     base_metrics = _cached(cache, key)
     if base_metrics is None:
         with model.disable_adapter():
@@ -182,7 +181,7 @@ def main(argv: list[str]) -> int:
         metrics, reference = measure(spec, adapter_dir)
         timings["gate_eval_s"] = time.perf_counter() - t1
         metrics["eval_loss"] = result.get("eval_loss")
-        metrics["gate_samples"] = int(spec.get("gate_samples", 16))
+        metrics["gate_samples"] = int(spec["gate_samples"])
         emit(
             "result",
             run_id=spec["run_id"],
