@@ -287,9 +287,17 @@ class TorchBackend:
             loss_chunk=chunk,
             compiled=self.levers.compile_layers,
             device="cpu" if self.device == "cpu" else "cuda",
-            # CPU: fp32 activations, or under bf16 autocast bf16 matmul outputs beside an fp32 residual stream
-            activation_bytes=(3 if self.precision == "bf16" else 4) if self.device == "cpu" else 2,
+            activation_bytes=self._activation_bytes(),
         )
+
+    def _activation_bytes(self) -> int:
+        """Bytes per activation element for the memory budget. CPU: fp32, or under bf16 autocast bf16 matmul outputs
+        beside an fp32 residual stream (3); a 4/8-bit base: peft's k-bit preparation casts the norms and embeddings
+        to fp32, so the residual stream is fp32 too (3: on the H200 a 7B nf4 step held 1.35x the bf16 prediction);
+        else 2 (bf16)."""
+        if self.device == "cpu":
+            return 3 if self.precision == "bf16" else 4
+        return 3 if self.quant != "none" else 2
 
     def _static_bytes(self) -> int:
         """The weights (on CUDA all that is allocated) plus the adapter's gradients and AdamW's two moments."""
