@@ -1,8 +1,9 @@
 """Pick rows per micro-batch and the checkpointing mode from the GPU memory there is, before the first step.
 
 `oom_ladder` reacts to an out-of-memory error after it happened; this plans so that it does not: of the
-(rows, share of layers checkpointed) pairs whose predicted peak fits the budget, the one with the highest
-modelled throughput. The prediction is
+(rows, share of layers checkpointed, share of activations compiled layers keep) triples whose predicted peak fits
+the budget, the one with the highest modelled throughput. Training calls it through `TorchBackend.fit_memory`
+(`training.fit_memory`, on by default; `memory_budget_gib`, default the GPU's free memory). The prediction is
 
     static (weights, adapter, its gradients and AdamW state)
   + held activations: tokens x layers x hidden x (bytes per token per layer, in units of hidden, by mode)
@@ -15,7 +16,9 @@ FlashAttention varlen): about 90 x hidden bytes kept per token per layer without
 The throughput model: a checkpointed layer costs one more forward (+50% of its time when the base weights
 are frozen), and a micro-batch of T tokens runs at T / (T + T0) of the full rate: per-step work that does
 not grow with T (launches, the optimizer, syncs) made one 2048-token row at 7B 40% slower per token than two
-with all layers checkpointed, so rows are not traded away for less recompute.
+with all layers checkpointed, so rows are not traded away for less recompute. Compiled layers keeping 50% of
+their activations (torch's partitioner budget) cost +5% of their time (0.5B, H200, 2026-12-03: 8 rows that way
+ran 2.5x the tokens/s of 4 rows keeping everything, at less memory).
 """
 
 from __future__ import annotations
