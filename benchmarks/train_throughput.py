@@ -73,7 +73,12 @@ DEFAULT_OURS = [  # 0.5b, at or under half the packed peer's peak (13.8 GiB): mo
     "0:compile+fused@8",
     "0:compile+fused+keep50@8",
 ]
-DEFAULT_OURS_NF4 = ["1:fused", "budget:fused", "1"]  # 7b in 4-bit (no compilation: bitsandbytes layers)
+DEFAULT_OURS_NF4 = [
+    "1",
+    "budget:fused",
+    "1:bf16kbit",
+    "budget:fused+bf16kbit",
+]  # 7b in 4-bit (no compilation: bitsandbytes layers)
 
 
 def in_fresh_process(job: dict, timeout: float | None = None) -> dict:
@@ -241,16 +246,19 @@ def qlora_lines(
     out = run_peers(shape, common, rows, True, args.peer[:1], args, n, device, base, clock, quantization="4bit")
     peer = out[0][1] if out else None
     specs = [c for c in (args.ours_nf4 or [parse_ours(v) for v in DEFAULT_OURS_NF4]) if not c["compile"]]
-    job = {
-        **common,
-        "loop": "ours",
-        "quantization": "4bit",
-        "attention": args.attention[-1],
-        "configs": ours_configs(specs, rows, int(args.nf4_budget * 2**30)),
-    }
-    if clock.allows(args.reserve):
-        out += ours_lines(shape, "penwright QLoRA nf4", job, n, device, base, peer, clock.left())
-        print("\n".join(line for line, _ in out[1:]), flush=True)
+    for kbit_fp32 in (True, False):  # the k-bit preparation is chosen at load: a process for each
+        group = [c for c in specs if c["kbit_fp32"] == kbit_fp32]
+        job = {
+            **common,
+            "loop": "ours",
+            "quantization": "4bit",
+            "attention": args.attention[-1],
+            "kbit_fp32": kbit_fp32,
+            "configs": ours_configs(group, rows, int(args.nf4_budget * 2**30)),
+        }
+        if group and clock.allows(args.reserve):
+            out += ours_lines(shape, "penwright QLoRA nf4", job, n, device, base, peer, clock.left())
+            print("\n".join(line for line, _ in out[-len(group) :]), flush=True)
     return out
 
 

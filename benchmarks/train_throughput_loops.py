@@ -192,6 +192,7 @@ def run_ours(
     warmup: int,
     quantization: str = "none",
     attention: str = "auto",
+    kbit_fp32: bool = True,
 ) -> list[dict]:
     """Penwright's path: TorchBackend + packing + target-only loss + optimizer_step, one model load, for each
     config: rows per batch, row length, share of layers checkpointed (`fraction`), the rest recompute
@@ -215,7 +216,9 @@ def run_ours(
         max_seq_length=width,
         attention=attention,
     )
-    backend = TorchBackend(path, s, ModelSettings(max_context_tokens=width), device, levers=Levers()).load()
+    backend = TorchBackend(
+        path, s, ModelSettings(max_context_tokens=width), device, levers=Levers(kbit_fp32=kbit_fp32)
+    ).load()  # the k-bit preparation is chosen at load: one process per choice
     backend.model.train()  # as run_training does
     opt = make_optimizer(backend.trainable_parameters(), s, device)
     results = []
@@ -243,6 +246,7 @@ def _ours_config(backend, opt, s, data, c: dict, device: str, steps: int, warmup
             compile_layers=c.get("compile", False),
             fused_loss=c.get("fused", False),
             activation_budget=c.get("keep", 1.0),
+            kbit_fp32=backend.levers.kbit_fp32,
         )
     )
     rows = D.pack(data, c["width"])
@@ -362,5 +366,6 @@ def child(job: dict) -> dict:
             job["warmup"],
             quantization=job["quantization"],
             attention=job["attention"],
+            kbit_fp32=job.get("kbit_fp32", True),
         )
     }

@@ -161,3 +161,23 @@ def test_a_4bit_base_is_planned_with_its_fp32_residual_stream():
     for held, tokens, measured in ((7.36, 3720, 11.52), (7.73, 11160, 18.69)):
         static = int(held * GIB) + adapter
         assert predict_peak(bf16, static, tokens, 1.0) < measured * GIB <= predict_peak(nf4, static, tokens, 1.0)
+
+
+@pytest.mark.parametrize("fp32", [True, False])
+def test_the_kbit_preparation_casts_to_fp32_only_where_asked(tiny_model_dir, fp32):
+    """`Levers.kbit_fp32`: peft's k-bit preparation casts the weights a 4/8-bit base leaves in 16 bits to fp32;
+    without it they keep their dtype (as TRL trains QLoRA), and the plan counts bf16 activations."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from penwright.trainer.backends.levers import Levers
+    from penwright.trainer.backends.torch_backend import TorchBackend
+
+    backend = TorchBackend(str(tiny_model_dir), settings(), ModelSettings(), "cpu")
+    backend.levers = Levers(kbit_fp32=fp32)
+    model = AutoModelForCausalLM.from_pretrained(str(tiny_model_dir), dtype=torch.bfloat16)
+    prepared = backend.prepare_kbit(model, checkpointing=True)
+    assert not any(p.requires_grad for p in prepared.parameters())
+    assert {p.dtype for p in prepared.parameters()} == {torch.float32 if fp32 else torch.bfloat16}
+    if not fp32:
+        assert prepared.is_gradient_checkpointing

@@ -10,6 +10,10 @@ and on by default only where it paid (`CUDA_DEFAULT`, from `benchmarks/train_thr
   for backward (torch's `activation_memory_budget`: 1.0 its default min-cut, lower recomputes more of each
   layer in backward, cheapest work first by FLOPs). A knob between no checkpointing and recomputing
   whole layers: it recomputes elementwise work and LoRA's small products before any big matmul.
+- `kbit_fp32` (4/8-bit bases, chosen at load): peft's `prepare_model_for_kbit_training` casts every weight that
+  is not 4/8-bit (embeddings, norms, LM head) to fp32, so the residual stream runs in fp32; off, they stay in the
+  compute dtype, as TRL 1.16 trains QLoRA (its nf4 peer held 2.1 GiB less than ours on the H200 and ran 1.26x).
+  On by default until measured.
 - `fused_loss`: Liger's fused linear cross-entropy on the target positions instead of the chunked
   loss (`penwright.trainer.losses.chunked_ce_sum`): the gradient of the LM head's input is computed in the
   forward, chunk by chunk, so the head's (N, V) product is not run a second time in backward.
@@ -30,11 +34,14 @@ class Levers:
     compile_layers: bool = False
     fused_loss: bool = False
     activation_budget: float = 1.0  # compiled layers only
+    kbit_fp32: bool = True  # 4/8-bit bases: peft's cast of the other weights to fp32 (False: as TRL, unmeasured)
 
     def tag(self) -> str:
         on = [name for name, value in (("compile", self.compile_layers), ("fused CE", self.fused_loss)) if value]
         if self.compile_layers and self.activation_budget < 1:
             on[0] = f"compile keeping {self.activation_budget:.0%} of activations"
+        if not self.kbit_fp32:
+            on.append("bf16 k-bit preparation")
         return " + ".join(on) or "none"
 
 

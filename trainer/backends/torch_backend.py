@@ -170,12 +170,11 @@ class TorchBackend:
         )
 
     def _wrap(self, model, init_adapter: Path | None):
-        from peft import LoraConfig, PeftModel, get_peft_model, prepare_model_for_kbit_training
+        from peft import LoraConfig, PeftModel, get_peft_model
 
         s = self.settings
         if self.quant != "none":
-            ckpt = s.checkpoint_fraction > 0 or s.recompute_elementwise
-            model = prepare_model_for_kbit_training(model, ckpt, GC_KWARGS)
+            model = self.prepare_kbit(model, s.checkpoint_fraction > 0 or s.recompute_elementwise)
         self.layers = set_checkpointing(model, s.checkpoint_fraction, s.recompute_elementwise, s.rank)
         if init_adapter is not None:  # warm start: continue training an earlier adapter
             wrapped = PeftModel.from_pretrained(model, str(init_adapter), is_trainable=True)
@@ -193,6 +192,19 @@ class TorchBackend:
             wrapped = get_peft_model(model, config)
         self._compile(model)  # after the adapter: its LoRA products are part of each compiled layer
         return wrapped
+
+    def prepare_kbit(self, model, checkpointing: bool):
+        """A 4/8-bit base made trainable: frozen weights and, when asked, checkpointing; with `Levers.kbit_fp32`
+        through peft's k-bit preparation (the other weights cast to fp32), without it in their own dtype."""
+        if self.levers.kbit_fp32:
+            from peft import prepare_model_for_kbit_training
+
+            return prepare_model_for_kbit_training(model, checkpointing, GC_KWARGS)
+        for p in model.parameters():
+            p.requires_grad_(False)
+        if checkpointing:  # non-reentrant checkpointing needs no input that requires grad
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=GC_KWARGS)
+        return model
 
     def _compile(self, model) -> None:
         if self.levers.compile_layers:
@@ -297,7 +309,7 @@ class TorchBackend:
         else 2 (bf16)."""
         if self.device == "cpu":
             return 3 if self.precision == "bf16" else 4
-        return 3 if self.quant != "none" else 2
+        return 3 if self.quant != "none" and self.levers.kbit_fp32 else 2
 
     def _static_bytes(self) -> int:
         """The weights (on CUDA all that is allocated) plus the adapter's gradients and AdamW's two moments."""
