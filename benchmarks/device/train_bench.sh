@@ -38,7 +38,7 @@ print('versions: torch', torch.__version__, 'transformers', transformers.__versi
       torch.cuda.get_device_name(0) if torch.cuda.is_available() else '')" || exit 3
 }
 
-run() {  # the CUDA lever tests first (TRAIN_TESTS_LIMIT s), then the benchmark in what is left of TRAIN_TOTAL s
+run() {  # the CUDA lever tests first (TRAIN_TESTS_LIMIT s), then the benchmark (TRAIN_SHAPES) in what is left of TRAIN_TOTAL s
   local t0=$SECONDS
   mkdir -p "$OUT_DIR"
   setup 2>&1 | tee "$OUT_DIR/setup.log" || exit 3
@@ -47,7 +47,7 @@ run() {  # the CUDA lever tests first (TRAIN_TESTS_LIMIT s), then the benchmark 
   timeout "${TRAIN_TESTS_LIMIT:-240}" python3 -m pytest -p no:cacheprovider -m gpu -q -rs --durations=6 \
     tests/trainer/test_train_levers_gpu.py -k "${TRAIN_TESTS_K:-compile and fused}" 2>&1 | tee "$OUT_DIR/gpu_tests.log"
   echo "gpu tests: rc $? at $((SECONDS - t0))s"
-  python3 benchmarks/train_throughput.py --shape 0.5b --shape 7b --qlora --samples 400 --warmup 1 --steps 4 \
+  python3 benchmarks/train_throughput.py ${TRAIN_SHAPES:---shape 0.5b --shape 7b} --qlora --samples 400 --warmup 1 --steps 4 \
     --peer varlen --peer varlen+liger \
     --deadline "$((${TRAIN_TOTAL:-500} - (SECONDS - t0)))" --reserve 40 "$@" 2>&1 | tee "$OUT_DIR/train_throughput.log"
   echo "total $((SECONDS - t0))s"
