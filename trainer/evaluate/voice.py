@@ -25,7 +25,11 @@ from penwright.trainer.evaluate.prompts import text_continuations
 
 log = logging.getLogger(__name__)
 CONTROL_TEXT = Path(__file__).with_name("control.txt")
-CACHE_VERSION = 1  # bump when a measure changes: cached base figures are then measured again
+CACHE_VERSION = 2  # bump when a measure changes: cached base figures are then measured again
+# Sampling as the editor serves it: the language server and Continue send temperature 0.8 and no top_p (the
+# server's default, 1.0). Generations for Delta are sampled the same way, so the measure judges what the author sees.
+SERVED_TEMPERATURE = 0.8
+SERVED_TOP_P = 1.0
 
 
 def unwrap(text: str) -> str:
@@ -50,6 +54,8 @@ class VoiceInputs:
     ppl_windows: int = 12
     seed: int = 0
     copy_words: int = 12
+    temperature: float = SERVED_TEMPERATURE
+    top_p: float = SERVED_TOP_P
     exclude_authors: tuple[str, ...] = ()  # reference profiles to leave out (the author's own, in benchmarks)
 
     def fingerprint(self, model: str) -> str:
@@ -69,6 +75,8 @@ class VoiceInputs:
                 self.ppl_windows,
                 self.seed,
                 self.copy_words,
+                self.temperature,
+                self.top_p,
                 sorted(self.exclude_authors),
                 CACHE_VERSION,
             ]
@@ -135,7 +143,15 @@ def voice_metrics(model, tokenizer, inputs: VoiceInputs) -> dict:
         else {}
     )
     t1 = time.perf_counter()
-    texts = generate_batch(model, tokenizer, inputs.prompts, inputs.max_new_tokens, inputs.seed)
+    texts = generate_batch(
+        model,
+        tokenizer,
+        inputs.prompts,
+        inputs.max_new_tokens,
+        inputs.seed,
+        temperature=inputs.temperature,
+        top_p=inputs.top_p,
+    )
     t2 = time.perf_counter()
     out = {
         "perplexity": own.get("perplexity"),
