@@ -131,7 +131,7 @@ def test_pairs_of_every_kind(project, tokenizer):
     for r in rows:
         if r["kind"] in ("continuation", "fim", "lore"):  # inline rows: the prompt as the server renders it
             assert set(r) - {"eos", "words", "learn_prompt"} == {"prompt", "completion", "kind", "source", "chunk"}
-            assert r.get("learn_prompt", False) == (r["kind"] == "continuation")
+            assert not r.get("learn_prompt") or r["kind"] == "continuation"
             assert r.get("eos", False) == (r["kind"] == "fim")
             continue
         msgs = r["messages"]
@@ -140,6 +140,7 @@ def test_pairs_of_every_kind(project, tokenizer):
         assert set(r) == {"messages", "kind", "source", "chunk"}
         chunk_texts[r["chunk"]] = msgs[2]["content"]
     fim = pf.FIM_STYLES[fim_tokens(tokenizer)]
+    learned_prompts = 0
     assert fim == ("<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>")
     for r in rows:
         if r["kind"] == "fim" and r["chunk"] in chunk_texts:
@@ -148,6 +149,11 @@ def test_pairs_of_every_kind(project, tokenizer):
             assert pre + r["completion"] + suf in chunk_texts[r["chunk"]], "prefix + middle + suffix is in the passage"
         if r["kind"] == "continuation" and r["chunk"] in chunk_texts:
             assert r["completion"].strip() in chunk_texts[r["chunk"]] and not r["prompt"].startswith("<")
+            # the prompt is learned only where it is the passage's own start (a file's first passage), so no word
+            # of the manuscript is learned twice; elsewhere it is the passage before, context only
+            own_start = (r["prompt"] + r["completion"]).split() == chunk_texts[r["chunk"]].split()
+            assert r.get("learn_prompt", False) == own_start
+            learned_prompts += own_start
         if r["kind"] == "abstract":
             user = r["messages"][1]["content"]
             assert "[THING1]" in user or "[NAME1]" in user
@@ -158,6 +164,7 @@ def test_pairs_of_every_kind(project, tokenizer):
         if r["kind"] == "lore":
             assert r["prompt"].startswith("<lore>\nMaren Vell: keeper of the light.\n</lore>\n\n")
     assert lore_calls, "lore_context was consulted"
+    assert 0 < learned_prompts < sum(1 for r in rows if r["kind"] == "continuation")
     # persona pairs map several degraded inputs to the same original
     some = next(iter(chunk_texts))
     assert (

@@ -6,8 +6,10 @@ from the tokens it is served. Inline rows are `{"prompt", "completion", "kind", 
 The completion (last message) is always the author's own text.
 
 Kinds:
-- `continuation` (inline): the text before a passage, raw -> the passage (ghost text, `/v1/completions`). Its
-  prompt is the author's own text with no frame, so it is learned too (`"learn_prompt": true`).
+- `continuation` (inline): the text before a passage, raw -> the passage (ghost text, `/v1/completions`). The
+  prompt of a file's first passage is that passage's own start, learned too (`"learn_prompt": true`); every other
+  prompt is the end of the passage before, which its own row already teaches: learned twice, those words made the
+  adapter worse on the author's unseen text (README: The voice), so there it is context only.
 - `fim` (inline): prefix and suffix around a gap in the model's own FIM sentinels -> the missing sentences.
 - `lore` (inline): a continuation whose prompt starts with the lore preamble the server injects.
 - `chat`: a continuation in the chat frame (system prompt, "Continue the story from here.") for chat clients.
@@ -184,9 +186,8 @@ def build_pairs(
     for i, chunk in enumerate(chunks):
         cont = continuation_prompt(chunks, i, context_chars)
         if "continuation" in kinds and cont:  # `words`: the passage's own size (its start may be the prompt)
-            rows.append(
-                {**_inline(cont[0], cont[1], "continuation", chunk), "words": chunk.words, "learn_prompt": True}
-            )
+            row = {**_inline(cont[0], cont[1], "continuation", chunk), "words": chunk.words}
+            rows.append({**row, "learn_prompt": True} if i == 0 else row)
         auto_share = "auto" in settings.pair_types
         if (
             "fim" in kinds

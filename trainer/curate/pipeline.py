@@ -28,7 +28,7 @@ from penwright.trainer.curate.sources import Problem, SkipFile, SourceFile, disc
 from penwright.trainer.settings import CurationSettings
 
 log = logging.getLogger(__name__)
-PAIRS_VERSION = 9  # bump when chunking or pair building changes: invalidates cached chunks
+PAIRS_VERSION = 10  # bump when chunking or pair building changes: invalidates cached chunks
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
 
 
