@@ -121,4 +121,3 @@ def validate(model: type[M], data: Any, lines: dict[Loc, int] | None = None, sou
         return model.model_validate(data if data is not None else {})
     except ValidationError as err:
         raise SettingsError(describe_errors(err, lines or {}), source) from None
-

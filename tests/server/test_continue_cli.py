@@ -65,9 +65,9 @@ def streamed(raw: bytes) -> tuple[str, dict]:
 
 @pytest.mark.slow
 def test_continue_cli_chat_uses_the_live_adapter_and_lore(tiny_model_dir, tmp_path_factory, tmp_path):
-    from penwright.server.continue_config import config_block
     from penwright.server.app import create_app
     from penwright.server.context import Services
+    from penwright.server.continue_config import config_block
     from penwright.server.settings import ServerSettings
 
     cli = continue_cli()
