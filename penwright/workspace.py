@@ -36,6 +36,8 @@ class Workspace:
         self.root = project.root
         self._lock = threading.RLock()
         self._base: str | None = None
+        self._lore = None
+        self._lore_opened = False
 
     @property
     def paths(self) -> StatePaths:
@@ -173,13 +175,17 @@ class Workspace:
         return RuleDegrader()
 
     # -- lore ----------------------------------------------------------------------------------------------------
+    def open_lore_index(self):
+        """The lore index if it was opened already (never opens it: for counts and status)."""
+        return self._lore
+
     def lore_index(self):
         """The project's lore index, opened and synced once; None when lore is off, its folder is missing, or the
         lore component cannot load (lore never stops curation or serving; the reason is logged)."""
         with self._lock:
-            if "_lore" in self.__dict__:
+            if self._lore_opened:
                 return self._lore
-            self._lore = None
+            self._lore_opened = True
             if not self.settings.lore.enabled or not self.project.lore_dir.is_dir():
                 return None
             try:

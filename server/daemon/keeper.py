@@ -123,7 +123,7 @@ class DatasetKeeper:
         )
 
     def lore_size(self) -> int | None:
-        lore = self.ws.lore_index() if "_lore" in self.ws.__dict__ else None  # never opens the index to count it
+        lore = self.ws.open_lore_index()  # never opens the index just to count it
         if lore is None:
             return None
         try:
