@@ -1,10 +1,10 @@
 """What the engine asks of a serving backend: one required surface, and optional capabilities the backend declares.
 
 `ServingBackend` is what every backend implements (torch_backend.TorchBackend, mlx_backend.MlxBackend). The
-optional parts (batched decoding, background warm-up, giving CPU cores back, scoring, merging the live adapter)
-are small Protocols of their own; a backend lists the ones it implements in its `capabilities` class attribute,
-and `check_backend` holds the class to that declaration once, when the Engine is built. The engine then reads
-the resulting `Capabilities` and never probes the backend (vLLM's `ModelRunnerBase`, peft's `tuners/<method>/`).
+optional parts (batched decoding, chunked prefill, background warm-up, giving CPU cores back, scoring, merging the
+live adapter) are small Protocols of their own; a backend lists the ones it implements in its `capabilities` class
+attribute, and `check_backend` holds the class to that declaration once, when the Engine is built. The engine then
+reads the resulting `Capabilities` and never probes the backend (vLLM's `ModelRunnerBase`, peft's `tuners/<method>/`).
 
 Attributes set by `load()` (tokenizer, context_length, eos_ids) are part of the surface but cannot be checked
 before it runs; the methods and the declared capabilities can, and are.
@@ -20,7 +20,7 @@ from typing import Any, Literal, Protocol, get_args
 
 from penwright.server.engine.types import SamplingParams
 
-Capability = Literal["batched_decoding", "warm_up", "share_cpu", "score", "merge_live"]
+Capability = Literal["batched_decoding", "chunked_prefill", "warm_up", "share_cpu", "score", "merge_live"]
 
 
 class ServingBackend(Protocol):
@@ -62,6 +62,16 @@ class BatchedDecoding(Protocol):
     def step(self, batch: object, rows: list, adapter: str | None, scale: float | None) -> list: ...
 
 
+class ChunkedPrefill(Protocol):
+    """ "chunked_prefill": prefill one prompt in pieces, so that running batches decode between them. `start_prefill`
+    makes a row with none of its prompt cached; each `prefill_piece` runs its next `tokens` prompt tokens on top of
+    what is cached, and after the last one samples the first token (`row.last`) and returns True. The finished row
+    is what `prefill` would have returned for that prompt alone: it joins a batch the same way."""
+
+    def start_prefill(self, ids: list[int], params: SamplingParams) -> object: ...
+    def prefill_piece(self, row: object, tokens: int, adapter: str | None, scale: float | None) -> bool: ...
+
+
 class WarmUp(Protocol):
     """ "warm_up": work done between requests (static KV, CUDA graphs); True while more remains."""
 
@@ -89,6 +99,7 @@ class MergesLive(Protocol):
 
 PROTOCOLS: dict[Capability, type] = {
     "batched_decoding": BatchedDecoding,
+    "chunked_prefill": ChunkedPrefill,
     "warm_up": WarmUp,
     "share_cpu": SharesCpu,
     "score": Scores,
@@ -101,6 +112,7 @@ class Capabilities:
     """What the engine may ask of its backend beyond `ServingBackend`; read once, at Engine construction."""
 
     batched_decoding: bool = False
+    chunked_prefill: bool = False
     warm_up: bool = False
     share_cpu: bool = False
     score: bool = False

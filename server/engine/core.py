@@ -7,6 +7,9 @@ are prefilled together and running sequences that share an adapter selection (ad
 scale) decode together, up to `max_batch` per forward pass; batches of different selections
 take turns, one step each. With `max_batch` 1 (and on MLX) the active sequences advance one
 token each in turn.
+A prompt longer than `prefill_chunk` that arrives while others decode is prefilled in pieces (backends that
+declare "chunked_prefill": torch), one piece per round of decode steps, so running streams wait at most one
+piece's time per token; alone, it takes one pass as any other prompt (the fastest first token).
 Adapter changes (load, hot-swap, unload) run on the same thread, between steps,
 so no forward pass ever sees a half-loaded adapter; a request keeps the adapter it
 started with to its last token, and an adapter is unloaded only when no running
@@ -54,6 +57,7 @@ class Engine:
         max_queue: int = 256,
         max_batch: int = 8,
         prefill_tokens: int | None = None,
+        prefill_chunk: int = 512,
     ):
         self.backend = backend
         self.caps = check_backend(backend)  # its declared contract, checked once (contracts.py)
@@ -65,6 +69,13 @@ class Engine:
         # a GPU's prefill of a few thousand tokens is bound by kernel launches, not arithmetic, so requests that
         # arrive together share one pass there (8192). None: chosen by the device once the model is loaded
         self.prefill_tokens = prefill_tokens
+        # a longer prompt arriving while others decode is prefilled this many tokens per engine loop iteration.
+        # 512: on the 31M base on CPU a 512-token piece costs about 8 decode steps and prefilling 3,500 tokens in
+        # pieces of 512 costs ~1.3x one pass (256: ~2.8x: each piece re-reads the cache; benchmarks/
+        # serve_latency_results.md "Chunked prefill"); on a GPU a piece of 512 is a few milliseconds
+        self.prefill_chunk = max(1, prefill_chunk)
+        self._prefilling: deque[Seq] = deque()  # chunked prefills in progress, oldest first (its row: seq.row)
+        self._since_piece = 0  # decode steps since the last piece: one piece per round of the batches
         self._batches: list[Batch] = []
         self.max_queue = max_queue  # requests waiting beyond this are refused (HTTP 429) rather than piling up
         self.max_loaded_adapters = max_loaded_adapters
@@ -243,6 +254,7 @@ class Engine:
             "active": len(self._active),
             "max_batch": self.max_batch,
             "batches": [len(b.seqs) for b in self._batches],
+            "prefilling": len(self._prefilling),
             "served": self.stats.served,
             "failed": self.stats.failed,
             "cancelled": self.stats.cancelled,
@@ -274,9 +286,13 @@ class Engine:
                 room = min(self.max_active - len(self._active), len(self._waiting))
                 if room > 0:
                     self._admit_all([self._waiting.popleft() for _ in range(room)])
+                if self._prefilling and self._since_piece >= len(self._batches):
+                    self._since_piece = 0
+                    self._prefill_piece(self._prefilling[0])
                 if self._batches:
+                    self._since_piece += 1
                     self._step_batch(self._batches[next(self._turn) % len(self._batches)])
-                elif self._active:
+                elif self._active and self.max_batch == 1:
                     self._advance(self._active[next(self._turn) % len(self._active)])
         self._shutdown()
 
@@ -348,7 +364,14 @@ class Engine:
             for seq, _ids in fresh:
                 self._advance(seq)
             return
-        for chunk in prefill_chunks(fresh, self.max_batch, self.prefill_tokens):
+        pieces = self.caps.chunked_prefill and bool(self._batches)  # others decode: they must not wait a whole pass
+        whole = []
+        for seq, ids in fresh:
+            if pieces and len(ids) > self.prefill_chunk:
+                self._start_pieces(seq, ids)
+            else:
+                whole.append((seq, ids))
+        for chunk in prefill_chunks(whole, self.max_batch, self.prefill_tokens):
             self._prefill(chunk)
 
     def _admit(self, req: GenerationRequest, channel: Channel) -> tuple[Seq, list[int]] | None:
@@ -444,6 +467,32 @@ class Engine:
                 seq.row = row
                 self._join(seq)
 
+    def _start_pieces(self, seq: Seq, ids: list[int]) -> None:
+        """Chunked prefill: the row starts with nothing cached; the engine loop runs one piece per round."""
+        try:
+            seq.row = self.backend.start_prefill(ids, seq.req.sampling)
+        except Exception as err:
+            self._failed(seq, err)
+            return
+        self._prefilling.append(seq)
+
+    def _prefill_piece(self, seq: Seq) -> None:
+        """The next piece of `seq`'s prompt, with the adapter it was admitted with (kept loaded by `_in_use`, as for
+        any running request); the whole rest when nothing else decodes. After the last piece its first token is
+        sent and it joins a batch, as after `_prefill`. A cancel or a failure ends this request only."""
+        if seq.channel.cancelled.is_set():
+            self.stats.cancelled += 1
+            return self._finish(seq, "cancelled")
+        tokens = self.prefill_chunk if self._batches else self.backend.context_length
+        try:
+            done = self.backend.prefill_piece(seq.row, tokens, seq.adapter, seq.req.adapter_scale)
+        except Exception as err:
+            return self._failed(seq, err)
+        if done:
+            self._prefilling.remove(seq)
+            if self._take(seq, seq.row.last):
+                self._join(seq)
+
     def _join(self, seq: Seq) -> None:
         fits = [
             b
@@ -511,6 +560,9 @@ class Engine:
     def _finish(self, seq: Seq, reason: str | None, error: BaseException | None = None, flush: bool = False) -> None:
         if seq.it is not None:
             seq.it.close()  # frees the KV cache
+        if seq in self._prefilling:  # mid-prefill: its partial cache goes with its row
+            self._prefilling.remove(seq)
+            seq.row = None
         if seq.batch is not None:  # the batch drops its cache rows at its next step
             seq.batch.seqs.remove(seq)
             if not seq.batch.seqs:

@@ -25,7 +25,9 @@ log = logging.getLogger(__name__)
 
 class TorchBackend(HFTokenizerText):
     name = "torch"
-    capabilities = frozenset({"batched_decoding", "warm_up", "share_cpu", "score", "merge_live"})  # contracts.py
+    capabilities = frozenset(  # contracts.py
+        {"batched_decoding", "chunked_prefill", "warm_up", "share_cpu", "score", "merge_live"}
+    )
 
     def __init__(
         self,
@@ -300,6 +302,36 @@ class TorchBackend(HFTokenizerText):
             except Exception as err:  # this row's error only
                 rows.append(err)
         return rows
+
+    def start_prefill(self, ids: list[int], params: SamplingParams):
+        """A Row with none of its prompt in its cache yet (length 0), for `prefill_piece` (chunked prefill)."""
+        import torch
+
+        from penwright.server.engine.torch_batch import Row
+
+        prompt = torch.tensor(ids, dtype=torch.long, device=self.device)
+        return Row(prompt, params, make_generator(params.seed, self.device), None, 0)
+
+    def prefill_piece(self, row, tokens: int, adapter: str | None, scale: float | None) -> bool:
+        """Run the next `tokens` prompt tokens of `row` on top of its cache (the model's own cache continuation:
+        positions and the causal mask follow from the cached length). After the last piece, sample the first token
+        (`row.last`) and return True: the row is then what `prefill` returns for this prompt alone. Sampling errors
+        raise (this row's only)."""
+        from penwright.server.engine.torch_batch import batchable, cache_of, output_cache
+
+        end = min(row.length + tokens, len(row.prompt))
+        past = {} if row.kv is None else {self.cache_kw: cache_of(row.kv)}
+        self._activate(adapter, scale)
+        with self._prefill_attention():
+            out = self.model(input_ids=row.prompt[None, row.length : end], use_cache=True, logits_to_keep=1, **past)
+        cache = output_cache(out)
+        if not batchable(cache):
+            raise ServeError("this model's KV cache cannot be batched", "Serve it with server.max_batch: 1.")
+        row.kv, row.length = [(layer.keys, layer.values) for layer in cache.layers], end  # (1, H, end, D) each
+        if end < len(row.prompt):
+            return False
+        row.sample(out.logits[0, -1])
+        return True
 
     def _prefill_attention(self):
         """On CUDA, prefill attention by the flash or memory-efficient kernels, not cuDNN's: on the H200 each new

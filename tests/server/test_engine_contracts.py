@@ -15,7 +15,7 @@ from penwright.server.engine.torch_backend import TorchBackend
 
 def test_each_backend_implements_what_it_declares():
     assert check_backend(TorchBackend("unused")) == Capabilities(
-        batched_decoding=True, warm_up=True, share_cpu=True, score=True, merge_live=True
+        batched_decoding=True, chunked_prefill=True, warm_up=True, share_cpu=True, score=True, merge_live=True
     )
     assert not any(asdict(check_backend(MlxBackend("unused"))).values())  # one sequence at a time, nothing else
 
