@@ -204,3 +204,15 @@ def test_backend_pieces_give_the_tokens_of_one_pass_on_the_31m_base(gutenberg_31
             steps += 1
         assert steps == 4 and row.length == 1000 and row.kv[0][0].shape[-2] == 1000
         assert greedy(row) == want
+
+
+def test_one_sequence_at_a_time_prefills_in_one_pass_as_before(solo):
+    shapes, hook = prefill_passes(solo)
+    try:
+        (text, _fin), ch, events = long_during_stream(solo, req(LONG, max_tokens=8))
+        long_text = ch.text(60)[0]
+    finally:
+        hook.remove()
+    assert [s for s in shapes if s[1] > 1] == [(1, 2), (1, solo.count_tokens(LONG))]
+    assert "L" in events and long_text == alone(solo, req(LONG, max_tokens=8))[0]
+    assert text == alone(solo, req(SHORT, max_tokens=60))[0]
