@@ -12,8 +12,8 @@ and on by default only where it paid (`CUDA_DEFAULT`, from `benchmarks/train_thr
   whole layers: it recomputes elementwise work and LoRA's small products before any big matmul.
 - `kbit_fp32` (4/8-bit bases, chosen at load): peft's `prepare_model_for_kbit_training` casts every weight that
   is not 4/8-bit (embeddings, norms, LM head) to fp32, so the residual stream runs in fp32; off, they stay in the
-  compute dtype, as TRL 1.16 trains QLoRA (its nf4 peer held 2.1 GiB less than ours on the H200 and ran 1.26x).
-  On by default until measured.
+  compute dtype, as TRL 1.16 trains QLoRA. Off by default since the H200 run of 2026-12-03: 7B nf4, 2 rows,
+  checkpointed, 4,970 -> 6,305 tokens/s (1.27x) and 13.89 -> 10.04 GiB, the same loss (12.647 / 12.644).
 - `fused_loss`: Liger's fused linear cross-entropy on the target positions instead of the chunked
   loss (`penwright.trainer.losses.chunked_ce_sum`): the gradient of the LM head's input is computed in the
   forward, chunk by chunk, so the head's (N, V) product is not run a second time in backward.
@@ -34,7 +34,7 @@ class Levers:
     compile_layers: bool = False
     fused_loss: bool = False
     activation_budget: float = 1.0  # compiled layers only
-    kbit_fp32: bool = True  # 4/8-bit bases: peft's cast of the other weights to fp32 (False: as TRL, unmeasured)
+    kbit_fp32: bool = False  # 4/8-bit bases: peft's cast of the other weights to fp32 (off: their own dtype, as TRL)
 
     def tag(self) -> str:
         on = [name for name, value in (("compile", self.compile_layers), ("fused CE", self.fused_loss)) if value]
