@@ -57,7 +57,7 @@ class Engine:
         max_queue: int = 256,
         max_batch: int = 8,
         prefill_tokens: int | None = None,
-        prefill_chunk: int = 512,
+        prefill_chunk: int | None = None,
     ):
         self.backend = backend
         self.caps = check_backend(backend)  # its declared contract, checked once (contracts.py)
@@ -70,11 +70,13 @@ class Engine:
         # arrive together share one pass there (8192). None: chosen by the device once the model is loaded
         self.prefill_tokens = prefill_tokens
         # a longer prompt arriving while others decode is prefilled this many tokens per round of decode steps.
-        # 512 (benchmarks/serve_latency_results.md "Chunked prefill"; the 31M base on CPU, a 3,500-token prompt):
-        # a running stream's longest wait falls from 3.8 s to 0.8 s (256: 0.45 s, 1024: 1.6 s) for ~15% on the long
+        # CPU 512 (benchmarks/serve_latency_results.md "Chunked prefill"; the 31M base, a 3,500-token prompt): a
+        # running stream's longest wait falls from 3.8 s to 0.8 s (256: 0.45 s, 1024: 1.6 s) for ~15% on the long
         # prompt's TTFT (256: ~20%); its pieces cost 5% more than one pass, the rest is the stream's steps between
-        # them. On a GPU each piece is a kernel-launch-bound pass: smaller pieces cost relatively more there
-        self.prefill_chunk = max(1, prefill_chunk)
+        # them. GPU 2048: a piece there is a launch-bound pass (a 2 x 1,000-token prefill of the 0.5B: 24 ms on the
+        # H200), and pieces are not shared between prompts, so 1,000-token inline prompts arriving together
+        # mid-decode keep their one shared pass. None: chosen by the device once the model is loaded
+        self.prefill_chunk = prefill_chunk
         self._prefilling: deque[Seq] = deque()  # chunked prefills in progress, oldest first (its row: seq.row)
         self._since_piece = 0  # decode steps since the last piece: one piece per round of the batches
         self._batches: list[Batch] = []
@@ -269,9 +271,11 @@ class Engine:
             from penwright.trainer.prompt_format import fim_style
 
             self.fim_style = fim_style(self.backend.vocab())
+            gpu = str(self.backend.info().get("device", "")).startswith("cuda")
             if self.prefill_tokens is None:
-                gpu = str(self.backend.info().get("device", "")).startswith("cuda")
                 self.prefill_tokens = 8192 if gpu else 2048
+            if self.prefill_chunk is None:
+                self.prefill_chunk = 2048 if gpu else 512
         except BaseException as err:  # reported to start()'s caller
             self._load_error = err
             self._ready.set()
