@@ -13,7 +13,7 @@ import pytest
 from serving_fixtures import adapters_for, tiny_engine
 
 from penwright.errors import ServeError
-from penwright.server.engine import BASE, LIVE, Finished, GenerationRequest, SamplingParams
+from penwright.server.engine import BASE, LIVE, Engine, Finished, GenerationRequest, SamplingParams, make_backend
 
 CHUNK = 64
 SHORT = "Maren climbed"
@@ -156,8 +156,10 @@ def test_a_failing_piece_fails_only_its_request(solo, chunked):
 
 
 def test_hot_swap_mid_prefill_keeps_the_admitted_adapter(tiny_model_dir, tmp_path_factory, solo):
+    """The live adapter merged (the CUDA default): the swap unmerges v1 between two pieces of a v1 request."""
     adapters = adapters_for(tiny_model_dir, tmp_path_factory.getbasetemp())
-    eng = tiny_engine(tiny_model_dir, max_batch=8, prefill_chunk=CHUNK)
+    backend = make_backend(str(tiny_model_dir), backend="cpu", merge_live=True)
+    eng = Engine(backend, max_batch=8, prefill_chunk=CHUNK).start(timeout=120)
     solo.load_adapter("v1", adapters["lighthouse"])
     try:
         eng.set_live("v1", adapters["lighthouse"])
@@ -177,6 +179,24 @@ def test_hot_swap_mid_prefill_keeps_the_admitted_adapter(tiny_model_dir, tmp_pat
     finally:
         eng.stop()
         solo.unload("v1")
+
+
+def test_a_chunk_prefilled_row_decodes_in_the_static_pool(tiny_model_dir, solo):
+    backend = make_backend(str(tiny_model_dir), backend="cpu", static_decode=True, static_tokens=1024)
+    eng = Engine(backend, max_batch=8, prefill_chunk=CHUNK).start(timeout=120)
+    try:
+        eng.warm_up()
+        assert eng.status()["static_decode"]["ready"]
+        long = eng.encode(LONG)[:600]  # its first token comes after the stream's 12th
+        seen: list = []
+        look = {15: lambda _ch: seen.append((eng.status()["batches"], eng.status()["static_decode"]["eager_steps"]))}
+        got, ch, _events = long_during_stream(eng, req(long, max_tokens=20), look)
+        assert ch.text(60)[0] == alone(solo, req(long, max_tokens=20))[0]
+        assert got[0] == alone(solo, req(SHORT, max_tokens=60))[0]
+        assert seen[0][0] == [2], "the long row joined the stream's batch"
+        assert eng.status()["static_decode"]["eager_steps"] - seen[0][1] >= 19, "its steps ran in the static pool"
+    finally:
+        eng.stop()
 
 
 def test_backend_pieces_give_the_tokens_of_one_pass_on_the_31m_base(gutenberg_31m, corpora):
