@@ -56,7 +56,7 @@ def recorder(events: list, name: str, actions: dict | None = None):
     return check
 
 
-def long_during_stream(engine, long: GenerationRequest, later: dict | None = None):
+def long_during_stream(engine, long: GenerationRequest, later: dict | None = None, running_tokens: int = 60):
     """A running stream; at its 3rd token `long` arrives; later[n](long's channel) runs at its n-th token.
     Returns (running result, long channel, events): "r" per running token, "submit", "L" per long token."""
     events: list = []
@@ -68,7 +68,7 @@ def long_during_stream(engine, long: GenerationRequest, later: dict | None = Non
 
     actions = {3: arrive} | {n: (lambda fn=fn: fn(late[0])) for n, fn in (later or {}).items()}
     long.stop_check = recorder(events, "L")
-    got = engine.submit(req(SHORT, max_tokens=60, stop_check=recorder(events, "r", actions))).text(60)
+    got = engine.submit(req(SHORT, max_tokens=running_tokens, stop_check=recorder(events, "r", actions))).text(60)
     return got, late[0], events
 
 
@@ -120,6 +120,19 @@ def test_nothing_else_running_is_one_pass(chunked):
     finally:
         hook.remove()
     assert shapes[0] == (1, chunked.count_tokens(LONG))
+
+
+def test_when_the_stream_ends_the_rest_of_the_prompt_is_one_pass(solo, chunked):
+    long = chunked.encode(LONG)[:600]
+    shapes, hook = prefill_passes(chunked)
+    try:
+        _got, ch, _events = long_during_stream(chunked, req(long, max_tokens=8), running_tokens=6)
+        text = ch.text(60)[0]
+    finally:
+        hook.remove()
+    # pieces before the stream's tokens 4, 5 and 6 (its last); then nothing decodes: the other 408 tokens at once
+    assert [s for s in shapes if s[1] > 1] == [(1, 2)] + [(1, CHUNK)] * 3 + [(1, 600 - 3 * CHUNK)]
+    assert text == alone(solo, req(long, max_tokens=8))[0]
 
 
 def test_cancel_mid_prefill_frees_it_and_the_stream_goes_on(solo, chunked):
