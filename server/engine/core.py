@@ -72,7 +72,7 @@ class Engine:
         # a longer prompt arriving while others decode is prefilled this many tokens per round of decode steps.
         # CPU 512 (benchmarks/serve_latency_results.md "Chunked prefill"; the 31M base, a 3,500-token prompt): a
         # running stream's longest wait falls from 3.8 s to 0.8 s (256: 0.45 s, 1024: 1.6 s) for ~15% on the long
-        # prompt's TTFT (256: ~20%); its pieces cost 5% more than one pass, the rest is the stream's steps between
+        # prompt's TTFT (256: ~20%); its pieces cost 5-10% more than one pass, the rest is the stream's steps between
         # them. GPU 2048: a piece there is a launch-bound pass (a 2 x 1,000-token prefill of the 0.5B: 24 ms on the
         # H200), and pieces are not shared between prompts, so 1,000-token inline prompts arriving together
         # mid-decode keep their one shared pass. None: chosen by the device once the model is loaded
