@@ -200,9 +200,8 @@ def run(args) -> None:
         a: {k: perplexity(model, data[a][k], dev) for k in ("own", "control")} for a in {c["author"] for c in configs}
     }
     print("base:", {a: {k: round(v, 3) for k, v in b.items()} for a, b in base.items()}, flush=True)
-    print(
-        "| setting | author | steps | own x base | control x base | voice margin | train s |\n|---|---|---|---|---|---|---|"
-    )
+    print("| setting | author | steps | own x base | control x base | voice margin | train s |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
     for c in configs:
         if time.time() - t_start > args.budget:
             print(f"budget spent: stopped before {c['name']}")
