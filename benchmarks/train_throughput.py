@@ -74,11 +74,10 @@ DEFAULT_OURS = [  # 0.5b, at or under half the packed peer's peak (13.8 GiB): mo
     "0:compile+fused+keep50@8",
 ]
 DEFAULT_OURS_NF4 = [
+    "1:fp32kbit",
     "1",
     "budget:fused",
-    "1:bf16kbit",
-    "budget:fused+bf16kbit",
-]  # 7b in 4-bit (no compilation: bitsandbytes layers)
+]  # 7b in 4-bit (no compilation: bitsandbytes layers); fp32kbit: peft's fp32 cast, the default until 2026-12-03
 
 
 def in_fresh_process(job: dict, timeout: float | None = None) -> dict:

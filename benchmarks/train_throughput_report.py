@@ -54,14 +54,15 @@ def parse_ckpt(value: str) -> tuple[float, bool]:
 def parse_ours(value: str) -> dict:
     """An ours config: `CKPT[:LEVER+LEVER][@ROWS]`, CKPT as --ckpt or `budget` (rows and checkpointing from the
     memory budget, set to the baseline's measured peak); levers `compile`, `fused`, `keepNN` (compiled layers keep
-    NN% of their activations for backward: torch's partitioner budget), `bf16kbit` (4-bit: no fp32 cast of the
-    other weights). E.g. `1`, `0:compile+fused+keep50@8`, `1:fused+bf16kbit`."""
+    NN% of their activations for backward: torch's partitioner budget), `fp32kbit` (4-bit: peft's k-bit preparation,
+    the other weights cast to fp32; without it they keep bf16, the default since 2026-12-03). E.g. `1`,
+    `0:compile+fused+keep50@8`, `1:fused+fp32kbit`."""
     spec, _, rows = value.partition("@")
     mode, _, levers = spec.partition(":")
     wanted = set(filter(None, levers.split("+")))
     keeps = [w for w in wanted if w.startswith("keep") and w[4:].isdigit()]
-    if wanted - {"compile", "fused", "bf16kbit", *keeps} or len(keeps) > 1:
-        raise argparse.ArgumentTypeError(f"{value}: levers are compile, fused, bf16kbit and one keepNN")
+    if wanted - {"compile", "fused", "fp32kbit", *keeps} or len(keeps) > 1:
+        raise argparse.ArgumentTypeError(f"{value}: levers are compile, fused, fp32kbit and one keepNN")
     fraction, elementwise = (1.0, False) if mode == "budget" else parse_ckpt(mode)
     return {
         "fraction": fraction,
@@ -69,7 +70,7 @@ def parse_ours(value: str) -> dict:
         "compile": "compile" in wanted,
         "fused": "fused" in wanted,
         "keep": int(keeps[0][4:]) / 100 if keeps else 1.0,
-        "kbit_fp32": "bf16kbit" not in wanted,
+        "kbit_fp32": "fp32kbit" in wanted,
         "budget": mode == "budget",
         "rows": int(rows) if rows else None,
     }

@@ -40,8 +40,8 @@ class Levers:
         on = [name for name, value in (("compile", self.compile_layers), ("fused CE", self.fused_loss)) if value]
         if self.compile_layers and self.activation_budget < 1:
             on[0] = f"compile keeping {self.activation_budget:.0%} of activations"
-        if not self.kbit_fp32:
-            on.append("bf16 k-bit preparation")
+        if self.kbit_fp32:
+            on.append("fp32 k-bit preparation")
         return " + ".join(on) or "none"
 
 
