@@ -38,10 +38,16 @@ def prep(args) -> None:
     from transformers import AutoTokenizer
 
     from penwright.trainer import data as D
-    from penwright.trainer.evaluate.voice import unwrap
+    from penwright.trainer.evaluate.model import perplexity_windows
+    from penwright.trainer.evaluate.voice import VoiceInputs, unwrap
 
     tok = AutoTokenizer.from_pretrained(args.model)
     ids = lambda text: tok(text, add_special_tokens=False, verbose=False).input_ids  # noqa: E731
+
+    def windows(name: str) -> list[list[int]]:  # as `penwright eval` scores them
+        text = unwrap((args.quality / name).read_text())
+        return perplexity_windows(tok, [text], VoiceInputs.ppl_tokens, VoiceInputs.ppl_windows)
+
     out = {}
     for author in args.authors.split(","):
         project = args.quality / author
@@ -53,19 +59,14 @@ def prep(args) -> None:
             raw += [(t[i : i + 1024], t[i + 1 : i + 1024] + [D.IGNORE]) for i in range(0, len(t) - 32, 1024)]
         out[author] = {
             "variants": {"rows": [(r.input_ids, r.labels) for r in D.pack(samples, 1024)], "raw1024": raw},
-            "own": windows(ids(unwrap((args.quality / f"{author}-heldout.txt").read_text()))),
-            "control": windows(ids(unwrap((args.quality / f"{author}-control.txt").read_text()))),
+            "own": windows(f"{author}-heldout.txt"),
+            "control": windows(f"{author}-control.txt"),
         }
     HERE.mkdir(exist_ok=True)
     (HERE / "data.pkl.xz").write_bytes(lzma.compress(pickle.dumps(out)))
     (HERE / "model.safetensors.xz").write_bytes(lzma.compress((args.model / "model.safetensors").read_bytes()))
     shutil.copy(args.model / "config.json", HERE / "config.json")
     print({a: {k: len(v) for k, v in d["variants"].items()} for a, d in out.items()}, "->", HERE)
-
-
-def windows(ids: list[int], n: int = 512, k: int = 12) -> list[list[int]]:
-    w = [ids[i : i + n] for i in range(0, len(ids), n) if len(ids[i : i + n]) > 1]
-    return [w[(i * len(w)) // k] for i in range(k)] if len(w) > k else w
 
 
 def load_base(dev: str):

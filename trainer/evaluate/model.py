@@ -134,17 +134,23 @@ def text_perplexity(model, tokenizer, texts: list[str], max_tokens: int = 512, m
     `max_windows` windows, evenly spread, are scored. exp of the mean cross-entropy per token (the
     first token of each window has no context and is not scored).
     """
+    start, total, count = time.perf_counter(), 0.0, 0
+    for ids in perplexity_windows(tokenizer, texts, max_tokens, max_windows):
+        s, n = _nll(model, ids, ids[1:] + [-100])
+        total, count = total + s, count + n
+    return _summary(total, count, time.perf_counter() - start)
+
+
+def perplexity_windows(tokenizer, texts: list[str], max_tokens: int = 512, max_windows: int | None = None) -> list:
+    """The token windows `text_perplexity` scores: consecutive `max_tokens` windows of each text, at most
+    `max_windows` of them, evenly spread."""
     windows = []
     for t in texts:
         ids = tokenizer(t, add_special_tokens=False, verbose=False).input_ids  # long on purpose: no warning
         windows += [ids[i : i + max_tokens] for i in range(0, len(ids), max_tokens) if len(ids[i : i + max_tokens]) > 1]
     if max_windows is not None and len(windows) > max_windows:
         windows = [windows[(i * len(windows)) // max_windows] for i in range(max_windows)]
-    start, total, count = time.perf_counter(), 0.0, 0
-    for ids in windows:
-        s, n = _nll(model, ids, ids[1:] + [-100])
-        total, count = total + s, count + n
-    return _summary(total, count, time.perf_counter() - start)
+    return windows
 
 
 def rows_perplexity(model, tokenizer, rows: list[dict], max_tokens: int = 1024) -> dict:
