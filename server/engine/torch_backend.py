@@ -17,7 +17,7 @@ from pathlib import Path
 from penwright.errors import ModelNotFoundError, ServeError
 from penwright.server.engine.sampling import apply_penalties, choose, make_generator
 from penwright.server.engine.text import HFTokenizerText
-from penwright.server.engine.torch_batch import output_cache
+from penwright.server.engine.torch_batch import batchable, output_cache
 from penwright.server.engine.types import SamplingParams
 
 log = logging.getLogger(__name__)
@@ -276,7 +276,7 @@ class TorchBackend(HFTokenizerText):
         Returns a Row per prompt (to join a KVBatch), or the exception that row's sampling raised."""
         import torch
 
-        from penwright.server.engine.torch_batch import Row, batchable, output_cache
+        from penwright.server.engine.torch_batch import Row
 
         longest = max(map(len, prompts))
         # (B, T), right-padded: causal attention keeps every real token's pass exactly as alone
@@ -287,10 +287,7 @@ class TorchBackend(HFTokenizerText):
         self._activate(adapter, scale)
         with self._prefill_attention():
             out = self.model(input_ids=tokens, use_cache=True, logits_to_keep=1 if len(prompts) == 1 else ends)
-        cache = output_cache(out)
-        if not batchable(cache):
-            raise ServeError("this model's KV cache cannot be batched", "Serve it with server.max_batch: 1.")
-        layers = [(layer.keys, layer.values) for layer in cache.layers]
+        layers = batch_layers(out)
         rows: list = []
         for i, ids in enumerate(prompts):
             n = len(ids)
@@ -317,17 +314,14 @@ class TorchBackend(HFTokenizerText):
         positions and the causal mask follow from the cached length). After the last piece, sample the first token
         (`row.last`) and return True: the row is then what `prefill` returns for this prompt alone. Sampling errors
         raise (this row's only)."""
-        from penwright.server.engine.torch_batch import batchable, cache_of, output_cache
+        from penwright.server.engine.torch_batch import cache_of
 
         end = min(row.length + tokens, len(row.prompt))
         past = {} if row.kv is None else {self.cache_kw: cache_of(row.kv)}
         self._activate(adapter, scale)
         with self._prefill_attention():
             out = self.model(input_ids=row.prompt[None, row.length : end], use_cache=True, logits_to_keep=1, **past)
-        cache = output_cache(out)
-        if not batchable(cache):
-            raise ServeError("this model's KV cache cannot be batched", "Serve it with server.max_batch: 1.")
-        row.kv, row.length = [(layer.keys, layer.values) for layer in cache.layers], end  # (1, H, end, D) each
+        row.kv, row.length = batch_layers(out), end  # (1, H, end, D) each
         if end < len(row.prompt):
             return False
         row.sample(out.logits[0, -1])
@@ -430,3 +424,11 @@ class TorchBackend(HFTokenizerText):
 
                 info["memory_bytes"] = psutil.Process().memory_info().rss
         return info
+
+
+def batch_layers(out) -> list:
+    """A prefill's per-layer (keys, values) for a KV batch; a clear error for a model whose cache cannot batch."""
+    cache = output_cache(out)
+    if not batchable(cache):
+        raise ServeError("this model's KV cache cannot be batched", "Serve it with server.max_batch: 1.")
+    return [(layer.keys, layer.values) for layer in cache.layers]
