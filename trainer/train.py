@@ -18,7 +18,7 @@ import math
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from penwright.errors import DatasetError, TrainingError
@@ -277,6 +277,7 @@ class _Loop:
                 f"{self.dataset_dir / 'train.jsonl'} has no usable rows.",
                 "Write more (or lower curation.min_tokens) and curate again.",
             )
+        self._choose_compile()
         self._fit_memory(resume is not None, oom_rungs)
         self.valid, self.valid_stats = self._rows("valid.jsonl", limit=self.s.eval_max_rows, optional=True)
         self.per_epoch = math.ceil(len(self.rows) / self.s.batch_size)
@@ -292,6 +293,19 @@ class _Loop:
         self.full_total = self.total  # what max_steps / epochs ask for; max_minutes may plan fewer
         self.total = self.state.planned_total or self.total
         self.run_dir.write_config(self._resolved())
+
+    def _choose_compile(self) -> None:
+        """CUDA: the decoder layers stay compiled only if the run plans enough tokens to repay the compile
+        (`TrainingSettings.compile`); before the memory plan, which depends on it."""
+        from penwright.trainer.backends.levers import compile_pays
+
+        if not self.backend.levers.compile_layers:
+            return
+        tokens = sum(len(r.input_ids) for r in self.rows)
+        per_step = tokens / len(self.rows) * self.s.batch_size * self.s.grad_accumulation
+        planned = self.s.max_steps * per_step if self.s.max_steps else self.s.epochs * tokens
+        if not compile_pays(self.s.compile, int(planned)):
+            self.backend.set_levers(replace(self.backend.levers, compile_layers=False))
 
     def _fit_memory(self, resumed: bool, oom_rungs) -> None:
         """Rows per micro-batch and checkpointing from the memory budget (`TorchBackend.fit_memory`), the rows of
@@ -351,6 +365,7 @@ class _Loop:
             "precision": self.backend.precision,
             "quantization": self.backend.quant,
             "attention": self.backend.attention,
+            "levers": self.backend.levers.tag(),  # CUDA speed levers this run used ("none" elsewhere)
             "init_adapter": str(self.init_adapter) if self.init_adapter else None,
             "max_seq_length": self.max_len,
             "rows": len(self.rows),

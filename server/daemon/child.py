@@ -71,6 +71,7 @@ class ChildRun:
         self._result: dict | None = None
         self._error: str | None = None
         self._stderr_tail: list[str] = []
+        self._times = {"spawned": time.monotonic()}  # spawned, first message, result: the child's start and exit
         child_env = {**os.environ, **(env or {}), "PENWRIGHT_PARENT_PID": str(os.getpid())}
         child_env.setdefault("TOKENIZERS_PARALLELISM", "false")
         self.proc = subprocess.Popen(
@@ -104,7 +105,9 @@ class ChildRun:
                 msg = json.loads(line)
             except json.JSONDecodeError:
                 continue
+            self._times.setdefault("first", time.monotonic())
             if msg.get("event") == "result":
+                self._times["result"] = time.monotonic()
                 self._result = msg
             elif msg.get("event") == "error":
                 self._error = msg.get("message") or "training failed"
@@ -140,7 +143,7 @@ class ChildRun:
         if self._cancelled.is_set():
             return RunOutcome("cancelled", returncode=code)
         if code == 0 and self._result is not None:
-            return RunOutcome("succeeded", result=self._result, returncode=code)
+            return RunOutcome("succeeded", result=self._with_times(time.monotonic()), returncode=code)
         if self._error:
             return RunOutcome("failed", error=self._error, returncode=code)
         if code is not None and code < 0:
@@ -150,6 +153,14 @@ class ChildRun:
             return RunOutcome("failed", error=why + "; the daemon and the live adapter are unaffected", returncode=code)
         tail = " | ".join(self._stderr_tail[-5:])
         return RunOutcome("failed", error=f"the training process exited with code {code}: {tail}", returncode=code)
+
+    def _with_times(self, exited: float) -> dict:
+        """The result, its timings joined by the parent's view: Python start to the first message, and the result
+        to the process's exit."""
+        t = self._times
+        timings = {**(self._result.get("timings") or {}), "child_start_s": t.get("first", exited) - t["spawned"]}
+        timings["child_exit_s"] = exited - t.get("result", exited)
+        return {**self._result, "timings": timings}
 
 
 def kill_stale_child(pid: int | None) -> bool:

@@ -229,4 +229,9 @@ def _summary(result: dict) -> dict:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    code = main(sys.argv[1:])
+    # Everything is written (the run folder's files atomically, the result on stdout): leave without Python's
+    # teardown, which on a GPU frees the model and the CUDA context one object at a time.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

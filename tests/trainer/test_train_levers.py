@@ -152,6 +152,38 @@ def test_quantized_layers_are_not_compiled(monkeypatch):
     assert not levers_for("cuda", Levers(compile_layers=True), quantized=True).compile_layers
 
 
+def test_compile_is_chosen_by_the_planned_tokens():
+    from penwright.trainer.backends.levers import COMPILE_MIN_TOKENS, compile_pays
+
+    assert compile_pays("auto", COMPILE_MIN_TOKENS) and not compile_pays("auto", COMPILE_MIN_TOKENS - 1)
+    assert compile_pays(True, 1) and not compile_pays(False, 10**12)
+
+
+@pytest.mark.parametrize("choice", ["auto", False])
+def test_a_short_run_trains_its_layers_eager(tiny_model_dir, tmp_path, monkeypatch, choice):
+    """Where compilation is on offer (CUDA's default, here granted on the CPU), a run that plans fewer tokens
+    than COMPILE_MIN_TOKENS, or one set to `compile: false`, trains with every layer eager and says so."""
+    import json
+
+    from penwright.trainer.backends import torch_backend
+    from penwright.trainer.presets import load_training_settings
+    from penwright.trainer.train import run_training
+
+    def cuda_levers(device, wanted=None, quantized=False):  # levers_for on CUDA with Triton installed
+        return wanted or Levers(compile_layers=True)
+
+    monkeypatch.setattr(torch_backend, "levers_for", cuda_levers)
+    texts = paragraphs(EXAMPLE_MANUSCRIPT)
+    ds = tmp_path / "ds"
+    ds.mkdir()
+    (ds / "train.jsonl").write_text("".join(json.dumps(row(i, t)) + "\n" for i, t in enumerate(texts)))
+    overrides = {"max_steps": 2, "eval_every": None, "warmup_steps": 0, "compile": choice}
+    settings = load_training_settings("fast", overrides)
+    run_training(ds, settings, tiny_model_dir, tmp_path / "run")
+    config = (tmp_path / "run" / "config.yaml").read_text()
+    assert "levers: none" in config, config
+
+
 # -- the memory budget ----------------------------------------------------------------------------------------------
 
 SEVEN_B = Shape(hidden=3584, layers=28, vocab=152064, dropout=0.05, loss_chunk=2048)

@@ -52,6 +52,18 @@ class Levers:
 CUDA_DEFAULT = Levers(compile_layers=True, fused_loss=True)
 
 
+# Below this many planned training tokens, `TrainingSettings.compile: auto` trains eager: the layer's compile
+# (tens of seconds on a fresh machine) is not repaid by the faster steps. The daemon's short retrains fall below it.
+COMPILE_MIN_TOKENS = 4_000_000
+
+
+def compile_pays(choice: bool | str, planned_tokens: int) -> bool:
+    """Whether a run of `planned_tokens` compiles its layers under `TrainingSettings.compile` = `choice`."""
+    if choice == "auto":
+        return planned_tokens >= COMPILE_MIN_TOKENS
+    return bool(choice)
+
+
 def triton_available() -> bool:
     return importlib.util.find_spec("triton") is not None
 

@@ -207,10 +207,13 @@ class TorchBackend:
         return model
 
     def _compile(self, model) -> None:
-        if self.levers.compile_layers:
-            from penwright.trainer.backends.levers import compile_decoder_layers
+        """Each decoder layer compiled or eager, as the levers say (compilation is lazy: the first forward)."""
+        from penwright.trainer.backends.levers import compile_decoder_layers, eager_decoder_layers
 
+        if self.levers.compile_layers:
             compile_decoder_layers(model, skip=set(self.layers["elementwise"]))
+        else:
+            eager_decoder_layers(model)
 
     def set_checkpointing(self, fraction: float, elementwise: bool = False) -> dict[str, list[int]]:
         """Change what the loaded model's layers recompute (`penwright.trainer.backends.checkpointing`)."""
@@ -219,7 +222,8 @@ class TorchBackend:
         return self.layers
 
     def set_levers(self, levers: Levers) -> Levers:
-        """Change the speed levers of the loaded model (CUDA only; a compiled layer stays compiled)."""
+        """Change the speed levers of the loaded model (CUDA only; before its first step, or the compiled layers
+        trace again)."""
         before = self.levers
         self.levers = levers_for(self.device, levers, quantized=self.quant != "none")
         if before.compile_layers and before.activation_budget != self.levers.activation_budget:
