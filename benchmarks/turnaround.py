@@ -290,6 +290,7 @@ def turnaround(d: DaemonProcess, project: Path, edit: str, prompt: str, args, cl
         ("train (child: load + steps + save)", timings.get("train_s", float("nan"))),
         *child,
         ("gate (eval candidate + live)", timings.get("gate_eval_s", float("nan"))),
+        *gate_split(gate),
         ("child exit (after its result)", timings.get("child_exit_s", float("nan"))),
     ]
     out = {"during": during, "promoted": gate["decision"] == "promote", "gate_reason": gate["reason"], "t_save": t_save}
@@ -311,6 +312,15 @@ def turnaround(d: DaemonProcess, project: Path, edit: str, prompt: str, args, cl
     else:
         out["turnaround_s"] = float("nan")  # rejected: nothing goes live, so there is no swap to time
     out["stages"] = stages
+    return out
+
+
+def gate_split(gate: dict) -> list[tuple[str, float]]:
+    """What the gate's measures of the candidate and of the live adapter took (voice_metrics' own clock)."""
+    out = []
+    for side in ("candidate", "reference"):
+        seconds = (gate.get(side) or {}).get("seconds") or {}
+        out += [(f"  gate: {side} {k}", v) for k, v in seconds.items() if isinstance(v, (int, float))]
     return out
 
 

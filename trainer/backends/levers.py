@@ -52,8 +52,11 @@ class Levers:
 CUDA_DEFAULT = Levers(compile_layers=True, fused_loss=True)
 
 
-# Below this many planned training tokens, `TrainingSettings.compile: auto` trains eager: the layer's compile
-# (tens of seconds on a fresh machine) is not repaid by the faster steps. The daemon's short retrains fall below it.
+# Below this many planned training tokens, `TrainingSettings.compile: auto` trains eager: the layer's compile is not
+# repaid by the faster steps. On the H200 the daemon's 60-step retrain (61k tokens, 0.5B) took 60.0 s compiled and
+# 29.5 s eager (benchmarks/device/turnaround.sh), so a compile costs ~30 s; at the measured gains (0.5B ~80k -> 100k
+# tokens/s, 7B checkpointed ~10k -> 11.6k) it pays from ~12M tokens at 0.5B and ~2M at 7B. 4M sits between: the
+# daemon's retrains (and a first adapter of a novel) train eager, long `penwright train` runs compile.
 COMPILE_MIN_TOKENS = 4_000_000
 
 
