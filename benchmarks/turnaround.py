@@ -337,6 +337,7 @@ def child_breakdown(project: Path, run_id: str | None) -> list[tuple[str, float]
     levers = (run / "config.yaml").read_text().partition("levers: ")[2].partition("\n")[0] or "?"
     return [
         (f"  train: setup (levers: {levers[:16]})", t["setup_s"]),
+        *((f"    setup: {part}", seconds) for part, seconds in (t.get("setup_split") or {}).items()),
         ("  train: first step", first),
         ("  train: other steps", t["train_s"] - first),
     ]

@@ -58,6 +58,7 @@ def time_metrics(end: RunEnd, clock: Clock) -> dict:
     total = clock.elapsed()
     return {
         "setup_s": round(total - clock.train_elapsed(), 3),
+        "setup_split": clock.setup_split,
         "train_s": round(end.train_s, 3),
         "total_s": round(total, 3),
         "steps": end.steps,

@@ -173,6 +173,14 @@ class Clock:
     def __init__(self):
         self.start = time.monotonic()
         self.train_start: float | None = None
+        self.setup_split: dict[str, float] = {}  # seconds of each named part of the setup, in order
+        self._last = self.start
+
+    def mark(self, part: str) -> None:
+        """The setup's part `part` ends now (its seconds: since the previous mark, or the start)."""
+        now = time.monotonic()
+        self.setup_split[part] = round(now - self._last, 3)
+        self._last = now
 
     def begin_training(self) -> None:
         self.train_start = time.monotonic()

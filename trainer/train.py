@@ -101,6 +101,12 @@ def training_backend(name: str) -> TrainingBackend:
     return TorchTraining(name)
 
 
+def import_heavy() -> None:
+    """transformers' model classes and peft: the seconds every training process pays before it loads a model."""
+    import peft  # noqa: F401
+    from transformers import AutoModelForCausalLM  # noqa: F401
+
+
 class TorchTraining:
     """The step loop below (`_Loop`) on torch, on CUDA retried down the OOM ladder."""
 
@@ -264,12 +270,15 @@ class _Loop:
 
         from penwright.trainer.backends.torch_backend import TorchBackend
 
+        import_heavy()  # here rather than inside the load, so that the setup's split tells the two apart
+        self.clock.mark("imports")
         torch.manual_seed(self.s.seed)
         if not (self.dataset_dir / "train.jsonl").is_file():
             raise DatasetError(f"{self.dataset_dir / 'train.jsonl'} does not exist.", "Run `penwright curate` first.")
         resume = self.run_dir.usable_checkpoint()  # a damaged latest one falls back to the one before it
         warm = self.init_adapter if resume is None else None
         self.backend = TorchBackend(self.base_model, self.s, self.model_settings, self.device).load(warm)
+        self.clock.mark("model")
         D.check_tokenizer(self.dataset_dir, self.backend.tokenizer)
         self.rows, self.train_stats = self._rows("train.jsonl")
         if not self.rows:
@@ -277,8 +286,10 @@ class _Loop:
                 f"{self.dataset_dir / 'train.jsonl'} has no usable rows.",
                 "Write more (or lower curation.min_tokens) and curate again.",
             )
+        self.clock.mark("rows")
         self._choose_compile()
         self._fit_memory(resume is not None, oom_rungs)
+        self.clock.mark("memory plan")
         self.valid, self.valid_stats = self._rows("valid.jsonl", limit=self.s.eval_max_rows, optional=True)
         self.per_epoch = math.ceil(len(self.rows) / self.s.batch_size)
         epochs_steps = math.ceil(self.s.epochs * self.per_epoch / self.s.grad_accumulation)
@@ -293,6 +304,7 @@ class _Loop:
         self.full_total = self.total  # what max_steps / epochs ask for; max_minutes may plan fewer
         self.total = self.state.planned_total or self.total
         self.run_dir.write_config(self._resolved())
+        self.clock.mark("validation rows, optimizer")
 
     def _choose_compile(self) -> None:
         """CUDA: the decoder layers stay compiled only if the run plans enough tokens to repay the compile
