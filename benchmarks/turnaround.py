@@ -286,7 +286,7 @@ def turnaround(d: DaemonProcess, project: Path, edit: str, prompt: str, args, cl
         ("debounce (save -> curation starts)", curate["time"] - curate["seconds"] - t_save),
         ("curate (changed file, incremental)", curate["seconds"]),
         ("schedule (curated -> job started)", started["time"] - curate["time"]),
-        ("child start (Python, imports)", timings.get("child_start_s", float("nan"))),
+        (f"child start (standby: {timings.get('standby')})", timings.get("child_start_s", float("nan"))),
         ("train (child: load + steps + save)", timings.get("train_s", float("nan"))),
         *child,
         ("gate (eval candidate + live)", timings.get("gate_eval_s", float("nan"))),

@@ -7,6 +7,9 @@ eta_s}`, `{"event": "log", ...}`, and finally `{"event": "result", ...}` or
 `{"event": "error", "message": ...}`. The child dies with its parent (Linux
 parent-death signal, plus a parent-pid check everywhere else).
 
+A `Standby` is the next child started ahead of its job (`retrain.standby_child`): Python and the heavy imports
+done while the daemon waits, it reads its spec's path from stdin when a job begins.
+
 Cancel kills the child's process group at once. The child never publishes an
 adapter itself: the daemon publishes only after a complete result, so a
 cancelled or killed run leaves no half adapter in the registry.
@@ -60,10 +63,82 @@ def _linux_pdeathsig() -> None:
         pass
 
 
+def _spawn(args: list[str], env: dict | None = None, stdin=subprocess.DEVNULL) -> subprocess.Popen:
+    child_env = {**os.environ, **(env or {}), "PENWRIGHT_PARENT_PID": str(os.getpid())}
+    child_env.setdefault("TOKENIZERS_PARALLELISM", "false")
+    return subprocess.Popen(
+        [sys.executable, "-m", CHILD_MODULE, *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=stdin,
+        text=True,
+        bufsize=1,
+        env=child_env,
+        start_new_session=True,  # its own process group: cancel kills grandchildren too
+        preexec_fn=_linux_pdeathsig if sys.platform.startswith("linux") else None,
+    )
+
+
+def _adopt(standby: subprocess.Popen, spec_path: Path) -> subprocess.Popen | None:
+    """The standby child, given its spec; None if it is gone (a fresh child is spawned instead)."""
+    try:
+        if standby.poll() is None:
+            standby.stdin.write(f"{spec_path}\n")
+            standby.stdin.close()
+            return standby
+    except OSError:
+        pass
+    tail = (standby.stderr.read() if standby.poll() is not None else "")[-500:]
+    log.warning("the standby training process had exited (%s); starting a fresh one. %s", standby.returncode, tail)
+    return None
+
+
+class Standby:
+    """The next training child, started before its job: on an H200 the Python start and the imports of torch,
+    transformers and peft were 12.7 s of a 47.9 s save-to-live (benchmarks/device/turnaround.sh). It costs an
+    idle process (a few hundred MB of memory, no GPU memory: CUDA starts with the job) while none runs."""
+
+    def __init__(self, enabled: bool):
+        self.enabled, self.proc = enabled, None
+        # Linux's parent-death signal fires when the spawning THREAD ends: spawn from a thread that stays
+        self._spawner = None
+
+    def ensure(self) -> None:
+        """Start one unless one is waiting."""
+        if not self.enabled or (self.proc is not None and self.proc.poll() is None):
+            return
+        if self._spawner is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._spawner = ThreadPoolExecutor(1, thread_name_prefix="standby-spawner")
+        try:
+            self.proc = self._spawner.submit(_spawn, ["--standby"], None, subprocess.PIPE).result()
+        except OSError:
+            log.warning("could not start a standby training process", exc_info=True)
+            self.proc = None
+
+    def take(self) -> subprocess.Popen | None:
+        proc, self.proc = self.proc, None
+        return proc
+
+    def close(self) -> None:
+        proc, self.proc = self.proc, None
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
 class ChildRun:
     """One training child. `wait()` returns how it ended; `cancel()` ends it now."""
 
-    def __init__(self, spec: dict, spec_path: Path, on_event: Callable[[dict], None], env: dict | None = None):
+    def __init__(
+        self,
+        spec: dict,
+        spec_path: Path,
+        on_event: Callable[[dict], None],
+        env: dict | None = None,
+        standby: subprocess.Popen | None = None,
+    ):
         self.spec, self.spec_path, self.on_event = spec, Path(spec_path), on_event
         self.spec_path.parent.mkdir(parents=True, exist_ok=True)
         self.spec_path.write_text(json.dumps(spec, indent=2, default=str))
@@ -72,19 +147,9 @@ class ChildRun:
         self._error: str | None = None
         self._stderr_tail: list[str] = []
         self._times = {"spawned": time.monotonic()}  # spawned, first message, result: the child's start and exit
-        child_env = {**os.environ, **(env or {}), "PENWRIGHT_PARENT_PID": str(os.getpid())}
-        child_env.setdefault("TOKENIZERS_PARALLELISM", "false")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", CHILD_MODULE, str(self.spec_path)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            stdin=subprocess.DEVNULL,
-            text=True,
-            bufsize=1,
-            env=child_env,
-            start_new_session=True,  # its own process group: cancel kills grandchildren too
-            preexec_fn=_linux_pdeathsig if sys.platform.startswith("linux") else None,
-        )
+        self.proc = _adopt(standby, self.spec_path) if standby is not None and env is None else None
+        self.from_standby = self.proc is not None
+        self.proc = self.proc or _spawn([str(self.spec_path)], env)
         self._readers = [
             threading.Thread(target=self._read_stdout, name="runner-stdout", daemon=True),
             threading.Thread(target=self._read_stderr, name="runner-stderr", daemon=True),
@@ -155,11 +220,12 @@ class ChildRun:
         return RunOutcome("failed", error=f"the training process exited with code {code}: {tail}", returncode=code)
 
     def _with_times(self, exited: float) -> dict:
-        """The result, its timings joined by the parent's view: Python start to the first message, and the result
-        to the process's exit."""
+        """The result, its timings joined by the parent's view: Python start to the first message, the result to the
+        process's exit, and whether the child was a standby."""
         t = self._times
         timings = {**(self._result.get("timings") or {}), "child_start_s": t.get("first", exited) - t["spawned"]}
         timings["child_exit_s"] = exited - t.get("result", exited)
+        timings["standby"] = self.from_standby
         return {**self._result, "timings": timings}
 
 

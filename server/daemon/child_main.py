@@ -162,9 +162,25 @@ def _plain(metrics: dict) -> dict:
     }
 
 
+def standby() -> str | None:
+    """`--standby`: import what training needs, then wait for the spec's path on stdin (None: the daemon is gone,
+    or closed the standby without a job)."""
+    import torch  # noqa: F401
+
+    from penwright.trainer.train import import_heavy
+
+    import_heavy()
+    return sys.stdin.readline().strip() or None
+
+
 def main(argv: list[str]) -> int:
-    spec = json.loads(Path(argv[0]).read_text())
     _watch_parent()
+    if argv == ["--standby"]:
+        path = standby()
+        if path is None:
+            return 0
+        argv = [path]
+    spec = json.loads(Path(argv[0]).read_text())
     _limit_threads()
     timings: dict[str, float] = {}
     try:

@@ -18,7 +18,7 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
-from penwright.server.daemon.child import ChildRun, RunOutcome, kill_stale_child, train_threads
+from penwright.server.daemon.child import ChildRun, RunOutcome, Standby, kill_stale_child, train_threads
 from penwright.server.daemon.gate import Gate, decide
 from penwright.server.daemon.jobs import Job, JobQueue
 from penwright.server.daemon.keeper import DatasetKeeper
@@ -56,6 +56,7 @@ class JobRunner:
         self._thread: threading.Thread | None = None
         self._cancelled: set[int] = set()
         self._resume_timer: threading.Timer | None = None  # pause_while_typing: when the child continues
+        self._standby = Standby(policy.standby_child)  # the next job's child, started ahead (recover, job ends)
 
     # -- state ---------------------------------------------------------------------------------------------------
     def busy(self) -> bool:
@@ -83,6 +84,7 @@ class JobRunner:
                 resume=True,
                 message=f"job {job.id} was running when the daemon stopped; it resumes",
             )
+        self._standby.ensure()
 
     # -- start / cancel ------------------------------------------------------------------------------------------
     def start(self, job: Job) -> None:
@@ -147,6 +149,7 @@ class JobRunner:
             self._shutting_down = True
         if child is not None:
             child.cancel()
+        self._standby.close()
 
     # -- one job -------------------------------------------------------------------------------------------------
     def _run_safely(self, job: Job) -> None:
@@ -163,6 +166,8 @@ class JobRunner:
                     self._resume_timer.cancel()
                     self._resume_timer = None
             self._share_cpu(0)
+            if not self._shutting_down:
+                self._standby.ensure()
             self.on_idle()
 
     def _run(self, job: Job) -> None:
@@ -190,7 +195,7 @@ class JobRunner:
             warm_start=spec.get("init_adapter") is not None,
             dataset=mix,
         )
-        child = ChildRun(spec, run_dir / "job.json", self._relay(job.id))
+        child = ChildRun(spec, run_dir / "job.json", self._relay(job.id), standby=self._standby.take())
         self._share_cpu(train_threads())
         with self._lock:
             self._child = child

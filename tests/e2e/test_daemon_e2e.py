@@ -90,6 +90,7 @@ def test_retrain_now_warm_starts_from_the_live_adapter(daemon, project):
     assert started["warm_start"] is True
     finished = _job_events(daemon, job["id"], mark)
     assert finished["type"] == "job.finished", finished
+    assert finished["timings"]["standby"] is True  # the child started when the last job ended, its imports done
     gate = daemon.wait_event(lambda e: e["type"] == "gate" and e["job_id"] == job["id"], 30, mark)
     assert gate["reference_name"] == f"penwright@v{live_before}"  # judged against the live adapter
     import yaml
