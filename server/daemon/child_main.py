@@ -165,11 +165,14 @@ def _plain(metrics: dict) -> dict:
 def standby() -> str | None:
     """`--standby`: import what training needs, then wait for the spec's path on stdin (None: the daemon is gone,
     or closed the standby without a job)."""
-    import torch  # noqa: F401
+    try:
+        import torch  # noqa: F401
 
-    from penwright.trainer.train import import_heavy
+        from penwright.trainer.train import import_heavy
 
-    import_heavy()
+        import_heavy()
+    except ImportError:  # an install without them: the job reports what is missing, as a fresh child would
+        pass
     return sys.stdin.readline().strip() or None
 
 
