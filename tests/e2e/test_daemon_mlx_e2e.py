@@ -97,7 +97,8 @@ def test_save_to_a_completion_from_an_mlx_trained_adapter(example_project, tmp_p
         ends = {tok.convert_tokens_to_ids(t) for t in ("<|endoftext|>", "<|im_end|>", tok.eos_token) if t}
         want = greedy_mlx(base, adapter_dir, ids, 12)
         want = want[: next((i for i, t in enumerate(want) if t in ends), len(want))]  # the engine stops there
-        assert served["choices"][0]["text"] == tok.decode(want, skip_special_tokens=True)  # the adapter, applied
+        # the adapter, applied (a completion never ends in half a character: the engine holds back an incomplete one)
+        assert served["choices"][0]["text"] == tok.decode(want, skip_special_tokens=True).rstrip("\ufffd")
         assert want != greedy_mlx(base, None, ids, 12)
         assert served["choices"][0]["text"] != from_base["choices"][0]["text"]
         took = {k: round(v, 1) for k, v in (finished.get("timings") or {}).items()}
