@@ -11,8 +11,9 @@ control book's 12 evenly spread 512-token windows (as `penwright eval` picks the
 compressed, so the device needs nothing but torch and transformers. `run` trains a LoRA per setting (AdamW, warmup
 + cosine to 0.1, clip 1.0, bf16 autocast, plain causal attention over packed rows: the CPU trainer's recipe), prints
 held-out perplexity against the base for the author and the control, and the voice margin. A setting is a dict:
-author, data (`rows` | `raw1024`), r, alpha, lr, bs, and optionally epochs, dropout, wd, neft (NEFTune alpha),
-targets (`attn_mlp` | `attn`), eval_every (held-out perplexity during training). Results: benchmarks/quality_results.md.
+author, data (`rows` | `raw1024`), r, alpha, lr, bs, and optionally epochs, dropout, wd, neft (NEFTune alpha), targets
+(`attn_mlp` | `attn`, `+head` for the output projection too), eval_every (held-out perplexity during training). Results:
+benchmarks/quality_results.md.
 """
 
 from __future__ import annotations
@@ -100,10 +101,14 @@ def lora_class():
 
 
 def add_lora(model, c: dict) -> list:
-    LoRA, names = lora_class(), ATTN + (MLP if c.get("targets", "attn_mlp") == "attn_mlp" else ())
+    targets = c.get("targets", "attn_mlp")
+    LoRA, names = lora_class(), ATTN + (MLP if targets.startswith("attn_mlp") else ())
     for p in model.parameters():
         p.requires_grad_(False)
     added = []
+    if targets.endswith("+head"):  # the output projection too (tied to the embeddings: LoRA adds to the head only)
+        model.lm_head = LoRA(model.lm_head, c["r"], c["alpha"], c.get("dropout", 0.0))
+        added.append(model.lm_head)
     for layer in model.model.layers:
         for parent in (layer.self_attn, layer.mlp):
             for name in names:
@@ -114,6 +119,8 @@ def add_lora(model, c: dict) -> list:
 
 
 def remove_lora(model) -> None:
+    if hasattr(model.lm_head, "base"):
+        model.lm_head = model.lm_head.base
     for layer in model.model.layers:
         for parent in (layer.self_attn, layer.mlp):
             for name in ATTN + MLP:
@@ -152,7 +159,7 @@ def train(model, rows: list, c: dict, own: list, dev: str) -> dict:
             hidden = model.model(inputs_embeds=emb).last_hidden_state
         keep = labels.reshape(-1) != -100
         h = hidden.reshape(-1, hidden.shape[-1])[keep].float()
-        loss = F.cross_entropy(F.linear(h, model.lm_head.weight), labels.reshape(-1)[keep])
+        loss = F.cross_entropy(model.lm_head(h), labels.reshape(-1)[keep])
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step(), opt.zero_grad(set_to_none=True), sched.step()
