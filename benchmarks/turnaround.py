@@ -334,7 +334,9 @@ def child_breakdown(project: Path, run_id: str | None) -> list[tuple[str, float]
     except (OSError, ValueError):
         return []
     first = next((r["elapsed_s"] for r in log if r.get("step") == 1), float("nan"))
-    levers = (run / "config.yaml").read_text().partition("levers: ")[2].partition("\n")[0] or "?"
+    import yaml
+
+    levers = str(yaml.safe_load((run / "config.yaml").read_text()).get("levers", "?"))
     return [
         (f"  train: setup (levers: {levers[:16]})", t["setup_s"]),
         *((f"    setup: {part}", seconds) for part, seconds in (t.get("setup_split") or {}).items()),

@@ -147,9 +147,9 @@ class ChildRun:
         self._error: str | None = None
         self._stderr_tail: list[str] = []
         self._times = {"spawned": time.monotonic()}  # spawned, first message, result: the child's start and exit
-        self.proc = _adopt(standby, self.spec_path) if standby is not None and env is None else None
-        self.from_standby = self.proc is not None
-        self.proc = self.proc or _spawn([str(self.spec_path)], env)
+        adopted = _adopt(standby, self.spec_path) if standby is not None and env is None else None
+        self.from_standby = adopted is not None
+        self.proc = adopted or _spawn([str(self.spec_path)], env)
         self._readers = [
             threading.Thread(target=self._read_stdout, name="runner-stdout", daemon=True),
             threading.Thread(target=self._read_stderr, name="runner-stderr", daemon=True),
